@@ -1,0 +1,1 @@
+//! paxoskv client library.

@@ -1,0 +1,1 @@
+//! paxoskv harness: Jepsen-style testing of a real cluster.

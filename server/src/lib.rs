@@ -1,0 +1,1 @@
+//! paxoskv replica: the Multi-Paxos core and the runtime that drives it.
