@@ -941,7 +941,7 @@ impl Replica {
             for (request_id, cmd) in waiters {
                 let reply = match results
                     .iter()
-                    .find(|(c, _)| same_command(c, &cmd))
+                    .find(|(key, _)| *key == key_of(&cmd))
                     .map(|(_, r)| r.clone())
                 {
                     Some(result) => result.map_err(RequestError::from),
@@ -995,8 +995,4 @@ pub(crate) enum AppliedEvent {
 
 fn key_of(cmd: &Command) -> (u64, u64) {
     (cmd.client_id, cmd.seq)
-}
-
-fn same_command(a: &Command, b: &Command) -> bool {
-    a.client_id == b.client_id && a.seq == b.seq
 }

@@ -1,7 +1,7 @@
 //! Deterministic simulation of a cluster under faults.
 //!
 //! One seed fixes everything: the network drops, duplicates, delays and
-//! reorders messages; replicas crash (losing all that was not persisted, even
+//! reorders messages; partitions cut replicas off; replicas crash (losing all that was not persisted, even
 //! half of a `Ready`'s writes) and restart from their disk; replicas pause;
 //! acceptors fail messages (`fail_rate`); clients submit reads and writes to
 //! whichever replica they believe leads, time out and retry. After the fault
@@ -50,6 +50,9 @@ pub struct SimConfig {
     pub restart_p: f64,
     pub pause_p: f64,
     pub resume_p: f64,
+    /// Per tick, probability that a replica gets cut off (healing uses
+    /// `resume_p`).
+    pub partition_p: f64,
     /// Highest acceptor fail_rate drawn.
     pub max_fail_rate: f64,
     /// Probability that a client sends an attempt to a random replica
@@ -78,6 +81,7 @@ impl SimConfig {
             restart_p: 0.1,
             pause_p: rng.random_range(0.0..0.03),
             resume_p: 0.1,
+            partition_p: rng.random_range(0.0..0.03),
             max_fail_rate: rng.random_range(0.0..0.3),
             retarget_p: 0.1,
             request_timeout: 40,
@@ -111,6 +115,8 @@ struct Node {
     replica: Option<Replica>,
     disk: PersistentState,
     paused: bool,
+    /// Cut off by a network partition: all its messages, both ways, are lost.
+    isolated: bool,
     fail_rate: f64,
     /// Last slot this incarnation applied (for the in-order check).
     last_applied: Slot,
@@ -204,6 +210,7 @@ impl Sim {
                 ),
                 disk: PersistentState::default(),
                 paused: false,
+                isolated: false,
                 fail_rate: 0.0,
                 last_applied: 0,
             })
@@ -304,6 +311,16 @@ impl Sim {
             self.log(|| format!("resume {id}"));
             self.nodes[id].paused = false;
         }
+        let id = self.rng.random_range(0..n);
+        if self.rng.random_bool(self.cfg.partition_p) {
+            self.log(|| format!("isolate {id}"));
+            self.nodes[id].isolated = true;
+        }
+        let id = self.rng.random_range(0..n);
+        if self.nodes[id].isolated && self.rng.random_bool(self.cfg.resume_p) {
+            self.log(|| format!("reconnect {id}"));
+            self.nodes[id].isolated = false;
+        }
         if self.rng.random_bool(0.02) {
             let id = self.rng.random_range(0..n);
             self.nodes[id].fail_rate = self.rng.random_range(0.0..=self.cfg.max_fail_rate);
@@ -355,6 +372,7 @@ impl Sim {
                 self.restart(id);
             }
             self.nodes[id].paused = false;
+            self.nodes[id].isolated = false;
             self.nodes[id].fail_rate = 0.0;
         }
     }
@@ -477,6 +495,9 @@ impl Sim {
 
     fn send(&mut self, from: ReplicaId, to: ReplicaId, msg: Message) {
         let faulty = !self.healed;
+        if faulty && (self.nodes[from].isolated || self.nodes[to].isolated) {
+            return;
+        }
         if faulty && self.rng.random_bool(self.cfg.drop_p) {
             return;
         }
@@ -883,7 +904,7 @@ fn schedules(default: u64) -> u64 {
 
 fn config_for(seed: u64) -> SimConfig {
     let mut rng = StdRng::seed_from_u64(seed);
-    let replicas = if seed % 2 == 0 { 3 } else { 5 };
+    let replicas = if seed.is_multiple_of(2) { 3 } else { 5 };
     SimConfig::new(replicas, &mut rng)
 }
 
