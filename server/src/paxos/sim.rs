@@ -73,7 +73,7 @@ impl SimConfig {
             replicas,
             clients: rng.random_range(2..=4),
             fault_ticks: rng.random_range(100..250),
-            heal_bound: 600,
+            heal_bound: 300,
             drop_p: rng.random_range(0.0..0.2),
             dup_p: rng.random_range(0.0..0.1),
             max_delay: rng.random_range(1..=4),
@@ -109,6 +109,9 @@ pub struct SimStats {
     pub reads_acked: u64,
     pub crashes: u64,
     pub slots_chosen: u64,
+    /// Ticks from healing until every command completed and replicas
+    /// converged (the maximum over schedules when summed up).
+    pub ticks_to_recover: u64,
 }
 
 struct Node {
@@ -284,6 +287,7 @@ impl Sim {
                 break;
             }
         }
+        self.stats.ticks_to_recover = self.now - self.cfg.fault_ticks;
         self.check_final()?;
         self.stats.ticks = self.now;
         Ok(self.stats)
@@ -793,6 +797,21 @@ impl Sim {
                 Some((position, _)) => position_of_ack.push((w.acked, *position, w.invoked)),
             }
         }
+        // Real-time order of writes: a write invoked after another was
+        // acknowledged must come after it in the log.
+        let mut latest_invoke_before = Vec::with_capacity(invoked_at.len() + 1);
+        latest_invoke_before.push(0u64);
+        for t in &invoked_at {
+            let m = *latest_invoke_before.last().unwrap_or(&0);
+            latest_invoke_before.push(m.max(*t));
+        }
+        for (acked, position, _) in &position_of_ack {
+            if latest_invoke_before[position - 1] > *acked {
+                return Err(format!(
+                    "write #{position} is ordered after a write invoked once it was acknowledged"
+                ));
+            }
+        }
         self.check_reads(&history, &position_of_ack, &invoked_at)
     }
 
@@ -934,6 +953,7 @@ fn run_many(name: &str, first: u64, count: u64) {
                 total.reads_acked += s.reads_acked;
                 total.crashes += s.crashes;
                 total.slots_chosen += s.slots_chosen;
+                total.ticks_to_recover = total.ticks_to_recover.max(s.ticks_to_recover);
             }
             Err(violation) => panic!(
                 "seed {seed} failed: {violation}\n  replay: PAXOS_SIM_SEED={seed} cargo test -p server --lib paxos::sim::replay -- --ignored --nocapture"
