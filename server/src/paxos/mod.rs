@@ -98,6 +98,6 @@ pub use messages::{AcceptedEntry, ChosenEntry, Message};
 pub use ready::{Ready, Reply, RequestError};
 pub use replica::{ConfigError, Replica, Status, StepError};
 pub use storage::{PersistentState, Snapshot, StorageWrite};
-pub use types::{Ballot, Config, ReadMode, ReplicaId, RequestId, Role, Slot, Value};
+pub use types::{Ballot, Config, ReadMode, ReplicaId, RequestId, Role, Slot, Value, MAX_SLOT};
 
 pub use crate::kv::{Command, KvStore, Op, OpResult, StaleCommand};

@@ -10,7 +10,9 @@ use super::learner::Learner;
 use super::messages::{ChosenEntry, Message};
 use super::ready::{Ready, Reply, RequestError};
 use super::storage::{PersistentState, Snapshot};
-use super::types::{majority, Ballot, Config, ReadMode, ReplicaId, RequestId, Role, Slot, Value};
+use super::types::{
+    majority, Ballot, Config, ReadMode, ReplicaId, RequestId, Role, Slot, Value, MAX_SLOT,
+};
 use crate::kv::{Command, KvStore, OpResult};
 
 /// A configuration the core refuses to run with.
@@ -47,6 +49,8 @@ pub enum StepError {
     },
     #[error("slot 0 is not a log slot")]
     SlotZero,
+    #[error("slot {slot} is beyond any plausible log (limit {limit})", limit = MAX_SLOT)]
+    SlotOutOfRange { slot: Slot },
 }
 
 /// A snapshot of a replica's state for status reports.
@@ -171,6 +175,10 @@ impl Replica {
             if ballot.replica >= self.n {
                 return Err(StepError::BadBallot { ballot });
             }
+        }
+        let slot = msg.highest_slot();
+        if slot > MAX_SLOT {
+            return Err(StepError::SlotOutOfRange { slot });
         }
         match &msg {
             Message::Prepare { ballot, .. }

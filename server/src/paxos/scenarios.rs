@@ -25,6 +25,8 @@ struct Cluster {
     replicas: Vec<Option<Replica>>,
     disks: Vec<PersistentState>,
     paused: Vec<bool>,
+    /// Messages to these replicas are lost (a partition, or fail_rate 1).
+    deaf: Vec<bool>,
     /// (from, to, message) in send order.
     net: VecDeque<(ReplicaId, ReplicaId, Message)>,
     /// (replica, request, reply) in answer order.
@@ -44,6 +46,7 @@ impl Cluster {
             replicas,
             disks: vec![PersistentState::default(); n],
             paused: vec![false; n],
+            deaf: vec![false; n],
             net: VecDeque::new(),
             replies: Vec::new(),
             next_request: 1,
@@ -89,6 +92,9 @@ impl Cluster {
         while let Some((from, to, msg)) = self.net.pop_front() {
             if self.paused[to] {
                 held.push_back((from, to, msg));
+                continue;
+            }
+            if self.deaf[to] {
                 continue;
             }
             let Some(replica) = self.replicas[to].as_mut() else {
@@ -364,6 +370,47 @@ fn a_replica_behind_the_compacted_log_receives_a_snapshot() {
 }
 
 #[test]
+fn a_partitioned_follower_learns_the_slots_it_missed_from_the_log() {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    // Replica 2 is cut off: everything sent to it is lost.
+    c.deaf[2] = true;
+    for seq in 1..=6 {
+        c.submit(0, 1, seq, put("k", &seq.to_string()));
+        c.stabilize();
+    }
+    c.tick(3);
+    assert_eq!(c.replica(2).commit_index(), 0);
+    assert_eq!(c.replica(0).commit_index(), 6);
+    // Reconnected, it answers the next heartbeat with its commit index 0;
+    // the coordinator sends it the chosen slots it lacks (no snapshot:
+    // nothing was compacted).
+    c.deaf[2] = false;
+    c.tick(c.config.heartbeat_ticks as usize + 1);
+    assert_eq!(c.replica(2).commit_index(), 6);
+    assert_eq!(c.replica(2).status().snapshot_slot, 0);
+    assert_eq!(c.replica(2).digest(), c.replica(0).digest());
+}
+
+#[test]
+fn an_acceptor_failing_every_message_does_not_stop_the_majority() {
+    // fail_rate 1.0 at replica 2: the runtime drops everything it receives.
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    c.deaf[2] = true;
+    let mut writes = Vec::new();
+    for seq in 1..=5 {
+        writes.push(c.submit(0, 1, seq, put("k", &seq.to_string())));
+        c.stabilize();
+    }
+    for w in writes {
+        assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+    }
+    assert_eq!(c.replica(1).kv().read("k"), Some("5".into()));
+    assert_eq!(c.replica(2).commit_index(), 0, "it failed everything");
+}
+
+#[test]
 fn a_command_retried_through_a_new_coordinator_is_applied_once() {
     let mut c = Cluster::new(3, config());
     c.elect(0);
@@ -474,6 +521,18 @@ fn malformed_messages_are_rejected_without_panicking() {
             }
         ),
         Err(StepError::SlotZero)
+    );
+    assert_eq!(
+        r.step(
+            1,
+            Message::Chosen {
+                entries: vec![ChosenEntry {
+                    slot: u64::MAX,
+                    value: Value::NoOp
+                }]
+            }
+        ),
+        Err(StepError::SlotOutOfRange { slot: u64::MAX })
     );
     // Nonsense that is well-formed is simply harmless.
     r.step(
