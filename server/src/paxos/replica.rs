@@ -368,6 +368,15 @@ impl Replica {
         self.id
     }
 
+    /// Number of replicas in the cluster.
+    pub fn replica_count(&self) -> usize {
+        self.n
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     pub fn role(&self) -> Role {
         match self.role {
             RoleState::Follower => Role::Follower,

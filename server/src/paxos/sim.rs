@@ -108,6 +108,8 @@ pub struct SimStats {
     pub writes_acked: u64,
     pub reads_acked: u64,
     pub crashes: u64,
+    /// Crashes that left only part of a `Ready`'s writes on disk.
+    pub torn_crashes: u64,
     pub slots_chosen: u64,
     /// Ticks from healing until every command completed and replicas
     /// converged (the maximum over schedules when summed up).
@@ -351,6 +353,9 @@ impl Sim {
         for w in &ready.persist[..keep] {
             self.nodes[id].disk.apply(w);
         }
+        if keep < ready.persist.len() {
+            self.stats.torn_crashes += 1;
+        }
         self.log(|| format!("crash {id} (persisted {keep}/{})", ready.persist.len()));
         Ok(())
     }
@@ -470,6 +475,12 @@ impl Sim {
                         r.submit(request, cmd);
                     }
                 }
+            }
+            if !self.healed && self.rng.random_bool(self.cfg.crash_p / 4.0) {
+                // Dies while handling it: its writes may be half on disk, and
+                // nothing it meant to send leaves.
+                self.crash(to)?;
+                continue;
             }
             self.flush(to)?;
         }
@@ -952,6 +963,7 @@ fn run_many(name: &str, first: u64, count: u64) {
                 total.writes_acked += s.writes_acked;
                 total.reads_acked += s.reads_acked;
                 total.crashes += s.crashes;
+                total.torn_crashes += s.torn_crashes;
                 total.slots_chosen += s.slots_chosen;
                 total.ticks_to_recover = total.ticks_to_recover.max(s.ticks_to_recover);
             }
