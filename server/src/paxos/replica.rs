@@ -532,8 +532,10 @@ impl Replica {
         if let Some(snapshot) = best_snapshot {
             self.install_snapshot(snapshot);
         }
-        // 2. Slots some promiser knows chosen.
-        let mut last_slot = self.learner.commit_index();
+        // 2. Slots some promiser knows chosen. (A slot we know chosen was
+        // accepted by a majority, so some promise reports it anyway; starting
+        // from it costs nothing and leaves no hole unproposed.)
+        let mut last_slot = self.learner.last_known_slot();
         for p in c.promises.values() {
             for e in &p.chosen {
                 last_slot = last_slot.max(e.slot);
@@ -562,7 +564,6 @@ impl Replica {
                 (slot, value)
             })
             .collect();
-        let last_slot = last_slot.max(self.learner.last_known_slot());
         self.role = RoleState::Coordinator(Coordinator::new(ballot, self.n, last_slot + 1));
         self.leader = Some(self.id);
         // 4. Phase 2 for them all in our ballot; holes become no-ops.
