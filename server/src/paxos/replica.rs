@@ -774,9 +774,15 @@ impl Replica {
         }
         c.silent_ticks[from] = 0;
         c.acked_round[from] = c.acked_round[from].max(round);
-        c.follower_commit[from] = commit;
+        let previous = mem::replace(&mut c.follower_commit[from], commit);
         let own_commit = self.learner.commit_index();
-        if commit < own_commit {
+        // A follower a few slots behind is usually just behind our latest
+        // `Chosen` broadcasts, which are on their way; catch it up only when it
+        // made no progress since its last answer or is further behind than
+        // the pipeline.
+        let stalled = commit == previous;
+        let far_behind = commit + self.config.max_inflight_slots < own_commit;
+        if commit < own_commit && (stalled || far_behind) {
             self.send_catch_up(from, commit + 1);
         } else if commit > own_commit {
             self.send(
