@@ -27,6 +27,8 @@ struct Cluster {
     paused: Vec<bool>,
     /// Messages to these replicas are lost (a partition, or fail_rate 1).
     deaf: Vec<bool>,
+    /// (to, message kind): such messages are lost.
+    lost: Vec<(ReplicaId, &'static str)>,
     /// (from, to, message) in send order.
     net: VecDeque<(ReplicaId, ReplicaId, Message)>,
     /// (replica, request, reply) in answer order.
@@ -47,6 +49,7 @@ impl Cluster {
             disks: vec![PersistentState::default(); n],
             paused: vec![false; n],
             deaf: vec![false; n],
+            lost: Vec::new(),
             net: VecDeque::new(),
             replies: Vec::new(),
             next_request: 1,
@@ -94,7 +97,7 @@ impl Cluster {
                 held.push_back((from, to, msg));
                 continue;
             }
-            if self.deaf[to] {
+            if self.deaf[to] || self.lost.contains(&(to, msg.kind())) {
                 continue;
             }
             let Some(replica) = self.replicas[to].as_mut() else {
@@ -310,6 +313,34 @@ fn new_coordinator_adopts_an_accepted_value_and_fills_the_hole_with_a_noop() {
     );
     assert_eq!(c.replica(2).kv().read("b"), Some("2".into()));
     assert_eq!(c.replica(2).kv().read("a"), None);
+}
+
+#[test]
+fn a_read_at_a_new_coordinator_waits_for_the_write_it_recovered() {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    // x=1 is chosen and acknowledged, but the news that it was chosen never
+    // reaches replicas 1 and 2: they only accepted it.
+    c.lost = vec![(1, "chosen"), (2, "chosen")];
+    let w = c.submit(0, 1, 1, put("x", "1"));
+    c.stabilize();
+    assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+    assert_eq!(c.replica(1).commit_index(), 0);
+    // Replica 0 crashes; replica 1 takes over and recovers x=1 from the
+    // promises, but its accepts to replica 2 are lost for now.
+    c.crash(0);
+    c.lost = vec![(2, "accept")];
+    c.elect(1);
+    assert_eq!(c.replica(1).commit_index(), 0);
+    // A read of x must not be answered from the state before x=1, although
+    // a majority confirms the leadership of replica 1 at once.
+    let r = c.submit(1, 2, 1, get("x"));
+    c.tick(1);
+    assert_eq!(c.reply(r), None);
+    // Once x=1 is chosen again in the new ballot and applied, it is.
+    c.lost.clear();
+    c.tick(c.config.heartbeat_ticks as usize);
+    assert_eq!(c.reply(r), Some(&value("1")));
 }
 
 #[test]
