@@ -87,7 +87,7 @@
 //! # Tests
 //! `scenarios` tells the protocol as stories (a deposed coordinator waking up,
 //! a hole filled with a no-op, a returning replica catching up before it
-//! takes over...). `sim` runs 1000 random schedules per `cargo test` over 3
+//! takes over...). `sim` runs 2000 random schedules per `cargo test` over 3
 //! and 5 replicas with a hostile network, crashes and pauses, and checks
 //! agreement, liveness after healing, exactly-once and linearizable reads;
 //! `PAXOS_SIM_SCHEDULES=n` runs more, and a failing seed prints its replay

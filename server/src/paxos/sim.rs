@@ -978,17 +978,17 @@ fn run_many(name: &str, first: u64, count: u64) {
     );
 }
 
-// Even seeds simulate 3 replicas, odd seeds 5. Two tests of 500 schedules
+// Even seeds simulate 3 replicas, odd seeds 5. Two tests of 1000 schedules
 // each (by default) so that they run in parallel.
 
 #[test]
 fn random_schedules_batch_a() {
-    run_many("sim A", 0, schedules(500));
+    run_many("sim A", 0, schedules(1000));
 }
 
 #[test]
 fn random_schedules_batch_b() {
-    run_many("sim B", 1_000_000, schedules(500));
+    run_many("sim B", 1_000_000, schedules(1000));
 }
 
 /// `PAXOS_SIM_SEED=<seed>`: replay one schedule with a trace of its last
