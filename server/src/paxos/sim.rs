@@ -53,6 +53,9 @@ pub struct SimConfig {
     /// Per tick, probability that a replica gets cut off (healing uses
     /// `resume_p`).
     pub partition_p: f64,
+    /// Probability that a crash, pause or partition hits the coordinator
+    /// rather than a random replica.
+    pub target_leader_p: f64,
     /// Highest acceptor fail_rate drawn.
     pub max_fail_rate: f64,
     /// Probability that a client sends an attempt to a random replica
@@ -82,6 +85,7 @@ impl SimConfig {
             pause_p: rng.random_range(0.0..0.03),
             resume_p: 0.1,
             partition_p: rng.random_range(0.0..0.03),
+            target_leader_p: rng.random_range(0.0..0.8),
             max_fail_rate: rng.random_range(0.0..0.3),
             retarget_p: 0.1,
             request_timeout: 40,
@@ -297,9 +301,30 @@ impl Sim {
 
     // ----- faults --------------------------------------------------------
 
+    /// A fault's target: like Jepsen's nemeses, often the current
+    /// coordinator (that is where leadership changes and their races come
+    /// from), otherwise anyone.
+    fn victim(&mut self) -> ReplicaId {
+        let n = self.cfg.replicas;
+        if self.rng.random_bool(self.cfg.target_leader_p) {
+            let leaders: Vec<_> = (0..n)
+                .filter(|id| {
+                    self.nodes[*id]
+                        .replica
+                        .as_ref()
+                        .is_some_and(|r| r.role() == Role::Coordinator)
+                })
+                .collect();
+            if !leaders.is_empty() {
+                return leaders[self.rng.random_range(0..leaders.len())];
+            }
+        }
+        self.rng.random_range(0..n)
+    }
+
     fn faults(&mut self) -> Result<(), String> {
         let n = self.cfg.replicas;
-        let id = self.rng.random_range(0..n);
+        let id = self.victim();
         if self.rng.random_bool(self.cfg.crash_p) && self.nodes[id].replica.is_some() {
             self.crash(id)?;
         }
@@ -307,7 +332,7 @@ impl Sim {
         if self.nodes[id].replica.is_none() && self.rng.random_bool(self.cfg.restart_p) {
             self.restart(id);
         }
-        let id = self.rng.random_range(0..n);
+        let id = self.victim();
         if self.rng.random_bool(self.cfg.pause_p) {
             self.log(|| format!("pause {id}"));
             self.nodes[id].paused = true;
@@ -317,7 +342,7 @@ impl Sim {
             self.log(|| format!("resume {id}"));
             self.nodes[id].paused = false;
         }
-        let id = self.rng.random_range(0..n);
+        let id = self.victim();
         if self.rng.random_bool(self.cfg.partition_p) {
             self.log(|| format!("isolate {id}"));
             self.nodes[id].isolated = true;
