@@ -72,6 +72,29 @@ pub struct SimConfig {
 
 impl SimConfig {
     pub fn new(replicas: usize, rng: &mut StdRng) -> Self {
+        let base = Self::base(replicas, rng);
+        if rng.random_bool(0.25) {
+            base.hunting_stale_reads()
+        } else {
+            base
+        }
+    }
+
+    /// Stale reads need a paused coordinator to be asked a read while
+    /// another one leads: pause often, many clients sent anywhere, short
+    /// client timeouts so that they find the new coordinator quickly.
+    pub fn hunting_stale_reads(self) -> Self {
+        SimConfig {
+            clients: 8,
+            pause_p: 0.05,
+            resume_p: 0.1,
+            retarget_p: 0.5,
+            request_timeout: 15,
+            ..self
+        }
+    }
+
+    fn base(replicas: usize, rng: &mut StdRng) -> Self {
         SimConfig {
             replicas,
             clients: rng.random_range(2..=4),
@@ -1059,16 +1082,9 @@ fn find_violation(tweak: impl Fn(&mut SimConfig) + Copy, limit: u64) -> Option<(
 fn the_simulator_catches_stale_local_reads() {
     let found = find_violation(
         |cfg| {
-            // Stale reads need a paused coordinator to be asked a read while
-            // another leads: pause often, many clients sent anywhere, short
-            // client timeouts so they find the new coordinator quickly.
             cfg.read_mode = ReadMode::Local;
             cfg.replicas = 3;
-            cfg.clients = 8;
-            cfg.pause_p = 0.05;
-            cfg.resume_p = 0.1;
-            cfg.retarget_p = 0.5;
-            cfg.request_timeout = 15;
+            *cfg = cfg.clone().hunting_stale_reads();
         },
         1000,
     );
