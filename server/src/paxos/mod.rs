@@ -2,7 +2,7 @@
 //!
 //! No I/O, no clocks, no threads, no randomness: the runtime feeds inputs in
 //! and carries outputs out, so the same inputs always give the same outputs
-//! (which is what lets [`sim`](self) tests replay thousands of schedules).
+//! (which is what lets the simulator replay thousands of schedules).
 //!
 //! # Roles
 //! Every replica is an acceptor ([`acceptor`]) and a learner ([`learner`]).
@@ -58,12 +58,16 @@
 //!     is safe.
 //!   - `Err(Stale(..))`: the client reused an old sequence number.
 //!
-//!   A request with no majority reachable gets `NotLeader` at the latest
-//!   `election_ticks` after the coordinator lost the majority
-//!   (check-quorum); the runtime should still apply its own deadline.
+//!   Reads (`Op::Get`) carry a `(client_id, seq)` like writes, but never
+//!   touch the session table. A retry of a write that is already applied is
+//!   answered at once with its cached result; a retry of one that is queued
+//!   or in flight joins it and gets the same answer (it is not proposed
+//!   twice). When the coordinator loses its majority, pending requests are
+//!   answered within `election_ticks` (check-quorum: `NotLeader` for those
+//!   not yet proposed, `OutcomeUnknown` for the others); the runtime should
+//!   still apply its own client deadline.
 //! - **Status.** [`Replica::status`] gives role, promised ballot, leader,
 //!   commit and applied index, and the state machine [`digest`](Replica::digest).
-//!
 //! - **Timing.** Suggested: tick every 10 ms, `heartbeat_ticks: 5` (50 ms),
 //!   `election_ticks: 30` (300 ms). Ticks only need to be roughly regular;
 //!   a paused process simply ticks late, which the protocol tolerates.
