@@ -43,6 +43,10 @@
 //!   `Compact { through }`. After a crash, `Replica::new(.., restored)` with
 //!   what reached the disk is safe. Writes of one `Ready` that did not all
 //!   reach the disk are fine too, provided none of its messages went out.
+//! - **Senders.** `from` in `step(from, msg)` is the sender's index in the
+//!   replica list; carry it in the envelope of every peer message (prepares,
+//!   accepts and heartbeats from a replica that does not own their ballot are
+//!   refused).
 //! - **fail_rate.** To make an acceptor fail a message, simply do not call
 //!   `step` for it.
 //! - **Client requests.** `submit(request_id, command)`; the answer comes back
