@@ -73,10 +73,24 @@ pub struct SimConfig {
 impl SimConfig {
     pub fn new(replicas: usize, rng: &mut StdRng) -> Self {
         let base = Self::base(replicas, rng);
-        if rng.random_bool(0.25) {
-            base.hunting_stale_reads()
-        } else {
-            base
+        match rng.random_range(0..4) {
+            0 => base.hunting_stale_reads(),
+            1 => base.crash_storm(),
+            _ => base,
+        }
+    }
+
+    /// Acceptors crash and restart all the time, so that a replica often
+    /// answers a stale coordinator right after a restart: this is where a
+    /// promise or an accepted value that did not survive would show.
+    pub fn crash_storm(self) -> Self {
+        SimConfig {
+            crash_p: 0.1,
+            restart_p: 0.4,
+            pause_p: 0.05,
+            resume_p: 0.2,
+            target_leader_p: 0.2,
+            ..self
         }
     }
 
