@@ -1,1 +1,4 @@
 //! paxoskv replica: the Multi-Paxos core and the runtime that drives it.
+
+pub mod kv;
+pub mod paxos;
