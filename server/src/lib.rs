@@ -1,4 +1,5 @@
 //! paxoskv replica: the Multi-Paxos core and the runtime that drives it.
 
+pub mod config;
 pub mod kv;
 pub mod paxos;
