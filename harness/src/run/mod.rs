@@ -1,0 +1,2 @@
+//! Orchestration of a run.
+pub mod worker;
