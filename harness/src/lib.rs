@@ -5,11 +5,13 @@
 //! [`nemesis`] breaks it on schedule, records the history ([`recorder`]),
 //! checks it and writes a report ([`report`]) into the store ([`store`]).
 
+pub mod cli;
 pub mod cluster;
 pub mod generator;
 pub mod recorder;
 pub mod workload;
 pub mod nemesis;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod store;

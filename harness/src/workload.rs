@@ -246,14 +246,21 @@ impl Default for ClientSpec {
     }
 }
 
-/// Relative weights of the operations; they need not add up to 100.
+/// Relative weights of the operations; they need not add up to 100. An
+/// operation left out of a `mix:` has weight 0 (without `mix:` at all, the
+/// default is get 50, put 40, cas 10).
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct Mix {
+    #[serde(default)]
     pub get: u32,
+    #[serde(default)]
     pub put: u32,
+    #[serde(default)]
     pub delete: u32,
+    #[serde(default)]
     pub cas: u32,
+    #[serde(default)]
     pub append: u32,
 }
 

@@ -1,5 +1,6 @@
-//! Reports of a run: statistics and results.json ([`results`]), plots
-//! ([`plots`]) and the end-of-run summary ([`summary`]).
+//! Reports of a run: statistics ([`results`]), plots ([`plots`]) and the
+//! end-of-run summary ([`summary`]).
 
 pub mod plots;
 pub mod results;
+pub mod summary;

@@ -1,0 +1,189 @@
+//! Process management against a stand-in `server` (a shell script that
+//! sleeps): start, pause, resume, kill, restart, stop, and no orphans when
+//! the harness is stopped by SIGTERM or dies by SIGKILL.
+//!
+//! Ports 24000-24099 (nothing listens on them: the stand-in never opens one).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use harness::cluster::{registered_pids, Cluster, ClusterConfig, NodeState};
+use harness::workload::ReadMode;
+
+/// Writes an executable stand-in for `server` that ignores its arguments.
+fn fake_server(dir: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let p = dir.join("fake-server.sh");
+    std::fs::write(&p, "#!/bin/sh\necho \"fake server $*\" >&2\nexec sleep 600\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("harness-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+/// Alive and not a zombie.
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let state = s.rsplit(')').next().and_then(|r| r.split_whitespace().next());
+            !matches!(state, Some("Z") | Some("X"))
+        }
+        Err(_) => false,
+    }
+}
+
+/// State letter of a process (R, S, T, ...).
+fn state(pid: i32) -> Option<String> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit(')').next()?.split_whitespace().next().map(str::to_string)
+}
+
+fn wait_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+fn config(dir: &Path, base: u16) -> ClusterConfig {
+    ClusterConfig {
+        server_bin: fake_server(dir),
+        replicas: 3,
+        host: "127.0.0.1".into(),
+        base_client_port: base,
+        base_paxos_port: base + 50,
+        fail_rate: 0.0,
+        read_mode: ReadMode::Quorum,
+        extra_flags: vec!["--tick-ms".into(), "10".into()],
+        dir: dir.to_path_buf(),
+    }
+}
+
+#[test]
+fn start_pause_kill_restart_stop() {
+    let dir = tmp("procs");
+    let mut c = Cluster::new(config(&dir, 24000)).unwrap();
+    c.start_all().unwrap();
+    let pids: Vec<i32> = c.nodes.iter().map(|n| n.pid().unwrap()).collect();
+    assert!(pids.iter().all(|&p| alive(p)));
+    assert!(pids.iter().all(|p| registered_pids().contains(p)));
+    // The command line follows the server's CLI contract.
+    let args = c.server_args(1);
+    let joined = args.join(" ");
+    assert!(joined.starts_with("--my-addr 127.0.0.1:24001 --my-paxos 127.0.0.1:24051 --replica 127.0.0.1:24050"), "{joined}");
+    assert!(joined.contains("--read-mode quorum") && joined.ends_with("--tick-ms 10"), "{joined}");
+
+    c.pause(0).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || state(pids[0]).as_deref() == Some("T")));
+    assert!(c.pause(0).is_err(), "a paused node cannot be paused again");
+    c.resume(0).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || state(pids[0]).as_deref() != Some("T")));
+
+    c.kill(1).unwrap();
+    assert!(!alive(pids[1]));
+    assert_eq!(c.nodes[1].state, NodeState::Down);
+    c.start(1).unwrap();
+    let restarted = c.nodes[1].pid().unwrap();
+    assert_ne!(restarted, pids[1]);
+    assert_eq!(c.nodes[1].starts, 2);
+
+    // A paused node is stopped too.
+    c.pause(2).unwrap();
+    drop(c);
+    for p in [pids[0], restarted, pids[2]] {
+        assert!(!alive(p), "pid {p} survived the cluster");
+    }
+    let log = std::fs::read_to_string(dir.join("n1.log")).unwrap();
+    assert_eq!(log.matches("=== harness: start").count(), 2, "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Children of `pid` (from /proc).
+fn children(pid: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            if let Ok(s) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
+                let ppid = s.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1));
+                if ppid == Some(&pid.to_string()) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn harness_cluster(dir: &Path, base: u16) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["cluster", "3", "--base-client-port", &base.to_string()])
+        .args(["--base-paxos-port", &(base + 50).to_string()])
+        .arg("--server-bin")
+        .arg(fake_server(dir))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn harness_cluster_stops_its_replicas_on_sigterm() {
+    let dir = tmp("cluster-term");
+    let mut h = harness_cluster(&dir, 24010);
+    let hp = h.id();
+    assert!(wait_until(Duration::from_secs(10), || children(hp).len() == 3));
+    let kids = children(hp);
+    unsafe { libc::kill(hp as i32, libc::SIGTERM) };
+    let end = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = h.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > end {
+            let _ = h.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    let mut out = String::new();
+    use std::io::Read;
+    h.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert!(out.contains("n2  client 127.0.0.1:24012  paxos 127.0.0.1:24062"), "{out}");
+    assert!(out.contains("stopped 3 replicas"), "{out}");
+    assert!(wait_until(Duration::from_secs(5), || kids.iter().all(|&k| !alive(k))));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn replicas_die_with_a_killed_harness() {
+    let dir = tmp("cluster-kill");
+    let mut h = harness_cluster(&dir, 24020);
+    let hp = h.id();
+    assert!(wait_until(Duration::from_secs(10), || children(hp).len() == 3));
+    let kids = children(hp);
+    h.kill().unwrap(); // SIGKILL: no cleanup code runs; PDEATHSIG does it.
+    h.wait().unwrap();
+    let gone = wait_until(Duration::from_secs(5), || kids.iter().all(|&k| !alive(k)));
+    for &k in &kids {
+        if alive(k) {
+            unsafe { libc::kill(k, libc::SIGKILL) };
+        }
+    }
+    assert!(gone, "orphans left: {kids:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
