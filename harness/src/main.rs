@@ -1,6 +1,6 @@
 //! `harness`: run workloads, check histories, start local clusters.
+//! All logic lives in the library; see `harness::cli`.
 
 fn main() {
-    eprintln!("harness: not built yet");
-    std::process::exit(2);
+    std::process::exit(harness::cli::main_with_args(std::env::args_os()));
 }
