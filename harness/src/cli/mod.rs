@@ -1,13 +1,14 @@
 //! The `harness` command line.
 //!
 //! Subcommands are variants of [`Command`], each implemented in its own
-//! module (`run.rs`, `cluster.rs`). A first argument ending in `.yaml`/`.yml`
-//! means `run` ([`normalize_args`]), so `harness workload.yaml` is
-//! `harness run workload.yaml`.
+//! module (`check.rs`, `run.rs`, `cluster.rs`). A first argument ending in
+//! `.yaml`/`.yml` means `run` ([`normalize_args`]), so `harness workload.yaml`
+//! is `harness run workload.yaml`.
 //!
 //! Exit statuses follow SPEC §4: 0 valid, 1 anomaly found, 2 could not run or
 //! could not decide.
 
+pub mod check;
 pub mod cluster;
 pub mod run;
 
@@ -25,6 +26,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Check Jepsen EDN histories for linearizability.
+    Check(check::CheckArgs),
     /// Run a workload: start a cluster, inject faults, record, check, report.
     Run(run::RunArgs),
     /// Start N local replicas and keep them running until Ctrl-C.
@@ -66,6 +69,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
         }
     };
     match cli.command {
+        Command::Check(args) => check::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Cluster(args) => cluster::run(&args),
     }
@@ -123,6 +127,21 @@ mod tests {
             normalize_args(os(&["harness", "w.yaml", "--x"])),
             os(&["harness", "run", "w.yaml", "--x"])
         );
+        assert_eq!(
+            normalize_args(os(&["harness", "check", "h.edn"])),
+            os(&["harness", "check", "h.edn"])
+        );
+    }
+
+    #[test]
+    fn parses_check() {
+        let cli = Cli::try_parse_from(os(&["harness", "check", "--model", "kv", "a.edn", "b.edn"]))
+            .unwrap();
+        let Command::Check(args) = cli.command else {
+            panic!("not check")
+        };
+        assert_eq!(args.files.len(), 2);
+        assert_eq!(args.model, Some(crate::checker::ModelKind::Kv));
     }
 
     #[test]

@@ -1,0 +1,202 @@
+//! `kv`: a map of independent keys; each key is checked on its own.
+//!
+//! Values are `[key v]`. Operations: `:read`/`:get` (observes `v`; a missing
+//! key reads as `nil`), `:write`/`:put`, `:delete` (value `[key]`, `[key nil]`
+//! or just `key`), `:cas [key [old new]]` (`old` = `nil` matches a missing key),
+//! `:append [key v]`: a string is concatenated to a string value, anything is
+//! pushed onto a vector value; appending to a missing key creates it (a string
+//! as itself, anything else as a one-element vector).
+//!
+//! Because keys are independent (P-compositionality: a history is
+//! linearizable iff each key's sub-history is), [`partition`] splits the
+//! history by key and the per-key model [`KvKey`] is a register extended with
+//! delete and append.
+
+use rustc_hash::FxHashMap;
+
+use super::model::{Model, ModelError, Partition, SearchOp, ValueTable, NIL};
+use crate::history::{ClientOp, Outcome, Value};
+
+/// An operation on one key, over interned values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvOp {
+    Read(u32),
+    Write(u32),
+    Delete,
+    Cas { old: u32, new: u32 },
+    Append(u32),
+}
+
+/// The model of one key; state is the interned id of its value (`nil` = missing).
+#[derive(Debug, Clone, Default)]
+pub struct KvKey {
+    pub values: ValueTable,
+    /// Memo of `append`: (value id, appended id) → result id, so that the
+    /// search builds each concatenation once.
+    appended: FxHashMap<(u32, u32), Option<u32>>,
+}
+
+impl KvKey {
+    fn append(&mut self, state: u32, item: u32) -> Option<u32> {
+        if let Some(&result) = self.appended.get(&(state, item)) {
+            return result;
+        }
+        let result = match (self.values.get(state), self.values.get(item)) {
+            (Value::Nil, Value::Str(s)) => Some(Value::Str(s.clone())),
+            (Value::Nil, other) => Some(Value::Vector(vec![other.clone()])),
+            (Value::Str(a), Value::Str(b)) => Some(Value::Str(format!("{a}{b}"))),
+            (Value::Vector(items), other) => {
+                let mut items = items.clone();
+                items.push(other.clone());
+                Some(Value::Vector(items))
+            }
+            _ => None, // e.g. appending to an integer: impossible
+        };
+        let result = result.map(|v| self.values.intern_owned(v));
+        self.appended.insert((state, item), result);
+        result
+    }
+}
+
+impl Model for KvKey {
+    type Op = KvOp;
+    type State = u32;
+
+    fn init(&self) -> u32 {
+        NIL
+    }
+
+    #[inline]
+    fn step(&mut self, state: &u32, op: &KvOp) -> Option<u32> {
+        match *op {
+            KvOp::Read(v) => (*state == v).then_some(v),
+            KvOp::Write(v) => Some(v),
+            KvOp::Delete => Some(NIL),
+            KvOp::Cas { old, new } => (*state == old).then_some(new),
+            KvOp::Append(v) => self.append(*state, v),
+        }
+    }
+
+    fn describe_op(&self, op: &KvOp) -> String {
+        match *op {
+            KvOp::Read(v) => format!("read {}", self.values.get(v)),
+            KvOp::Write(v) => format!("write {}", self.values.get(v)),
+            KvOp::Delete => "delete".to_string(),
+            KvOp::Cas { old, new } => {
+                format!("cas {} -> {}", self.values.get(old), self.values.get(new))
+            }
+            KvOp::Append(v) => format!("append {}", self.values.get(v)),
+        }
+    }
+
+    fn describe_state(&self, state: &u32) -> String {
+        self.values.get(*state).to_string()
+    }
+}
+
+/// The key of a kv op value: `[key ...]`, or a bare key for `:delete`.
+fn key_of<'a>(op: &'a ClientOp, value: &'a Value) -> Result<&'a Value, ModelError> {
+    match value {
+        Value::Vector(items) if !items.is_empty() => Ok(&items[0]),
+        v if op.f == "delete" && !v.is_nil() => Ok(v),
+        v => Err(ModelError::new(
+            op,
+            format!("a kv value [key ...] for :{}, found {v}", op.f),
+        )),
+    }
+}
+
+/// The second element of `[key v]` (`nil` when absent).
+fn second(value: &Value) -> &Value {
+    match value {
+        Value::Vector(items) if items.len() >= 2 => &items[1],
+        _ => &Value::Nil,
+    }
+}
+
+/// Splits a kv history by key; partitions come out sorted by key.
+pub fn partition(ops: &[ClientOp]) -> Result<Vec<Partition<KvKey>>, ModelError> {
+    let mut by_key: FxHashMap<Value, Partition<KvKey>> = FxHashMap::default();
+    for (source, op) in ops.iter().enumerate() {
+        if op.outcome == Outcome::Fail {
+            continue;
+        }
+        let input = op.input();
+        let key = key_of(op, input)?;
+        let part = by_key.entry(key.clone()).or_insert_with(|| Partition {
+            key: Some(key.clone()),
+            model: KvKey::default(),
+            ops: Vec::new(),
+        });
+        let values = &mut part.model.values;
+        let kv_op = match op.f.as_str() {
+            "read" | "get" => match op.output() {
+                Some(out) => {
+                    if let Value::Vector(items) = out {
+                        if items.first().is_some_and(|k| k != key) {
+                            return Err(ModelError::new(
+                                op,
+                                format!("the completion of :{} to name key {key}, found {out}", op.f),
+                            ));
+                        }
+                    }
+                    KvOp::Read(values.intern(second(out)))
+                }
+                None => continue, // unknown read: observed nothing
+            },
+            "write" | "put" => KvOp::Write(values.intern(second(input))),
+            "delete" => KvOp::Delete,
+            "append" => KvOp::Append(values.intern(second(input))),
+            "cas" => match second(input) {
+                Value::Vector(pair) if pair.len() == 2 => KvOp::Cas {
+                    old: values.intern(&pair[0]),
+                    new: values.intern(&pair[1]),
+                },
+                other => {
+                    return Err(ModelError::new(
+                        op,
+                        format!("a kv :cas value [key [old new]], found [{key} {other}]"),
+                    ))
+                }
+            },
+            f => {
+                return Err(ModelError::new(
+                    op,
+                    format!(
+                        "an op of the kv model (:read/:get, :write/:put, :delete, :cas, :append), found :{f}"
+                    ),
+                ))
+            }
+        };
+        part.ops.push(SearchOp {
+            op: kv_op,
+            call: op.invoke,
+            ret: match op.outcome {
+                Outcome::Ok => op.complete,
+                _ => None,
+            },
+            source,
+        });
+    }
+    let mut parts: Vec<_> = by_key.into_values().collect();
+    parts.sort_by_cached_key(|p| p.key.as_ref().map(|k| k.to_string()));
+    Ok(parts)
+}
+
+/// True when the ops look like a kv history: kv-only op names, or values
+/// shaped `[key v]` where a register would hold a plain value.
+pub fn looks_like_kv(ops: &[ClientOp]) -> bool {
+    ops.iter().any(|op| match op.f.as_str() {
+        "get" | "put" | "append" | "delete" => true,
+        "write" => matches!(op.input(), Value::Vector(v) if v.len() == 2),
+        "read" => matches!(op.output(), Some(Value::Vector(v)) if v.len() == 2)
+            || matches!(op.invoke_value, Value::Vector(_)),
+        "cas" => matches!(op.input(), Value::Vector(v) if v.len() == 2 && matches!(v[1], Value::Vector(_))),
+        _ => false,
+    })
+}
+
+/// The key a kv client op is about (`None` if its value has no key).
+pub fn op_key(op: &ClientOp) -> Option<&Value> {
+    key_of(op, op.input()).ok()
+}
