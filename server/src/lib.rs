@@ -1,1 +1,3 @@
 //! paxoskv replica: the Multi-Paxos core and the runtime that drives it.
+
+pub mod storage;
