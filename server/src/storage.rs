@@ -29,7 +29,7 @@
 //!
 //! # Bounded disk use
 //!
-//! Writing a snapshot (or a WAL grown past [`StorageOptions::max_wal_bytes`])
+//! Writing a snapshot or compacting (or a WAL grown past [`StorageOptions::max_wal_bytes`])
 //! triggers a checkpoint: the in-memory mirror minus everything the snapshot
 //! covers is written as the new checkpoint and a fresh WAL generation starts;
 //! the old WAL is deleted. Disk use is thus bounded by the size of the state
@@ -69,26 +69,45 @@ pub struct DurableState {
     pub snapshot: Option<Snapshot>,
 }
 
-/// The writes of one `Ready`: made durable together, with one fsync.
-#[derive(Clone, Debug, Default)]
-pub struct WriteBatch {
+/// One durable change. The contents are opaque encodings chosen by the
+/// caller; only slots are interpreted (for compaction).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
     /// A new promise (replaces the previous one).
-    pub promised: Option<Bytes>,
-    /// Newly accepted values (replace earlier ones in the same slots).
-    pub accepted: Vec<(Slot, Bytes)>,
-    /// Newly chosen values.
-    pub chosen: Vec<(Slot, Bytes)>,
-    /// A new snapshot: everything it covers is dropped from the log.
-    pub snapshot: Option<Snapshot>,
+    Promise(Bytes),
+    /// A newly accepted value (replaces an earlier one of the same slot).
+    Accept(Slot, Bytes),
+    /// A newly chosen value.
+    Chosen(Slot, Bytes),
+    /// A new snapshot (replaces the previous one if it is newer).
+    Snapshot(Snapshot),
+    /// Accepted and chosen entries up to and including this slot are covered
+    /// by the snapshot and are deleted.
+    Compact(Slot),
 }
+
+/// The writes of one `Ready`, applied in order and made durable together with
+/// one fsync.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteBatch(pub Vec<Write>);
 
 impl WriteBatch {
     /// True if the batch holds nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.promised.is_none()
-            && self.accepted.is_empty()
-            && self.chosen.is_empty()
-            && self.snapshot.is_none()
+        self.0.is_empty()
+    }
+
+    /// Appends a write.
+    pub fn push(&mut self, w: Write) {
+        self.0.push(w);
+    }
+
+    /// True if the batch replaces the snapshot or compacts the log: such a
+    /// batch is made durable by a checkpoint rather than a WAL record.
+    fn rewrites_history(&self) -> bool {
+        self.0
+            .iter()
+            .any(|w| matches!(w, Write::Snapshot(_) | Write::Compact(_)))
     }
 }
 
@@ -151,6 +170,7 @@ const TAG_PROMISED: u8 = 1;
 const TAG_ACCEPTED: u8 = 2;
 const TAG_CHOSEN: u8 = 3;
 const TAG_SNAPSHOT: u8 = 4;
+const TAG_COMPACT: u8 = 5;
 /// Upper bound on one WAL record; anything larger is treated as corruption.
 const MAX_RECORD: u32 = 1 << 30;
 
@@ -268,7 +288,7 @@ impl Storage {
         if batch.is_empty() {
             return Ok(());
         }
-        let has_snapshot = batch.snapshot.is_some();
+        let has_snapshot = batch.rewrites_history();
         if !has_snapshot {
             let mut payload = Vec::new();
             encode_ops(&batch, &mut payload);
@@ -371,25 +391,29 @@ fn sync_dir(dir: &Path) -> Result<()> {
 /// Applies a batch to the in-memory state (the same function serves replay
 /// and live writes, so both see identical semantics).
 fn apply(state: &mut DurableState, batch: WriteBatch) {
-    if let Some(p) = batch.promised {
-        state.promised = Some(p);
-    }
-    for (slot, v) in batch.accepted {
-        state.accepted.insert(slot, v);
-    }
-    for (slot, v) in batch.chosen {
-        state.chosen.insert(slot, v);
-    }
-    if let Some(snap) = batch.snapshot {
-        let keep_from = snap.last_slot.saturating_add(1);
-        state.accepted = state.accepted.split_off(&keep_from);
-        state.chosen = state.chosen.split_off(&keep_from);
-        let newer = state
-            .snapshot
-            .as_ref()
-            .is_none_or(|old| old.last_slot <= snap.last_slot);
-        if newer {
-            state.snapshot = Some(snap);
+    for w in batch.0 {
+        match w {
+            Write::Promise(p) => state.promised = Some(p),
+            Write::Accept(slot, v) => {
+                state.accepted.insert(slot, v);
+            }
+            Write::Chosen(slot, v) => {
+                state.chosen.insert(slot, v);
+            }
+            Write::Snapshot(snap) => {
+                let newer = state
+                    .snapshot
+                    .as_ref()
+                    .is_none_or(|old| old.last_slot <= snap.last_slot);
+                if newer {
+                    state.snapshot = Some(snap);
+                }
+            }
+            Write::Compact(through) => {
+                let keep_from = through.saturating_add(1);
+                state.accepted = state.accepted.split_off(&keep_from);
+                state.chosen = state.chosen.split_off(&keep_from);
+            }
         }
     }
 }
@@ -414,24 +438,32 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 fn encode_ops(batch: &WriteBatch, out: &mut Vec<u8>) {
-    if let Some(s) = &batch.snapshot {
-        out.push(TAG_SNAPSHOT);
-        out.extend_from_slice(&s.last_slot.to_le_bytes());
-        put_bytes(out, &s.data);
-    }
-    if let Some(p) = &batch.promised {
-        out.push(TAG_PROMISED);
-        put_bytes(out, p);
-    }
-    for (slot, v) in &batch.accepted {
-        out.push(TAG_ACCEPTED);
-        out.extend_from_slice(&slot.to_le_bytes());
-        put_bytes(out, v);
-    }
-    for (slot, v) in &batch.chosen {
-        out.push(TAG_CHOSEN);
-        out.extend_from_slice(&slot.to_le_bytes());
-        put_bytes(out, v);
+    for w in &batch.0 {
+        match w {
+            Write::Snapshot(snap) => {
+                out.push(TAG_SNAPSHOT);
+                out.extend_from_slice(&snap.last_slot.to_le_bytes());
+                put_bytes(out, &snap.data);
+            }
+            Write::Promise(p) => {
+                out.push(TAG_PROMISED);
+                put_bytes(out, p);
+            }
+            Write::Accept(slot, v) => {
+                out.push(TAG_ACCEPTED);
+                out.extend_from_slice(&slot.to_le_bytes());
+                put_bytes(out, v);
+            }
+            Write::Chosen(slot, v) => {
+                out.push(TAG_CHOSEN);
+                out.extend_from_slice(&slot.to_le_bytes());
+                put_bytes(out, v);
+            }
+            Write::Compact(through) => {
+                out.push(TAG_COMPACT);
+                out.extend_from_slice(&through.to_le_bytes());
+            }
+        }
     }
 }
 
@@ -471,40 +503,45 @@ impl<'a> Reader<'a> {
 fn decode_ops(payload: &[u8], batch: &mut WriteBatch) -> std::result::Result<(), String> {
     let mut r = Reader { buf: payload };
     while !r.buf.is_empty() {
-        match r.u8()? {
-            TAG_PROMISED => batch.promised = Some(r.bytes()?),
+        let w = match r.u8()? {
+            TAG_PROMISED => Write::Promise(r.bytes()?),
             TAG_ACCEPTED => {
                 let slot = r.u64()?;
-                batch.accepted.push((slot, r.bytes()?));
+                Write::Accept(slot, r.bytes()?)
             }
             TAG_CHOSEN => {
                 let slot = r.u64()?;
-                batch.chosen.push((slot, r.bytes()?));
+                Write::Chosen(slot, r.bytes()?)
             }
             TAG_SNAPSHOT => {
                 let last_slot = r.u64()?;
-                batch.snapshot = Some(Snapshot {
+                Write::Snapshot(Snapshot {
                     last_slot,
                     data: r.bytes()?,
-                });
+                })
             }
+            TAG_COMPACT => Write::Compact(r.u64()?),
             t => return Err(format!("unknown record tag {t}")),
-        }
+        };
+        batch.push(w);
     }
     Ok(())
 }
 
 fn encode_checkpoint(generation: u64, state: &DurableState) -> Vec<u8> {
-    let batch = WriteBatch {
-        promised: state.promised.clone(),
-        accepted: state
-            .accepted
-            .iter()
-            .map(|(s, v)| (*s, v.clone()))
-            .collect(),
-        chosen: state.chosen.iter().map(|(s, v)| (*s, v.clone())).collect(),
-        snapshot: state.snapshot.clone(),
-    };
+    let mut batch = WriteBatch::default();
+    if let Some(s) = &state.snapshot {
+        batch.push(Write::Snapshot(s.clone()));
+    }
+    if let Some(p) = &state.promised {
+        batch.push(Write::Promise(p.clone()));
+    }
+    for (s, v) in &state.accepted {
+        batch.push(Write::Accept(*s, v.clone()));
+    }
+    for (s, v) in &state.chosen {
+        batch.push(Write::Chosen(*s, v.clone()));
+    }
     let mut payload = Vec::new();
     payload.extend_from_slice(&generation.to_le_bytes());
     encode_ops(&batch, &mut payload);
@@ -565,18 +602,17 @@ mod tests {
         {
             let (mut s, st, _) = Storage::open(&dir, opts()).unwrap();
             assert_eq!(st, DurableState::default());
-            s.write(WriteBatch {
-                promised: Some(b("b1")),
-                accepted: vec![(1, b("a1")), (2, b("a2"))],
-                ..Default::default()
-            })
+            s.write(WriteBatch(vec![
+                Write::Promise(b("b1")),
+                Write::Accept(1, b("a1")),
+                Write::Accept(2, b("a2")),
+            ]))
             .unwrap();
-            s.write(WriteBatch {
-                promised: Some(b("b2")),
-                accepted: vec![(2, b("a2'"))],
-                chosen: vec![(1, b("c1"))],
-                ..Default::default()
-            })
+            s.write(WriteBatch(vec![
+                Write::Promise(b("b2")),
+                Write::Accept(2, b("a2'")),
+                Write::Chosen(1, b("c1")),
+            ]))
             .unwrap();
         }
         let (_s, st, report) = Storage::open(&dir, opts()).unwrap();
@@ -608,16 +644,13 @@ mod tests {
         let dir = tmpdir("torn");
         {
             let (mut s, _, _) = Storage::open(&dir, opts()).unwrap();
-            s.write(WriteBatch {
-                accepted: vec![(1, b("first"))],
-                ..Default::default()
-            })
+            s.write(WriteBatch(vec![Write::Accept(1, b("first"))]))
             .unwrap();
-            s.write(WriteBatch {
-                promised: Some(b("p")),
-                accepted: vec![(2, b("second")), (3, b("third"))],
-                ..Default::default()
-            })
+            s.write(WriteBatch(vec![
+                Write::Promise(b("p")),
+                Write::Accept(2, b("second")),
+                Write::Accept(3, b("third")),
+            ]))
             .unwrap();
         }
         let wal = wal_path(&dir, 0);
@@ -644,10 +677,7 @@ mod tests {
         {
             let (mut s, _, _) = Storage::open(&dir, opts()).unwrap();
             for i in 0..3u64 {
-                s.write(WriteBatch {
-                    accepted: vec![(i, b("value"))],
-                    ..Default::default()
-                })
+                s.write(WriteBatch(vec![Write::Accept(i, b("value"))]))
                 .unwrap();
             }
         }
@@ -660,10 +690,7 @@ mod tests {
         assert_eq!(report.records, 1);
         assert_eq!(st.accepted.keys().copied().collect::<Vec<_>>(), vec![0]);
         // Appending after recovery works and survives another reopen.
-        s.write(WriteBatch {
-            accepted: vec![(9, b("after"))],
-            ..Default::default()
-        })
+        s.write(WriteBatch(vec![Write::Accept(9, b("after"))]))
         .unwrap();
         drop(s);
         let (_s, st, report) = Storage::open(&dir, opts()).unwrap();
@@ -681,21 +708,20 @@ mod tests {
             for round in 0..20u64 {
                 for i in 0..50u64 {
                     let slot = round * 50 + i;
-                    s.write(WriteBatch {
-                        accepted: vec![(slot, value.clone())],
-                        chosen: vec![(slot, value.clone())],
-                        ..Default::default()
-                    })
+                    s.write(WriteBatch(vec![
+                        Write::Accept(slot, value.clone()),
+                        Write::Chosen(slot, value.clone()),
+                    ]))
                     .unwrap();
                 }
                 let last = round * 50 + 44;
-                s.write(WriteBatch {
-                    snapshot: Some(Snapshot {
+                s.write(WriteBatch(vec![
+                    Write::Snapshot(Snapshot {
                         last_slot: last,
                         data: b(&format!("state@{last}")),
                     }),
-                    ..Default::default()
-                })
+                    Write::Compact(last),
+                ]))
                 .unwrap();
                 assert_eq!(s.wal_len(), 0);
                 assert_eq!(s.state().accepted.len(), 5);
@@ -725,11 +751,10 @@ mod tests {
             )
             .unwrap();
             for slot in 0..100u64 {
-                s.write(WriteBatch {
-                    promised: Some(b(&format!("p{slot}"))),
-                    accepted: vec![(slot, Bytes::from(vec![1u8; 500]))],
-                    ..Default::default()
-                })
+                s.write(WriteBatch(vec![
+                    Write::Promise(b(&format!("p{slot}"))),
+                    Write::Accept(slot, Bytes::from(vec![1u8; 500])),
+                ]))
                 .unwrap();
                 assert!(s.wal_len() <= 10_600);
             }
@@ -745,13 +770,10 @@ mod tests {
         let dir = tmpdir("ckpt");
         {
             let (mut s, _, _) = Storage::open(&dir, opts()).unwrap();
-            s.write(WriteBatch {
-                snapshot: Some(Snapshot {
-                    last_slot: 3,
-                    data: b("snap"),
-                }),
-                ..Default::default()
-            })
+            s.write(WriteBatch(vec![Write::Snapshot(Snapshot {
+                last_slot: 3,
+                data: b("snap"),
+            })]))
             .unwrap();
         }
         let p = dir.join("checkpoint");
