@@ -8,6 +8,7 @@
 //! - [`service`]: the client-facing `Kv` gRPC service.
 //! - [`run`]: wiring a whole replica together; [`shutdown`]: clean stop.
 
+pub mod config;
 pub mod convert;
 pub mod kv;
 pub mod node;
