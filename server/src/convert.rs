@@ -433,7 +433,9 @@ pub fn message_from_pb(m: pb::PaxosMessage, count: usize) -> Result<Message> {
 /// Encodes one core storage write for [`storage::Storage`].
 pub fn write_to_storage(w: &StorageWrite) -> storage::Write {
     match w {
-        StorageWrite::Promise(b) => storage::Write::Promise(ballot_to_pb(*b).encode_to_vec().into()),
+        StorageWrite::Promise(b) => {
+            storage::Write::Promise(ballot_to_pb(*b).encode_to_vec().into())
+        }
         StorageWrite::Accept {
             slot,
             ballot,

@@ -294,8 +294,7 @@ impl pb::paxos_server::Paxos for PaxosService {
                         continue;
                     }
                 };
-                if fail_rate > 0.0 && acceptor_bound(&msg) && rand::rng().random_bool(fail_rate)
-                {
+                if fail_rate > 0.0 && acceptor_bound(&msg) && rand::rng().random_bool(fail_rate) {
                     continue;
                 }
                 if self.node.deliver(from, msg).await.is_err() {

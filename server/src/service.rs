@@ -119,8 +119,8 @@ impl Executor {
         req: pkv::ExecuteRequest,
         deadline: Instant,
     ) -> Result<pkv::ExecuteReply, Status> {
-        let op = convert::op_from_request(&req)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let op =
+            convert::op_from_request(&req).map_err(|e| Status::invalid_argument(e.to_string()))?;
         if req.client_id == 0 && !op.is_read() {
             return Err(Status::invalid_argument(
                 "client_id 0 (no session) is allowed for GET only",
@@ -141,20 +141,19 @@ impl Executor {
                     maybe_applied && !command.op.is_read(),
                 ));
             }
-            let reply = match tokio::time::timeout_at(deadline, self.node.submit(command.clone()))
-                .await
-            {
-                Err(_) => {
-                    return Err(unavailable(
-                        format!(
+            let reply =
+                match tokio::time::timeout_at(deadline, self.node.submit(command.clone())).await {
+                    Err(_) => {
+                        return Err(unavailable(
+                            format!(
                             "the coordinator did not decide before the deadline ({last_problem})"
                         ),
-                        !command.op.is_read(),
-                    ))
-                }
-                Ok(Err(stopped)) => return Err(unavailable(stopped.to_string(), true)),
-                Ok(Ok(reply)) => reply,
-            };
+                            !command.op.is_read(),
+                        ))
+                    }
+                    Ok(Err(stopped)) => return Err(unavailable(stopped.to_string(), true)),
+                    Ok(Ok(reply)) => reply,
+                };
             match reply {
                 Ok(result) => return Ok(self.reply(&command.op, result)),
                 Err(RequestError::Stale(s)) => {
@@ -211,7 +210,10 @@ impl Executor {
         deadline: Instant,
     ) -> Result<pkv::ExecuteReply, Status> {
         let Some(mut client) = self.node.peers.client(leader) else {
-            return Err(unavailable(format!("no channel to replica {leader}"), false));
+            return Err(unavailable(
+                format!("no channel to replica {leader}"),
+                false,
+            ));
         };
         let mut fwd = req.clone();
         fwd.forwarded = true;

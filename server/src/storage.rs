@@ -227,12 +227,12 @@ impl Storage {
 
         let ckpt_path = dir.join("checkpoint");
         let (generation, mut state) = match fs::read(&ckpt_path) {
-            Ok(buf) => decode_checkpoint(&buf).map_err(|reason| {
-                StorageError::CorruptCheckpoint {
+            Ok(buf) => {
+                decode_checkpoint(&buf).map_err(|reason| StorageError::CorruptCheckpoint {
                     path: ckpt_path.clone(),
                     reason,
-                }
-            })?,
+                })?
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => (0, DurableState::default()),
             Err(e) => return Err(io_err(&ckpt_path)(e)),
         };
@@ -475,7 +475,10 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
         if self.buf.len() < n {
-            return Err(format!("truncated: need {n} bytes, have {}", self.buf.len()));
+            return Err(format!(
+                "truncated: need {n} bytes, have {}",
+                self.buf.len()
+            ));
         }
         let (a, b) = self.buf.split_at(n);
         self.buf = b;
@@ -645,7 +648,7 @@ mod tests {
         {
             let (mut s, _, _) = Storage::open(&dir, opts()).unwrap();
             s.write(WriteBatch(vec![Write::Accept(1, b("first"))]))
-            .unwrap();
+                .unwrap();
             s.write(WriteBatch(vec![
                 Write::Promise(b("p")),
                 Write::Accept(2, b("second")),
@@ -678,7 +681,7 @@ mod tests {
             let (mut s, _, _) = Storage::open(&dir, opts()).unwrap();
             for i in 0..3u64 {
                 s.write(WriteBatch(vec![Write::Accept(i, b("value"))]))
-                .unwrap();
+                    .unwrap();
             }
         }
         let wal = wal_path(&dir, 0);
@@ -691,7 +694,7 @@ mod tests {
         assert_eq!(st.accepted.keys().copied().collect::<Vec<_>>(), vec![0]);
         // Appending after recovery works and survives another reopen.
         s.write(WriteBatch(vec![Write::Accept(9, b("after"))]))
-        .unwrap();
+            .unwrap();
         drop(s);
         let (_s, st, report) = Storage::open(&dir, opts()).unwrap();
         assert_eq!(report.discarded_bytes, 0);
@@ -734,7 +737,10 @@ mod tests {
         assert!(total < 30_000, "disk use {total} bytes");
         let (_s, st, _) = Storage::open(&dir, opts()).unwrap();
         assert_eq!(st.snapshot.as_ref().map(|s| s.last_slot), Some(994));
-        assert_eq!(st.chosen.keys().copied().collect::<Vec<_>>(), (995..1000).collect::<Vec<_>>());
+        assert_eq!(
+            st.chosen.keys().copied().collect::<Vec<_>>(),
+            (995..1000).collect::<Vec<_>>()
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 

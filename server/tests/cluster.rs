@@ -114,11 +114,16 @@ async fn killed_coordinator_fails_over_and_catches_up_after_restart() {
     // A new coordinator serves within a few seconds.
     cl.put("after-kill", "1").await.expect("put after kill");
     let failover = killed_at.elapsed();
-    assert!(failover < Duration::from_secs(5), "failover took {failover:?}");
+    assert!(
+        failover < Duration::from_secs(5),
+        "failover took {failover:?}"
+    );
     acked.push(("after-kill".into(), "1".into()));
     for i in 30..60 {
         let k = format!("k{i}");
-        cl.put(&k, &format!("v{i}")).await.expect("put after failover");
+        cl.put(&k, &format!("v{i}"))
+            .await
+            .expect("put after failover");
         acked.push((k, format!("v{i}")));
     }
     c.wait_leader(&rest, START).await;
@@ -147,7 +152,10 @@ async fn paused_coordinator_is_replaced_and_never_serves_stale_reads() {
     let stopped_at = Instant::now();
     cl.put("x", "new").await.expect("put while paused");
     let failover = stopped_at.elapsed();
-    assert!(failover < Duration::from_secs(5), "failover took {failover:?}");
+    assert!(
+        failover < Duration::from_secs(5),
+        "failover took {failover:?}"
+    );
     c.signal(leader, Signal::SIGCONT);
     // Right after waking, the old coordinator must not answer a quorum read
     // with the old value: it either learns it was deposed or fails.
@@ -159,10 +167,14 @@ async fn paused_coordinator_is_replaced_and_never_serves_stale_reads() {
     // It steps down: it follows the new coordinator, or leads again only
     // with a higher ballot after catching up.
     let old = (before.ballot_round, before.ballot_replica);
-    common::eventually("woken coordinator steps down", Duration::from_secs(10), || async {
-        let s = c.status(leader).await?;
-        (s.role != "coordinator" || (s.ballot_round, s.ballot_replica) > old).then_some(())
-    })
+    common::eventually(
+        "woken coordinator steps down",
+        Duration::from_secs(10),
+        || async {
+            let s = c.status(leader).await?;
+            (s.role != "coordinator" || (s.ballot_round, s.ballot_replica) > old).then_some(())
+        },
+    )
     .await;
     c.wait_converged(&[0, 1, 2], Duration::from_secs(10)).await;
     let r = cl.get("x").await.expect("final read");
@@ -180,7 +192,9 @@ async fn writes_commit_with_fail_rate_on_every_replica() {
     assert!((st.fail_rate - 0.3).abs() < 1e-9);
     let mut cl = c.client();
     for i in 0..30 {
-        cl.put(&format!("f{i}"), "v").await.expect("put at fail_rate 0.3");
+        cl.put(&format!("f{i}"), "v")
+            .await
+            .expect("put at fail_rate 0.3");
     }
     for i in 0..30 {
         let r = cl.get(&format!("f{i}")).await.expect("get");
@@ -192,9 +206,11 @@ async fn writes_commit_with_fail_rate_on_every_replica() {
         .expect("set_fail_rate");
     assert!((prev - 0.3).abs() < 1e-9);
     assert_eq!(c.status(2).await.expect("status").fail_rate, 0.0);
-    assert!(client::set_fail_rate(&c.addr(2), 1.5, Duration::from_secs(2))
-        .await
-        .is_err());
+    assert!(
+        client::set_fail_rate(&c.addr(2), 1.5, Duration::from_secs(2))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,11 +281,17 @@ async fn retried_request_is_applied_once() {
         })
     };
     // The same (client_id, seq) sent twice, to different replicas.
-    let a = raw_execute(&c.addr(1), 77, 1, append()).await.expect("first");
-    let b = raw_execute(&c.addr(2), 77, 1, append()).await.expect("retry");
+    let a = raw_execute(&c.addr(1), 77, 1, append())
+        .await
+        .expect("first");
+    let b = raw_execute(&c.addr(2), 77, 1, append())
+        .await
+        .expect("retry");
     assert_eq!(a.value.as_deref(), Some("x"));
     assert_eq!(b.value.as_deref(), Some("x"), "retry got the first result");
-    let r = raw_execute(&c.addr(0), 77, 2, append()).await.expect("next");
+    let r = raw_execute(&c.addr(0), 77, 2, append())
+        .await
+        .expect("next");
     assert_eq!(r.value.as_deref(), Some("xx"));
     // An older seq is refused as stale, not applied.
     let e = raw_execute(&c.addr(0), 77, 1, append())
@@ -277,7 +299,10 @@ async fn retried_request_is_applied_once() {
         .expect_err("stale seq");
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
     let mut cl = c.client();
-    let r = cl.execute(Op::Get { key: "log".into() }).await.expect("get");
+    let r = cl
+        .execute(Op::Get { key: "log".into() })
+        .await
+        .expect("get");
     assert_eq!(r.value.as_deref(), Some("xx"));
     // client_id 0 is for reads only.
     let e = raw_execute(&c.addr(0), 0, 1, append())
