@@ -72,6 +72,11 @@ pub struct Coordinator {
     pub queue: VecDeque<(RequestId, Command)>,
     /// Proposed commands waiting for their slot to be applied.
     pub waiting: BTreeMap<Slot, Vec<(RequestId, Command)>>,
+    /// Every command in `queue` or `waiting`, by `(client_id, seq)`, with the
+    /// ids of later requests for the same command (client retries). A retry
+    /// joins the first request and gets the same answer instead of being
+    /// proposed again: retries must not multiply the load.
+    pub retries: BTreeMap<(u64, u64), Vec<RequestId>>,
     /// Reads waiting for confirmation and for the log to be applied.
     pub reads: Vec<PendingRead>,
     /// Number of the last heartbeat round sent.
@@ -98,6 +103,7 @@ impl Coordinator {
             inflight: BTreeMap::new(),
             queue: VecDeque::new(),
             waiting: BTreeMap::new(),
+            retries: BTreeMap::new(),
             reads: Vec::new(),
             read_round: 0,
             round_needed: false,

@@ -11,10 +11,11 @@ use std::collections::BTreeMap;
 use super::messages::ChosenEntry;
 use super::storage::{PersistentState, Snapshot, StorageWrite};
 use super::types::{Slot, Value};
-use crate::kv::{Command, KvStore, OpResult, StaleCommand};
+use crate::kv::{KvStore, OpResult, StaleCommand};
 
-/// The result of applying one slot: each command with its result, in order.
-pub type SlotResults = Vec<(Command, Result<OpResult, StaleCommand>)>;
+/// The result of applying one slot: each command's `(client_id, seq)` with
+/// its result, in order.
+pub type SlotResults = Vec<((u64, u64), Result<OpResult, StaleCommand>)>;
 
 #[derive(Debug, Default)]
 pub struct Learner {
@@ -118,7 +119,7 @@ impl Learner {
             Value::NoOp => Vec::new(),
             Value::Batch(commands) => commands
                 .iter()
-                .map(|cmd| (cmd.clone(), self.kv.apply(cmd)))
+                .map(|cmd| ((cmd.client_id, cmd.seq), self.kv.apply(cmd)))
                 .collect(),
         };
         self.applied = slot;

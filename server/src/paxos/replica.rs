@@ -96,7 +96,7 @@ pub struct Replica {
     /// Every slot applied, in order, with its value (snapshot installs show as
     /// a jump): the simulator checks these against each other.
     #[cfg(test)]
-    pub(crate) applied_log: Vec<(Slot, Value)>,
+    pub(crate) applied_log: Vec<AppliedEvent>,
 }
 
 impl Replica {
@@ -288,11 +288,30 @@ impl Replica {
     /// [`RequestError::NotLeader`] (the runtime forwards the request).
     pub fn submit(&mut self, request_id: RequestId, command: Command) {
         let hint = self.leader_hint();
-        let RoleState::Coordinator(c) = &mut self.role else {
+        if !matches!(self.role, RoleState::Coordinator(_)) {
             self.reply(
                 request_id,
                 Err(RequestError::NotLeader { leader_hint: hint }),
             );
+            return;
+        }
+        // A retry of a command already applied: its cached result, at once.
+        if let Some(session) = self.learner.kv().session(command.client_id) {
+            if !command.op.is_read() && command.seq <= session.last_seq {
+                let reply = if command.seq == session.last_seq {
+                    Ok(session.last_result.clone())
+                } else {
+                    Err(RequestError::Stale(crate::kv::StaleCommand {
+                        client_id: command.client_id,
+                        seq: command.seq,
+                        last_seq: session.last_seq,
+                    }))
+                };
+                self.reply(request_id, reply);
+                return;
+            }
+        }
+        let RoleState::Coordinator(c) = &mut self.role else {
             return;
         };
         match (&command.op, self.config.read_mode) {
@@ -309,7 +328,15 @@ impl Replica {
                 });
                 c.round_needed = true;
             }
-            _ => c.queue.push_back((request_id, command)),
+            _ => {
+                let key = (command.client_id, command.seq);
+                if let Some(retries) = c.retries.get_mut(&key) {
+                    retries.push(request_id);
+                } else {
+                    c.retries.insert(key, Vec::new());
+                    c.queue.push_back((request_id, command));
+                }
+            }
         }
     }
 
@@ -535,18 +562,24 @@ impl Replica {
         let old = mem::replace(&mut self.role, RoleState::Follower);
         self.leader = None;
         self.election_elapsed = 0;
-        if let RoleState::Coordinator(c) = old {
-            for (request_id, _) in c.queue {
-                self.reply(
-                    request_id,
-                    Err(RequestError::NotLeader { leader_hint: hint }),
-                );
+        if let RoleState::Coordinator(mut c) = old {
+            for (request_id, cmd) in c.queue {
+                let retries = c.retries.remove(&key_of(&cmd)).unwrap_or_default();
+                for request_id in std::iter::once(request_id).chain(retries) {
+                    self.reply(
+                        request_id,
+                        Err(RequestError::NotLeader { leader_hint: hint }),
+                    );
+                }
             }
-            for (request_id, _) in c.waiting.into_values().flatten() {
-                self.reply(
-                    request_id,
-                    Err(RequestError::OutcomeUnknown { leader_hint: hint }),
-                );
+            for (request_id, cmd) in c.waiting.into_values().flatten() {
+                let retries = c.retries.remove(&key_of(&cmd)).unwrap_or_default();
+                for request_id in std::iter::once(request_id).chain(retries) {
+                    self.reply(
+                        request_id,
+                        Err(RequestError::OutcomeUnknown { leader_hint: hint }),
+                    );
+                }
             }
             for read in c.reads {
                 self.reply(
@@ -853,20 +886,20 @@ impl Replica {
         }
         self.acceptor.compact(through);
         #[cfg(test)]
-        self.applied_log.push((through, Value::NoOp));
+        self.applied_log.push(AppliedEvent::Snapshot(through));
         let mut orphans = Vec::new();
         if let RoleState::Coordinator(c) = &mut self.role {
             c.inflight = c.inflight.split_off(&(through + 1));
             c.next_slot = c.next_slot.max(through + 1);
             let later = c.waiting.split_off(&(through + 1));
-            orphans = mem::replace(&mut c.waiting, later)
-                .into_values()
-                .flatten()
-                .collect();
+            for (request_id, cmd) in mem::replace(&mut c.waiting, later).into_values().flatten() {
+                orphans.push(request_id);
+                orphans.extend(c.retries.remove(&key_of(&cmd)).unwrap_or_default());
+            }
         }
         // Their slots were applied inside the snapshot: we cannot tell them
         // their result, only that it may have happened.
-        for (request_id, _) in orphans {
+        for request_id in orphans {
             self.reply(
                 request_id,
                 Err(RequestError::OutcomeUnknown {
@@ -897,7 +930,7 @@ impl Replica {
             #[cfg(test)]
             {
                 let value = self.learner.value(slot).cloned().unwrap_or(Value::NoOp);
-                self.applied_log.push((slot, value));
+                self.applied_log.push(AppliedEvent::Slot(slot, value));
             }
             let RoleState::Coordinator(c) = &mut self.role else {
                 continue;
@@ -908,7 +941,7 @@ impl Replica {
             for (request_id, cmd) in waiters {
                 let reply = match results
                     .iter()
-                    .find(|(c, _)| same_command(c, &cmd))
+                    .find(|(key, _)| *key == key_of(&cmd))
                     .map(|(_, r)| r.clone())
                 {
                     Some(result) => result.map_err(RequestError::from),
@@ -917,6 +950,10 @@ impl Replica {
                         leader_hint: Some(self.id),
                     }),
                 };
+                let retries = c.retries.remove(&key_of(&cmd)).unwrap_or_default();
+                for request_id in retries {
+                    self.out.replies.push((request_id, reply.clone()));
+                }
                 self.out.replies.push((request_id, reply));
             }
         }
@@ -946,6 +983,16 @@ impl Replica {
     }
 }
 
-fn same_command(a: &Command, b: &Command) -> bool {
-    a.client_id == b.client_id && a.seq == b.seq
+/// What the simulator sees a replica apply.
+#[cfg(test)]
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum AppliedEvent {
+    /// `slot` applied with this value.
+    Slot(Slot, Value),
+    /// A snapshot installed: everything up to this slot, at once.
+    Snapshot(Slot),
+}
+
+fn key_of(cmd: &Command) -> (u64, u64) {
+    (cmd.client_id, cmd.seq)
 }

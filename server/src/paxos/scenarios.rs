@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 
+use super::replica::AppliedEvent;
 use super::*;
 
 fn config() -> Config {
@@ -292,9 +293,13 @@ fn new_coordinator_adopts_an_accepted_value_and_fills_the_hole_with_a_noop() {
     c.elect(1);
     c.tick(2);
     let log = &c.replica(2).applied_log;
-    assert_eq!(log[0], (1, Value::NoOp), "the hole became a no-op");
+    assert_eq!(
+        log[0],
+        AppliedEvent::Slot(1, Value::NoOp),
+        "the hole became a no-op"
+    );
     assert!(
-        matches!(&log[1], (2, Value::Batch(cmds)) if cmds[0].client_id == 2),
+        matches!(&log[1], AppliedEvent::Slot(2, Value::Batch(cmds)) if cmds[0].client_id == 2),
         "the accepted value was adopted"
     );
     assert_eq!(c.replica(2).kv().read("b"), Some("2".into()));
