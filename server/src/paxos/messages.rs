@@ -1,0 +1,110 @@
+//! Messages replicas send each other. The runtime carries them (as protobuf over
+//! gRPC); the core never assumes they arrive, arrive once or arrive in order.
+//!
+//! Naming follows Paxos Made Simple: phase 1 is `Prepare`/`Promise`, phase 2 is
+//! `Accept`/`Accepted`, and `Chosen` is what the distinguished learner (the
+//! coordinator) tells the others.
+
+use serde::{Deserialize, Serialize};
+
+use super::storage::Snapshot;
+use super::types::{Ballot, Slot, Value};
+
+/// A value an acceptor accepted, reported in its promise.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedEntry {
+    pub slot: Slot,
+    pub ballot: Ballot,
+    pub value: Value,
+}
+
+/// A slot known to be chosen, with its value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChosenEntry {
+    pub slot: Slot,
+    pub value: Value,
+}
+
+/// One replica-to-replica message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// Phase 1a, sent by a candidate once for all slots from `first_slot` on.
+    Prepare { ballot: Ballot, first_slot: Slot },
+    /// Phase 1b: the acceptor promised `ballot`. It reports what it accepted
+    /// and what it knows is chosen from `first_slot` on, and, when it compacted
+    /// slots the candidate asked about, its snapshot (which covers them).
+    Promise {
+        ballot: Ballot,
+        accepted: Vec<AcceptedEntry>,
+        chosen: Vec<ChosenEntry>,
+        commit_index: Slot,
+        snapshot: Option<Snapshot>,
+    },
+    /// Phase 2a: the coordinator of `ballot` proposes `value` for `slot`.
+    Accept {
+        ballot: Ballot,
+        slot: Slot,
+        value: Value,
+    },
+    /// Phase 2b: the acceptor accepted `slot` in `ballot`.
+    Accepted { ballot: Ballot, slot: Slot },
+    /// Negative answer to a `Prepare`, `Accept` or `Heartbeat` in `ballot`:
+    /// the acceptor has promised the higher ballot `promised`.
+    Rejected { ballot: Ballot, promised: Ballot },
+    /// Slots known chosen: broadcast by the coordinator as they are chosen,
+    /// and sent by anyone to a replica that is behind (catch-up).
+    Chosen { entries: Vec<ChosenEntry> },
+    /// The coordinator of `ballot` is alive; its log is chosen up to
+    /// `commit_index`. `read_round` numbers the heartbeat so that the answer
+    /// can confirm leadership for reads that arrived before it was sent.
+    Heartbeat {
+        ballot: Ballot,
+        commit_index: Slot,
+        read_round: u64,
+    },
+    /// Answer to a heartbeat the acceptor did not reject. `commit_index` is
+    /// the sender's, so that the coordinator knows who needs catching up.
+    HeartbeatAck {
+        ballot: Ballot,
+        read_round: u64,
+        commit_index: Slot,
+    },
+    /// "Send me the chosen slots from `first_slot` on": a coordinator asks a
+    /// replica that is ahead of it.
+    CatchUp { first_slot: Slot },
+    /// The state machine as of `snapshot.last_slot`, for a replica that needs
+    /// slots already compacted away.
+    Snapshot { snapshot: Snapshot },
+}
+
+impl Message {
+    /// The ballot the message speaks for, if any.
+    pub fn ballot(&self) -> Option<Ballot> {
+        match self {
+            Message::Prepare { ballot, .. }
+            | Message::Promise { ballot, .. }
+            | Message::Accept { ballot, .. }
+            | Message::Accepted { ballot, .. }
+            | Message::Heartbeat { ballot, .. }
+            | Message::HeartbeatAck { ballot, .. } => Some(*ballot),
+            Message::Rejected { promised, .. } => Some(*promised),
+            Message::Chosen { .. } | Message::CatchUp { .. } | Message::Snapshot { .. } => None,
+        }
+    }
+
+    /// A short name, for logs and traces.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Prepare { .. } => "prepare",
+            Message::Promise { .. } => "promise",
+            Message::Accept { .. } => "accept",
+            Message::Accepted { .. } => "accepted",
+            Message::Rejected { .. } => "rejected",
+            Message::Chosen { .. } => "chosen",
+            Message::Heartbeat { .. } => "heartbeat",
+            Message::HeartbeatAck { .. } => "heartbeat-ack",
+            Message::CatchUp { .. } => "catch-up",
+            Message::Snapshot { .. } => "snapshot",
+        }
+    }
+}

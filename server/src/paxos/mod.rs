@@ -1,0 +1,103 @@
+//! The Multi-Paxos core: a pure, deterministic state machine.
+//!
+//! No I/O, no clocks, no threads, no randomness: the runtime feeds inputs in
+//! and carries outputs out, so the same inputs always give the same outputs
+//! (which is what lets [`sim`](self) tests replay thousands of schedules).
+//!
+//! # Roles
+//! Every replica is an acceptor ([`acceptor`]) and a learner ([`learner`]).
+//! The coordinator — normally the first live replica in the configured order —
+//! is the only proposer and the distinguished learner ([`coordinator`]): a new
+//! coordinator runs phase 1 once for all open slots, adopts the highest
+//! accepted value per slot, fills holes with no-ops, then runs phase 2 per slot,
+//! batching client commands (`max_batch` per slot) and pipelining
+//! (`max_inflight_slots` slots in flight). It broadcasts what is chosen and
+//! catches up replicas that are behind (log entries, or a snapshot when the
+//! entries were compacted).
+//!
+//! # How the runtime drives a [`Replica`]
+//! ```text
+//! let restored = <load PersistentState from disk, or default() if fresh>;
+//! let mut replica = Replica::new(my_id, replica_count, config, restored)?;
+//! loop {
+//!     select! {
+//!         every tick interval        => replica.tick(),
+//!         peer message (from, msg)   => replica.step(from, msg)  // Err: log, ignore
+//!         client request (id, cmd)   => replica.submit(id, cmd),
+//!     }
+//!     let ready = replica.ready();
+//!     1. write every ready.persist item, in order, and fsync;
+//!     2. only then send ready.messages (best effort: a failed send is a
+//!        lost message, which the protocol tolerates) and deliver
+//!        ready.replies to the waiting clients.
+//! }
+//! ```
+//! - **Persist before send.** A `Ready`'s messages and replies may depend on
+//!   its writes (a promise, an accepted value). Sending them before the
+//!   fsync lets a crash break a promise. Several inputs may be handled before
+//!   calling `ready()` (that is how batches form).
+//! - **Restoring.** Apply every [`StorageWrite`] in order to a
+//!   [`PersistentState`] (see [`PersistentState::apply`]), or store the
+//!   equivalent: promise, accepted (slot → ballot, value), chosen (slot →
+//!   value), latest snapshot, and delete entries `<= through` on
+//!   `Compact { through }`. After a crash, `Replica::new(.., restored)` with
+//!   what reached the disk is safe. Writes of one `Ready` that did not all
+//!   reach the disk are fine too, provided none of its messages went out.
+//! - **fail_rate.** To make an acceptor fail a message, simply do not call
+//!   `step` for it.
+//! - **Client requests.** `submit(request_id, command)`; the answer comes back
+//!   in some later `Ready::replies` with the same id. Every submitted request
+//!   is answered exactly once while the process lives:
+//!   - `Ok(result)`: applied (writes: exactly once, via the session table;
+//!     reads: linearizable in [`ReadMode::Quorum`]).
+//!   - `Err(NotLeader { leader_hint })`: this replica is not the coordinator
+//!     (or stopped being it before proposing): **not applied**. Forward the
+//!     request to `leader_hint`, or let the client retry.
+//!   - `Err(OutcomeUnknown { .. })`: proposed, then leadership was lost: it
+//!     may or may not take effect; a retry with the same `(client_id, seq)`
+//!     is safe.
+//!   - `Err(Stale(..))`: the client reused an old sequence number.
+//!
+//!   A request with no majority reachable gets `NotLeader` at the latest
+//!   `election_ticks` after the coordinator lost the majority
+//!   (check-quorum); the runtime should still apply its own deadline.
+//! - **Status.** [`Replica::status`] gives role, promised ballot, leader,
+//!   commit and applied index, and the state machine [`digest`](Replica::digest).
+//!
+//! # Leadership
+//! A follower that hears no coordinator heartbeat for `election_ticks` (plus
+//! `2 * heartbeat_ticks` per rank below the top, so that the first live
+//! replica normally campaigns alone) starts phase 1. A higher-priority
+//! replica that comes back follows the current coordinator until its log has
+//! caught up with the coordinator's announced commit index, then campaigns and
+//! takes over. A coordinator steps down at once when it sees a higher ballot,
+//! and when it has not heard from a majority for `election_ticks`.
+//!
+//! # Reads
+//! [`ReadMode::Quorum`] (read-index): a `Get` is answered once a majority has
+//! acknowledged, in the coordinator's ballot, a heartbeat sent after the read
+//! arrived, and the log is applied up to the last slot proposed when it
+//! arrived. [`ReadMode::Local`] answers at once from local state: the seed's
+//! unsafe behaviour, kept so the harness can catch it.
+
+pub mod acceptor;
+pub mod coordinator;
+pub mod learner;
+pub mod messages;
+pub mod ready;
+pub mod replica;
+pub mod storage;
+pub mod types;
+
+#[cfg(test)]
+mod scenarios;
+#[cfg(test)]
+mod sim;
+
+pub use messages::{AcceptedEntry, ChosenEntry, Message};
+pub use ready::{Ready, Reply, RequestError};
+pub use replica::{ConfigError, Replica, Status, StepError};
+pub use storage::{PersistentState, Snapshot, StorageWrite};
+pub use types::{Ballot, Config, ReadMode, ReplicaId, RequestId, Role, Slot, Value};
+
+pub use crate::kv::{Command, KvStore, Op, OpResult, StaleCommand};

@@ -1,0 +1,50 @@
+//! The output of the core: what to persist, what to send, whom to answer.
+
+use serde::{Deserialize, Serialize};
+
+use super::messages::Message;
+use super::storage::StorageWrite;
+use super::types::{ReplicaId, RequestId};
+use crate::kv::{OpResult, StaleCommand};
+
+/// Why a client request was not answered with a result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RequestError {
+    /// This replica is not (or no longer) the coordinator, and the command
+    /// was **definitely not applied** by this request: it was never proposed.
+    /// Forward it to `leader_hint`, or retry elsewhere when `None`.
+    #[error("not the coordinator (leader hint: {leader_hint:?}); the command was not applied")]
+    NotLeader { leader_hint: Option<ReplicaId> },
+    /// The command was proposed, then this replica stopped being coordinator
+    /// (or its slot was overtaken by a snapshot) before learning the outcome:
+    /// it **may or may not** take effect. Retrying with the same
+    /// `(client_id, seq)` is safe: it will not apply twice.
+    #[error("outcome unknown: the coordinator lost leadership after proposing (leader hint: {leader_hint:?})")]
+    OutcomeUnknown { leader_hint: Option<ReplicaId> },
+    /// The client sent a sequence number older than its last applied one.
+    #[error(transparent)]
+    Stale(#[from] StaleCommand),
+}
+
+/// The answer to one client request.
+pub type Reply = Result<OpResult, RequestError>;
+
+/// Everything the core wants done after the last inputs.
+///
+/// **Rule:** every item of `persist` must be durable (written and fsynced, in
+/// order) before any of this `Ready`'s `messages` are sent or `replies`
+/// delivered. A promise or an accept must never be announced before it would
+/// survive a crash.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Ready {
+    pub persist: Vec<StorageWrite>,
+    pub messages: Vec<(ReplicaId, Message)>,
+    pub replies: Vec<(RequestId, Reply)>,
+}
+
+impl Ready {
+    /// True when there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.persist.is_empty() && self.messages.is_empty() && self.replies.is_empty()
+    }
+}

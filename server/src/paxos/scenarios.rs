@@ -1,0 +1,508 @@
+//! Scenario tests: short stories about the protocol, each step commented.
+//!
+//! The [`Cluster`] below is a hand-driven network: messages wait in a FIFO
+//! until the story delivers them, paused replicas neither tick nor receive,
+//! and a crash throws away everything that was not persisted.
+
+use std::collections::VecDeque;
+
+use super::replica::AppliedEvent;
+use super::*;
+
+fn config() -> Config {
+    Config {
+        heartbeat_ticks: 2,
+        election_ticks: 10,
+        read_mode: ReadMode::Quorum,
+        max_batch: 8,
+        max_inflight_slots: 4,
+        snapshot_every: 0,
+        max_catchup_entries: 16,
+    }
+}
+
+struct Cluster {
+    replicas: Vec<Option<Replica>>,
+    disks: Vec<PersistentState>,
+    paused: Vec<bool>,
+    /// (from, to, message) in send order.
+    net: VecDeque<(ReplicaId, ReplicaId, Message)>,
+    /// (replica, request, reply) in answer order.
+    replies: Vec<(ReplicaId, RequestId, Reply)>,
+    next_request: RequestId,
+    config: Config,
+}
+
+impl Cluster {
+    fn new(n: usize, config: Config) -> Self {
+        let replicas = (0..n)
+            .map(|id| {
+                Some(Replica::new(id, n, config.clone(), PersistentState::default()).unwrap())
+            })
+            .collect();
+        Cluster {
+            replicas,
+            disks: vec![PersistentState::default(); n],
+            paused: vec![false; n],
+            net: VecDeque::new(),
+            replies: Vec::new(),
+            next_request: 1,
+            config,
+        }
+    }
+
+    fn replica(&self, id: ReplicaId) -> &Replica {
+        self.replicas[id].as_ref().expect("replica is up")
+    }
+
+    fn up(&self, id: ReplicaId) -> bool {
+        self.replicas[id].is_some() && !self.paused[id]
+    }
+
+    /// Collect a replica's output: persist, then queue messages and replies.
+    fn flush(&mut self, id: ReplicaId) {
+        let Some(replica) = self.replicas[id].as_mut() else {
+            return;
+        };
+        let ready = replica.ready();
+        for w in &ready.persist {
+            self.disks[id].apply(w);
+        }
+        for (to, msg) in ready.messages {
+            self.net.push_back((id, to, msg));
+        }
+        for (request, reply) in ready.replies {
+            self.replies.push((id, request, reply));
+        }
+    }
+
+    /// Deliver queued messages until none is deliverable. Messages to a
+    /// paused replica stay queued (as in a socket buffer); messages to a
+    /// crashed replica are lost.
+    fn stabilize(&mut self) {
+        for id in 0..self.replicas.len() {
+            if self.up(id) {
+                self.flush(id);
+            }
+        }
+        let mut held = VecDeque::new();
+        while let Some((from, to, msg)) = self.net.pop_front() {
+            if self.paused[to] {
+                held.push_back((from, to, msg));
+                continue;
+            }
+            let Some(replica) = self.replicas[to].as_mut() else {
+                continue;
+            };
+            replica.step(from, msg).unwrap();
+            self.flush(to);
+        }
+        self.net = held;
+    }
+
+    /// `n` ticks of every running replica, delivering everything in between.
+    fn tick(&mut self, n: usize) {
+        for _ in 0..n {
+            for id in 0..self.replicas.len() {
+                if self.up(id) {
+                    self.replicas[id].as_mut().unwrap().tick();
+                }
+            }
+            self.stabilize();
+        }
+    }
+
+    /// Tick until `id` is the coordinator (bounded).
+    fn elect(&mut self, id: ReplicaId) {
+        for _ in 0..200 {
+            if self.up(id) && self.replica(id).role() == Role::Coordinator {
+                return;
+            }
+            self.tick(1);
+        }
+        panic!("replica {id} did not become coordinator");
+    }
+
+    fn submit(&mut self, id: ReplicaId, client_id: u64, seq: u64, op: Op) -> RequestId {
+        let request = self.next_request;
+        self.next_request += 1;
+        let cmd = Command { client_id, seq, op };
+        self.replicas[id].as_mut().unwrap().submit(request, cmd);
+        request
+    }
+
+    fn reply(&self, request: RequestId) -> Option<&Reply> {
+        self.replies
+            .iter()
+            .find(|(_, r, _)| *r == request)
+            .map(|(_, _, reply)| reply)
+    }
+
+    fn crash(&mut self, id: ReplicaId) {
+        self.replicas[id] = None;
+    }
+
+    fn restart(&mut self, id: ReplicaId) {
+        let n = self.replicas.len();
+        let disk = self.disks[id].clone();
+        self.replicas[id] = Some(Replica::new(id, n, self.config.clone(), disk).unwrap());
+    }
+}
+
+fn put(key: &str, value: &str) -> Op {
+    Op::Put {
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+fn get(key: &str) -> Op {
+    Op::Get { key: key.into() }
+}
+
+fn value(v: &str) -> Reply {
+    Ok(OpResult::Value(Some(v.into())))
+}
+
+#[test]
+fn replica_zero_is_elected_and_a_write_reaches_every_replica() {
+    let mut c = Cluster::new(3, config());
+    // Nobody leads at first; replica 0 has the shortest election timeout.
+    c.elect(0);
+    assert_eq!(c.replica(1).leader(), Some(0));
+    let w = c.submit(0, 1, 1, put("apple", "green"));
+    c.stabilize();
+    assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+    // The coordinator told the others what was chosen.
+    for id in 0..3 {
+        assert_eq!(c.replica(id).kv().read("apple"), Some("green".into()));
+    }
+    let digests: Vec<_> = (0..3).map(|id| c.replica(id).digest()).collect();
+    assert!(digests.iter().all(|d| *d == digests[0]));
+    // A follower does not serve: it names the coordinator.
+    let r = c.submit(2, 1, 2, get("apple"));
+    c.stabilize();
+    assert_eq!(
+        c.reply(r),
+        Some(&Err(RequestError::NotLeader {
+            leader_hint: Some(0)
+        }))
+    );
+    // The coordinator answers the read after a heartbeat round.
+    let r = c.submit(0, 1, 2, get("apple"));
+    assert_eq!(c.reply(r), None, "no quorum confirmation yet");
+    c.stabilize();
+    assert_eq!(c.reply(r), Some(&value("green")));
+}
+
+#[test]
+fn deposed_coordinator_wakes_is_rejected_steps_down_and_serves_no_stale_read() {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    let w = c.submit(0, 1, 1, put("x", "old"));
+    c.stabilize();
+    assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+
+    // The coordinator is paused (SIGSTOP). Replica 1 stops hearing
+    // heartbeats and takes over with a higher ballot.
+    c.paused[0] = true;
+    c.elect(1);
+    let w = c.submit(1, 2, 1, put("x", "new"));
+    c.stabilize();
+    assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+
+    // Replica 0 wakes up still believing it leads. Before it reads its
+    // mail, a client asks it to read x and to write y.
+    c.paused[0] = false;
+    assert_eq!(c.replica(0).role(), Role::Coordinator);
+    let read = c.submit(0, 3, 1, get("x"));
+    let write = c.submit(0, 3, 2, put("y", "lost"));
+    // Its first output: an accept for y and a heartbeat, on its old ballot.
+    c.flush(0);
+    assert!(c
+        .net
+        .iter()
+        .any(|(from, _, m)| *from == 0 && matches!(m, Message::Accept { .. })));
+    // Both are rejected; it learns of the higher ballot and steps down.
+    c.stabilize();
+    assert_ne!(c.replica(0).role(), Role::Coordinator);
+    // The read was not answered from stale state, and the write may not
+    // be reported as applied.
+    assert!(matches!(
+        c.reply(read),
+        Some(Err(RequestError::NotLeader { .. }))
+    ));
+    assert!(matches!(
+        c.reply(write),
+        Some(Err(RequestError::OutcomeUnknown { .. }))
+    ));
+    // y was never chosen, and every replica agrees on x.
+    c.tick(3);
+    for id in 0..3 {
+        assert_eq!(c.replica(id).kv().read("x"), Some("new".into()));
+        assert_eq!(c.replica(id).kv().read("y"), None);
+    }
+}
+
+#[test]
+fn in_local_read_mode_the_deposed_coordinator_serves_a_stale_read() {
+    // The same story with the seed's read path: this is why it is unsafe.
+    let mut c = Cluster::new(
+        3,
+        Config {
+            read_mode: ReadMode::Local,
+            ..config()
+        },
+    );
+    c.elect(0);
+    c.submit(0, 1, 1, put("x", "old"));
+    c.stabilize();
+    c.paused[0] = true;
+    c.elect(1);
+    let w = c.submit(1, 2, 1, put("x", "new"));
+    c.stabilize();
+    assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+    c.paused[0] = false;
+    let read = c.submit(0, 3, 1, get("x"));
+    c.flush(0);
+    assert_eq!(c.reply(read), Some(&value("old")), "stale, as expected");
+}
+
+#[test]
+fn new_coordinator_adopts_an_accepted_value_and_fills_the_hole_with_a_noop() {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    // Two writes go into slots 1 and 2. Only replica 0 accepts slot 1;
+    // replica 1 accepts slot 2; nothing gets chosen.
+    c.submit(0, 1, 1, put("a", "1"));
+    c.flush(0);
+    c.submit(0, 2, 1, put("b", "2"));
+    c.flush(0);
+    let accepts: Vec<_> = c.net.drain(..).collect();
+    for (from, to, msg) in accepts {
+        if let Message::Accept { slot: 2, .. } = msg {
+            if to == 1 {
+                c.replicas[1].as_mut().unwrap().step(from, msg).unwrap();
+            }
+        }
+    }
+    c.net.clear(); // replica 1's answer is lost too
+                   // Replica 0 crashes. Replica 1 takes over: phase 1 finds slot 2's value
+                   // in its own acceptor and nothing for slot 1.
+    c.crash(0);
+    c.elect(1);
+    c.tick(2);
+    let log = &c.replica(2).applied_log;
+    assert_eq!(
+        log[0],
+        AppliedEvent::Slot(1, Value::NoOp),
+        "the hole became a no-op"
+    );
+    assert!(
+        matches!(&log[1], AppliedEvent::Slot(2, Value::Batch(cmds)) if cmds[0].client_id == 2),
+        "the accepted value was adopted"
+    );
+    assert_eq!(c.replica(2).kv().read("b"), Some("2".into()));
+    assert_eq!(c.replica(2).kv().read("a"), None);
+}
+
+#[test]
+fn a_returning_higher_priority_replica_catches_up_before_taking_over() {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    c.crash(0);
+    c.elect(1);
+    for seq in 1..=20 {
+        c.submit(1, 1, seq, put("k", &seq.to_string()));
+        c.stabilize();
+    }
+    let target = c.replica(1).commit_index();
+    // Replica 0 restarts from its disk: far behind.
+    c.restart(0);
+    let mut took_over_at = None;
+    for _ in 0..100 {
+        c.tick(1);
+        let r0 = c.replica(0);
+        if r0.role() != Role::Follower {
+            took_over_at = Some(r0.commit_index());
+            break;
+        }
+    }
+    // It campaigned only once its log had caught up with replica 1's.
+    assert_eq!(took_over_at, Some(target));
+    c.elect(0);
+    assert_eq!(c.replica(0).kv().read("k"), Some("20".into()));
+    assert_eq!(c.replica(1).leader(), Some(0));
+}
+
+#[test]
+fn a_replica_behind_the_compacted_log_receives_a_snapshot() {
+    let mut c = Cluster::new(
+        3,
+        Config {
+            snapshot_every: 5,
+            ..config()
+        },
+    );
+    c.elect(0);
+    c.crash(2);
+    for seq in 1..=12 {
+        c.submit(0, 1, seq, put("k", &seq.to_string()));
+        c.stabilize();
+    }
+    assert!(c.replica(0).status().snapshot_slot >= 10);
+    c.restart(2);
+    c.tick(5);
+    let r2 = c.replica(2);
+    assert_eq!(r2.kv().read("k"), Some("12".into()));
+    assert_eq!(r2.digest(), c.replica(0).digest());
+    assert!(r2.status().snapshot_slot >= 10, "installed a snapshot");
+    // The snapshot reached its disk: it restarts from it.
+    c.crash(2);
+    c.restart(2);
+    assert_eq!(c.replica(2).kv().read("k"), Some("12".into()));
+}
+
+#[test]
+fn a_command_retried_through_a_new_coordinator_is_applied_once() {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    let first = c.submit(
+        0,
+        9,
+        1,
+        Op::Append {
+            key: "log".into(),
+            value: "x".into(),
+        },
+    );
+    // The accepts get out, but the coordinator is paused before it learns
+    // that the value was chosen: the client times out.
+    c.flush(0);
+    c.paused[0] = true;
+    c.stabilize();
+    assert_eq!(c.reply(first), None);
+    // The client retries the same (client, seq) at the new coordinator.
+    c.elect(1);
+    let retry = c.submit(
+        1,
+        9,
+        1,
+        Op::Append {
+            key: "log".into(),
+            value: "x".into(),
+        },
+    );
+    c.stabilize();
+    assert_eq!(c.reply(retry), Some(&Ok(OpResult::Appended("x".into()))));
+    assert_eq!(c.replica(1).kv().read("log"), Some("x".into()));
+}
+
+#[test]
+fn a_single_replica_cluster_decides_alone() {
+    let mut c = Cluster::new(1, config());
+    c.elect(0);
+    let w = c.submit(0, 1, 1, put("a", "b"));
+    c.stabilize();
+    assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+    let r = c.submit(0, 1, 2, get("a"));
+    c.stabilize();
+    assert_eq!(c.reply(r), Some(&value("b")));
+}
+
+#[test]
+fn a_coordinator_cut_off_from_the_majority_answers_pending_requests() {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    c.crash(1);
+    c.crash(2);
+    let w = c.submit(0, 1, 1, put("a", "b"));
+    let r = c.submit(0, 1, 2, get("a"));
+    // No majority: after the election timeout it steps down and answers.
+    c.tick(12);
+    assert_ne!(c.replica(0).role(), Role::Coordinator);
+    assert!(matches!(
+        c.reply(w),
+        Some(Err(RequestError::OutcomeUnknown { .. }))
+    ));
+    assert!(matches!(
+        c.reply(r),
+        Some(Err(RequestError::NotLeader { .. }))
+    ));
+}
+
+#[test]
+fn malformed_messages_are_rejected_without_panicking() {
+    let mut r = Replica::new(0, 3, config(), PersistentState::default()).unwrap();
+    let b = |round, replica| Ballot { round, replica };
+    assert!(matches!(
+        r.step(7, Message::CatchUp { first_slot: 1 }),
+        Err(StepError::UnknownReplica { .. })
+    ));
+    assert_eq!(
+        r.step(0, Message::CatchUp { first_slot: 1 }),
+        Err(StepError::FromSelf)
+    );
+    assert!(matches!(
+        r.step(
+            1,
+            Message::Prepare {
+                ballot: b(1, 9),
+                first_slot: 1
+            }
+        ),
+        Err(StepError::BadBallot { .. })
+    ));
+    assert!(matches!(
+        r.step(
+            1,
+            Message::Accept {
+                ballot: b(1, 2),
+                slot: 1,
+                value: Value::NoOp
+            }
+        ),
+        Err(StepError::NotBallotOwner { .. })
+    ));
+    assert_eq!(
+        r.step(
+            1,
+            Message::Accept {
+                ballot: b(1, 1),
+                slot: 0,
+                value: Value::NoOp
+            }
+        ),
+        Err(StepError::SlotZero)
+    );
+    // Nonsense that is well-formed is simply harmless.
+    r.step(
+        1,
+        Message::Chosen {
+            entries: vec![ChosenEntry {
+                slot: 0,
+                value: Value::NoOp,
+            }],
+        },
+    )
+    .unwrap();
+    r.step(
+        1,
+        Message::Accepted {
+            ballot: b(5, 0),
+            slot: 3,
+        },
+    )
+    .unwrap();
+    assert!(Replica::new(3, 3, config(), PersistentState::default()).is_err());
+    assert!(Replica::new(
+        0,
+        3,
+        Config {
+            election_ticks: 1,
+            ..config()
+        },
+        PersistentState::default()
+    )
+    .is_err());
+}
