@@ -277,7 +277,8 @@ impl Cluster {
         let pid = self.nodes[i]
             .pid()
             .ok_or_else(|| anyhow!("n{i} is not running"))?;
-        kill(Pid::from_raw(pid), sig).with_context(|| format!("cannot send {sig} to n{i} (pid {pid})"))
+        kill(Pid::from_raw(pid), sig)
+            .with_context(|| format!("cannot send {sig} to n{i} (pid {pid})"))
     }
 
     /// SIGSTOP.
@@ -379,7 +380,10 @@ impl Drop for Cluster {
 }
 
 /// A gRPC client of one node, connecting lazily.
-pub fn kv_client(addr: &str, connect_timeout: Duration) -> Result<KvClient<tonic::transport::Channel>> {
+pub fn kv_client(
+    addr: &str,
+    connect_timeout: Duration,
+) -> Result<KvClient<tonic::transport::Channel>> {
     let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .with_context(|| format!("bad address {addr}"))?
         .connect_timeout(connect_timeout)
@@ -400,10 +404,13 @@ pub async fn node_status(addr: &str, timeout: Duration) -> Result<StatusReply> {
 /// Sets a node's acceptor fail_rate; returns the previous one.
 pub async fn set_node_fail_rate(addr: &str, rate: f64, timeout: Duration) -> Result<f64> {
     let mut c = kv_client(addr, timeout)?;
-    let r = tokio::time::timeout(timeout, c.set_fail_rate(SetFailRateRequest { fail_rate: rate }))
-        .await
-        .map_err(|_| anyhow!("set_fail_rate on {addr}: timed out"))?
-        .map_err(|s| anyhow!("set_fail_rate on {addr}: {}", s.message()))?;
+    let r = tokio::time::timeout(
+        timeout,
+        c.set_fail_rate(SetFailRateRequest { fail_rate: rate }),
+    )
+    .await
+    .map_err(|_| anyhow!("set_fail_rate on {addr}: timed out"))?
+    .map_err(|s| anyhow!("set_fail_rate on {addr}: {}", s.message()))?;
     Ok(r.into_inner().previous)
 }
 
@@ -465,9 +472,15 @@ pub async fn wait_for_coordinator(addrs: &[String], timeout: Duration) -> Result
             if answering == addrs.len() && agree {
                 return Ok(l);
             }
-            last = format!("n{l} is coordinator, {answering}/{} nodes answer, agree: {agree}", addrs.len());
+            last = format!(
+                "n{l} is coordinator, {answering}/{} nodes answer, agree: {agree}",
+                addrs.len()
+            );
         } else {
-            last = format!("{answering}/{} nodes answer, none is coordinator", addrs.len());
+            last = format!(
+                "{answering}/{} nodes answer, none is coordinator",
+                addrs.len()
+            );
         }
         if Instant::now() >= deadline {
             bail!("no coordinator after {:?}: {last}", timeout);

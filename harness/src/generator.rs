@@ -18,16 +18,26 @@ use crate::workload::{KeyDistribution, OpSpec};
 /// One key-value operation, as sent to a replica.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KvOp {
-    Get { key: String },
-    Put { key: String, value: String },
-    Delete { key: String },
+    Get {
+        key: String,
+    },
+    Put {
+        key: String,
+        value: String,
+    },
+    Delete {
+        key: String,
+    },
     /// `expected: None` means "the key must not exist".
     Cas {
         key: String,
         expected: Option<String>,
         new: String,
     },
-    Append { key: String, value: String },
+    Append {
+        key: String,
+        value: String,
+    },
 }
 
 impl KvOp {
@@ -112,7 +122,10 @@ impl KeyPicker {
         }
         let total = *self.cdf.last().unwrap_or(&1.0);
         let x = rng.random::<f64>() * total;
-        let i = self.cdf.partition_point(|&c| c < x).min(self.keys.len() - 1);
+        let i = self
+            .cdf
+            .partition_point(|&c| c < x)
+            .min(self.keys.len() - 1);
         &self.keys[i]
     }
 }

@@ -149,7 +149,12 @@ impl Nemesis {
 
     /// Applies a fault to `nodes`; returns the nodes actually hit and the
     /// index of its window.
-    pub async fn apply(&self, fault: FaultKind, nodes: &[usize], fail_rate: Option<f64>) -> (Vec<usize>, usize) {
+    pub async fn apply(
+        &self,
+        fault: FaultKind,
+        nodes: &[usize],
+        fail_rate: Option<f64>,
+    ) -> (Vec<usize>, usize) {
         let mut hit = Vec::new();
         let mut errors = Vec::new();
         match fault {
@@ -183,7 +188,9 @@ impl Nemesis {
             FaultKind::Kill => "kill",
             FaultKind::FailRate => "fail-rate",
         };
-        let extra = fail_rate.filter(|_| fault == FaultKind::FailRate).map(Edn::Float);
+        let extra = fail_rate
+            .filter(|_| fault == FaultKind::FailRate)
+            .map(Edn::Float);
         let error = (!errors.is_empty()).then(|| errors.join("; "));
         self.record(f, &hit, extra, error);
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -225,7 +232,9 @@ impl Nemesis {
             FaultKind::FailRate => {
                 let addrs = self.addrs();
                 for &i in nodes {
-                    if let Err(e) = set_node_fail_rate(&addrs[i], self.base_fail_rate, self.rpc_timeout).await {
+                    if let Err(e) =
+                        set_node_fail_rate(&addrs[i], self.base_fail_rate, self.rpc_timeout).await
+                    {
                         errors.push(e.to_string());
                     }
                 }
@@ -233,7 +242,12 @@ impl Nemesis {
             }
         };
         let extra = (fault == FaultKind::FailRate).then_some(Edn::Float(self.base_fail_rate));
-        self.record(f, nodes, extra, (!errors.is_empty()).then(|| errors.join("; ")));
+        self.record(
+            f,
+            nodes,
+            extra,
+            (!errors.is_empty()).then(|| errors.join("; ")),
+        );
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(w) = st.windows.get_mut(window) {
             w.end = Some(self.recorder.now());
@@ -303,8 +317,16 @@ impl Nemesis {
         let (paused, down): (Vec<usize>, Vec<usize>) = {
             let c = lock(&self.cluster);
             (
-                c.nodes.iter().filter(|n| n.state == NodeState::Paused).map(|n| n.id).collect(),
-                c.nodes.iter().filter(|n| n.state == NodeState::Down).map(|n| n.id).collect(),
+                c.nodes
+                    .iter()
+                    .filter(|n| n.state == NodeState::Paused)
+                    .map(|n| n.id)
+                    .collect(),
+                c.nodes
+                    .iter()
+                    .filter(|n| n.state == NodeState::Down)
+                    .map(|n| n.id)
+                    .collect(),
             )
         };
         let open: Vec<(usize, String)> = {

@@ -39,10 +39,7 @@ pub fn spawn(
     tokio::spawn(async move {
         while !done.load(Ordering::Relaxed) {
             let (ok, fail, info) = counters.get();
-            let faults = nemesis
-                .lock()
-                .map(|n| n.active())
-                .unwrap_or_default();
+            let faults = nemesis.lock().map(|n| n.active()).unwrap_or_default();
             let faults = if faults.is_empty() {
                 "none".to_string()
             } else {

@@ -158,7 +158,12 @@ impl Event {
             }
             Process::Nemesis => s.push_str(":nemesis"),
         }
-        let _ = write!(s, ", :type :{}, :f :{}, :value ", self.kind.as_str(), self.f);
+        let _ = write!(
+            s,
+            ", :type :{}, :f :{}, :value ",
+            self.kind.as_str(),
+            self.f
+        );
         self.value.write(&mut s);
         if let Some(n) = &self.node {
             s.push_str(", :node ");
@@ -282,7 +287,10 @@ mod tests {
             Process::Client(3),
             OpType::Invoke,
             "cas",
-            Edn::Vec(vec![Edn::str("k1"), Edn::Vec(vec![Edn::Nil, Edn::str("a\"b")])]),
+            Edn::Vec(vec![
+                Edn::str("k1"),
+                Edn::Vec(vec![Edn::Nil, Edn::str("a\"b")]),
+            ]),
             Some("127.0.0.1:8001"),
             None,
         );
@@ -300,7 +308,9 @@ mod tests {
         assert!(line.ends_with(
             ", :process 3, :type :invoke, :f :cas, :value [\"k1\" [nil \"a\\\"b\"]], :node \"127.0.0.1:8001\"}"
         ), "{line}");
-        assert!(h[1].to_edn().contains(":process :nemesis, :type :info, :f :pause"));
+        assert!(h[1]
+            .to_edn()
+            .contains(":process :nemesis, :type :info, :f :pause"));
         assert!(h[0].time <= h[1].time);
     }
 }

@@ -86,7 +86,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Formats a duration the way the workload files write them.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -492,9 +492,7 @@ impl Workload {
         })?;
         let mut w = Workload::parse(&text, &path.display().to_string())?;
         if w.name.is_none() {
-            w.name = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned());
+            w.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
         }
         Ok(w)
     }
@@ -548,16 +546,25 @@ impl Workload {
         if usize::from(c.base_client_port) + c.replicas > 65536 || c.base_client_port == 0 {
             return Err(bad(
                 &["cluster", "base_client_port"],
-                format!("port {} leaves no room for {} replicas", c.base_client_port, c.replicas),
+                format!(
+                    "port {} leaves no room for {} replicas",
+                    c.base_client_port, c.replicas
+                ),
             ));
         }
         if usize::from(c.base_paxos_port) + c.replicas > 65536 || c.base_paxos_port == 0 {
             return Err(bad(
                 &["cluster", "base_paxos_port"],
-                format!("port {} leaves no room for {} replicas", c.base_paxos_port, c.replicas),
+                format!(
+                    "port {} leaves no room for {} replicas",
+                    c.base_paxos_port, c.replicas
+                ),
             ));
         }
-        let (cb, pb) = (usize::from(c.base_client_port), usize::from(c.base_paxos_port));
+        let (cb, pb) = (
+            usize::from(c.base_client_port),
+            usize::from(c.base_paxos_port),
+        );
         if cb < pb + c.replicas && pb < cb + c.replicas {
             return Err(bad(
                 &["cluster", "base_paxos_port"],
@@ -617,7 +624,10 @@ impl Workload {
                 if n >= c.replicas {
                     return Err(bad(
                         &at("target"),
-                        format!("node n{n} does not exist (replicas are n0..n{})", c.replicas - 1),
+                        format!(
+                            "node n{n} does not exist (replicas are n0..n{})",
+                            c.replicas - 1
+                        ),
                     ));
                 }
             }
@@ -738,7 +748,12 @@ pub fn line_of(text: &str, path: &[&str]) -> usize {
         let mut end = i + 1;
         while end < to {
             let l = lines[end];
-            if !is_blank(l) && (indent(l) as isize) <= ind && !(seg.parse::<usize>().is_err() && l.trim_start().starts_with("- ") && indent(l) as isize == ind) {
+            if !is_blank(l)
+                && (indent(l) as isize) <= ind
+                && !(seg.parse::<usize>().is_err()
+                    && l.trim_start().starts_with("- ")
+                    && indent(l) as isize == ind)
+            {
                 break;
             }
             end += 1;

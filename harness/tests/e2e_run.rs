@@ -51,14 +51,25 @@ fn a_pause_and_kill_run_is_valid_and_leaves_a_complete_store() {
     let store = dir.join("store");
     let r = harness_run(&wl, &store, &[], Duration::from_secs(120));
     eprintln!("{}\n{}\n(took {:?})", r.stdout, r.stderr, r.elapsed);
-    assert!(servers_on(24200).is_empty() && servers_on(24201).is_empty() && servers_on(24202).is_empty(),
-        "servers left behind");
+    assert!(
+        servers_on(24200).is_empty()
+            && servers_on(24201).is_empty()
+            && servers_on(24202).is_empty(),
+        "servers left behind"
+    );
     assert_eq!(r.code, Some(0), "exit status");
     let run = std::fs::canonicalize(store.join("latest")).unwrap();
     assert!(run.starts_with(std::fs::canonicalize(store.join("pause-kill")).unwrap()));
     for f in [
-        "history.edn", "results.json", "workload.yaml", "summary.txt", "latency.svg", "rate.svg",
-        "n0.log", "n1.log", "n2.log",
+        "history.edn",
+        "results.json",
+        "workload.yaml",
+        "summary.txt",
+        "latency.svg",
+        "rate.svg",
+        "n0.log",
+        "n1.log",
+        "n2.log",
     ] {
         assert!(run.join(f).is_file(), "{f} missing in {}", run.display());
     }
@@ -66,7 +77,9 @@ fn a_pause_and_kill_run_is_valid_and_leaves_a_complete_store() {
     let h = harness::history::History::from_file(run.join("history.edn")).unwrap();
     let text = std::fs::read_to_string(run.join("history.edn")).unwrap();
     assert!(text.contains(":process :nemesis, :type :info, :f :pause"));
-    assert!(text.contains(":f :kill") && text.contains(":f :restart") && text.contains(":f :resume"));
+    assert!(
+        text.contains(":f :kill") && text.contains(":f :restart") && text.contains(":f :resume")
+    );
     assert!(text.contains(":node \"127.0.0.1:2420"));
     assert!(h.client_ops().unwrap().len() > 100);
     // results.json: the verdict and the figures.
@@ -77,7 +90,12 @@ fn a_pause_and_kill_run_is_valid_and_leaves_a_complete_store() {
     assert_eq!(res["linearizability"]["verdict"], "linearizable");
     assert_eq!(res["convergence"]["status"], "converged");
     assert!(res["stats"]["overall"]["ok"].as_u64().unwrap() > 50);
-    assert!(res["stats"]["overall"]["latency_ok"]["p99_ms"].as_f64().unwrap() > 0.0);
+    assert!(
+        res["stats"]["overall"]["latency_ok"]["p99_ms"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
     assert_eq!(res["faults"].as_array().unwrap().len(), 2);
     // The killed node was restarted on its data dir and caught up.
     let starts: u64 = res["convergence"]["nodes"]
@@ -102,18 +120,35 @@ fn the_stale_reads_workload_finds_the_anomaly() {
         let r = harness_run(
             &wl,
             &store,
-            &["--duration", "6500ms", "--base-client-port", "24300", "--base-paxos-port", "24350",
-              "--seed", &(100 + attempt).to_string()],
+            &[
+                "--duration",
+                "6500ms",
+                "--base-client-port",
+                "24300",
+                "--base-paxos-port",
+                "24350",
+                "--seed",
+                &(100 + attempt).to_string(),
+            ],
             Duration::from_secs(150),
         );
-        eprintln!("attempt {attempt}:\n{}\n{}\n(took {:?})", r.stdout, r.stderr, r.elapsed);
+        eprintln!(
+            "attempt {attempt}:\n{}\n{}\n(took {:?})",
+            r.stdout, r.stderr, r.elapsed
+        );
         assert!(servers_on(24300).is_empty(), "servers left behind");
         codes.push(r.code);
         if r.code == Some(1) {
             let run = std::fs::canonicalize(store.join("latest")).unwrap();
             let timelines = std::fs::read_dir(&run)
                 .unwrap()
-                .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("timeline"))
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("timeline")
+                })
                 .count();
             assert!(timelines >= 1, "no timeline.html in {}", run.display());
             let _ = std::fs::remove_dir_all(&dir);

@@ -3,6 +3,7 @@
 //! the harness is stopped by SIGTERM or dies by SIGKILL.
 //!
 //! Ports 24000-24099 (nothing listens on them: the stand-in never opens one).
+//! Also `harness run` interrupted by SIGINT while waiting for the cluster.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -15,7 +16,11 @@ use harness::workload::ReadMode;
 fn fake_server(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let p = dir.join("fake-server.sh");
-    std::fs::write(&p, "#!/bin/sh\necho \"fake server $*\" >&2\nexec sleep 600\n").unwrap();
+    std::fs::write(
+        &p,
+        "#!/bin/sh\necho \"fake server $*\" >&2\nexec sleep 600\n",
+    )
+    .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     p
@@ -31,7 +36,10 @@ fn tmp(name: &str) -> PathBuf {
 fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => {
-            let state = s.rsplit(')').next().and_then(|r| r.split_whitespace().next());
+            let state = s
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next());
             !matches!(state, Some("Z") | Some("X"))
         }
         Err(_) => false,
@@ -41,7 +49,11 @@ fn alive(pid: i32) -> bool {
 /// State letter of a process (R, S, T, ...).
 fn state(pid: i32) -> Option<String> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    s.rsplit(')').next()?.split_whitespace().next().map(str::to_string)
+    s.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .next()
+        .map(str::to_string)
 }
 
 fn wait_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -80,14 +92,26 @@ fn start_pause_kill_restart_stop() {
     // The command line follows the server's CLI contract.
     let args = c.server_args(1);
     let joined = args.join(" ");
-    assert!(joined.starts_with("--my-addr 127.0.0.1:24001 --my-paxos 127.0.0.1:24051 --replica 127.0.0.1:24050"), "{joined}");
-    assert!(joined.contains("--read-mode quorum") && joined.ends_with("--tick-ms 10"), "{joined}");
+    assert!(
+        joined.starts_with(
+            "--my-addr 127.0.0.1:24001 --my-paxos 127.0.0.1:24051 --replica 127.0.0.1:24050"
+        ),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("--read-mode quorum") && joined.ends_with("--tick-ms 10"),
+        "{joined}"
+    );
 
     c.pause(0).unwrap();
-    assert!(wait_until(Duration::from_secs(5), || state(pids[0]).as_deref() == Some("T")));
+    assert!(wait_until(Duration::from_secs(5), || state(pids[0])
+        .as_deref()
+        == Some("T")));
     assert!(c.pause(0).is_err(), "a paused node cannot be paused again");
     c.resume(0).unwrap();
-    assert!(wait_until(Duration::from_secs(5), || state(pids[0]).as_deref() != Some("T")));
+    assert!(wait_until(Duration::from_secs(5), || state(pids[0])
+        .as_deref()
+        != Some("T")));
 
     c.kill(1).unwrap();
     assert!(!alive(pids[1]));
@@ -113,9 +137,14 @@ fn children(pid: u32) -> Vec<i32> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
-            let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
             if let Ok(s) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
-                let ppid = s.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1));
+                let ppid = s
+                    .rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().nth(1));
                 if ppid == Some(&pid.to_string()) {
                     out.push(p);
                 }
@@ -163,9 +192,14 @@ fn harness_cluster_stops_its_replicas_on_sigterm() {
     let mut out = String::new();
     use std::io::Read;
     h.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    assert!(out.contains("n2  client 127.0.0.1:24012  paxos 127.0.0.1:24062"), "{out}");
+    assert!(
+        out.contains("n2  client 127.0.0.1:24012  paxos 127.0.0.1:24062"),
+        "{out}"
+    );
     assert!(out.contains("stopped 3 replicas"), "{out}");
-    assert!(wait_until(Duration::from_secs(5), || kids.iter().all(|&k| !alive(k))));
+    assert!(wait_until(Duration::from_secs(5), || kids
+        .iter()
+        .all(|&k| !alive(k))));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -185,5 +219,51 @@ fn replicas_die_with_a_killed_harness() {
         }
     }
     assert!(gone, "orphans left: {kids:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn harness_run_interrupted_exits_2_and_stops_its_replicas() {
+    let dir = tmp("run-int");
+    let fake = fake_server(&dir);
+    let wl = dir.join("w.yaml");
+    std::fs::write(
+        &wl,
+        "duration: 30s\ncluster:\n  base_client_port: 24030\n  base_paxos_port: 24080\n  startup_timeout: 60s\n",
+    )
+    .unwrap();
+    let mut h = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg(&wl)
+        .arg("--server-bin")
+        .arg(&fake)
+        .arg("--store")
+        .arg(dir.join("store"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let hp = h.id();
+    assert!(wait_until(Duration::from_secs(10), || children(hp).len() == 3));
+    let kids = children(hp);
+    unsafe { libc::kill(hp as i32, libc::SIGINT) };
+    let end = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(s) = h.try_wait().unwrap() {
+            break s.code();
+        }
+        if Instant::now() > end {
+            let _ = h.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(code, Some(2));
+    assert!(wait_until(Duration::from_secs(5), || kids
+        .iter()
+        .all(|&k| !alive(k))));
+    // The run dir still says what happened.
+    let res = std::fs::read_to_string(dir.join("store/latest/results.json")).unwrap();
+    assert!(res.contains("\"interrupted\": true"), "{res}");
     let _ = std::fs::remove_dir_all(&dir);
 }

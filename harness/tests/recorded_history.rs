@@ -10,18 +10,35 @@ use harness::recorder::{to_edn, Edn, OpType, Process, Recorder};
 use harness::run::check::{check_history, LinVerdict};
 
 fn op(r: &Recorder, p: u64, op: &KvOp, kind: OpType, read: Option<&str>) {
-    r.record(Process::Client(p), OpType::Invoke, op.f(), op.invoke_value(), Some("127.0.0.1:8000"), None);
+    r.record(
+        Process::Client(p),
+        OpType::Invoke,
+        op.f(),
+        op.invoke_value(),
+        Some("127.0.0.1:8000"),
+        None,
+    );
     let value = if kind == OpType::Ok {
         op.ok_value(read.map(str::to_string))
     } else {
         op.invoke_value()
     };
     let err = (kind != OpType::Ok).then(|| "timeout".to_string());
-    r.record(Process::Client(p), kind, op.f(), value, Some("127.0.0.1:8000"), err);
+    r.record(
+        Process::Client(p),
+        kind,
+        op.f(),
+        value,
+        Some("127.0.0.1:8000"),
+        err,
+    );
 }
 
 fn put(k: &str, v: &str) -> KvOp {
-    KvOp::Put { key: k.into(), value: v.into() }
+    KvOp::Put {
+        key: k.into(),
+        value: v.into(),
+    }
 }
 fn get(k: &str) -> KvOp {
     KvOp::Get { key: k.into() }
@@ -48,18 +65,61 @@ fn check(r: &Recorder, name: &str) -> harness::run::check::LinResult {
 #[test]
 fn every_op_shape_checks_as_linearizable() {
     let r = Recorder::new();
-    r.record(Process::Nemesis, OpType::Info, "pause", Edn::Vec(vec![Edn::str("127.0.0.1:8000")]), None, None);
+    r.record(
+        Process::Nemesis,
+        OpType::Info,
+        "pause",
+        Edn::Vec(vec![Edn::str("127.0.0.1:8000")]),
+        None,
+        None,
+    );
     op(&r, 0, &put("k1", "a"), OpType::Ok, None);
     op(&r, 1, &get("k1"), OpType::Ok, Some("a"));
-    op(&r, 0, &KvOp::Cas { key: "k1".into(), expected: Some("a".into()), new: "b".into() }, OpType::Ok, None);
-    op(&r, 1, &KvOp::Cas { key: "k1".into(), expected: Some("zz".into()), new: "c".into() }, OpType::Fail, None);
-    op(&r, 0, &KvOp::Append { key: "k1".into(), value: "x;".into() }, OpType::Ok, None);
+    op(
+        &r,
+        0,
+        &KvOp::Cas {
+            key: "k1".into(),
+            expected: Some("a".into()),
+            new: "b".into(),
+        },
+        OpType::Ok,
+        None,
+    );
+    op(
+        &r,
+        1,
+        &KvOp::Cas {
+            key: "k1".into(),
+            expected: Some("zz".into()),
+            new: "c".into(),
+        },
+        OpType::Fail,
+        None,
+    );
+    op(
+        &r,
+        0,
+        &KvOp::Append {
+            key: "k1".into(),
+            value: "x;".into(),
+        },
+        OpType::Ok,
+        None,
+    );
     op(&r, 1, &get("k1"), OpType::Ok, Some("bx;"));
     op(&r, 0, &KvOp::Delete { key: "k1".into() }, OpType::Ok, None);
     op(&r, 1, &get("k1"), OpType::Ok, None);
     op(&r, 2, &put("k2", "q"), OpType::Info, None);
     op(&r, 3, &get("k2"), OpType::Ok, Some("q"));
-    r.record(Process::Nemesis, OpType::Info, "resume", Edn::Vec(vec![Edn::str("127.0.0.1:8000")]), None, None);
+    r.record(
+        Process::Nemesis,
+        OpType::Info,
+        "resume",
+        Edn::Vec(vec![Edn::str("127.0.0.1:8000")]),
+        None,
+        None,
+    );
     let res = check(&r, "valid");
     assert_eq!(res.verdict, LinVerdict::Linearizable, "{res:?}");
     assert_eq!(res.keys_checked, 2);

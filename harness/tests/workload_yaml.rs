@@ -76,31 +76,57 @@ fn unknown_fields_are_named_with_their_line() {
     assert!(e.contains("unknown field `replica`"), "{e}");
     assert!(e.contains("line 3"), "{e}");
     let e = err("duration: 5s\nnemesis:\n  - fault: pause\n    target: leader\n    duration: 1s\n    heal: 2s\n");
-    assert!(e.contains("unknown field `heal`") && e.contains("line 6"), "{e}");
+    assert!(
+        e.contains("unknown field `heal`") && e.contains("line 6"),
+        "{e}"
+    );
     let e = err("duraton: 5s\n");
-    assert!(e.contains("unknown field `duraton`") && e.contains("line 1"), "{e}");
+    assert!(
+        e.contains("unknown field `duraton`") && e.contains("line 1"),
+        "{e}"
+    );
 }
 
 #[test]
 fn bad_values_are_named_with_their_line() {
     let e = err("duration: 5s\ncluster:\n  replicas: 0\n");
-    assert!(e.contains("w.yaml:3") && e.contains("cluster.replicas"), "{e}");
+    assert!(
+        e.contains("w.yaml:3") && e.contains("cluster.replicas"),
+        "{e}"
+    );
     let e = err("duration: 5s\ncluster:\n  read_mode: sloppy\n");
     assert!(e.contains("read_mode") && e.contains("line 3"), "{e}");
     let e = err("duration: forever\n");
-    assert!(e.contains("invalid duration") && e.contains("line 1"), "{e}");
+    assert!(
+        e.contains("invalid duration") && e.contains("line 1"),
+        "{e}"
+    );
     let e = err("duration: 5s\noperations:\n  keys: 2\n  mix: {get: 0, put: 0}\n");
-    assert!(e.contains("w.yaml:4") && e.contains("operations.mix"), "{e}");
+    assert!(
+        e.contains("w.yaml:4") && e.contains("operations.mix"),
+        "{e}"
+    );
     let e = err("duration: 5s\ncluster:\n  fail_rate: 1.5\n");
     assert!(e.contains("w.yaml:3") && e.contains("fail_rate"), "{e}");
     let e = err("duration: 5s\nnemesis:\n  - fault: pause\n    target: leader\n    duration: 1s\n  - fault: kill\n    target: n9\n    duration: 1s\n");
-    assert!(e.contains("w.yaml:7") && e.contains("nemesis.1.target") && e.contains("n9"), "{e}");
-    let e = err("duration: 5s\nnemesis:\n  - fault: pause\n    target: the-boss\n    duration: 1s\n");
+    assert!(
+        e.contains("w.yaml:7") && e.contains("nemesis.1.target") && e.contains("n9"),
+        "{e}"
+    );
+    let e =
+        err("duration: 5s\nnemesis:\n  - fault: pause\n    target: the-boss\n    duration: 1s\n");
     assert!(e.contains("unknown target") && e.contains("line 4"), "{e}");
-    let e = err("duration: 5s\nnemesis:\n  - fault: fail-rate\n    target: all\n    duration: 1s\n");
-    assert!(e.contains("needs a `fail_rate`") && e.contains("w.yaml:3"), "{e}");
+    let e =
+        err("duration: 5s\nnemesis:\n  - fault: fail-rate\n    target: all\n    duration: 1s\n");
+    assert!(
+        e.contains("needs a `fail_rate`") && e.contains("w.yaml:3"),
+        "{e}"
+    );
     let e = err("duration: 5s\nnemesis:\n  - fault: pause\n    target: all\n    duration: 3s\n    interval: 1s\n");
-    assert!(e.contains("nemesis.0.interval") && e.contains("w.yaml:6"), "{e}");
+    assert!(
+        e.contains("nemesis.0.interval") && e.contains("w.yaml:6"),
+        "{e}"
+    );
     let e = err("duration: 5s\nclients:\n  concurrency: -3\n");
     assert!(e.contains("concurrency") && e.contains("line 3"), "{e}");
 }

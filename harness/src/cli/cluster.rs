@@ -72,7 +72,8 @@ fn run_inner(args: &ClusterArgs) -> anyhow::Result<i32> {
     super::install_signal_handler(stop.clone());
     let dir = match &args.data_dir {
         Some(d) => d.clone(),
-        None => PathBuf::from("store/cluster").join(crate::store::timestamp(std::time::SystemTime::now())),
+        None => PathBuf::from("store/cluster")
+            .join(crate::store::timestamp(std::time::SystemTime::now())),
     };
     let config = ClusterConfig {
         server_bin: find_server_bin(args.server_bin.as_deref())?,
@@ -98,7 +99,9 @@ fn run_inner(args: &ClusterArgs) -> anyhow::Result<i32> {
         );
     }
     let addrs = cluster.client_addrs();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let waited = rt.block_on(async {
         tokio::select! {
             r = wait_for_coordinator(&addrs, Duration::from_secs(20)) => Some(r),
@@ -119,7 +122,10 @@ fn run_inner(args: &ClusterArgs) -> anyhow::Result<i32> {
         std::thread::sleep(Duration::from_millis(200));
         for i in 0..cluster.nodes.len() {
             if let Some(st) = cluster.check_exited(i) {
-                eprintln!("harness cluster: n{i} exited ({st}); see {}", cluster.nodes[i].log_path.display());
+                eprintln!(
+                    "harness cluster: n{i} exited ({st}); see {}",
+                    cluster.nodes[i].log_path.display()
+                );
             }
         }
     }

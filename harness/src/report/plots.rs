@@ -45,11 +45,20 @@ fn secs(ns: u64) -> f64 {
 }
 
 /// Writes the latency scatter plot.
-pub fn latency_svg(path: &Path, title: &str, ops: &[Completed], windows: &[Window], end_ns: u64) -> Result<()> {
+pub fn latency_svg(
+    path: &Path,
+    title: &str,
+    ops: &[Completed],
+    windows: &[Window],
+    end_ns: u64,
+) -> Result<()> {
     let t_max = secs(end_ns).max(1.0);
     let lat: Vec<(f64, f64, OpType)> = ops
         .iter()
-        .filter_map(|o| o.latency_ms().map(|l| (secs(o.invoke), l.max(0.01), o.kind)))
+        .filter_map(|o| {
+            o.latency_ms()
+                .map(|l| (secs(o.invoke), l.max(0.01), o.kind))
+        })
         .collect();
     let y_max = lat.iter().map(|p| p.1).fold(1.0f64, f64::max) * 1.5;
     let root = SVGBackend::new(path, (1000, 500)).into_drawing_area();
@@ -76,7 +85,11 @@ pub fn latency_svg(path: &Path, title: &str, ops: &[Completed], windows: &[Windo
             )))
             .map_err(|e| anyhow!("{e:?}"))?;
     }
-    for (t, label) in [(OpType::Ok, "ok"), (OpType::Fail, "fail"), (OpType::Info, "info")] {
+    for (t, label) in [
+        (OpType::Ok, "ok"),
+        (OpType::Fail, "fail"),
+        (OpType::Info, "info"),
+    ] {
         let c = outcome_color(t);
         chart
             .draw_series(
@@ -100,7 +113,13 @@ pub fn latency_svg(path: &Path, title: &str, ops: &[Completed], windows: &[Windo
 }
 
 /// Writes the throughput plot (completions per second, per outcome).
-pub fn rate_svg(path: &Path, title: &str, ops: &[Completed], windows: &[Window], end_ns: u64) -> Result<()> {
+pub fn rate_svg(
+    path: &Path,
+    title: &str,
+    ops: &[Completed],
+    windows: &[Window],
+    end_ns: u64,
+) -> Result<()> {
     let t_max = secs(end_ns).max(1.0);
     // About 100 buckets, at least 100 ms each.
     let bucket = (t_max / 100.0).max(0.1);
@@ -141,10 +160,16 @@ pub fn rate_svg(path: &Path, title: &str, ops: &[Completed], windows: &[Window],
             )))
             .map_err(|e| anyhow!("{e:?}"))?;
     }
-    for (i, (label, c)) in [("ok", OK), ("fail", FAIL), ("info", INFO)].into_iter().enumerate() {
+    for (i, (label, c)) in [("ok", OK), ("fail", FAIL), ("info", INFO)]
+        .into_iter()
+        .enumerate()
+    {
         chart
             .draw_series(LineSeries::new(
-                series[i].iter().enumerate().map(|(b, &v)| (b as f64 * bucket, v)),
+                series[i]
+                    .iter()
+                    .enumerate()
+                    .map(|(b, &v)| (b as f64 * bucket, v)),
                 c.stroke_width(2),
             ))
             .map_err(|e| anyhow!("{e:?}"))?
@@ -174,7 +199,11 @@ mod tests {
                 f: "read".into(),
                 invoke: i * 10_000_000,
                 complete: Some(i * 10_000_000 + (i % 7 + 1) * 300_000),
-                kind: if i % 17 == 0 { OpType::Info } else { OpType::Ok },
+                kind: if i % 17 == 0 {
+                    OpType::Info
+                } else {
+                    OpType::Ok
+                },
                 node: None,
             })
             .collect();

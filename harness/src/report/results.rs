@@ -23,7 +23,8 @@ pub struct Completed {
 impl Completed {
     /// Latency in milliseconds.
     pub fn latency_ms(&self) -> Option<f64> {
-        self.complete.map(|c| (c.saturating_sub(self.invoke)) as f64 / 1e6)
+        self.complete
+            .map(|c| (c.saturating_sub(self.invoke)) as f64 / 1e6)
     }
 }
 
@@ -33,7 +34,9 @@ pub fn pair(events: &[Event]) -> Vec<Completed> {
     let mut open: HashMap<u64, usize> = HashMap::new();
     let mut out: Vec<Completed> = Vec::new();
     for e in events {
-        let Process::Client(p) = e.process else { continue };
+        let Process::Client(p) = e.process else {
+            continue;
+        };
         if e.kind == OpType::Invoke {
             open.insert(p, out.len());
             out.push(Completed {
@@ -118,7 +121,11 @@ fn op_stats(ops: &[&Completed], duration_s: f64) -> OpStats {
         ok,
         fail: count(OpType::Fail),
         info: count(OpType::Info),
-        throughput: if duration_s > 0.0 { ok as f64 / duration_s } else { 0.0 },
+        throughput: if duration_s > 0.0 {
+            ok as f64 / duration_s
+        } else {
+            0.0
+        },
         latency_ok: Latency::of(
             ops.iter()
                 .filter(|o| o.kind == OpType::Ok)
@@ -168,7 +175,14 @@ mod tests {
         let rec = |p, t, f: &str| r.record(Process::Client(p), t, f, Edn::Nil, None, None);
         rec(0, OpType::Invoke, "read");
         rec(1, OpType::Invoke, "write");
-        r.record(Process::Nemesis, OpType::Info, "pause", Edn::Nil, None, None);
+        r.record(
+            Process::Nemesis,
+            OpType::Info,
+            "pause",
+            Edn::Nil,
+            None,
+            None,
+        );
         rec(0, OpType::Ok, "read");
         rec(1, OpType::Info, "write");
         rec(2, OpType::Invoke, "write");

@@ -104,7 +104,12 @@ pub fn render(r: &Results, description: Option<&str>) -> String {
                     )
                 })
                 .collect();
-            let _ = writeln!(out, "  convergence: {} (applied {})", c.status, applied.join(" "));
+            let _ = writeln!(
+                out,
+                "  convergence: {} (applied {})",
+                c.status,
+                applied.join(" ")
+            );
         }
         None => {
             let _ = writeln!(out, "  convergence: not checked");
@@ -118,7 +123,10 @@ pub fn render(r: &Results, description: Option<&str>) -> String {
         if r.final_reads.disagreeing_keys.is_empty() {
             String::new()
         } else {
-            format!(", replicas disagree on {}", r.final_reads.disagreeing_keys.join(", "))
+            format!(
+                ", replicas disagree on {}",
+                r.final_reads.disagreeing_keys.join(", ")
+            )
         }
     );
     let verdict = match r.verdict {

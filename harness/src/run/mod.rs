@@ -199,7 +199,14 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>) -> Result<RunOutcome> 
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let outcome = rt.block_on(run_async(opts, &workload, seed, &server_bin, &dir, interrupt));
+    let outcome = rt.block_on(run_async(
+        opts,
+        &workload,
+        seed,
+        &server_bin,
+        &dir,
+        interrupt,
+    ));
     rt.shutdown_timeout(Duration::from_secs(2));
     outcome
 }
@@ -381,7 +388,11 @@ async fn run_async(
     // Checks.
     let started_ok = ready.is_ok();
     let lin = if started_ok && w.checkers.linearizable {
-        let (h, d, limit) = (history_path.clone(), dir.to_path_buf(), w.checkers.time_limit.0);
+        let (h, d, limit) = (
+            history_path.clone(),
+            dir.to_path_buf(),
+            w.checkers.time_limit.0,
+        );
         tokio::task::spawn_blocking(move || check::check_history(&h, &d, limit))
             .await
             .ok()
@@ -474,8 +485,15 @@ async fn run_async(
     )
     .with_context(|| format!("cannot write {}", dir.join("results.json").display()))?;
     if w.checkers.perf {
-        let end = recorder.now().max(client_phase_end);
-        if let Err(e) = plots::latency_svg(&dir.join("latency.svg"), w.name(), &ops, &windows, end) {
+        // The end of the history (the final reads), not "now": the check
+        // may have taken long.
+        let end = events
+            .last()
+            .map(|e| e.time)
+            .unwrap_or(0)
+            .max(client_phase_end);
+        if let Err(e) = plots::latency_svg(&dir.join("latency.svg"), w.name(), &ops, &windows, end)
+        {
             eprintln!("harness: latency.svg: {e:#}");
         }
         if let Err(e) = plots::rate_svg(&dir.join("rate.svg"), w.name(), &ops, &windows, end) {
@@ -513,7 +531,9 @@ async fn do_final_reads(
     recorder: &Recorder,
     interrupt: &AtomicBool,
 ) -> FinalReads {
-    let keys = crate::generator::KeyPicker::new(&w.operations).keys().to_vec();
+    let keys = crate::generator::KeyPicker::new(&w.operations)
+        .keys()
+        .to_vec();
     let mut out = FinalReads::default();
     let mut seen: std::collections::BTreeMap<String, std::collections::BTreeSet<Option<String>>> =
         Default::default();
@@ -527,7 +547,14 @@ async fn do_final_reads(
                 return out;
             }
             let op = KvOp::Get { key: key.clone() };
-            recorder.record(process, OpType::Invoke, op.f(), op.invoke_value(), Some(addr), None);
+            recorder.record(
+                process,
+                OpType::Invoke,
+                op.f(),
+                op.invoke_value(),
+                Some(addr),
+                None,
+            );
             let mut req = tonic::Request::new(worker::request(&op, 0, 0));
             let timeout = w.clients.request_timeout.0.max(Duration::from_secs(2));
             req.set_timeout(timeout);
@@ -536,7 +563,14 @@ async fn do_final_reads(
                 .ok()
                 .map(|r| r.map(|r| r.into_inner()));
             let c = worker::classify(&op, result);
-            recorder.record(process, c.kind, op.f(), c.value.clone(), Some(addr), c.error.clone());
+            recorder.record(
+                process,
+                c.kind,
+                op.f(),
+                c.value.clone(),
+                Some(addr),
+                c.error.clone(),
+            );
             out.reads += 1;
             if c.kind == OpType::Ok {
                 out.ok += 1;
@@ -556,14 +590,20 @@ async fn do_final_reads(
 
 /// Polls the replicas until they agree on applied index and digest (twice in
 /// a row), or the timeout passes.
-async fn wait_convergence(addrs: &[String], timeout: Duration, cluster: &Mutex<Cluster>) -> Convergence {
+async fn wait_convergence(
+    addrs: &[String],
+    timeout: Duration,
+    cluster: &Mutex<Cluster>,
+) -> Convergence {
     let start = Instant::now();
     let mut agreed_once = false;
     loop {
         let st = cluster::statuses(addrs, Duration::from_millis(500)).await;
         let all = st.iter().all(Option::is_some);
-        let applied: std::collections::BTreeSet<u64> = st.iter().flatten().map(|s| s.applied_index).collect();
-        let digests: std::collections::BTreeSet<u64> = st.iter().flatten().map(|s| s.digest).collect();
+        let applied: std::collections::BTreeSet<u64> =
+            st.iter().flatten().map(|s| s.applied_index).collect();
+        let digests: std::collections::BTreeSet<u64> =
+            st.iter().flatten().map(|s| s.digest).collect();
         let agree = all && applied.len() == 1 && digests.len() == 1;
         let timed_out = start.elapsed() >= timeout;
         if (agree && agreed_once) || timed_out {

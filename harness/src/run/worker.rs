@@ -242,7 +242,11 @@ impl Worker {
                     seq = 0;
                     tokio::time::sleep(self.backoff).await;
                 }
-                OpType::Fail if c.error.as_deref().is_some_and(|e| !e.starts_with("cas mismatch")) => {
+                OpType::Fail
+                    if c.error
+                        .as_deref()
+                        .is_some_and(|e| !e.starts_with("cas mismatch")) =>
+                {
                     tokio::time::sleep(self.backoff).await;
                 }
                 _ => {}
@@ -270,7 +274,10 @@ mod tests {
     #[test]
     fn outcomes_follow_jepsen() {
         assert_eq!(classify(&put(), None).kind, OpType::Info);
-        assert_eq!(classify(&KvOp::Get { key: "k".into() }, None).kind, OpType::Fail);
+        assert_eq!(
+            classify(&KvOp::Get { key: "k".into() }, None).kind,
+            OpType::Fail
+        );
         let unknown = tonic::Status::unavailable("no majority");
         assert_eq!(classify(&put(), Some(Err(unknown))).kind, OpType::Info);
         let mut not_applied = tonic::Status::unavailable("no coordinator");
