@@ -10,7 +10,7 @@ use super::model::{Model, ModelError, Partition, SearchOp, ValueTable};
 use crate::history::{ClientOp, Outcome, Value};
 
 /// A register operation over interned values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RegisterOp {
     Read(u32),
     Write(u32),

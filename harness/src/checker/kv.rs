@@ -18,7 +18,7 @@ use super::model::{Model, ModelError, Partition, SearchOp, ValueTable, NIL};
 use crate::history::{ClientOp, Outcome, Value};
 
 /// An operation on one key, over interned values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KvOp {
     Read(u32),
     Write(u32),

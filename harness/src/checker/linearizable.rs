@@ -27,7 +27,7 @@ use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use hashbrown::hash_table::{Entry, HashTable};
-use rustc_hash::FxHasher;
+use rustc_hash::{FxHashMap, FxHasher};
 
 use super::model::{Model, SearchOp};
 
@@ -107,6 +107,9 @@ pub struct SearchStats {
     pub states: u64,
     /// Model steps tried.
     pub steps: u64,
+    /// Nodes of the search tree expanded (fresh memo visits; more than
+    /// `states` when later visits with fewer optional ops replace earlier ones).
+    pub expanded: u64,
     pub elapsed: Duration,
 }
 
@@ -235,10 +238,94 @@ impl LinearizedSet {
     }
 }
 
+/// Which bitset an op belongs to and its bit there.
+#[derive(Clone, Copy)]
+struct Slot {
+    required: bool,
+    bit: u32,
+}
+
+#[inline]
+fn toggle_bit(words: &mut [u64], bit: usize) {
+    words[bit / 64] ^= 1 << (bit % 64);
+}
+
+#[inline]
+fn bit(words: &[u64], bit: usize) -> bool {
+    words[bit / 64] & (1 << (bit % 64)) != 0
+}
+
+#[inline]
+fn is_subset(a: &[u64], b: &[u64]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x & !y == 0)
+}
+
+/// One (set of linearized required ops, state) reached, with the sets of
+/// optional ops linearized on the way each time it was reached (only the
+/// minimal ones: a superset of a recorded set is dominated and pruned).
 struct MemoEntry<S> {
     hash: u64,
-    words: Box<[u64]>,
+    required: Box<[u64]>,
     state: S,
+    optional: Vec<Box<[u64]>>,
+}
+
+/// The memo table with subsumption on optional ops.
+///
+/// Why subsumption: an op of unknown outcome may be linearized or left out,
+/// so reaching (R, s) having used the optional ops I is never better than
+/// having reached it with a subset I' ⊆ I: everything possible from the
+/// former is possible from the latter (skip the extra ops; the remaining
+/// required ops and therefore the real-time constraints are the same). With
+/// many `:info` ops, the exact memo of Porcupine explores every subset of
+/// them; subsumption cuts that to the minimal ones.
+struct Memo<S> {
+    table: HashTable<MemoEntry<S>>,
+    /// Optional-op sets recorded (the search's "states").
+    sets: u64,
+}
+
+impl<S: Hash + Eq + Clone> Memo<S> {
+    fn new() -> Self {
+        Memo {
+            table: HashTable::new(),
+            sets: 0,
+        }
+    }
+
+    /// Records a visit; false if it is dominated by an earlier one.
+    #[inline]
+    fn visit(&mut self, required: &LinearizedSet, optional: &[u64], state: &S) -> bool {
+        let hash = combined_hash(required.hash, state);
+        match self.table.entry(
+            hash,
+            |m| m.hash == hash && m.state == *state && *m.required == *required.words,
+            |m| m.hash,
+        ) {
+            Entry::Vacant(v) => {
+                v.insert(MemoEntry {
+                    hash,
+                    required: required.words.clone().into_boxed_slice(),
+                    state: state.clone(),
+                    optional: vec![optional.into()],
+                });
+                self.sets += 1;
+                true
+            }
+            Entry::Occupied(mut o) => {
+                let entry = o.get_mut();
+                if entry.optional.iter().any(|seen| is_subset(seen, optional)) {
+                    return false;
+                }
+                let before = entry.optional.len();
+                entry.optional.retain(|seen| !is_subset(optional, seen));
+                self.sets -= (before - entry.optional.len()) as u64;
+                entry.optional.push(optional.into());
+                self.sets += 1;
+                true
+            }
+        }
+    }
 }
 
 #[inline]
@@ -263,22 +350,66 @@ pub fn search<M: Model>(
         return (SearchResult::Linearizable { order: Vec::new() }, stats);
     }
 
+    let mut slots = Vec::with_capacity(ops.len());
+    let (mut n_required, mut n_optional) = (0u32, 0u32);
+    for op in ops {
+        let required = op.ret.is_some();
+        let counter = if required {
+            &mut n_required
+        } else {
+            &mut n_optional
+        };
+        slots.push(Slot {
+            required,
+            bit: *counter,
+        });
+        *counter += 1;
+    }
+    // Twins: optional ops with the same model op. Once invoked, two of them
+    // are interchangeable (no return event ties either down), so only the
+    // earliest unused one of a twin chain is ever a candidate. Without this,
+    // k identical `:info` writes make the search try all 2^k subsets.
+    let mut twin_before: Vec<u32> = vec![NONE; ops.len()];
+    {
+        let mut by_call: Vec<usize> = (0..ops.len()).filter(|&i| !slots[i].required).collect();
+        by_call.sort_by_key(|&i| ops[i].call);
+        let mut last: FxHashMap<&M::Op, usize> = FxHashMap::default();
+        for i in by_call {
+            if let Some(j) = last.insert(&ops[i].op, i) {
+                twin_before[i] = j as u32;
+            }
+        }
+    }
     let mut events = Events::new(ops);
     let tail = events.tail();
-    let mut set = LinearizedSet::new(ops.len());
-    let entry_bytes =
-        (set.words.len() * 8 + std::mem::size_of::<MemoEntry<M::State>>() + 16) as u64;
+    let mut linearized = LinearizedSet::new(n_required as usize);
+    let mut optional = vec![0u64; (n_optional as usize).div_ceil(64).max(1)];
+    let entry_bytes = ((linearized.words.len() + optional.len()) * 8
+        + std::mem::size_of::<MemoEntry<M::State>>()
+        + 32) as u64;
     let max_states = budget
         .max_states
         .min(budget.max_memory / entry_bytes.max(1));
-    let mut memo: HashTable<MemoEntry<M::State>> = HashTable::new();
+    let mut memo: Memo<M::State> = Memo::new();
     let mut state = model.init();
     let mut linearized_required = 0usize;
     // (call entry, state before it)
     let mut stack: Vec<(u32, M::State)> = Vec::with_capacity(ops.len());
     let mut best: Option<Stuck<M::State>> = None;
     let mut entry = events.next[0];
+    // Candidates are tried in two passes over the list: required ops first,
+    // then optional ones. Reaching a state first with few optional ops used
+    // makes the memo's subsumption prune the later, larger variants instead
+    // of re-exploring below each smaller one found later.
+    let mut optional_pass = false;
     let mut iterations: u64 = 0;
+    let toggle = |slot: Slot, linearized: &mut LinearizedSet, optional: &mut [u64]| {
+        if slot.required {
+            linearized.toggle(slot.bit as usize);
+        } else {
+            toggle_bit(optional, slot.bit as usize);
+        }
+    };
 
     loop {
         iterations += 1;
@@ -293,31 +424,25 @@ pub fn search<M: Model>(
         let e = entry as usize;
         if entry != tail && events.is_call[e] {
             let i = events.op[e] as usize;
+            if slots[i].required == optional_pass {
+                entry = events.next[e];
+                continue;
+            }
+            let twin = twin_before[i];
+            if twin != NONE && !bit(&optional, slots[twin as usize].bit as usize) {
+                entry = events.next[e];
+                continue;
+            }
             stats.steps += 1;
             if let Some(next_state) = model.step(&state, &ops[i].op) {
-                set.toggle(i);
-                let hash = combined_hash(set.hash, &next_state);
-                let fresh = match memo.entry(
-                    hash,
-                    |m| m.hash == hash && m.state == next_state && *m.words == *set.words,
-                    |m| m.hash,
-                ) {
-                    Entry::Occupied(_) => false,
-                    Entry::Vacant(v) => {
-                        v.insert(MemoEntry {
-                            hash,
-                            words: set.words.clone().into_boxed_slice(),
-                            state: next_state.clone(),
-                        });
-                        true
-                    }
-                };
-                if fresh {
-                    stats.states += 1;
-                    if stats.states > max_states {
+                toggle(slots[i], &mut linearized, &mut optional);
+                if memo.visit(&linearized, &optional, &next_state) {
+                    stats.expanded += 1;
+                    stats.states = memo.sets;
+                    if memo.sets > max_states {
                         stats.elapsed = started.elapsed();
                         let why = if max_states < budget.max_states {
-                            Exhausted::Memory(stats.states * entry_bytes)
+                            Exhausted::Memory(memo.sets * entry_bytes)
                         } else {
                             Exhausted::States(max_states)
                         };
@@ -326,7 +451,7 @@ pub fn search<M: Model>(
                     let previous = std::mem::replace(&mut state, next_state);
                     stack.push((entry, previous));
                     events.lift(entry);
-                    if ops[i].ret.is_some() {
+                    if slots[i].required {
                         linearized_required += 1;
                         if linearized_required == required {
                             stats.elapsed = started.elapsed();
@@ -340,11 +465,16 @@ pub fn search<M: Model>(
                         }
                     }
                     entry = events.next[0];
+                    optional_pass = false;
                     continue;
                 }
-                set.toggle(i);
+                toggle(slots[i], &mut linearized, &mut optional);
             }
             entry = events.next[e];
+        } else if !optional_pass {
+            // End of the required candidates: now the optional ones, from the head.
+            optional_pass = true;
+            entry = events.next[0];
         } else {
             // A return event (or the end of the list, which holds only ops
             // without return events: nothing left to try). Backtrack.
@@ -364,13 +494,14 @@ pub fn search<M: Model>(
                 }
                 Some((call, previous)) => {
                     let i = events.op[call as usize] as usize;
-                    set.toggle(i);
-                    if ops[i].ret.is_some() {
+                    toggle(slots[i], &mut linearized, &mut optional);
+                    if slots[i].required {
                         linearized_required -= 1;
                     }
                     state = previous;
                     events.unlift(call);
                     entry = events.next[call as usize];
+                    optional_pass = !slots[i].required;
                 }
             }
         }

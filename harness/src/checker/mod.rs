@@ -30,6 +30,7 @@ pub mod cas_register;
 pub mod kv;
 pub mod linearizable;
 pub mod model;
+pub mod synth;
 
 use std::fmt;
 use std::str::FromStr;

@@ -24,7 +24,7 @@ use crate::history::{ClientOp, Value};
 /// A sequential specification checked by the linearizability search.
 pub trait Model {
     /// One operation as the model sees it: input and observed output together.
-    type Op: Clone + fmt::Debug + Send;
+    type Op: Clone + Eq + Hash + fmt::Debug + Send;
     /// The object's state; cheap to clone, compare and hash.
     type State: Clone + Eq + Hash + fmt::Debug + Send;
 

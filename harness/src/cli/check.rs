@@ -13,6 +13,15 @@ use std::time::Duration;
 
 use clap::Args;
 
+/// `println!` that ignores write errors (e.g. a closed pipe in
+/// `harness check ... | head`) instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 use super::{EXIT_ANOMALY, EXIT_ERROR, EXIT_VALID};
 use crate::checker::{check_file, Budget, CheckOptions, CheckReport, ModelKind, Verdict};
 use crate::history::History;
@@ -35,6 +44,9 @@ pub struct CheckArgs {
     /// Print only the per-file lines and the summary, not violation details.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Also print each key's search statistics.
+    #[arg(long, short)]
+    pub verbose: bool,
     /// Jepsen EDN history files.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
@@ -69,11 +81,11 @@ pub fn run(args: &CheckArgs) -> i32 {
         match check_file(file, &options) {
             Err(e) => {
                 unreadable += 1;
-                println!("{name:<name_width$}  UNREADABLE  {e}");
+                out!("{name:<name_width$}  UNREADABLE  {e}");
             }
             Ok((history, report)) => {
                 total += report.elapsed;
-                println!("{name:<name_width$}  {}", summary_line(&report));
+                out!("{name:<name_width$}  {}", summary_line(&report));
                 match report.verdict() {
                     Verdict::Linearizable => valid += 1,
                     Verdict::NotLinearizable => invalid += 1,
@@ -89,19 +101,36 @@ pub fn run(args: &CheckArgs) -> i32 {
                         .key
                         .as_ref()
                         .map_or("register".to_string(), |k| format!("key {k}"));
-                    println!("    {key}: unknown: {why}");
+                    out!("    {key}: unknown: {why}");
+                }
+                if args.verbose {
+                    for key in &report.keys {
+                        let name = key
+                            .key
+                            .as_ref()
+                            .map_or("register".to_string(), |k| k.to_string());
+                        out!(
+                            "    {name}: {} ops, {}, {} states, {} expanded, {} steps, {}",
+                            key.ops,
+                            key.verdict,
+                            key.stats.states,
+                            key.stats.expanded,
+                            key.stats.steps,
+                            format_duration(key.stats.elapsed)
+                        );
+                    }
                 }
                 if !args.quiet {
                     for v in report.violations() {
                         for line in v.render_text(&history).lines() {
-                            println!("    {line}");
+                            out!("    {line}");
                         }
                     }
                 }
                 if let Some(out) = &args.out {
                     if report.verdict() == Verdict::NotLinearizable {
                         match write_reports(out, file, &history, &report) {
-                            Ok(dir) => println!("    reports in {}", dir.display()),
+                            Ok(dir) => out!("    reports in {}", dir.display()),
                             Err(e) => {
                                 eprintln!(
                                     "harness check: cannot write reports to {}: {e}",
@@ -115,7 +144,7 @@ pub fn run(args: &CheckArgs) -> i32 {
             }
         }
     }
-    println!(
+    out!(
         "{} files: {valid} linearizable, {invalid} not linearizable, {unknown} unknown, {unreadable} unreadable; checking took {}",
         args.files.len(),
         format_duration(total)

@@ -608,11 +608,7 @@ fn parse_atom(token: &str) -> Result<Value, String> {
         _ => {}
     }
     let bytes = token.as_bytes();
-    let starts_numeric = match bytes {
-        [b'0'..=b'9', ..] => true,
-        [b'+' | b'-', b'0'..=b'9', ..] => true,
-        _ => false,
-    };
+    let starts_numeric = matches!(bytes, [b'0'..=b'9', ..] | [b'+' | b'-', b'0'..=b'9', ..]);
     if starts_numeric {
         let body = token.strip_suffix('N').unwrap_or(token);
         if let Ok(i) = body.strip_prefix('+').unwrap_or(body).parse::<i64>() {

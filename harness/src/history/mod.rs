@@ -9,9 +9,11 @@
 //! ```
 //!
 //! API in short:
-//! - build: [`Op::invoke`], [`Op::complete`] (or the struct fields directly),
-//!   [`Op::with_extra`] for fields like `:node` or `:error`; push into
-//!   [`History::ops`] (or [`History::push`], which fills `:index`).
+//! - build: [`Op::invoke`], [`Op::complete`], [`Op::nemesis`] (or the struct
+//!   fields directly), [`Op::at`] for `:time`, [`Op::with_extra`] for fields
+//!   like `:node` or `:error`; push into [`History::ops`] (or
+//!   [`History::push`], which fills `:index`). Values convert from `i64`,
+//!   `&str`, `String`, `bool`, `Option<T>` and `Vec<T>` (see [`Value`]).
 //! - write: [`Op::to_edn`] gives one line (stream it as the run goes), or
 //!   [`History::write_edn`] / [`History::to_edn_string`] for a whole file.
 //! - read: [`History::from_file`] / [`History::parse`] accept one map per line or
@@ -140,6 +142,19 @@ impl Op {
             time: None,
             process: Process::Client(process),
             kind: OpType::Invoke,
+            f: f.into(),
+            value: value.into(),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// A nemesis event, e.g. `Op::nemesis(OpType::Info, "start-pause", Value::Nil)`.
+    pub fn nemesis(kind: OpType, f: impl Into<String>, value: impl Into<Value>) -> Op {
+        Op {
+            index: None,
+            time: None,
+            process: Process::nemesis(),
+            kind,
             f: f.into(),
             value: value.into(),
             extra: BTreeMap::new(),
