@@ -93,11 +93,22 @@ pub fn spawn_child(mut cmd: Command) -> std::io::Result<Child> {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::process::CommandExt;
-        // SAFETY: prctl is async-signal-safe and touches no memory of the
-        // parent; this runs between fork and exec.
+        // SAFETY: prctl and setpgid are async-signal-safe and touch no
+        // memory of the parent; this runs between fork and exec.
+        let parent = std::process::id() as libc::pid_t;
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The harness died before prctl took effect: do not run.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                // A process group of its own: a Ctrl-C in the terminal
+                // reaches the harness only, which stops the servers itself
+                // (in order, after recording what it needs).
+                if libc::setpgid(0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())

@@ -120,6 +120,9 @@ fn run_inner(args: &ClusterArgs) -> anyhow::Result<i32> {
     println!("client addresses: {}", addrs.join(","));
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(200));
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
         for i in 0..cluster.nodes.len() {
             if let Some(st) = cluster.check_exited(i) {
                 eprintln!(
