@@ -44,7 +44,7 @@ struct Args {
     #[arg(long, default_value = "put,get,mixed")]
     mix: String,
     /// First client port.
-    #[arg(long, default_value_t = 23000)]
+    #[arg(long, default_value_t = 23500)]
     base_port: u16,
     /// The server binary (default: next to this example's directory).
     #[arg(long)]
