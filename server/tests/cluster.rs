@@ -397,3 +397,81 @@ async fn torn_wal_tail_is_discarded_on_restart() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_peer_input_is_rejected_without_a_crash() {
+    use paxoskv::paxos as pb;
+    use pb::paxos_client::PaxosClient;
+    let c = Cluster::start("badpeer", 3, 23100, FAST);
+    c.wait_leader(&[0, 1, 2], START).await;
+    let mut px = PaxosClient::connect(format!("http://{}", c.paxos(0)))
+        .await
+        .expect("connect paxos port");
+    let send = |env: pb::Envelope| {
+        let mut px = px.clone();
+        async move {
+            px.deliver(tokio_stream::iter(vec![env]))
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let env = |from: u32, to: u32, size: u32, messages: Vec<pb::PaxosMessage>| pb::Envelope {
+        from,
+        to,
+        cluster_size: size,
+        sender_addr: String::new(),
+        messages,
+    };
+    // Unknown sender, wrong receiver, wrong cluster size, claims to be us.
+    for bad in [
+        env(7, 0, 3, vec![]),
+        env(1, 2, 3, vec![]),
+        env(1, 0, 5, vec![]),
+        env(0, 0, 3, vec![]),
+    ] {
+        let e = send(bad).await.expect_err("bad envelope accepted");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    }
+    // Malformed messages from a valid sender are dropped, the stream lives.
+    let junk = vec![
+        pb::PaxosMessage { kind: None },
+        pb::PaxosMessage {
+            kind: Some(pb::paxos_message::Kind::Accept(pb::Accept {
+                ballot: Some(pb::Ballot {
+                    round: 1,
+                    replica: 9,
+                }),
+                slot: 0,
+                value: None,
+            })),
+        },
+        pb::PaxosMessage {
+            kind: Some(pb::paxos_message::Kind::Snapshot(pb::InstallSnapshot {
+                snapshot: Some(pb::Snapshot {
+                    last_slot: 5,
+                    state: vec![0xff, 0x00, 0x13].into(),
+                }),
+            })),
+        },
+    ];
+    send(env(1, 0, 3, junk))
+        .await
+        .expect("junk messages are skipped");
+    // A forwarded request with an empty key is refused like a client's.
+    let e = px
+        .forward(pkv::ExecuteRequest {
+            client_id: 5,
+            seq: 1,
+            op: Some(pkv::execute_request::Op::Put(pkv::Put {
+                key: String::new(),
+                value: "v".into(),
+            })),
+            forwarded: false,
+        })
+        .await
+        .expect_err("empty key");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    // Everyone is still alive and serving.
+    c.client().put("still", "alive").await.expect("put");
+    c.wait_converged(&[0, 1, 2], Duration::from_secs(10)).await;
+}
