@@ -100,6 +100,7 @@ enum Mix {
 }
 
 async fn run_mix(args: &Args, addrs: &[String], mix: Mix) -> anyhow::Result<()> {
+    let slots_before = commit_index(addrs).await;
     let deadline = Instant::now() + Duration::from_secs(args.secs);
     let mut tasks = Vec::new();
     for _ in 0..args.clients {
@@ -149,8 +150,9 @@ async fn run_mix(args: &Args, addrs: &[String], mix: Mix) -> anyhow::Result<()> 
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
             .map_or(0.0, |us| *us as f64 / 1000.0)
     };
+    let slots = commit_index(addrs).await.saturating_sub(slots_before);
     println!(
-        "replicas={} clients={} mix={:?}: {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} ops, {} errors",
+        "replicas={} clients={} mix={:?}: {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} ops, {} errors, {} slots",
         args.replicas,
         args.clients,
         mix,
@@ -159,9 +161,21 @@ async fn run_mix(args: &Args, addrs: &[String], mix: Mix) -> anyhow::Result<()> 
         pct(0.99),
         lat.last().map_or(0.0, |us| *us as f64 / 1000.0),
         lat.len(),
-        errors
+        errors,
+        slots
     );
     Ok(())
+}
+
+/// Highest commit index any replica reports (slots used so far).
+async fn commit_index(addrs: &[String]) -> u64 {
+    let mut best = 0;
+    for a in addrs {
+        if let Ok(st) = client::status(a, Duration::from_secs(1)).await {
+            best = best.max(st.commit_index);
+        }
+    }
+    best
 }
 
 #[tokio::main]
