@@ -73,8 +73,12 @@ fn main() -> ExitCode {
     let mut words = cli.words;
     let mut addrs = cli.addrs;
     // `client host:port [command...]`: a leading word that is not a command
-    // is an address.
-    if words.first().is_some_and(|w| !is_command_name(w)) {
+    // name and looks like an address (has a port) is the address; anything
+    // else is left to the command parser, which names unknown commands.
+    if words
+        .first()
+        .is_some_and(|w| !is_command_name(w) && w.contains(':'))
+    {
         let first = words.remove(0);
         addrs.extend(first.split(',').map(str::to_owned));
     }

@@ -143,6 +143,13 @@ async fn one_shot_commands_print_the_reply_and_set_the_exit_status() {
     let run = client(&["-a", &fake.addr, "get"], "").await;
     assert_eq!(run.code, Some(2));
     assert!(run.stderr.contains("usage: GET key"), "{}", run.stderr);
+    let run = client(&["frob", "k"], "").await;
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr.contains("unknown command \"frob\""),
+        "{}",
+        run.stderr
+    );
     let run = client(&["-a", "not an address", "get", "k"], "").await;
     assert_eq!(run.code, Some(2));
     assert!(run.stderr.contains("bad address"), "{}", run.stderr);
