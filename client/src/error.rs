@@ -245,10 +245,12 @@ pub fn classify_connect_error(
     err: &(dyn std::error::Error + 'static),
     replica: &str,
 ) -> ClientError {
+    let chain = error_chain(err);
+    let message = chain.strip_prefix("transport error: ").unwrap_or(&chain);
     ClientError::new(
         Outcome::NotApplied,
         ErrorKind::Connect,
-        error_chain(err),
+        message,
         Some(replica),
     )
 }

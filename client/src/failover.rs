@@ -11,7 +11,12 @@
 //! round without success the client sleeps a short, growing, jittered backoff.
 //! All of it happens within [`ClientOptions::timeout`]; each attempt gets at
 //! most [`ClientOptions::attempt_timeout`]. The final error's outcome is
-//! folded by [`AttemptLog`].
+//! folded by [`AttemptLog`]: `NotApplied` only if every attempt surely had no
+//! effect, `Unknown` as soon as one attempt may have. A failed GET is always
+//! `NotApplied`, since a read cannot change the store.
+//!
+//! Errors that no other replica can cure (INVALID_ARGUMENT, a stale sequence
+//! number) end the command at once, without trying further replicas.
 //!
 //! Channels are created per replica on first use and cached. A connection is
 //! established explicitly before the request is sent, so a connect failure is
@@ -37,7 +42,7 @@ const BACKOFF_START: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 /// How a [`Client`] retries and times out.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClientOptions {
     /// Deadline of a whole command, retries included (default 5 s).
     pub timeout: Duration,
@@ -164,8 +169,7 @@ impl Client {
             op: Some(op.to_proto()),
             forwarded: false,
         };
-        let start = Instant::now();
-        let deadline = start + self.opts.timeout;
+        let deadline = Instant::now() + self.opts.timeout;
         let n = self.replicas.len();
         let mut idx = if self.opts.failover {
             self.preferred
@@ -338,6 +342,14 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::BadAddress);
         let e = Client::new(vec![], ClientOptions::default()).expect_err("empty");
         assert_eq!(e.kind, ErrorKind::BadAddress);
+    }
+
+    #[test]
+    fn commands_can_run_on_any_tokio_worker() {
+        fn assert_send<T: Send>(_: &T) {}
+        let mut c = Client::new(vec!["h:1".into()], ClientOptions::default()).expect("valid");
+        let fut = c.execute(Op::Get { key: "k".into() });
+        assert_send(&fut);
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //! - [`ClientError`] ([`error`]): what went wrong, which replica answered, and
 //!   whether the command may have taken effect ([`Outcome`]).
 //! - [`status`], [`set_fail_rate`] ([`admin`]): operator calls to one replica.
-//! - [`repl`]: the command language of the `client` binary.
+//! - [`repl`]: the command language of the `client` binary; [`session`]
+//!   runs its commands and renders the output lines.
 
 pub mod addr;
 pub mod admin;
@@ -25,6 +26,7 @@ pub mod error;
 pub mod failover;
 pub mod op;
 pub mod repl;
+pub mod session;
 
 pub use addr::Address;
 pub use admin::{set_fail_rate, status};

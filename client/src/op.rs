@@ -107,6 +107,53 @@ impl Op {
     }
 }
 
+/// Shows the command in the `client` REPL's syntax (e.g. `PUT k "two
+/// words"`), quoting words where needed, so that
+/// [`crate::repl::parse_line`] reads it back as the same command.
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let q = quote_word;
+        match self {
+            Op::Get { key } => write!(f, "GET {}", q(key)),
+            Op::Put { key, value } => write!(f, "PUT {} {}", q(key), q(value)),
+            Op::Delete { key } => write!(f, "DELETE {}", q(key)),
+            Op::Cas { key, expected, new } => {
+                let old = expected.as_deref().map_or_else(|| "-".to_owned(), q);
+                write!(f, "CAS {} {} {}", q(key), old, q(new))
+            }
+            Op::Append { key, value } => write!(f, "APPEND {} {}", q(key), q(value)),
+        }
+    }
+}
+
+/// Quotes a word for the REPL if it is empty, holds whitespace, quotes, `#`,
+/// or would read as CAS's "absent" (`-`, `nil`).
+pub fn quote_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && !word.starts_with('#')
+        && word != "-"
+        && !word.eq_ignore_ascii_case("nil")
+        && !word
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '\'' || c == '\\');
+    if plain {
+        return word.to_owned();
+    }
+    let mut out = String::with_capacity(word.len() + 2);
+    out.push('"');
+    for c in word.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// A successful answer to a command.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Reply {
@@ -164,6 +211,47 @@ mod tests {
         for op in ops {
             assert_eq!(Op::from_proto(op.to_proto()), op);
             assert_eq!(op.key(), "k");
+        }
+    }
+
+    #[test]
+    fn display_is_repl_syntax_that_parses_back() {
+        let ops = [
+            Op::Get {
+                key: "apple".into(),
+            },
+            Op::Put {
+                key: "my key".into(),
+                value: "say \"hi\" \\ it's\tfine\n".into(),
+            },
+            Op::Put {
+                key: "k".into(),
+                value: "".into(),
+            },
+            Op::Cas {
+                key: "k".into(),
+                expected: None,
+                new: "#x".into(),
+            },
+            Op::Cas {
+                key: "k".into(),
+                expected: Some("nil".into()),
+                new: "-".into(),
+            },
+            Op::Delete { key: "k".into() },
+            Op::Append {
+                key: "k".into(),
+                value: " tail".into(),
+            },
+        ];
+        assert_eq!(ops[0].to_string(), "GET apple");
+        assert_eq!(ops[3].to_string(), "CAS k - \"#x\"");
+        for op in ops {
+            let line = op.to_string();
+            match crate::repl::parse_line(&line) {
+                Ok(Some(crate::repl::Command::Op(back))) => assert_eq!(back, op, "{line}"),
+                other => panic!("{line:?} parsed as {other:?}"),
+            }
         }
     }
 

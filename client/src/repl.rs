@@ -100,6 +100,21 @@ pub fn usage(command: &str) -> Option<&'static str> {
         .map(|(_, u, _)| *u)
 }
 
+/// Help for one command (any case): its usage and what it does.
+pub fn help_for(topic: &str) -> Option<String> {
+    let upper = topic.to_ascii_uppercase();
+    let upper = match upper.as_str() {
+        "EXIT" => "QUIT",
+        "SET" => "PUT",
+        "DEL" => "DELETE",
+        other => other,
+    };
+    USAGES
+        .iter()
+        .find(|(n, _, _)| *n == upper)
+        .map(|(_, u, what)| format!("{u}: {what}"))
+}
+
 /// The full help text (several lines, no trailing newline).
 pub fn help_text() -> String {
     let mut out = String::from("commands (names are case-insensitive):");
@@ -504,6 +519,12 @@ mod tests {
         assert!(help_text().contains("CAS key old new"));
         assert!(help_text().contains("nil"));
         assert_eq!(usage("exit"), Some("QUIT | EXIT"));
+        let cas = help_for("cas").expect("known");
+        assert!(
+            cas.starts_with("CAS key old new: ") && cas.contains("- or nil"),
+            "{cas}"
+        );
+        assert_eq!(help_for("frob"), None);
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub const MAX_PAXOS_MESSAGE: usize = 256 << 20;
 const PEER_QUEUE: usize = 4096;
 /// Messages per envelope.
 const MAX_ENVELOPE_MESSAGES: usize = 512;
+/// An envelope stops taking more messages once it holds this many bytes
+/// (one message alone may be larger, up to [`MAX_PAXOS_MESSAGE`]).
+const MAX_ENVELOPE_BYTES: usize = 4 << 20;
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
 
@@ -159,10 +162,14 @@ async fn outbound(
                 r = &mut call => break r.map(|_| ()),
                 m = queue.recv() => {
                     let Some(m) = m else { return };
+                    let mut bytes = prost::Message::encoded_len(&m);
                     let mut messages = vec![m];
-                    while messages.len() < MAX_ENVELOPE_MESSAGES {
+                    while messages.len() < MAX_ENVELOPE_MESSAGES && bytes < MAX_ENVELOPE_BYTES {
                         match queue.try_recv() {
-                            Ok(m) => messages.push(m),
+                            Ok(m) => {
+                                bytes += prost::Message::encoded_len(&m);
+                                messages.push(m);
+                            }
                             Err(_) => break,
                         }
                     }

@@ -26,6 +26,8 @@ use crate::paxos::{ReadMode, RequestError};
 
 /// Longest time a request is worked on, whatever its `grpc-timeout` says.
 pub const MAX_REQUEST_TIME: Duration = Duration::from_secs(5);
+/// Longest wait for one forwarded attempt (see [`Executor::execute`]).
+pub const FORWARD_ATTEMPT: Duration = Duration::from_millis(500);
 /// Trailer saying whether a failed command may have been applied.
 pub const OUTCOME_TRAILER: &str = "paxoskv-outcome";
 
@@ -218,9 +220,13 @@ impl Executor {
         let mut fwd = req.clone();
         fwd.forwarded = true;
         let mut request = Request::new(fwd);
-        let left = deadline.saturating_duration_since(Instant::now());
+        // One attempt gets at most FORWARD_ATTEMPT: a coordinator that was
+        // paused or partitioned away is replaced within that time, and the
+        // retry goes to its successor (same (client_id, seq): applied once).
+        let attempt_end = deadline.min(Instant::now() + FORWARD_ATTEMPT);
+        let left = attempt_end.saturating_duration_since(Instant::now());
         request.set_timeout(left.max(Duration::from_millis(1)));
-        match tokio::time::timeout_at(deadline, client.forward(request)).await {
+        match tokio::time::timeout_at(attempt_end, client.forward(request)).await {
             Ok(r) => r.map(Response::into_inner),
             Err(_) => Err(unavailable(
                 format!("replica {leader} did not answer a forwarded request in time"),

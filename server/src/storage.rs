@@ -18,7 +18,9 @@
 //! - `wal-<g>.log`: records appended since that checkpoint. Each record is
 //!   `[len: u32 LE][crc32 of payload: u32 LE][payload]` and holds one whole
 //!   [`WriteBatch`]; it is fdatasync'ed before [`Storage::write`] returns
-//!   (group commit: one fsync per batch, however many writes it holds).
+//!   (group commit: one fsync per batch, however many writes it holds) when
+//!   the batch holds a promise or an accepted value (see
+//!   [`WriteBatch::needs_sync`]).
 //! - `LOCK`: an advisory lock so two processes never share a directory.
 //!
 //! On open the checkpoint is loaded and the WAL replayed; a record that is
@@ -100,6 +102,19 @@ impl WriteBatch {
     /// Appends a write.
     pub fn push(&mut self, w: Write) {
         self.0.push(w);
+    }
+
+    /// True if the batch holds an acceptor vote (a promise or an accepted
+    /// value): those must be on disk before anything that depends on them is
+    /// sent. A batch of chosen entries only is written without an fsync of
+    /// its own: losing chosen entries in a crash is safe (they are learned
+    /// again from the acceptors), and the next synced write makes them
+    /// durable anyway, since the WAL is one file written in order. This keeps
+    /// an fsync off the coordinator's reply path.
+    pub fn needs_sync(&self) -> bool {
+        self.0
+            .iter()
+            .any(|w| matches!(w, Write::Promise(_) | Write::Accept(..)))
     }
 
     /// True if the batch replaces the snapshot or compacts the log: such a
@@ -298,7 +313,7 @@ impl Storage {
             record.extend_from_slice(&payload);
             let path = wal_path(&self.dir, self.generation);
             self.wal.write_all(&record).map_err(io_err(&path))?;
-            if self.options.sync {
+            if self.options.sync && batch.needs_sync() {
                 self.wal.sync_data().map_err(io_err(&path))?;
             }
             self.wal_len += record.len() as u64;

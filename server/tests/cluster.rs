@@ -328,3 +328,150 @@ async fn without_a_majority_requests_fail_within_their_deadline() {
         "{e}"
     );
 }
+
+/// Total size of the files in `dir`.
+fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_replica_catches_up_from_a_snapshot_and_disk_stays_bounded() {
+    let mut flags = FAST.to_vec();
+    flags.extend(["--snapshot-every", "20"]);
+    let mut c = Cluster::start("snapshot", 3, 22800, &flags);
+    c.wait_leader(&[0, 1, 2], START).await;
+    c.kill(2);
+    // 300 overwrites of 10 keys with 1 KB values: the state stays small, the
+    // log without compaction would not.
+    let mut cl = c.client();
+    let big = "b".repeat(1000);
+    for i in 0..300 {
+        cl.put(&format!("s{}", i % 10), &format!("{i}-{big}"))
+            .await
+            .expect("put");
+    }
+    c.spawn(2);
+    c.wait_converged(&[0, 1, 2], Duration::from_secs(20)).await;
+    let mut direct = c.client_of(2, Duration::from_secs(5));
+    let r = direct.get("s9").await.expect("get via caught-up replica");
+    assert!(r.value.expect("value").starts_with("299-"));
+    for i in 0..3 {
+        let size = dir_size(&c.root().join(format!("data-{i}")));
+        assert!(size < 200_000, "replica {i} uses {size} bytes on disk");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torn_wal_tail_is_discarded_on_restart() {
+    let mut c = Cluster::start("torn", 3, 23000, FAST);
+    c.wait_leader(&[0, 1, 2], START).await;
+    let mut cl = c.client();
+    for i in 0..20 {
+        cl.put(&format!("t{i}"), "v").await.expect("put");
+    }
+    c.kill(1);
+    // A crash in the middle of a write: half a record at the end of the WAL.
+    let data = c.root().join("data-1");
+    let wal = std::fs::read_dir(&data)
+        .expect("data dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with(".log"))
+        .expect("a WAL file");
+    let mut bytes = std::fs::read(&wal).expect("read wal");
+    bytes.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7]);
+    std::fs::write(&wal, &bytes).expect("write wal");
+    c.spawn(1);
+    for i in 20..30 {
+        cl.put(&format!("t{i}"), "v").await.expect("put");
+    }
+    c.wait_converged(&[0, 1, 2], Duration::from_secs(20)).await;
+    let log = std::fs::read_to_string(c.log_path(1)).expect("log");
+    assert!(
+        log.contains("discarded a torn or corrupt WAL tail"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_peer_input_is_rejected_without_a_crash() {
+    use paxoskv::paxos as pb;
+    use pb::paxos_client::PaxosClient;
+    let c = Cluster::start("badpeer", 3, 23100, FAST);
+    c.wait_leader(&[0, 1, 2], START).await;
+    let mut px = PaxosClient::connect(format!("http://{}", c.paxos(0)))
+        .await
+        .expect("connect paxos port");
+    let send = |env: pb::Envelope| {
+        let mut px = px.clone();
+        async move {
+            px.deliver(tokio_stream::iter(vec![env]))
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let env = |from: u32, to: u32, size: u32, messages: Vec<pb::PaxosMessage>| pb::Envelope {
+        from,
+        to,
+        cluster_size: size,
+        sender_addr: String::new(),
+        messages,
+    };
+    // Unknown sender, wrong receiver, wrong cluster size, claims to be us.
+    for bad in [
+        env(7, 0, 3, vec![]),
+        env(1, 2, 3, vec![]),
+        env(1, 0, 5, vec![]),
+        env(0, 0, 3, vec![]),
+    ] {
+        let e = send(bad).await.expect_err("bad envelope accepted");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    }
+    // Malformed messages from a valid sender are dropped, the stream lives.
+    let junk = vec![
+        pb::PaxosMessage { kind: None },
+        pb::PaxosMessage {
+            kind: Some(pb::paxos_message::Kind::Accept(pb::Accept {
+                ballot: Some(pb::Ballot {
+                    round: 1,
+                    replica: 9,
+                }),
+                slot: 0,
+                value: None,
+            })),
+        },
+        pb::PaxosMessage {
+            kind: Some(pb::paxos_message::Kind::Snapshot(pb::InstallSnapshot {
+                snapshot: Some(pb::Snapshot {
+                    last_slot: 5,
+                    state: vec![0xff, 0x00, 0x13].into(),
+                }),
+            })),
+        },
+    ];
+    send(env(1, 0, 3, junk))
+        .await
+        .expect("junk messages are skipped");
+    // A forwarded request with an empty key is refused like a client's.
+    let e = px
+        .forward(pkv::ExecuteRequest {
+            client_id: 5,
+            seq: 1,
+            op: Some(pkv::execute_request::Op::Put(pkv::Put {
+                key: String::new(),
+                value: "v".into(),
+            })),
+            forwarded: false,
+        })
+        .await
+        .expect_err("empty key");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    // Everyone is still alive and serving.
+    c.client().put("still", "alive").await.expect("put");
+    c.wait_converged(&[0, 1, 2], Duration::from_secs(10)).await;
+}

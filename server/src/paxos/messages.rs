@@ -92,6 +92,32 @@ impl Message {
         }
     }
 
+    /// The highest slot the message mentions (0 if none), to reject
+    /// nonsense before it can overflow arithmetic.
+    pub fn highest_slot(&self) -> Slot {
+        match self {
+            Message::Prepare { first_slot, .. } | Message::CatchUp { first_slot } => *first_slot,
+            Message::Promise {
+                accepted,
+                chosen,
+                commit_index,
+                snapshot,
+                ..
+            } => accepted
+                .iter()
+                .map(|e| e.slot)
+                .chain(chosen.iter().map(|e| e.slot))
+                .chain(snapshot.iter().map(|s| s.last_slot))
+                .fold(*commit_index, Slot::max),
+            Message::Accept { slot, .. } | Message::Accepted { slot, .. } => *slot,
+            Message::Chosen { entries } => entries.iter().map(|e| e.slot).max().unwrap_or(0),
+            Message::Heartbeat { commit_index, .. }
+            | Message::HeartbeatAck { commit_index, .. } => *commit_index,
+            Message::Snapshot { snapshot } => snapshot.last_slot,
+            Message::Rejected { .. } => 0,
+        }
+    }
+
     /// A short name, for logs and traces.
     pub fn kind(&self) -> &'static str {
         match self {

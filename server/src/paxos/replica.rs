@@ -10,7 +10,9 @@ use super::learner::Learner;
 use super::messages::{ChosenEntry, Message};
 use super::ready::{Ready, Reply, RequestError};
 use super::storage::{PersistentState, Snapshot};
-use super::types::{majority, Ballot, Config, ReadMode, ReplicaId, RequestId, Role, Slot, Value};
+use super::types::{
+    majority, Ballot, Config, ReadMode, ReplicaId, RequestId, Role, Slot, Value, MAX_SLOT,
+};
 use crate::kv::{Command, KvStore, OpResult};
 
 /// A configuration the core refuses to run with.
@@ -47,6 +49,8 @@ pub enum StepError {
     },
     #[error("slot 0 is not a log slot")]
     SlotZero,
+    #[error("slot {slot} is beyond any plausible log (limit {limit})", limit = MAX_SLOT)]
+    SlotOutOfRange { slot: Slot },
 }
 
 /// A snapshot of a replica's state for status reports.
@@ -171,6 +175,10 @@ impl Replica {
             if ballot.replica >= self.n {
                 return Err(StepError::BadBallot { ballot });
             }
+        }
+        let slot = msg.highest_slot();
+        if slot > MAX_SLOT {
+            return Err(StepError::SlotOutOfRange { slot });
         }
         match &msg {
             Message::Prepare { ballot, .. }
@@ -360,6 +368,15 @@ impl Replica {
         self.id
     }
 
+    /// Number of replicas in the cluster.
+    pub fn replica_count(&self) -> usize {
+        self.n
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     pub fn role(&self) -> Role {
         match self.role {
             RoleState::Follower => Role::Follower,
@@ -515,8 +532,10 @@ impl Replica {
         if let Some(snapshot) = best_snapshot {
             self.install_snapshot(snapshot);
         }
-        // 2. Slots some promiser knows chosen.
-        let mut last_slot = self.learner.commit_index();
+        // 2. Slots some promiser knows chosen. (A slot we know chosen was
+        // accepted by a majority, so some promise reports it anyway; starting
+        // from it costs nothing and leaves no hole unproposed.)
+        let mut last_slot = self.learner.last_known_slot();
         for p in c.promises.values() {
             for e in &p.chosen {
                 last_slot = last_slot.max(e.slot);
@@ -545,7 +564,6 @@ impl Replica {
                 (slot, value)
             })
             .collect();
-        let last_slot = last_slot.max(self.learner.last_known_slot());
         self.role = RoleState::Coordinator(Coordinator::new(ballot, self.n, last_slot + 1));
         self.leader = Some(self.id);
         // 4. Phase 2 for them all in our ballot; holes become no-ops.
@@ -756,9 +774,15 @@ impl Replica {
         }
         c.silent_ticks[from] = 0;
         c.acked_round[from] = c.acked_round[from].max(round);
-        c.follower_commit[from] = commit;
+        let previous = mem::replace(&mut c.follower_commit[from], commit);
         let own_commit = self.learner.commit_index();
-        if commit < own_commit {
+        // A follower a few slots behind is usually just behind our latest
+        // `Chosen` broadcasts, which are on their way; catch it up only when it
+        // made no progress since its last answer or is further behind than
+        // the pipeline.
+        let stalled = commit == previous;
+        let far_behind = commit + self.config.max_inflight_slots < own_commit;
+        if commit < own_commit && (stalled || far_behind) {
             self.send_catch_up(from, commit + 1);
         } else if commit > own_commit {
             self.send(

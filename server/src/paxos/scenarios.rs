@@ -25,6 +25,10 @@ struct Cluster {
     replicas: Vec<Option<Replica>>,
     disks: Vec<PersistentState>,
     paused: Vec<bool>,
+    /// Messages to these replicas are lost (a partition, or fail_rate 1).
+    deaf: Vec<bool>,
+    /// (to, message kind): such messages are lost.
+    lost: Vec<(ReplicaId, &'static str)>,
     /// (from, to, message) in send order.
     net: VecDeque<(ReplicaId, ReplicaId, Message)>,
     /// (replica, request, reply) in answer order.
@@ -44,6 +48,8 @@ impl Cluster {
             replicas,
             disks: vec![PersistentState::default(); n],
             paused: vec![false; n],
+            deaf: vec![false; n],
+            lost: Vec::new(),
             net: VecDeque::new(),
             replies: Vec::new(),
             next_request: 1,
@@ -89,6 +95,9 @@ impl Cluster {
         while let Some((from, to, msg)) = self.net.pop_front() {
             if self.paused[to] {
                 held.push_back((from, to, msg));
+                continue;
+            }
+            if self.deaf[to] || self.lost.contains(&(to, msg.kind())) {
                 continue;
             }
             let Some(replica) = self.replicas[to].as_mut() else {
@@ -307,6 +316,34 @@ fn new_coordinator_adopts_an_accepted_value_and_fills_the_hole_with_a_noop() {
 }
 
 #[test]
+fn a_read_at_a_new_coordinator_waits_for_the_write_it_recovered() {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    // x=1 is chosen and acknowledged, but the news that it was chosen never
+    // reaches replicas 1 and 2: they only accepted it.
+    c.lost = vec![(1, "chosen"), (2, "chosen")];
+    let w = c.submit(0, 1, 1, put("x", "1"));
+    c.stabilize();
+    assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+    assert_eq!(c.replica(1).commit_index(), 0);
+    // Replica 0 crashes; replica 1 takes over and recovers x=1 from the
+    // promises, but its accepts to replica 2 are lost for now.
+    c.crash(0);
+    c.lost = vec![(2, "accept")];
+    c.elect(1);
+    assert_eq!(c.replica(1).commit_index(), 0);
+    // A read of x must not be answered from the state before x=1, although
+    // a majority confirms the leadership of replica 1 at once.
+    let r = c.submit(1, 2, 1, get("x"));
+    c.tick(1);
+    assert_eq!(c.reply(r), None);
+    // Once x=1 is chosen again in the new ballot and applied, it is.
+    c.lost.clear();
+    c.tick(c.config.heartbeat_ticks as usize);
+    assert_eq!(c.reply(r), Some(&value("1")));
+}
+
+#[test]
 fn a_returning_higher_priority_replica_catches_up_before_taking_over() {
     let mut c = Cluster::new(3, config());
     c.elect(0);
@@ -352,7 +389,9 @@ fn a_replica_behind_the_compacted_log_receives_a_snapshot() {
     }
     assert!(c.replica(0).status().snapshot_slot >= 10);
     c.restart(2);
-    c.tick(5);
+    // A heartbeat later it reports commit 0; the slots it needs are gone
+    // from the log, so it gets the snapshot, then the slots after it.
+    c.tick(10);
     let r2 = c.replica(2);
     assert_eq!(r2.kv().read("k"), Some("12".into()));
     assert_eq!(r2.digest(), c.replica(0).digest());
@@ -361,6 +400,47 @@ fn a_replica_behind_the_compacted_log_receives_a_snapshot() {
     c.crash(2);
     c.restart(2);
     assert_eq!(c.replica(2).kv().read("k"), Some("12".into()));
+}
+
+#[test]
+fn a_partitioned_follower_learns_the_slots_it_missed_from_the_log() {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    // Replica 2 is cut off: everything sent to it is lost.
+    c.deaf[2] = true;
+    for seq in 1..=6 {
+        c.submit(0, 1, seq, put("k", &seq.to_string()));
+        c.stabilize();
+    }
+    c.tick(3);
+    assert_eq!(c.replica(2).commit_index(), 0);
+    assert_eq!(c.replica(0).commit_index(), 6);
+    // Reconnected, it answers the next heartbeat with its commit index 0;
+    // the coordinator sends it the chosen slots it lacks (no snapshot:
+    // nothing was compacted).
+    c.deaf[2] = false;
+    c.tick(c.config.heartbeat_ticks as usize + 1);
+    assert_eq!(c.replica(2).commit_index(), 6);
+    assert_eq!(c.replica(2).status().snapshot_slot, 0);
+    assert_eq!(c.replica(2).digest(), c.replica(0).digest());
+}
+
+#[test]
+fn an_acceptor_failing_every_message_does_not_stop_the_majority() {
+    // fail_rate 1.0 at replica 2: the runtime drops everything it receives.
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    c.deaf[2] = true;
+    let mut writes = Vec::new();
+    for seq in 1..=5 {
+        writes.push(c.submit(0, 1, seq, put("k", &seq.to_string())));
+        c.stabilize();
+    }
+    for w in writes {
+        assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+    }
+    assert_eq!(c.replica(1).kv().read("k"), Some("5".into()));
+    assert_eq!(c.replica(2).commit_index(), 0, "it failed everything");
 }
 
 #[test]
@@ -474,6 +554,18 @@ fn malformed_messages_are_rejected_without_panicking() {
             }
         ),
         Err(StepError::SlotZero)
+    );
+    assert_eq!(
+        r.step(
+            1,
+            Message::Chosen {
+                entries: vec![ChosenEntry {
+                    slot: u64::MAX,
+                    value: Value::NoOp
+                }]
+            }
+        ),
+        Err(StepError::SlotOutOfRange { slot: u64::MAX })
     );
     // Nonsense that is well-formed is simply harmless.
     r.step(

@@ -53,6 +53,9 @@ pub struct SimConfig {
     /// Per tick, probability that a replica gets cut off (healing uses
     /// `resume_p`).
     pub partition_p: f64,
+    /// Probability that a crash, pause or partition hits the coordinator
+    /// rather than a random replica.
+    pub target_leader_p: f64,
     /// Highest acceptor fail_rate drawn.
     pub max_fail_rate: f64,
     /// Probability that a client sends an attempt to a random replica
@@ -69,11 +72,34 @@ pub struct SimConfig {
 
 impl SimConfig {
     pub fn new(replicas: usize, rng: &mut StdRng) -> Self {
+        let base = Self::base(replicas, rng);
+        if rng.random_bool(0.25) {
+            base.hunting_stale_reads()
+        } else {
+            base
+        }
+    }
+
+    /// Stale reads need a paused coordinator to be asked a read while
+    /// another one leads: pause often, many clients sent anywhere, short
+    /// client timeouts so that they find the new coordinator quickly.
+    pub fn hunting_stale_reads(self) -> Self {
+        SimConfig {
+            clients: 8,
+            pause_p: 0.05,
+            resume_p: 0.1,
+            retarget_p: 0.5,
+            request_timeout: 15,
+            ..self
+        }
+    }
+
+    fn base(replicas: usize, rng: &mut StdRng) -> Self {
         SimConfig {
             replicas,
             clients: rng.random_range(2..=4),
             fault_ticks: rng.random_range(100..250),
-            heal_bound: 600,
+            heal_bound: 300,
             drop_p: rng.random_range(0.0..0.2),
             dup_p: rng.random_range(0.0..0.1),
             max_delay: rng.random_range(1..=4),
@@ -82,6 +108,7 @@ impl SimConfig {
             pause_p: rng.random_range(0.0..0.03),
             resume_p: 0.1,
             partition_p: rng.random_range(0.0..0.03),
+            target_leader_p: rng.random_range(0.0..0.8),
             max_fail_rate: rng.random_range(0.0..0.3),
             retarget_p: 0.1,
             request_timeout: 40,
@@ -108,7 +135,12 @@ pub struct SimStats {
     pub writes_acked: u64,
     pub reads_acked: u64,
     pub crashes: u64,
+    /// Crashes that left only part of a `Ready`'s writes on disk.
+    pub torn_crashes: u64,
     pub slots_chosen: u64,
+    /// Ticks from healing until every command completed and replicas
+    /// converged (the maximum over schedules when summed up).
+    pub ticks_to_recover: u64,
 }
 
 struct Node {
@@ -284,6 +316,7 @@ impl Sim {
                 break;
             }
         }
+        self.stats.ticks_to_recover = self.now - self.cfg.fault_ticks;
         self.check_final()?;
         self.stats.ticks = self.now;
         Ok(self.stats)
@@ -291,9 +324,30 @@ impl Sim {
 
     // ----- faults --------------------------------------------------------
 
+    /// A fault's target: like Jepsen's nemeses, often the current
+    /// coordinator (that is where leadership changes and their races come
+    /// from), otherwise anyone.
+    fn victim(&mut self) -> ReplicaId {
+        let n = self.cfg.replicas;
+        if self.rng.random_bool(self.cfg.target_leader_p) {
+            let leaders: Vec<_> = (0..n)
+                .filter(|id| {
+                    self.nodes[*id]
+                        .replica
+                        .as_ref()
+                        .is_some_and(|r| r.role() == Role::Coordinator)
+                })
+                .collect();
+            if !leaders.is_empty() {
+                return leaders[self.rng.random_range(0..leaders.len())];
+            }
+        }
+        self.rng.random_range(0..n)
+    }
+
     fn faults(&mut self) -> Result<(), String> {
         let n = self.cfg.replicas;
-        let id = self.rng.random_range(0..n);
+        let id = self.victim();
         if self.rng.random_bool(self.cfg.crash_p) && self.nodes[id].replica.is_some() {
             self.crash(id)?;
         }
@@ -301,7 +355,7 @@ impl Sim {
         if self.nodes[id].replica.is_none() && self.rng.random_bool(self.cfg.restart_p) {
             self.restart(id);
         }
-        let id = self.rng.random_range(0..n);
+        let id = self.victim();
         if self.rng.random_bool(self.cfg.pause_p) {
             self.log(|| format!("pause {id}"));
             self.nodes[id].paused = true;
@@ -311,7 +365,7 @@ impl Sim {
             self.log(|| format!("resume {id}"));
             self.nodes[id].paused = false;
         }
-        let id = self.rng.random_range(0..n);
+        let id = self.victim();
         if self.rng.random_bool(self.cfg.partition_p) {
             self.log(|| format!("isolate {id}"));
             self.nodes[id].isolated = true;
@@ -346,6 +400,9 @@ impl Sim {
         };
         for w in &ready.persist[..keep] {
             self.nodes[id].disk.apply(w);
+        }
+        if keep < ready.persist.len() {
+            self.stats.torn_crashes += 1;
         }
         self.log(|| format!("crash {id} (persisted {keep}/{})", ready.persist.len()));
         Ok(())
@@ -466,6 +523,12 @@ impl Sim {
                         r.submit(request, cmd);
                     }
                 }
+            }
+            if !self.healed && self.rng.random_bool(self.cfg.crash_p / 4.0) {
+                // Dies while handling it: its writes may be half on disk, and
+                // nothing it meant to send leaves.
+                self.crash(to)?;
+                continue;
             }
             self.flush(to)?;
         }
@@ -793,6 +856,21 @@ impl Sim {
                 Some((position, _)) => position_of_ack.push((w.acked, *position, w.invoked)),
             }
         }
+        // Real-time order of writes: a write invoked after another was
+        // acknowledged must come after it in the log.
+        let mut latest_invoke_before = Vec::with_capacity(invoked_at.len() + 1);
+        latest_invoke_before.push(0u64);
+        for t in &invoked_at {
+            let m = *latest_invoke_before.last().unwrap_or(&0);
+            latest_invoke_before.push(m.max(*t));
+        }
+        for (acked, position, _) in &position_of_ack {
+            if latest_invoke_before[position - 1] > *acked {
+                return Err(format!(
+                    "write #{position} is ordered after a write invoked once it was acknowledged"
+                ));
+            }
+        }
         self.check_reads(&history, &position_of_ack, &invoked_at)
     }
 
@@ -933,7 +1011,9 @@ fn run_many(name: &str, first: u64, count: u64) {
                 total.writes_acked += s.writes_acked;
                 total.reads_acked += s.reads_acked;
                 total.crashes += s.crashes;
+                total.torn_crashes += s.torn_crashes;
                 total.slots_chosen += s.slots_chosen;
+                total.ticks_to_recover = total.ticks_to_recover.max(s.ticks_to_recover);
             }
             Err(violation) => panic!(
                 "seed {seed} failed: {violation}\n  replay: PAXOS_SIM_SEED={seed} cargo test -p server --lib paxos::sim::replay -- --ignored --nocapture"
@@ -946,17 +1026,17 @@ fn run_many(name: &str, first: u64, count: u64) {
     );
 }
 
-// Even seeds simulate 3 replicas, odd seeds 5. Two tests of 500 schedules
+// Even seeds simulate 3 replicas, odd seeds 5. Two tests of 1000 schedules
 // each (by default) so that they run in parallel.
 
 #[test]
 fn random_schedules_batch_a() {
-    run_many("sim A", 0, schedules(500));
+    run_many("sim A", 0, schedules(1000));
 }
 
 #[test]
 fn random_schedules_batch_b() {
-    run_many("sim B", 1_000_000, schedules(500));
+    run_many("sim B", 1_000_000, schedules(1000));
 }
 
 /// `PAXOS_SIM_SEED=<seed>`: replay one schedule with a trace of its last
@@ -1002,16 +1082,9 @@ fn find_violation(tweak: impl Fn(&mut SimConfig) + Copy, limit: u64) -> Option<(
 fn the_simulator_catches_stale_local_reads() {
     let found = find_violation(
         |cfg| {
-            // Stale reads need a paused coordinator to be asked a read while
-            // another leads: pause often, many clients sent anywhere, short
-            // client timeouts so they find the new coordinator quickly.
             cfg.read_mode = ReadMode::Local;
             cfg.replicas = 3;
-            cfg.clients = 8;
-            cfg.pause_p = 0.05;
-            cfg.resume_p = 0.1;
-            cfg.retarget_p = 0.5;
-            cfg.request_timeout = 15;
+            *cfg = cfg.clone().hunting_stale_reads();
         },
         1000,
     );

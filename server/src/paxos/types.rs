@@ -15,6 +15,10 @@ pub type ReplicaId = usize;
 /// yet" (an empty log has commit index 0).
 pub type Slot = u64;
 
+/// No real log gets near this; messages naming a higher slot are refused, so
+/// that `slot + 1` never overflows.
+pub const MAX_SLOT: Slot = 1 << 62;
+
 /// Chosen by the runtime to match a reply to the request it answers.
 pub type RequestId = u64;
 
