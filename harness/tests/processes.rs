@@ -267,3 +267,46 @@ fn harness_run_interrupted_exits_2_and_stops_its_replicas() {
     assert!(res.contains("\"interrupted\": true"), "{res}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_server_that_cannot_start_is_reported_quickly_with_its_log() {
+    let dir = tmp("run-bad");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad-server.sh");
+    std::fs::write(
+        &bad,
+        "#!/bin/sh\necho \"error: address 127.0.0.1:24040 in use\" >&2\nexit 2\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let wl = dir.join("w.yaml");
+    std::fs::write(
+        &wl,
+        "duration: 30s\ncluster:\n  base_client_port: 24040\n  base_paxos_port: 24090\n",
+    )
+    .unwrap();
+    let start = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg(&wl)
+        .arg("--server-bin")
+        .arg(&bad)
+        .arg("--store")
+        .arg(dir.join("store"))
+        .arg("--no-progress")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        start.elapsed()
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("exited during startup") && stdout.contains("in use"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

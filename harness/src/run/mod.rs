@@ -240,6 +240,7 @@ async fn run_async(
     let ready = tokio::select! {
         r = cluster::wait_for_coordinator(&addrs, w.cluster.startup_timeout.0) => r,
         _ = wait_flag(interrupt.clone()) => Err(anyhow::anyhow!("interrupted")),
+        e = startup_crash(&cluster) => Err(anyhow::anyhow!(e)),
     };
     let recorder = Recorder::new();
     let counters = Arc::new(Counters::default());
@@ -514,6 +515,29 @@ async fn run_async(
 
 fn lock(c: &Mutex<Cluster>) -> std::sync::MutexGuard<'_, Cluster> {
     c.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Resolves when a replica exits during startup (a bad flag, a port in
+/// use), with its exit status and the tail of its log.
+async fn startup_crash(cluster: &Mutex<Cluster>) -> String {
+    loop {
+        {
+            let mut c = lock(cluster);
+            for i in 0..c.nodes.len() {
+                if let Some(st) = c.check_exited(i) {
+                    let log = std::fs::read_to_string(&c.nodes[i].log_path).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    return format!(
+                        "n{i} exited during startup ({st}); the end of {}:\n    {}",
+                        c.nodes[i].log_path.display(),
+                        tail.join("\n    ")
+                    );
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Resolves when `flag` is set (polled every 50 ms).
