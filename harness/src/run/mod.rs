@@ -548,7 +548,7 @@ async fn wait_flag(flag: Arc<AtomicBool>) {
 }
 
 /// Reads every key through every replica, recording each read as an op of
-/// process `1_000_000 + node` (so final reads are checked like any other).
+/// process `1_000_000_000 + node` (so final reads are checked like any other).
 async fn do_final_reads(
     w: &Workload,
     addrs: &[String],
@@ -565,7 +565,7 @@ async fn do_final_reads(
         let Ok(mut client) = cluster::kv_client(addr, w.clients.request_timeout.0) else {
             continue;
         };
-        let process = Process::Client(1_000_000 + n as u64);
+        let process = Process::Client(1_000_000_000 + n as u64);
         for key in &keys {
             if interrupt.load(Ordering::Relaxed) {
                 return out;
