@@ -9,6 +9,10 @@
 #   scripts/nightly.sh                 # everything
 #   scripts/nightly.sh kill pause      # some workloads
 #   STORE=/tmp/nightly scripts/nightly.sh
+#   PROFILE=debug BASE_PORT=24000 scripts/nightly.sh smoke   # quick local check
+#
+# BASE_PORT (optional) moves the client ports to BASE_PORT+i and the Paxos
+# ports to BASE_PORT+100+i, away from anything already on 8000/9000.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,8 +22,17 @@ if [ ${#WORKLOADS[@]} -eq 0 ]; then
   WORKLOADS=(smoke kill pause fail-rate mixed stale-reads)
 fi
 
-cargo build --release --bins || exit 2
-HARNESS=target/release/harness
+PROFILE=${PROFILE:-release}
+if [ "$PROFILE" = release ]; then
+  cargo build --release --bins || exit 2
+else
+  cargo build --bins || exit 2
+fi
+HARNESS=target/$PROFILE/harness
+PORTS=()
+if [ -n "${BASE_PORT:-}" ]; then
+  PORTS=(--base-client-port "$BASE_PORT" --base-paxos-port "$((BASE_PORT + 100))")
+fi
 
 expected() {
   case "$1" in
@@ -34,7 +47,7 @@ printf '%-12s %-9s %-9s %-8s %s\n' workload expected got result store > "$summar
 failures=0
 for w in "${WORKLOADS[@]}"; do
   echo "=== $w"
-  "$HARNESS" run "workloads/$w.yaml" --store "$STORE" --no-progress
+  "$HARNESS" run "workloads/$w.yaml" --store "$STORE" --no-progress "${PORTS[@]}"
   code=$?
   want=$(expected "$w")
   if [ "$code" = "$want" ]; then result=ok; else result=FAILED; failures=$((failures + 1)); fi
