@@ -30,7 +30,7 @@ pub fn spawn(
         },
     );
     bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise:.dim} [{bar:30.cyan/blue}] {msg}")
+        ProgressStyle::with_template("{elapsed_precise:.dim} [{bar:20.cyan/blue}] {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
@@ -41,13 +41,13 @@ pub fn spawn(
             let (ok, fail, info) = counters.get();
             let faults = nemesis.lock().map(|n| n.active()).unwrap_or_default();
             let faults = if faults.is_empty() {
-                "none".to_string()
+                "no faults".to_string()
             } else {
                 faults.join("; ")
             };
             b.set_position(start.elapsed().as_millis() as u64);
             b.set_message(format!(
-                "ops {} | ok {ok} fail {fail} info {info} | faults: {faults}",
+                "{} ops: {ok} ok {fail} fail {info} info | {faults}",
                 ok + fail + info
             ));
             tokio::time::sleep(Duration::from_millis(200)).await;

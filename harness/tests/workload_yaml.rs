@@ -151,3 +151,30 @@ fn every_shipped_workload_is_valid() {
     }
     assert!(n >= 7, "{n} workloads");
 }
+
+#[test]
+fn harness_run_rejects_a_bad_workload_with_exit_2() {
+    let dir = std::env::temp_dir().join(format!("harness-badwl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let wl = dir.join("bad.yaml");
+    std::fs::write(&wl, "duration: 5s\nclients:\n  concurency: 3\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg(&wl)
+        .arg("--store")
+        .arg(dir.join("store"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown field `concurency`") && err.contains("line 3"),
+        "{err}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg(dir.join("missing.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read workload"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -621,6 +621,9 @@ async fn wait_convergence(
 ) -> Convergence {
     let start = Instant::now();
     let mut agreed_once = false;
+    // Polls in a row where every replica answered with the same applied
+    // index but different digests: a divergence, no need to wait longer.
+    let mut split = 0;
     loop {
         let st = cluster::statuses(addrs, Duration::from_millis(500)).await;
         let all = st.iter().all(Option::is_some);
@@ -629,7 +632,12 @@ async fn wait_convergence(
         let digests: std::collections::BTreeSet<u64> =
             st.iter().flatten().map(|s| s.digest).collect();
         let agree = all && applied.len() == 1 && digests.len() == 1;
-        let timed_out = start.elapsed() >= timeout;
+        split = if all && applied.len() == 1 && digests.len() > 1 {
+            split + 1
+        } else {
+            0
+        };
+        let timed_out = start.elapsed() >= timeout || split >= 10;
         if (agree && agreed_once) || timed_out {
             let status = if agree {
                 "converged"
