@@ -2,8 +2,10 @@
 //! sleeps): start, pause, resume, kill, restart, stop, and no orphans when
 //! the harness is stopped by SIGTERM or dies by SIGKILL.
 //!
-//! Ports 24000-24099 (nothing listens on them: the stand-in never opens one).
-//! Also `harness run` interrupted by SIGINT while waiting for the cluster.
+//! Ports 24000-24199 (nothing listens on them: the stand-in never opens one).
+//! Also `harness run` interrupted by SIGINT while waiting for the cluster,
+//! a server that cannot start, and the nemesis (targets, faults, heals,
+//! records) over stand-ins.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -308,5 +310,112 @@ fn a_server_that_cannot_start_is_reported_quickly_with_its_log() {
         stdout.contains("exited during startup") && stdout.contains("in use"),
         "{stdout}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn nemesis_targets_faults_heals_and_records() {
+    use harness::nemesis::{Nemesis, NemesisState};
+    use harness::recorder::Recorder;
+    use harness::workload::{FaultKind, Target};
+    use rand::SeedableRng;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, Mutex};
+
+    let dir = tmp("nemesis");
+    let mut cfg = config(&dir, 24100);
+    cfg.replicas = 5;
+    let mut cluster = Cluster::new(cfg).unwrap();
+    cluster.start_all().unwrap();
+    let cluster = Arc::new(Mutex::new(cluster));
+    let nemesis = Nemesis {
+        cluster: cluster.clone(),
+        recorder: Recorder::new(),
+        state: Arc::new(Mutex::new(NemesisState::default())),
+        base_fail_rate: 0.0,
+        rpc_timeout: Duration::from_millis(200),
+        stop: Arc::new(AtomicBool::new(false)),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let n = &nemesis;
+        assert_eq!(
+            n.resolve(Target::Minority, FaultKind::Pause, &mut rng)
+                .await
+                .len(),
+            2
+        );
+        assert_eq!(
+            n.resolve(Target::Majority, FaultKind::Pause, &mut rng)
+                .await
+                .len(),
+            3
+        );
+        assert_eq!(
+            n.resolve(Target::All, FaultKind::Kill, &mut rng).await,
+            vec![0, 1, 2, 3, 4]
+        );
+        assert_eq!(
+            n.resolve(Target::Random, FaultKind::Kill, &mut rng)
+                .await
+                .len(),
+            1
+        );
+        // The stand-ins answer no Status: no leader, no target.
+        assert!(n
+            .resolve(Target::Leader, FaultKind::Pause, &mut rng)
+            .await
+            .is_empty());
+
+        let (hit, w) = n.apply(FaultKind::Pause, &[2], None).await;
+        assert_eq!(hit, vec![2]);
+        assert_eq!(
+            n.state.lock().unwrap().active(),
+            vec!["pause n2".to_string()]
+        );
+        // A paused node is not paused or killed again, but its fail_rate may change.
+        assert!(n
+            .resolve(Target::Node(2), FaultKind::Pause, &mut rng)
+            .await
+            .is_empty());
+        assert!(n
+            .resolve(Target::Node(2), FaultKind::Kill, &mut rng)
+            .await
+            .is_empty());
+        assert_eq!(
+            n.resolve(Target::Node(2), FaultKind::FailRate, &mut rng)
+                .await,
+            vec![2]
+        );
+        let (killed, _) = n.apply(FaultKind::Kill, &[4], None).await;
+        assert_eq!(killed, vec![4]);
+        n.heal(FaultKind::Pause, &hit, w).await;
+        assert!(n.state.lock().unwrap().windows[0].end.is_some());
+        // Everything left is healed at the end: n4 restarts.
+        n.heal_all().await;
+    });
+    {
+        let c = cluster.lock().unwrap();
+        assert!(c.nodes.iter().all(|n| n.state == NodeState::Running));
+        assert_eq!(c.nodes[4].starts, 2);
+    }
+    let h: Vec<String> = nemesis
+        .recorder
+        .snapshot()
+        .iter()
+        .map(|e| e.to_edn())
+        .collect();
+    let fs: Vec<&str> = h
+        .iter()
+        .map(|l| l.split(":f :").nth(1).unwrap().split(',').next().unwrap())
+        .collect();
+    assert_eq!(fs, vec!["pause", "kill", "resume", "restart"], "{h:#?}");
+    assert!(h[0].contains(":process :nemesis") && h[0].contains("[\"127.0.0.1:24102\"]"));
+    drop(nemesis);
+    cluster.lock().unwrap().stop_all(Duration::from_secs(1));
     let _ = std::fs::remove_dir_all(&dir);
 }
