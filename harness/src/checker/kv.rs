@@ -95,7 +95,7 @@ impl Model for KvKey {
 }
 
 /// The key of a kv op value: `[key ...]`, or a bare key for `:delete`.
-fn key_of<'a>(op: &'a ClientOp, value: &'a Value) -> Result<&'a Value, ModelError> {
+fn key_of<'a>(op: &ClientOp<'_>, value: &'a Value) -> Result<&'a Value, ModelError> {
     match value {
         Value::Vector(items) if !items.is_empty() => Ok(&items[0]),
         v if op.f == "delete" && !v.is_nil() => Ok(v),
@@ -115,7 +115,7 @@ fn second(value: &Value) -> &Value {
 }
 
 /// Splits a kv history by key; partitions come out sorted by key.
-pub fn partition(ops: &[ClientOp]) -> Result<Vec<Partition<KvKey>>, ModelError> {
+pub fn partition(ops: &[ClientOp<'_>]) -> Result<Vec<Partition<KvKey>>, ModelError> {
     let mut by_key: FxHashMap<Value, Partition<KvKey>> = FxHashMap::default();
     for (source, op) in ops.iter().enumerate() {
         if op.outcome == Outcome::Fail {
@@ -123,13 +123,19 @@ pub fn partition(ops: &[ClientOp]) -> Result<Vec<Partition<KvKey>>, ModelError> 
         }
         let input = op.input();
         let key = key_of(op, input)?;
-        let part = by_key.entry(key.clone()).or_insert_with(|| Partition {
-            key: Some(key.clone()),
-            model: KvKey::default(),
-            ops: Vec::new(),
-        });
+        if !by_key.contains_key(key) {
+            let part = Partition {
+                key: Some(key.clone()),
+                model: KvKey::default(),
+                ops: Vec::new(),
+            };
+            by_key.insert(key.clone(), part);
+        }
+        let Some(part) = by_key.get_mut(key) else {
+            continue; // unreachable: inserted just above
+        };
         let values = &mut part.model.values;
-        let kv_op = match op.f.as_str() {
+        let kv_op = match op.f {
             "read" | "get" => match op.output() {
                 Some(out) => {
                     if let Value::Vector(items) = out {
@@ -179,14 +185,17 @@ pub fn partition(ops: &[ClientOp]) -> Result<Vec<Partition<KvKey>>, ModelError> 
         });
     }
     let mut parts: Vec<_> = by_key.into_values().collect();
+    for part in &mut parts {
+        drop_unobservable(part);
+    }
     parts.sort_by_cached_key(|p| p.key.as_ref().map(|k| k.to_string()));
     Ok(parts)
 }
 
 /// True when the ops look like a kv history: kv-only op names, or values
 /// shaped `[key v]` where a register would hold a plain value.
-pub fn looks_like_kv(ops: &[ClientOp]) -> bool {
-    ops.iter().any(|op| match op.f.as_str() {
+pub fn looks_like_kv(ops: &[ClientOp<'_>]) -> bool {
+    ops.iter().any(|op| match op.f {
         "get" | "put" | "append" | "delete" => true,
         "write" => matches!(op.input(), Value::Vector(v) if v.len() == 2),
         "read" => matches!(op.output(), Some(Value::Vector(v)) if v.len() == 2)
@@ -197,6 +206,63 @@ pub fn looks_like_kv(ops: &[ClientOp]) -> bool {
 }
 
 /// The key a kv client op is about (`None` if its value has no key).
-pub fn op_key(op: &ClientOp) -> Option<&Value> {
+pub fn op_key<'h>(op: &ClientOp<'h>) -> Option<&'h Value> {
     key_of(op, op.input()).ok()
+}
+
+/// Drops ops of unknown outcome whose effect nobody could have observed.
+///
+/// An optional `write v` / `cas [_ v]` / `append x` matters only if some read
+/// or cas of the key could see it: a read result or cas `old` equal to `v`
+/// (or, when the key has appends, a string containing `v` / `x`). Otherwise,
+/// in any linearization using it, the ops after it until the value is
+/// overwritten cannot depend on the value (no read or cas could match), so the
+/// same order without it is a linearization too. With unique written values
+/// (Jepsen's practice), this removes every timed-out op that did not take
+/// effect, which is what makes searches with many `:info` ops explode.
+/// Vector and map values under append are kept (element containment is not
+/// worth the subtlety).
+fn drop_unobservable(part: &mut Partition<KvKey>) {
+    let values = &part.model.values;
+    let mut observed_ids = rustc_hash::FxHashSet::default();
+    for op in &part.ops {
+        match op.op {
+            KvOp::Read(v) | KvOp::Cas { old: v, .. } => {
+                observed_ids.insert(v);
+            }
+            _ => {}
+        }
+    }
+    let has_appends = part.ops.iter().any(|op| matches!(op.op, KvOp::Append(_)));
+    let observed_strings: Vec<&str> = observed_ids
+        .iter()
+        .filter_map(|&id| values.get(id).as_str())
+        .collect();
+    let seen_in_a_string = |s: &str| observed_strings.iter().any(|o| o.contains(s));
+    let observable = |id: u32, appended: bool| -> bool {
+        if !has_appends {
+            return observed_ids.contains(&id);
+        }
+        match values.get(id) {
+            Value::Str(s) => seen_in_a_string(s),
+            Value::Int(_) | Value::Bool(_) | Value::Keyword(_) | Value::Float(_) if !appended => {
+                observed_ids.contains(&id)
+            }
+            _ => true,
+        }
+    };
+    let keep: Vec<bool> = part
+        .ops
+        .iter()
+        .map(|op| {
+            op.ret.is_some()
+                || match op.op {
+                    KvOp::Write(v) | KvOp::Cas { new: v, .. } => observable(v, false),
+                    KvOp::Append(x) => observable(x, true),
+                    KvOp::Read(_) | KvOp::Delete => true,
+                }
+        })
+        .collect();
+    let mut keep = keep.into_iter();
+    part.ops.retain(|_| keep.next().unwrap_or(true));
 }

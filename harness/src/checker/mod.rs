@@ -63,7 +63,7 @@ impl ModelKind {
 
     /// Guesses the model from the ops: kv op names or `[key v]` values → kv,
     /// otherwise cas-register.
-    pub fn infer(ops: &[ClientOp]) -> ModelKind {
+    pub fn infer(ops: &[ClientOp<'_>]) -> ModelKind {
         if kv::looks_like_kv(ops) {
             ModelKind::Kv
         } else {
@@ -152,12 +152,12 @@ pub struct OpRef {
 }
 
 impl OpRef {
-    fn new(op: &ClientOp) -> OpRef {
+    fn new(op: &ClientOp<'_>) -> OpRef {
         OpRef {
             invoke: op.invoke,
             complete: op.complete,
             process: op.process,
-            f: op.f.clone(),
+            f: op.f.to_string(),
             outcome: op.outcome,
             input: op.input().clone(),
             output: op.output().cloned(),
@@ -364,7 +364,7 @@ pub fn check_file(
 
 fn check_partitions<M>(
     parts: Vec<Partition<M>>,
-    ops: &[ClientOp],
+    ops: &[ClientOp<'_>],
     kind: ModelKind,
     options: &CheckOptions,
 ) -> Vec<KeyReport>
@@ -383,7 +383,7 @@ where
 
 fn check_partition<M: Model>(
     mut part: Partition<M>,
-    ops: &[ClientOp],
+    ops: &[ClientOp<'_>],
     kind: ModelKind,
     budget: &Budget,
 ) -> KeyReport {

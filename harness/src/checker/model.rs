@@ -74,7 +74,7 @@ pub struct ModelError {
 }
 
 impl ModelError {
-    pub fn new(op: &ClientOp, message: impl Into<String>) -> Self {
+    pub fn new(op: &ClientOp<'_>, message: impl Into<String>) -> Self {
         ModelError {
             invoke: op.invoke,
             message: message.into(),

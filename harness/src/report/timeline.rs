@@ -36,7 +36,7 @@ enum Role {
 /// Renders the timeline page for one violation of `history`.
 pub fn render(history: &History, violation: &Violation) -> String {
     let ops = history.client_ops().unwrap_or_default();
-    let key_ops: Vec<&ClientOp> = ops
+    let key_ops: Vec<&ClientOp<'_>> = ops
         .iter()
         .filter(|op| match violation.model {
             ModelKind::CasRegister => true,
@@ -63,7 +63,7 @@ pub fn render(history: &History, violation: &Violation) -> String {
         hi = hi.max(op.complete.unwrap_or(op.invoke));
     }
     hi = hi.max(violation.op.complete.unwrap_or(violation.op.invoke));
-    let mut shown: Vec<&ClientOp> = key_ops
+    let mut shown: Vec<&ClientOp<'_>> = key_ops
         .iter()
         .copied()
         .filter(|op| op.invoke <= hi && op.complete.is_none_or(|c| c >= lo))
@@ -313,8 +313,8 @@ pub fn file_name(violation: &Violation) -> String {
     }
 }
 
-fn short_label(op: &ClientOp) -> String {
-    let value = match op.f.as_str() {
+fn short_label(op: &ClientOp<'_>) -> String {
+    let value = match op.f {
         "read" | "get" => op.output().map_or("?".to_string(), |v| v.to_string()),
         _ => op.input().to_string(),
     };
