@@ -15,6 +15,9 @@
 //! Set `CHECKER_BENCH_QUICK=1` to skip the 1M-op sizes.
 
 use std::path::PathBuf;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

@@ -9,6 +9,20 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use harness::checker::{kv, linearizable, Budget};
 use harness::history::History;
 
+/// CPU time of this process so far (user + system), from /proc (Linux).
+fn cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn main() {
     let path = std::env::args().nth(1).expect("usage: phases FILE");
     let t = Instant::now();
@@ -22,8 +36,19 @@ fn main() {
     eprintln!("pair again {:?}", t.elapsed());
     drop(ops2);
     let t = Instant::now();
+    let c = cpu();
     let parts = kv::partition(&ops).expect("split");
-    eprintln!("split   {:?} ({} keys)", t.elapsed(), parts.len());
+    eprintln!(
+        "split   {:?} ({} keys) cpu {:.2}s",
+        t.elapsed(),
+        parts.len(),
+        cpu() - c
+    );
+    if std::env::var_os("SPLIT_AGAIN").is_some() {
+        for _ in 0..5 {
+            drop(kv::partition(&ops).expect("split"));
+        }
+    }
     let t = Instant::now();
     let mut slowest = (std::time::Duration::ZERO, String::new());
     for mut part in parts {

@@ -19,11 +19,11 @@ pub enum RegisterOp {
 
 /// The register model; state is the interned id of the current value.
 #[derive(Debug, Clone, Default)]
-pub struct CasRegister {
-    pub values: ValueTable,
+pub struct CasRegister<'h> {
+    pub values: ValueTable<'h>,
 }
 
-impl Model for CasRegister {
+impl Model for CasRegister<'_> {
     type Op = RegisterOp;
     type State = u32;
 
@@ -56,7 +56,7 @@ impl Model for CasRegister {
 }
 
 /// Converts client ops into the one partition of a register history.
-pub fn partition(ops: &[ClientOp<'_>]) -> Result<Vec<Partition<CasRegister>>, ModelError> {
+pub fn partition<'h>(ops: &[ClientOp<'h>]) -> Result<Vec<Partition<CasRegister<'h>>>, ModelError> {
     let mut model = CasRegister::default();
     let mut search_ops = Vec::with_capacity(ops.len());
     for (source, op) in ops.iter().enumerate() {

@@ -12,6 +12,7 @@
 //! history by key and the per-key model [`KvKey`] is a register extended with
 //! delete and append.
 
+use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use super::model::{Model, ModelError, Partition, SearchOp, ValueTable, NIL};
@@ -29,14 +30,14 @@ pub enum KvOp {
 
 /// The model of one key; state is the interned id of its value (`nil` = missing).
 #[derive(Debug, Clone, Default)]
-pub struct KvKey {
-    pub values: ValueTable,
+pub struct KvKey<'h> {
+    pub values: ValueTable<'h>,
     /// Memo of `append`: (value id, appended id) → result id, so that the
     /// search builds each concatenation once.
     appended: FxHashMap<(u32, u32), Option<u32>>,
 }
 
-impl KvKey {
+impl KvKey<'_> {
     fn append(&mut self, state: u32, item: u32) -> Option<u32> {
         if let Some(&result) = self.appended.get(&(state, item)) {
             return result;
@@ -58,7 +59,7 @@ impl KvKey {
     }
 }
 
-impl Model for KvKey {
+impl Model for KvKey<'_> {
     type Op = KvOp;
     type State = u32;
 
@@ -115,26 +116,61 @@ fn second(value: &Value) -> &Value {
 }
 
 /// Splits a kv history by key; partitions come out sorted by key.
-pub fn partition(ops: &[ClientOp<'_>]) -> Result<Vec<Partition<KvKey>>, ModelError> {
-    let mut by_key: FxHashMap<Value, Partition<KvKey>> = FxHashMap::default();
+///
+/// Two passes: group op indices by key (one hash of the key per op), then
+/// build each key's partition (interning its values) in parallel.
+pub fn partition<'h>(ops: &[ClientOp<'h>]) -> Result<Vec<Partition<KvKey<'h>>>, ModelError> {
+    let mut index: FxHashMap<&'h Value, usize> = FxHashMap::default();
+    let mut groups: Vec<(&'h Value, Vec<usize>)> = Vec::new();
     for (source, op) in ops.iter().enumerate() {
         if op.outcome == Outcome::Fail {
             continue;
         }
-        let input = op.input();
-        let key = key_of(op, input)?;
-        if !by_key.contains_key(key) {
-            let part = Partition {
-                key: Some(key.clone()),
-                model: KvKey::default(),
-                ops: Vec::new(),
-            };
-            by_key.insert(key.clone(), part);
+        let key = key_of(op, op.input())?;
+        let slot = *index.entry(key).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[slot].1.push(source);
+    }
+    let built: Vec<Result<Partition<KvKey<'h>>, ModelError>> = groups
+        .into_par_iter()
+        .map(|(key, sources)| build_partition(key, &sources, ops))
+        .collect();
+    let mut parts = Vec::with_capacity(built.len());
+    let mut first_error: Option<ModelError> = None;
+    for result in built {
+        match result {
+            Ok(part) => parts.push(part),
+            Err(e) => {
+                if first_error.as_ref().is_none_or(|f| e.invoke < f.invoke) {
+                    first_error = Some(e);
+                }
+            }
         }
-        let Some(part) = by_key.get_mut(key) else {
-            continue; // unreachable: inserted just above
-        };
-        let values = &mut part.model.values;
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    parts.sort_by_cached_key(|p| p.key.as_ref().map(|k| k.to_string()));
+    Ok(parts)
+}
+
+/// The partition of one key from the ops at `sources`.
+fn build_partition<'h>(
+    key: &Value,
+    sources: &[usize],
+    ops: &[ClientOp<'h>],
+) -> Result<Partition<KvKey<'h>>, ModelError> {
+    let mut part = Partition {
+        key: Some(key.clone()),
+        model: KvKey::default(),
+        ops: Vec::with_capacity(sources.len()),
+    };
+    let values = &mut part.model.values;
+    for &source in sources {
+        let op = &ops[source];
+        let input = op.input();
         let kv_op = match op.f {
             "read" | "get" => match op.output() {
                 Some(out) => {
@@ -184,12 +220,8 @@ pub fn partition(ops: &[ClientOp<'_>]) -> Result<Vec<Partition<KvKey>>, ModelErr
             source,
         });
     }
-    let mut parts: Vec<_> = by_key.into_values().collect();
-    for part in &mut parts {
-        drop_unobservable(part);
-    }
-    parts.sort_by_cached_key(|p| p.key.as_ref().map(|k| k.to_string()));
-    Ok(parts)
+    drop_unobservable(&mut part);
+    Ok(part)
 }
 
 /// True when the ops look like a kv history: kv-only op names, or values
@@ -222,7 +254,7 @@ pub fn op_key<'h>(op: &ClientOp<'h>) -> Option<&'h Value> {
 /// effect, which is what makes searches with many `:info` ops explode.
 /// Vector and map values under append are kept (element containment is not
 /// worth the subtlety).
-fn drop_unobservable(part: &mut Partition<KvKey>) {
+fn drop_unobservable(part: &mut Partition<KvKey<'_>>) {
     let values = &part.model.values;
     let mut observed_ids = rustc_hash::FxHashSet::default();
     for op in &part.ops {
@@ -234,10 +266,25 @@ fn drop_unobservable(part: &mut Partition<KvKey>) {
         }
     }
     let has_appends = part.ops.iter().any(|op| matches!(op.op, KvOp::Append(_)));
-    let observed_strings: Vec<&str> = observed_ids
+    let mut observed_strings: Vec<&str> = observed_ids
         .iter()
         .filter_map(|&id| values.get(id).as_str())
         .collect();
+    // Under appends, reads mostly see prefixes of later reads; whatever a
+    // prefix contains its extension contains too, so keep only the maximal
+    // strings (in sorted order a prefix is followed by one of its extensions).
+    observed_strings.sort_unstable();
+    let maximal: Vec<&str> = observed_strings
+        .iter()
+        .enumerate()
+        .filter(|&(i, s)| {
+            observed_strings
+                .get(i + 1)
+                .is_none_or(|next| !next.starts_with(s))
+        })
+        .map(|(_, s)| *s)
+        .collect();
+    let observed_strings = maximal;
     let seen_in_a_string = |s: &str| observed_strings.iter().any(|o| o.contains(s));
     let observable = |id: u32, appended: bool| -> bool {
         if !has_appends {
