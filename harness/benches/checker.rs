@@ -4,13 +4,13 @@
 //!   `shared/histories` (Porcupine, the Go reference, takes ~380 ms for all 34
 //!   on this machine kind, ~220 ms for etcd_002 alone).
 //! - `reference-total`: all of them, one after the other.
-//! - `scaling/kv-<ops>ops-<procs>procs`: check (pairing, split, search) of a
+//! - `scaling/kv/<ops>ops-<procs>procs`: check (pairing, split, search) of a
 //!   generated kv history (`checker::synth`): `ops` invocations by `procs`
 //!   concurrent processes over `ops / 1000` keys (about 1000 ops per key), mix
 //!   40% get, 30% put, 15% append, 5% delete, 10% cas, 1% of ops timing out as
 //!   `:info`. Generated once per size, outside the measurement.
-//! - `scaling/register-10000ops-<procs>procs`: the same for one cas register
-//!   (no splitting: the search alone on 10k ops).
+//! - `scaling/register/10000ops-5procs`: one cas register holding 0..4 (no
+//!   splitting: the search alone on 10k ops).
 //!
 //! Set `CHECKER_BENCH_QUICK=1` to skip the 1M-op sizes.
 
@@ -123,7 +123,10 @@ fn scaling(c: &mut Criterion) {
             );
         }
     }
-    for procs in [5usize, 20, 50] {
+    // One register holding 0..4 (Jepsen's etcd test style): 5 processes only;
+    // with 20 and more, overlapping writes of the same few values make the
+    // search explode (see the checker note), which is a budget test, not a bench.
+    for procs in [5usize] {
         let config = SynthConfig {
             model: ModelKind::CasRegister,
             ops: 10_000,

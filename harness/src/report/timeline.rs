@@ -111,7 +111,9 @@ pub fn render(history: &History, violation: &Violation) -> String {
     };
 
     const LEFT: f64 = 90.0;
-    const WIDTH: f64 = 1200.0;
+    // Wider for more ops, so bars keep room for a label; the page scrolls.
+    #[allow(non_snake_case)]
+    let WIDTH: f64 = (shown.len() as f64 * 16.0).clamp(1200.0, 12000.0);
     const ROW: f64 = 26.0;
     const TOP: f64 = 30.0;
     let height = TOP + ROW * processes.len() as f64 + 30.0;
@@ -225,14 +227,30 @@ pub fn render(history: &History, violation: &Violation) -> String {
             Role::Prefix(n) => format!("{n}: "),
             _ => String::new(),
         };
+        // The offending op's label goes right of its bar, where there is room.
+        let (text_x, anchor, text) = if role == Role::Stuck {
+            let text = format!("{label}  ← cannot be linearized");
+            if x0 + w + 7.0 * text.chars().count() as f64 > WIDTH {
+                (x0 - 4.0, "end", format!("cannot be linearized →  {label}"))
+            } else {
+                (x0 + w + 4.0, "start", text)
+            }
+        } else {
+            let text = clip(&format!("{prefix_mark}{label}"), (w / 6.8) as usize);
+            (x0 + 3.0, "start", text)
+        };
+        let text_color = if role == Role::Stuck {
+            "#b71c1c"
+        } else {
+            "#111"
+        };
         let _ = write!(
             svg,
-            r##"<g><title>{}</title><rect x="{x0:.1}" y="{y:.1}" width="{w:.1}" height="{:.1}" rx="3" fill="{fill}" stroke="{stroke}" stroke-width="{stroke_width}"/><text x="{:.1}" y="{:.1}" fill="#111">{}</text></g>"##,
+            r##"<g><title>{}</title><rect x="{x0:.1}" y="{y:.1}" width="{w:.1}" height="{:.1}" rx="3" fill="{fill}" stroke="{stroke}" stroke-width="{stroke_width}"/><text x="{text_x:.1}" y="{:.1}" fill="{text_color}" text-anchor="{anchor}">{}</text></g>"##,
             escape(&title),
             ROW - 6.0,
-            x0 + 3.0,
             y + ROW * 0.55,
-            escape(&clip(&format!("{prefix_mark}{label}"), (w / 6.8) as usize)),
+            escape(&text),
         );
     }
     svg.push_str("</svg>");
