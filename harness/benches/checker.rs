@@ -126,7 +126,8 @@ fn scaling(c: &mut Criterion) {
     // One register holding 0..4 (Jepsen's etcd test style): 5 processes only;
     // with 20 and more, overlapping writes of the same few values make the
     // search explode (see the checker note), which is a budget test, not a bench.
-    for procs in [5usize] {
+    {
+        let procs = 5usize;
         let config = SynthConfig {
             model: ModelKind::CasRegister,
             ops: 10_000,

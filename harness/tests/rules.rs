@@ -318,6 +318,10 @@ fn a_violation_names_the_key_the_op_and_the_prefix() {
     );
     assert!(!html.contains("<script src") && !html.contains("<link"));
     assert!(html.contains("CANNOT BE LINEARIZED"));
+    let json = report.to_json();
+    assert_eq!(json["verdict"], "not-linearizable");
+    assert_eq!(json["keys"][1]["violation"]["key"], "\"b\"");
+    assert_eq!(json["keys"][1]["violation"]["state"], "2");
 }
 
 #[test]
