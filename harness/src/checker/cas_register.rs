@@ -19,11 +19,11 @@ pub enum RegisterOp {
 
 /// The register model; state is the interned id of the current value.
 #[derive(Debug, Clone, Default)]
-pub struct CasRegister {
-    pub values: ValueTable,
+pub struct CasRegister<'h> {
+    pub values: ValueTable<'h>,
 }
 
-impl Model for CasRegister {
+impl Model for CasRegister<'_> {
     type Op = RegisterOp;
     type State = u32;
 
@@ -56,14 +56,14 @@ impl Model for CasRegister {
 }
 
 /// Converts client ops into the one partition of a register history.
-pub fn partition(ops: &[ClientOp]) -> Result<Vec<Partition<CasRegister>>, ModelError> {
+pub fn partition<'h>(ops: &[ClientOp<'h>]) -> Result<Vec<Partition<CasRegister<'h>>>, ModelError> {
     let mut model = CasRegister::default();
     let mut search_ops = Vec::with_capacity(ops.len());
     for (source, op) in ops.iter().enumerate() {
         if op.outcome == Outcome::Fail {
             continue;
         }
-        let register_op = match op.f.as_str() {
+        let register_op = match op.f {
             "read" => match op.output() {
                 Some(v) => RegisterOp::Read(model.values.intern(v)),
                 None => continue, // unknown read: observed nothing
@@ -101,9 +101,31 @@ pub fn partition(ops: &[ClientOp]) -> Result<Vec<Partition<CasRegister>>, ModelE
             source,
         });
     }
+    drop_unobservable(&mut search_ops);
     Ok(vec![Partition {
         key: None,
         model,
         ops: search_ops,
     }])
+}
+
+/// Drops ops of unknown outcome whose written value nobody observed: no read
+/// returned it and no cas compared against it. In any linearization that
+/// uses such an op, nothing until the next write can depend on the value, so
+/// the order without it is a linearization too (see `kv::drop_unobservable`).
+fn drop_unobservable(ops: &mut Vec<SearchOp<RegisterOp>>) {
+    let observed: rustc_hash::FxHashSet<u32> = ops
+        .iter()
+        .filter_map(|op| match op.op {
+            RegisterOp::Read(v) | RegisterOp::Cas { old: v, .. } => Some(v),
+            RegisterOp::Write(_) => None,
+        })
+        .collect();
+    ops.retain(|op| {
+        op.ret.is_some()
+            || match op.op {
+                RegisterOp::Write(v) | RegisterOp::Cas { new: v, .. } => observed.contains(&v),
+                RegisterOp::Read(_) => true,
+            }
+    });
 }

@@ -12,6 +12,7 @@
 //! history by key and the per-key model [`KvKey`] is a register extended with
 //! delete and append.
 
+use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
 use super::model::{Model, ModelError, Partition, SearchOp, ValueTable, NIL};
@@ -29,14 +30,14 @@ pub enum KvOp {
 
 /// The model of one key; state is the interned id of its value (`nil` = missing).
 #[derive(Debug, Clone, Default)]
-pub struct KvKey {
-    pub values: ValueTable,
+pub struct KvKey<'h> {
+    pub values: ValueTable<'h>,
     /// Memo of `append`: (value id, appended id) → result id, so that the
     /// search builds each concatenation once.
     appended: FxHashMap<(u32, u32), Option<u32>>,
 }
 
-impl KvKey {
+impl KvKey<'_> {
     fn append(&mut self, state: u32, item: u32) -> Option<u32> {
         if let Some(&result) = self.appended.get(&(state, item)) {
             return result;
@@ -58,7 +59,7 @@ impl KvKey {
     }
 }
 
-impl Model for KvKey {
+impl Model for KvKey<'_> {
     type Op = KvOp;
     type State = u32;
 
@@ -95,7 +96,7 @@ impl Model for KvKey {
 }
 
 /// The key of a kv op value: `[key ...]`, or a bare key for `:delete`.
-fn key_of<'a>(op: &'a ClientOp, value: &'a Value) -> Result<&'a Value, ModelError> {
+fn key_of<'a>(op: &ClientOp<'_>, value: &'a Value) -> Result<&'a Value, ModelError> {
     match value {
         Value::Vector(items) if !items.is_empty() => Ok(&items[0]),
         v if op.f == "delete" && !v.is_nil() => Ok(v),
@@ -115,21 +116,62 @@ fn second(value: &Value) -> &Value {
 }
 
 /// Splits a kv history by key; partitions come out sorted by key.
-pub fn partition(ops: &[ClientOp]) -> Result<Vec<Partition<KvKey>>, ModelError> {
-    let mut by_key: FxHashMap<Value, Partition<KvKey>> = FxHashMap::default();
+///
+/// Two passes: group op indices by key (one hash of the key per op), then
+/// build each key's partition (interning its values) in parallel.
+pub fn partition<'h>(ops: &[ClientOp<'h>]) -> Result<Vec<Partition<KvKey<'h>>>, ModelError> {
+    let mut index: FxHashMap<&'h Value, usize> = FxHashMap::default();
+    let mut groups: Vec<(&'h Value, Vec<usize>)> = Vec::new();
     for (source, op) in ops.iter().enumerate() {
         if op.outcome == Outcome::Fail {
             continue;
         }
-        let input = op.input();
-        let key = key_of(op, input)?;
-        let part = by_key.entry(key.clone()).or_insert_with(|| Partition {
-            key: Some(key.clone()),
-            model: KvKey::default(),
-            ops: Vec::new(),
+        let key = key_of(op, op.input())?;
+        let slot = *index.entry(key).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
         });
-        let values = &mut part.model.values;
-        let kv_op = match op.f.as_str() {
+        groups[slot].1.push(source);
+    }
+    let built: Vec<Result<Partition<KvKey<'h>>, ModelError>> = groups
+        .into_par_iter()
+        .map(|(key, sources)| build_partition(key, &sources, ops))
+        .collect();
+    let mut parts = Vec::with_capacity(built.len());
+    let mut first_error: Option<ModelError> = None;
+    for result in built {
+        match result {
+            Ok(part) => parts.push(part),
+            Err(e) => {
+                if first_error.as_ref().is_none_or(|f| e.invoke < f.invoke) {
+                    first_error = Some(e);
+                }
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    parts.sort_by_cached_key(|p| p.key.as_ref().map(|k| k.to_string()));
+    Ok(parts)
+}
+
+/// The partition of one key from the ops at `sources`.
+fn build_partition<'h>(
+    key: &Value,
+    sources: &[usize],
+    ops: &[ClientOp<'h>],
+) -> Result<Partition<KvKey<'h>>, ModelError> {
+    let mut part = Partition {
+        key: Some(key.clone()),
+        model: KvKey::default(),
+        ops: Vec::with_capacity(sources.len()),
+    };
+    let values = &mut part.model.values;
+    for &source in sources {
+        let op = &ops[source];
+        let input = op.input();
+        let kv_op = match op.f {
             "read" | "get" => match op.output() {
                 Some(out) => {
                     if let Value::Vector(items) = out {
@@ -178,15 +220,14 @@ pub fn partition(ops: &[ClientOp]) -> Result<Vec<Partition<KvKey>>, ModelError> 
             source,
         });
     }
-    let mut parts: Vec<_> = by_key.into_values().collect();
-    parts.sort_by_cached_key(|p| p.key.as_ref().map(|k| k.to_string()));
-    Ok(parts)
+    drop_unobservable(&mut part);
+    Ok(part)
 }
 
 /// True when the ops look like a kv history: kv-only op names, or values
 /// shaped `[key v]` where a register would hold a plain value.
-pub fn looks_like_kv(ops: &[ClientOp]) -> bool {
-    ops.iter().any(|op| match op.f.as_str() {
+pub fn looks_like_kv(ops: &[ClientOp<'_>]) -> bool {
+    ops.iter().any(|op| match op.f {
         "get" | "put" | "append" | "delete" => true,
         "write" => matches!(op.input(), Value::Vector(v) if v.len() == 2),
         "read" => matches!(op.output(), Some(Value::Vector(v)) if v.len() == 2)
@@ -197,6 +238,78 @@ pub fn looks_like_kv(ops: &[ClientOp]) -> bool {
 }
 
 /// The key a kv client op is about (`None` if its value has no key).
-pub fn op_key(op: &ClientOp) -> Option<&Value> {
+pub fn op_key<'h>(op: &ClientOp<'h>) -> Option<&'h Value> {
     key_of(op, op.input()).ok()
+}
+
+/// Drops ops of unknown outcome whose effect nobody could have observed.
+///
+/// An optional `write v` / `cas [_ v]` / `append x` matters only if some read
+/// or cas of the key could see it: a read result or cas `old` equal to `v`
+/// (or, when the key has appends, a string containing `v` / `x`). Otherwise,
+/// in any linearization using it, the ops after it until the value is
+/// overwritten cannot depend on the value (no read or cas could match), so the
+/// same order without it is a linearization too. With unique written values
+/// (Jepsen's practice), this removes every timed-out op that did not take
+/// effect, which is what makes searches with many `:info` ops explode.
+/// Vector and map values under append are kept (element containment is not
+/// worth the subtlety).
+fn drop_unobservable(part: &mut Partition<KvKey<'_>>) {
+    let values = &part.model.values;
+    let mut observed_ids = rustc_hash::FxHashSet::default();
+    for op in &part.ops {
+        match op.op {
+            KvOp::Read(v) | KvOp::Cas { old: v, .. } => {
+                observed_ids.insert(v);
+            }
+            _ => {}
+        }
+    }
+    let has_appends = part.ops.iter().any(|op| matches!(op.op, KvOp::Append(_)));
+    let mut observed_strings: Vec<&str> = observed_ids
+        .iter()
+        .filter_map(|&id| values.get(id).as_str())
+        .collect();
+    // Under appends, reads mostly see prefixes of later reads; whatever a
+    // prefix contains its extension contains too, so keep only the maximal
+    // strings (in sorted order a prefix is followed by one of its extensions).
+    observed_strings.sort_unstable();
+    let maximal: Vec<&str> = observed_strings
+        .iter()
+        .enumerate()
+        .filter(|&(i, s)| {
+            observed_strings
+                .get(i + 1)
+                .is_none_or(|next| !next.starts_with(s))
+        })
+        .map(|(_, s)| *s)
+        .collect();
+    let observed_strings = maximal;
+    let seen_in_a_string = |s: &str| observed_strings.iter().any(|o| o.contains(s));
+    let observable = |id: u32, appended: bool| -> bool {
+        if !has_appends {
+            return observed_ids.contains(&id);
+        }
+        match values.get(id) {
+            Value::Str(s) => seen_in_a_string(s),
+            Value::Int(_) | Value::Bool(_) | Value::Keyword(_) | Value::Float(_) if !appended => {
+                observed_ids.contains(&id)
+            }
+            _ => true,
+        }
+    };
+    let keep: Vec<bool> = part
+        .ops
+        .iter()
+        .map(|op| {
+            op.ret.is_some()
+                || match op.op {
+                    KvOp::Write(v) | KvOp::Cas { new: v, .. } => observable(v, false),
+                    KvOp::Append(x) => observable(x, true),
+                    KvOp::Read(_) | KvOp::Delete => true,
+                }
+        })
+        .collect();
+    let mut keep = keep.into_iter();
+    part.ops.retain(|_| keep.next().unwrap_or(true));
 }

@@ -10,6 +10,10 @@
 //! 4. report per key: linearizable, not (with a [`Violation`]: the op that
 //!    cannot be linearized, the ops pending with it, the longest linearizable
 //!    prefix and the model state there), or unknown (budget exhausted).
+//!    [`CheckReport::to_json`] gives it all for `results.json`;
+//!    [`Violation::render_text`] and [`crate::report::timeline`] for humans.
+//!
+//! Design notes and benchmark figures: `harness/CHECKER.md`.
 //!
 //! ```no_run
 //! use harness::checker::{check, CheckOptions, Verdict};
@@ -63,7 +67,7 @@ impl ModelKind {
 
     /// Guesses the model from the ops: kv op names or `[key v]` values → kv,
     /// otherwise cas-register.
-    pub fn infer(ops: &[ClientOp]) -> ModelKind {
+    pub fn infer(ops: &[ClientOp<'_>]) -> ModelKind {
         if kv::looks_like_kv(ops) {
             ModelKind::Kv
         } else {
@@ -152,12 +156,12 @@ pub struct OpRef {
 }
 
 impl OpRef {
-    fn new(op: &ClientOp) -> OpRef {
+    fn new(op: &ClientOp<'_>) -> OpRef {
         OpRef {
             invoke: op.invoke,
             complete: op.complete,
             process: op.process,
-            f: op.f.clone(),
+            f: op.f.to_string(),
             outcome: op.outcome,
             input: op.input().clone(),
             output: op.output().cloned(),
@@ -364,7 +368,7 @@ pub fn check_file(
 
 fn check_partitions<M>(
     parts: Vec<Partition<M>>,
-    ops: &[ClientOp],
+    ops: &[ClientOp<'_>],
     kind: ModelKind,
     options: &CheckOptions,
 ) -> Vec<KeyReport>
@@ -383,7 +387,7 @@ where
 
 fn check_partition<M: Model>(
     mut part: Partition<M>,
-    ops: &[ClientOp],
+    ops: &[ClientOp<'_>],
     kind: ModelKind,
     budget: &Budget,
 ) -> KeyReport {
@@ -411,5 +415,72 @@ fn check_partition<M: Model>(
         violation,
         exhausted,
         stats,
+    }
+}
+
+impl OpRef {
+    /// The op as JSON: process, f, input, output, outcome, history positions.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "process": self.process,
+            "f": self.f,
+            "input": self.input.to_string(),
+            "output": self.output.as_ref().map(|v| v.to_string()),
+            "outcome": match self.outcome {
+                Outcome::Ok => "ok",
+                Outcome::Fail => "fail",
+                Outcome::Info => "info",
+            },
+            "invoke_index": self.invoke,
+            "complete_index": self.complete,
+        })
+    }
+}
+
+impl Violation {
+    /// The violation as JSON (values as EDN text); the prefix is cut to its
+    /// last 20 ops (`prefix_len` gives the full length).
+    pub fn to_json(&self) -> serde_json::Value {
+        let tail = self.prefix.len().saturating_sub(20);
+        serde_json::json!({
+            "key": self.key.as_ref().map(|k| k.to_string()),
+            "model": self.model.name(),
+            "op": self.op.to_json(),
+            "pending": self.pending.iter().map(OpRef::to_json).collect::<Vec<_>>(),
+            "prefix_len": self.prefix.len(),
+            "prefix_tail": self.prefix[tail..].iter().map(OpRef::to_json).collect::<Vec<_>>(),
+            "state": self.state,
+        })
+    }
+}
+
+impl CheckReport {
+    /// The report as JSON, for `results.json`: verdict, counts, per-key
+    /// results (values as EDN text), violations.
+    pub fn to_json(&self) -> serde_json::Value {
+        let verdict = |v: Verdict| match v {
+            Verdict::Linearizable => "linearizable",
+            Verdict::NotLinearizable => "not-linearizable",
+            Verdict::Unknown => "unknown",
+        };
+        serde_json::json!({
+            "verdict": verdict(self.verdict()),
+            "model": self.model.name(),
+            "model_inferred": self.model_inferred,
+            "ops": self.ops,
+            "ok": self.ok,
+            "fail": self.failed,
+            "info": self.info,
+            "elapsed_ms": self.elapsed.as_secs_f64() * 1e3,
+            "keys": self.keys.iter().map(|k| serde_json::json!({
+                "key": k.key.as_ref().map(|v| v.to_string()),
+                "ops": k.ops,
+                "verdict": verdict(k.verdict),
+                "states": k.stats.states,
+                "elapsed_ms": k.stats.elapsed.as_secs_f64() * 1e3,
+                "unknown_reason": k.exhausted.as_ref().map(|e| e.to_string()),
+                "violation": k.violation.as_ref().map(Violation::to_json),
+            })).collect::<Vec<_>>(),
+        })
     }
 }

@@ -14,10 +14,12 @@
 //!   searching (the kv model's `append` builds new strings). Each key gets its
 //!   own model instance, so there is no sharing between parallel searches.
 
+use std::borrow::Cow;
 use std::fmt;
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
+use rustc_hash::FxHasher;
 
 use crate::history::{ClientOp, Value};
 
@@ -74,7 +76,7 @@ pub struct ModelError {
 }
 
 impl ModelError {
-    pub fn new(op: &ClientOp, message: impl Into<String>) -> Self {
+    pub fn new(op: &ClientOp<'_>, message: impl Into<String>) -> Self {
         ModelError {
             invoke: op.invoke,
             message: message.into(),
@@ -83,41 +85,79 @@ impl ModelError {
 }
 
 /// Interns EDN values as `u32` ids; id 0 is always `nil` (a missing key).
+///
+/// Values from the history are borrowed, not copied (a million-op history has
+/// a million distinct written values, and reads of appended keys return long
+/// strings); values the model computes (append results) are owned. The index
+/// is a table of ids hashed by the value they name.
 #[derive(Debug, Clone)]
-pub struct ValueTable {
-    ids: FxHashMap<Value, u32>,
-    values: Vec<Value>,
+pub struct ValueTable<'h> {
+    index: HashTable<u32>,
+    values: Vec<Cow<'h, Value>>,
 }
 
 /// The id of `nil`.
 pub const NIL: u32 = 0;
 
-impl Default for ValueTable {
+/// Hash for the table. Long strings hash by length and their two ends only:
+/// the values of one key are mostly appends of one another, which differ in
+/// length, and hashing kilobytes per read would dominate splitting.
+fn hash_value(value: &Value) -> u64 {
+    let mut h = FxHasher::default();
+    match value {
+        Value::Str(s) if s.len() > 64 => {
+            let b = s.as_bytes();
+            b.len().hash(&mut h);
+            b[..32].hash(&mut h);
+            b[b.len() - 32..].hash(&mut h);
+        }
+        v => v.hash(&mut h),
+    }
+    h.finish()
+}
+
+impl Default for ValueTable<'_> {
     fn default() -> Self {
-        let mut ids = FxHashMap::default();
-        ids.insert(Value::Nil, NIL);
+        let mut index = HashTable::new();
+        index.insert_unique(hash_value(&Value::Nil), NIL, |_| hash_value(&Value::Nil));
         ValueTable {
-            ids,
-            values: vec![Value::Nil],
+            index,
+            values: vec![Cow::Owned(Value::Nil)],
         }
     }
 }
 
-impl ValueTable {
-    pub fn intern(&mut self, value: &Value) -> u32 {
-        if let Some(&id) = self.ids.get(value) {
+impl<'h> ValueTable<'h> {
+    /// The id of a value of the history (borrowed).
+    pub fn intern(&mut self, value: &'h Value) -> u32 {
+        let hash = hash_value(value);
+        if let Some(&id) = self
+            .index
+            .find(hash, |&id| *self.values[id as usize] == *value)
+        {
             return id;
         }
-        self.intern_owned(value.clone())
+        self.insert_new(hash, Cow::Borrowed(value))
     }
 
+    /// The id of a computed value (owned).
     pub fn intern_owned(&mut self, value: Value) -> u32 {
-        if let Some(&id) = self.ids.get(&value) {
+        let hash = hash_value(&value);
+        if let Some(&id) = self
+            .index
+            .find(hash, |&id| *self.values[id as usize] == value)
+        {
             return id;
         }
+        self.insert_new(hash, Cow::Owned(value))
+    }
+
+    fn insert_new(&mut self, hash: u64, value: Cow<'h, Value>) -> u32 {
         let id = self.values.len() as u32;
-        self.values.push(value.clone());
-        self.ids.insert(value, id);
+        self.values.push(value);
+        let values = &self.values;
+        self.index
+            .insert_unique(hash, id, |&other| hash_value(&values[other as usize]));
         id
     }
 

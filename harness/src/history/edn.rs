@@ -293,36 +293,76 @@ pub fn read_forms(text: &str) -> Result<Vec<Form>, SyntaxError> {
 /// Reads the forms of a history file: one form per op, or one vector holding
 /// all ops (its elements are returned, each with its own line).
 pub fn read_forms_flattened(text: &str) -> Result<Vec<Form>, SyntaxError> {
-    let mut reader = Reader::new(text);
-    reader.skip_blank()?;
-    if reader.peek() == Some('[') {
-        // Maybe a whole-history vector: read its elements one by one so that
-        // each op keeps its own line number.
-        reader.bump();
-        let mut forms = Vec::new();
+    HistoryForms::new(text).collect()
+}
+
+/// Iterates over the forms of a history file one at a time, like
+/// [`read_forms_flattened`] without holding them all: a caller converting
+/// each form into an op as it comes keeps half the memory.
+///
+/// A leading `[` opens the whole-history vector, whose elements are yielded;
+/// forms after its closing `]`, if any, are yielded too.
+pub struct HistoryForms<'a> {
+    reader: Reader<'a>,
+    started: bool,
+    in_vector: bool,
+    failed: bool,
+}
+
+impl<'a> HistoryForms<'a> {
+    pub fn new(text: &'a str) -> Self {
+        HistoryForms {
+            reader: Reader::new(text),
+            started: false,
+            in_vector: false,
+            failed: false,
+        }
+    }
+
+    fn next_form(&mut self) -> Result<Option<Form>, SyntaxError> {
+        let reader = &mut self.reader;
+        if !self.started {
+            self.started = true;
+            reader.skip_blank()?;
+            if reader.peek() == Some('[') {
+                reader.bump();
+                self.in_vector = true;
+            }
+        }
         loop {
             reader.skip_blank()?;
             match reader.peek() {
-                Some(']') => {
+                Some(']') if self.in_vector => {
                     reader.bump();
-                    break;
+                    self.in_vector = false;
                 }
-                None => return Err(reader.error("`]` closing the history vector")),
+                None if self.in_vector => {
+                    return Err(reader.error("`]` closing the history vector"))
+                }
+                None => return Ok(None),
                 _ => {
                     let line = reader.line;
-                    if let Some(value) = reader.read_value(1)? {
-                        forms.push(Form { line, value });
+                    let depth = usize::from(self.in_vector);
+                    if let Some(value) = reader.read_value(depth)? {
+                        return Ok(Some(Form { line, value }));
                     }
                 }
             }
         }
-        reader.skip_blank()?;
-        if reader.peek().is_none() {
-            return Ok(forms);
-        }
-        // Something follows the vector: the file is a sequence of forms after all.
     }
-    read_forms(text)
+}
+
+impl Iterator for HistoryForms<'_> {
+    type Item = Result<Form, SyntaxError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let next = self.next_form();
+        self.failed = next.is_err();
+        next.transpose()
+    }
 }
 
 /// Reads exactly one value (surrounding whitespace allowed).
@@ -347,29 +387,56 @@ pub fn read_value(text: &str) -> Result<Value, SyntaxError> {
 
 struct Reader<'a> {
     text: &'a str,
+    /// `text` as bytes: every delimiter is ASCII, so the reader scans bytes
+    /// and only decodes UTF-8 where a non-ASCII character starts.
+    bytes: &'a [u8],
     pos: usize,
     line: usize,
     column: usize,
 }
 
-fn is_delimiter(c: char) -> bool {
-    c.is_whitespace() || c == ',' || "()[]{}\";".contains(c)
+/// Bytes that end a token. Only ASCII whitespace counts as whitespace.
+fn is_delimiter_byte(b: u8) -> bool {
+    matches!(
+        b,
+        b' ' | b'\t'
+            | b'\n'
+            | b'\r'
+            | 0x0c
+            | b','
+            | b'('
+            | b')'
+            | b'['
+            | b']'
+            | b'{'
+            | b'}'
+            | b'"'
+            | b';'
+    )
 }
 
 impl<'a> Reader<'a> {
     fn new(text: &'a str) -> Self {
         Reader {
             text,
+            bytes: text.as_bytes(),
             pos: 0,
             line: 1,
             column: 1,
         }
     }
 
+    #[inline]
     fn peek(&self) -> Option<char> {
-        self.text[self.pos..].chars().next()
+        let b = *self.bytes.get(self.pos)?;
+        if b < 0x80 {
+            Some(b as char)
+        } else {
+            self.text[self.pos..].chars().next()
+        }
     }
 
+    #[inline]
     fn bump(&mut self) -> Option<char> {
         let c = self.peek()?;
         self.pos += c.len_utf8();
@@ -380,6 +447,17 @@ impl<'a> Reader<'a> {
             self.column += 1;
         }
         Some(c)
+    }
+
+    /// Advances to byte `end`, which is on the current line.
+    #[inline]
+    fn advance_in_line(&mut self, end: usize) {
+        let chars = self.bytes[self.pos..end]
+            .iter()
+            .filter(|&&b| b & 0xC0 != 0x80)
+            .count();
+        self.column += chars;
+        self.pos = end;
     }
 
     fn found(&self) -> String {
@@ -425,13 +503,12 @@ impl<'a> Reader<'a> {
 
     fn token(&mut self) -> &'a str {
         let start = self.pos;
-        while let Some(c) = self.peek() {
-            if is_delimiter(c) {
-                break;
-            }
-            self.bump();
-        }
-        &self.text[start..self.pos]
+        let end = self.bytes[start..]
+            .iter()
+            .position(|&b| is_delimiter_byte(b))
+            .map_or(self.bytes.len(), |n| start + n);
+        self.advance_in_line(end);
+        &self.text[start..end]
     }
 
     /// Reads one value at the cursor. Returns `None` for a `#_` discarded form.
@@ -563,6 +640,19 @@ impl<'a> Reader<'a> {
             };
             match c {
                 '"' => return Ok(out),
+                c if c != '\\' => {
+                    // Copy the run of plain characters up to the next quote,
+                    // escape or newline in one go.
+                    out.push(c);
+                    let start = self.pos;
+                    let end = self.bytes[start..]
+                        .iter()
+                        .position(|&b| b == b'"' || b == b'\\' || b == b'\n')
+                        .map_or(self.bytes.len(), |n| start + n);
+                    out.push_str(&self.text[start..end]);
+                    self.advance_in_line(end);
+                    continue;
+                }
                 '\\' => {
                     let Some(e) = self.bump() else {
                         return Err(self.error("an escape character after `\\`"));
@@ -702,6 +792,7 @@ mod tests {
         assert_eq!(forms[1].line, 2);
         let forms = read_forms_flattened("[1] [2]").unwrap();
         assert_eq!(forms.len(), 2);
+        assert!(read_forms_flattened("[{:a 1}").is_err());
     }
 
     #[test]

@@ -195,6 +195,11 @@ impl Op {
     /// Builds an op from a parsed EDN map. `Err` holds a message saying what is
     /// wrong (the caller adds the line).
     pub fn from_value(value: &Value) -> Result<Op, String> {
+        Self::from_edn(value.clone())
+    }
+
+    /// Like [`Op::from_value`], consuming the map (no copies).
+    pub fn from_edn(value: Value) -> Result<Op, String> {
         let Value::Map(entries) = value else {
             return Err(format!(
                 "an op map `{{:type .. :f .. ...}}`, found {}",
@@ -209,28 +214,29 @@ impl Op {
         let mut op_value = Value::Nil;
         let mut extra = BTreeMap::new();
         for (k, v) in entries {
-            let Some(name) = k.as_keyword() else {
-                extra.insert(k.to_string(), v.clone());
-                continue;
+            let name = match k {
+                Value::Keyword(name) => name,
+                other => {
+                    extra.insert(other.to_string(), v);
+                    continue;
+                }
             };
-            match name {
+            match name.as_str() {
                 "index" => match v {
-                    Value::Int(i) if *i >= 0 => index = Some(*i as u64),
+                    Value::Int(i) if i >= 0 => index = Some(i as u64),
                     Value::Nil => {}
                     _ => return Err(format!(":index must be a non-negative integer, found {v}")),
                 },
                 "time" => match v {
-                    Value::Int(t) => time = Some(*t),
-                    Value::Float(t) => time = Some(*t as i64),
+                    Value::Int(t) => time = Some(t),
+                    Value::Float(t) => time = Some(t as i64),
                     Value::Nil => {}
                     _ => return Err(format!(":time must be an integer (nanoseconds), found {v}")),
                 },
                 "process" => {
                     process = Some(match v {
-                        Value::Int(p) => Process::Client(*p),
-                        Value::Keyword(n) | Value::Str(n) | Value::Symbol(n) => {
-                            Process::Named(n.clone())
-                        }
+                        Value::Int(p) => Process::Client(p),
+                        Value::Keyword(n) | Value::Str(n) | Value::Symbol(n) => Process::Named(n),
                         _ => {
                             return Err(format!(
                                 ":process must be an integer or a keyword like :nemesis, found {v}"
@@ -239,7 +245,7 @@ impl Op {
                     })
                 }
                 "type" => {
-                    let t = match v {
+                    let t = match &v {
                         Value::Keyword(t) | Value::Str(t) => OpType::parse(t),
                         _ => None,
                     };
@@ -253,12 +259,12 @@ impl Op {
                     }
                 }
                 "f" => match v {
-                    Value::Keyword(n) | Value::Str(n) | Value::Symbol(n) => f = Some(n.clone()),
+                    Value::Keyword(n) | Value::Str(n) | Value::Symbol(n) => f = Some(n),
                     _ => return Err(format!(":f must be a keyword like :read, found {v}")),
                 },
-                "value" => op_value = v.clone(),
+                "value" => op_value = v,
                 _ => {
-                    extra.insert(name.to_string(), v.clone());
+                    extra.insert(name, v);
                 }
             }
         }
@@ -367,22 +373,25 @@ impl History {
     }
 
     fn parse_inner(text: &str, path: Option<PathBuf>) -> Result<History, HistoryError> {
-        let forms = edn::read_forms_flattened(text).map_err(|error| HistoryError::Syntax {
-            path: path.clone(),
-            error,
-        })?;
+        // A typical op line is ~100 bytes; reserving avoids regrowing big vectors.
+        let estimate = text.len() / 96 + 1;
         let mut history = History {
-            ops: Vec::with_capacity(forms.len()),
-            lines: Vec::with_capacity(forms.len()),
+            ops: Vec::with_capacity(estimate),
+            lines: Vec::with_capacity(estimate),
         };
-        for form in forms {
-            let op = Op::from_value(&form.value).map_err(|message| HistoryError::BadOp {
+        for form in edn::HistoryForms::new(text) {
+            let form = form.map_err(|error| HistoryError::Syntax {
                 path: path.clone(),
-                line: form.line,
+                error,
+            })?;
+            let line = form.line;
+            let op = Op::from_edn(form.value).map_err(|message| HistoryError::BadOp {
+                path: path.clone(),
+                line,
                 message,
             })?;
             history.ops.push(op);
-            history.lines.push(form.line);
+            history.lines.push(line);
         }
         Ok(history)
     }
@@ -419,7 +428,7 @@ impl History {
     }
 
     /// Pairs invocations with completions under Jepsen's rules; see [`pairing`].
-    pub fn client_ops(&self) -> Result<Vec<ClientOp>, pairing::PairingError> {
+    pub fn client_ops(&self) -> Result<Vec<ClientOp<'_>>, pairing::PairingError> {
         pairing::pair(self)
     }
 }

@@ -11,7 +11,7 @@
 //! Time is the position of an event in the history (which Jepsen writes in
 //! real-time order), not `:time`: positions never tie and need no clock.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use super::{History, OpType, Process, Value};
 
@@ -24,28 +24,29 @@ pub enum Outcome {
     Info,
 }
 
-/// One client operation: an invocation and its completion.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClientOp {
+/// One client operation: an invocation and its completion. Borrows its
+/// values from the [`History`] (no copies: pairing a million ops must be cheap).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClientOp<'h> {
     pub process: i64,
     /// `:f` of the invocation.
-    pub f: String,
+    pub f: &'h str,
     /// Position of the `:invoke` event in [`History::ops`].
     pub invoke: usize,
     /// Position of the completion event, `None` if the op never completed.
     pub complete: Option<usize>,
     pub outcome: Outcome,
     /// `:value` of the invocation.
-    pub invoke_value: Value,
+    pub invoke_value: &'h Value,
     /// `:value` of the completion, if any.
-    pub complete_value: Option<Value>,
+    pub complete_value: Option<&'h Value>,
 }
 
-impl ClientOp {
+impl<'h> ClientOp<'h> {
     /// What the op asked for: the invocation's value, or the completion's if
     /// the invocation carried `nil` (some clients only fill it in at the end).
-    pub fn input(&self) -> &Value {
-        match (&self.invoke_value, &self.complete_value) {
+    pub fn input(&self) -> &'h Value {
+        match (self.invoke_value, self.complete_value) {
             (Value::Nil, Some(v)) => v,
             (v, _) => v,
         }
@@ -53,9 +54,9 @@ impl ClientOp {
 
     /// What the op observed: the completion's value of an `:ok` op, `None` for
     /// `:info` and `:fail` ops (nothing was observed).
-    pub fn output(&self) -> Option<&Value> {
+    pub fn output(&self) -> Option<&'h Value> {
         match self.outcome {
-            Outcome::Ok => self.complete_value.as_ref(),
+            Outcome::Ok => self.complete_value,
             _ => None,
         }
     }
@@ -87,10 +88,10 @@ pub enum PairingError {
 }
 
 /// Pairs the events of `history`; ops are returned in invocation order.
-pub fn pair(history: &History) -> Result<Vec<ClientOp>, PairingError> {
-    let mut ops: Vec<ClientOp> = Vec::new();
+pub fn pair(history: &History) -> Result<Vec<ClientOp<'_>>, PairingError> {
+    let mut ops: Vec<ClientOp<'_>> = Vec::with_capacity(history.ops.len() / 2 + 1);
     // process -> index in `ops` of its running op.
-    let mut pending: HashMap<i64, usize> = HashMap::new();
+    let mut pending: FxHashMap<i64, usize> = FxHashMap::default();
     for (pos, op) in history.ops.iter().enumerate() {
         let Process::Client(process) = op.process else {
             continue;
@@ -107,11 +108,11 @@ pub fn pair(history: &History) -> Result<Vec<ClientOp>, PairingError> {
                 pending.insert(process, ops.len());
                 ops.push(ClientOp {
                     process,
-                    f: op.f.clone(),
+                    f: &op.f,
                     invoke: pos,
                     complete: None,
                     outcome: Outcome::Info,
-                    invoke_value: op.value.clone(),
+                    invoke_value: &op.value,
                     complete_value: None,
                 });
             }
@@ -128,13 +129,13 @@ pub fn pair(history: &History) -> Result<Vec<ClientOp>, PairingError> {
                     return Err(PairingError::MismatchedF {
                         line: history.line_of(pos),
                         process,
-                        invoked: client_op.f.clone(),
+                        invoked: client_op.f.to_string(),
                         completed: op.f.clone(),
                         invoke_line: history.line_of(client_op.invoke),
                     });
                 }
                 client_op.complete = Some(pos);
-                client_op.complete_value = Some(op.value.clone());
+                client_op.complete_value = Some(&op.value);
                 client_op.outcome = match kind {
                     OpType::Ok => Outcome::Ok,
                     OpType::Fail => Outcome::Fail,

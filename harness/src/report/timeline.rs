@@ -36,7 +36,7 @@ enum Role {
 /// Renders the timeline page for one violation of `history`.
 pub fn render(history: &History, violation: &Violation) -> String {
     let ops = history.client_ops().unwrap_or_default();
-    let key_ops: Vec<&ClientOp> = ops
+    let key_ops: Vec<&ClientOp<'_>> = ops
         .iter()
         .filter(|op| match violation.model {
             ModelKind::CasRegister => true,
@@ -63,7 +63,7 @@ pub fn render(history: &History, violation: &Violation) -> String {
         hi = hi.max(op.complete.unwrap_or(op.invoke));
     }
     hi = hi.max(violation.op.complete.unwrap_or(violation.op.invoke));
-    let mut shown: Vec<&ClientOp> = key_ops
+    let mut shown: Vec<&ClientOp<'_>> = key_ops
         .iter()
         .copied()
         .filter(|op| op.invoke <= hi && op.complete.is_none_or(|c| c >= lo))
@@ -111,7 +111,9 @@ pub fn render(history: &History, violation: &Violation) -> String {
     };
 
     const LEFT: f64 = 90.0;
-    const WIDTH: f64 = 1200.0;
+    // Wider for more ops, so bars keep room for a label; the page scrolls.
+    #[allow(non_snake_case)]
+    let WIDTH: f64 = (shown.len() as f64 * 16.0).clamp(1200.0, 12000.0);
     const ROW: f64 = 26.0;
     const TOP: f64 = 30.0;
     let height = TOP + ROW * processes.len() as f64 + 30.0;
@@ -225,14 +227,30 @@ pub fn render(history: &History, violation: &Violation) -> String {
             Role::Prefix(n) => format!("{n}: "),
             _ => String::new(),
         };
+        // The offending op's label goes right of its bar, where there is room.
+        let (text_x, anchor, text) = if role == Role::Stuck {
+            let text = format!("{label}  ← cannot be linearized");
+            if x0 + w + 7.0 * text.chars().count() as f64 > WIDTH {
+                (x0 - 4.0, "end", format!("cannot be linearized →  {label}"))
+            } else {
+                (x0 + w + 4.0, "start", text)
+            }
+        } else {
+            let text = clip(&format!("{prefix_mark}{label}"), (w / 6.8) as usize);
+            (x0 + 3.0, "start", text)
+        };
+        let text_color = if role == Role::Stuck {
+            "#b71c1c"
+        } else {
+            "#111"
+        };
         let _ = write!(
             svg,
-            r##"<g><title>{}</title><rect x="{x0:.1}" y="{y:.1}" width="{w:.1}" height="{:.1}" rx="3" fill="{fill}" stroke="{stroke}" stroke-width="{stroke_width}"/><text x="{:.1}" y="{:.1}" fill="#111">{}</text></g>"##,
+            r##"<g><title>{}</title><rect x="{x0:.1}" y="{y:.1}" width="{w:.1}" height="{:.1}" rx="3" fill="{fill}" stroke="{stroke}" stroke-width="{stroke_width}"/><text x="{text_x:.1}" y="{:.1}" fill="{text_color}" text-anchor="{anchor}">{}</text></g>"##,
             escape(&title),
             ROW - 6.0,
-            x0 + 3.0,
             y + ROW * 0.55,
-            escape(&clip(&format!("{prefix_mark}{label}"), (w / 6.8) as usize)),
+            escape(&text),
         );
     }
     svg.push_str("</svg>");
@@ -313,8 +331,8 @@ pub fn file_name(violation: &Violation) -> String {
     }
 }
 
-fn short_label(op: &ClientOp) -> String {
-    let value = match op.f.as_str() {
+fn short_label(op: &ClientOp<'_>) -> String {
+    let value = match op.f {
         "read" | "get" => op.output().map_or("?".to_string(), |v| v.to_string()),
         _ => op.input().to_string(),
     };
