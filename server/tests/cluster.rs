@@ -475,3 +475,91 @@ async fn bad_peer_input_is_rejected_without_a_crash() {
     c.client().put("still", "alive").await.expect("put");
     c.wait_converged(&[0, 1, 2], Duration::from_secs(10)).await;
 }
+
+/// A small Jepsen-style run: concurrent appends while one replica at a time
+/// is killed and restarted or paused and resumed. Afterwards every
+/// acknowledged append is present exactly once, in order, nothing that was
+/// reported as not applied is present, and all replicas converge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_survive_kills_and_pauses_exactly_once() {
+    use rand::Rng;
+    let mut c = Cluster::start("chaos", 5, 23200, FAST);
+    c.wait_leader(&[0, 1, 2, 3, 4], START).await;
+    let stop = Instant::now() + Duration::from_secs(8);
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let mut cl = c.client();
+        tasks.push(tokio::spawn(async move {
+            let (mut acked, mut unknown, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+            let mut i = 0;
+            while Instant::now() < stop {
+                let token = format!("{t}-{i}");
+                i += 1;
+                match cl.append(&format!("c{t}"), &format!("|{token}")).await {
+                    Ok(_) => acked.push(token),
+                    Err(e) if e.is_not_applied() => failed.push(token),
+                    Err(_) => unknown.push(token),
+                }
+            }
+            (t, acked, unknown, failed)
+        }));
+    }
+    // Nemesis: one replica at a time.
+    let mut faults = 0;
+    while Instant::now() < stop {
+        let victim = rand::rng().random_range(0..5);
+        if rand::rng().random_bool(0.5) {
+            c.kill(victim);
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            c.spawn(victim);
+        } else {
+            c.signal(victim, Signal::SIGSTOP);
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            c.signal(victim, Signal::SIGCONT);
+        }
+        faults += 1;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.expect("client task"));
+    }
+    c.wait_converged(&[0, 1, 2, 3, 4], Duration::from_secs(30))
+        .await;
+    let mut cl = c.client();
+    let mut total_acked = 0;
+    for (t, acked, unknown, failed) in results {
+        total_acked += acked.len();
+        let value = cl
+            .get(&format!("c{t}"))
+            .await
+            .expect("final read")
+            .value
+            .unwrap_or_default();
+        let present: Vec<&str> = value.split('|').filter(|s| !s.is_empty()).collect();
+        let mut seen = std::collections::HashSet::new();
+        for p in &present {
+            assert!(seen.insert(*p), "token {p} applied twice in {value}");
+            assert!(
+                !failed.iter().any(|f| f == p),
+                "token {p} was reported not applied but is present"
+            );
+            assert!(
+                acked.iter().chain(unknown.iter()).any(|a| a == p),
+                "token {p} was never sent"
+            );
+        }
+        let acked_in_value: Vec<&str> = present
+            .iter()
+            .copied()
+            .filter(|p| acked.iter().any(|a| a == p))
+            .collect();
+        assert_eq!(
+            acked_in_value,
+            acked.iter().map(String::as_str).collect::<Vec<_>>(),
+            "client {t}: acknowledged appends lost or reordered"
+        );
+    }
+    assert!(total_acked > 50, "only {total_acked} appends acknowledged");
+    eprintln!("chaos: {faults} faults, {total_acked} acknowledged appends");
+}
