@@ -563,3 +563,19 @@ async fn appends_survive_kills_and_pauses_exactly_once() {
     assert!(total_acked > 50, "only {total_acked} appends acknowledged");
     eprintln!("chaos: {faults} faults, {total_acked} acknowledged appends");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_read_mode_is_reported_and_serves() {
+    let mut flags = FAST.to_vec();
+    flags.extend(["--read-mode", "local"]);
+    let c = Cluster::start("local", 3, 23300, &flags);
+    c.wait_leader(&[0, 1, 2], START).await;
+    let mut cl = c.client();
+    cl.put("k", "v").await.expect("put");
+    let r = cl.get("k").await.expect("local get");
+    assert_eq!(r.value.as_deref(), Some("v"));
+    assert_eq!(r.slot, 0);
+    for i in 0..3 {
+        assert_eq!(c.status(i).await.expect("status").read_mode, "local");
+    }
+}
