@@ -80,7 +80,22 @@ async fn all_operations(c: &Cluster) {
     assert!(st.keys >= 2);
     assert!(st.commit_index >= st.applied_index && st.applied_index > 0);
     let leader = st.leader.expect("leader known") as usize;
-    assert_eq!(st.leader_addr, c.addr(leader));
+    // Every replica names the coordinator and its client address.
+    for i in 0..c.n {
+        let s = c.status(i).await.expect("status");
+        assert_eq!(s.leader, Some(leader as u32), "replica {i}");
+        assert_eq!(s.leader_addr, c.addr(leader), "replica {i}");
+        assert_eq!(s.my_addr, c.addr(i));
+        assert_eq!(s.my_paxos, c.paxos(i));
+        assert_eq!(
+            s.role,
+            if i == leader {
+                "coordinator"
+            } else {
+                "follower"
+            }
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
