@@ -71,7 +71,7 @@ fn append(c: &mut Criterion) {
                     let mut batch = WriteBatch(writes.iter().map(write_to_storage).collect());
                     // Compaction as the runtime does it (every 1000 slots
                     // here), so the log and the checkpoint stay bounded.
-                    if slot % 1000 == 0 {
+                    if slot.is_multiple_of(1000) {
                         batch.push(write_to_storage(&StorageWrite::Compact {
                             through: slot - 10,
                         }));
