@@ -593,3 +593,46 @@ async fn local_read_mode_is_reported_and_serves() {
         assert_eq!(c.status(i).await.expect("status").read_mode, "local");
     }
 }
+
+/// A paused follower keeps its TCP connections open but reads nothing: the
+/// coordinator's queue to it fills up and overflows. Writes must keep
+/// flowing through the other majority without stalls, and the follower
+/// catches up once resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_follower_never_blocks_the_others() {
+    let c = Cluster::start("slowpeer", 3, 23400, FAST);
+    let leader = c.wait_leader(&[0, 1, 2], START).await;
+    let follower = (leader + 2) % 3;
+    c.signal(follower, Signal::SIGSTOP);
+    let stop = Instant::now() + Duration::from_secs(4);
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let mut cl = c.client();
+        tasks.push(tokio::spawn(async move {
+            let big = "p".repeat(1000);
+            let (mut ok, mut worst) = (0u32, Duration::ZERO);
+            let mut i = 0;
+            while Instant::now() < stop {
+                let started = Instant::now();
+                cl.put(&format!("p{t}-{}", i % 20), &big)
+                    .await
+                    .expect("put while a follower is paused");
+                worst = worst.max(started.elapsed());
+                ok += 1;
+                i += 1;
+            }
+            (ok, worst)
+        }));
+    }
+    let (mut total, mut worst) = (0, Duration::ZERO);
+    for t in tasks {
+        let (ok, w) = t.await.expect("client task");
+        total += ok;
+        worst = worst.max(w);
+    }
+    c.signal(follower, Signal::SIGCONT);
+    eprintln!("paused follower: {total} puts, slowest {worst:?}");
+    assert!(total > 200, "only {total} puts in 4 s");
+    assert!(worst < Duration::from_secs(1), "a put took {worst:?}");
+    c.wait_converged(&[0, 1, 2], Duration::from_secs(20)).await;
+}
