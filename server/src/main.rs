@@ -8,7 +8,7 @@
 //! exits with status 1.
 
 use server::config::{self, ReadMode, ServerConfig};
-use server::node::NodeConfig;
+use server::node::{self, NodeConfig};
 use server::paxos;
 use server::shutdown::{termination_signal, Shutdown};
 
@@ -17,6 +17,8 @@ fn node_config(c: ServerConfig) -> NodeConfig {
         heartbeat_ticks: u64::from(c.heartbeat_ticks),
         election_ticks: u64::from(c.election_ticks),
         snapshot_every: c.snapshot_every,
+        max_inflight_slots: node::MAX_INFLIGHT_SLOTS,
+        max_batch: node::MAX_BATCH,
         ..paxos::Config::default()
     };
     NodeConfig {

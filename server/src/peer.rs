@@ -40,8 +40,9 @@ use crate::shutdown::Shutdown;
 /// Largest message accepted on the Paxos port (batches of large values and
 /// snapshots travel there).
 pub const MAX_PAXOS_MESSAGE: usize = 256 << 20;
-/// Messages queued per peer before new ones are dropped.
-const PEER_QUEUE: usize = 4096;
+/// Messages queued per peer before new ones are dropped (a peer that far
+/// behind is caught up by the core anyway; the bound also caps memory).
+const PEER_QUEUE: usize = 1024;
 /// Messages per envelope.
 const MAX_ENVELOPE_MESSAGES: usize = 512;
 /// An envelope stops taking more messages once it holds this many bytes

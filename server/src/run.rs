@@ -36,7 +36,11 @@ pub async fn run(config: NodeConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     let client_incoming = bind("my_addr", &config.my_addr).await?;
     let paxos_incoming = bind("my_paxos", &config.my_paxos).await?;
     let (my_addr, my_paxos) = (config.my_addr.clone(), config.my_paxos.clone());
-    let (handle, core) = node::start(config, shutdown.clone()).context("cannot start replica")?;
+    let node::Started {
+        handle,
+        core,
+        storage,
+    } = node::start(config, shutdown.clone()).context("cannot start replica")?;
     let executor = Arc::new(Executor::new(handle.clone()));
     let kv = KvService::new(handle.clone(), executor.clone()).into_server();
     let paxos = PaxosService::new(handle.clone(), executor).into_server();
@@ -76,5 +80,10 @@ pub async fn run(config: NodeConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     }
     shutdown.trigger();
     let _ = tokio::time::timeout(DRAIN_TIME, core).await;
+    // The storage thread finishes the writes already queued, then ends.
+    let joined = tokio::task::spawn_blocking(move || storage.join());
+    if tokio::time::timeout(DRAIN_TIME, joined).await.is_err() {
+        tracing::warn!("storage thread still busy after {DRAIN_TIME:?}; stopping anyway");
+    }
     Ok(())
 }

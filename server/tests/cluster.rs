@@ -80,7 +80,22 @@ async fn all_operations(c: &Cluster) {
     assert!(st.keys >= 2);
     assert!(st.commit_index >= st.applied_index && st.applied_index > 0);
     let leader = st.leader.expect("leader known") as usize;
-    assert_eq!(st.leader_addr, c.addr(leader));
+    // Every replica names the coordinator and its client address.
+    for i in 0..c.n {
+        let s = c.status(i).await.expect("status");
+        assert_eq!(s.leader, Some(leader as u32), "replica {i}");
+        assert_eq!(s.leader_addr, c.addr(leader), "replica {i}");
+        assert_eq!(s.my_addr, c.addr(i));
+        assert_eq!(s.my_paxos, c.paxos(i));
+        assert_eq!(
+            s.role,
+            if i == leader {
+                "coordinator"
+            } else {
+                "follower"
+            }
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,10 +338,9 @@ async fn without_a_majority_requests_fail_within_their_deadline() {
     let e = direct.put("k", "w").await.expect_err("no majority");
     let took = started.elapsed();
     assert!(took < Duration::from_millis(2500), "took {took:?}: {e}");
-    assert!(
-        matches!(e.kind, ErrorKind::Unavailable | ErrorKind::Timeout),
-        "{e}"
-    );
+    // The server honours the request's grpc-timeout: it answers UNAVAILABLE
+    // itself, before the client gives up.
+    assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
 }
 
 /// Total size of the files in `dir`.
@@ -474,4 +488,151 @@ async fn bad_peer_input_is_rejected_without_a_crash() {
     // Everyone is still alive and serving.
     c.client().put("still", "alive").await.expect("put");
     c.wait_converged(&[0, 1, 2], Duration::from_secs(10)).await;
+}
+
+/// A small Jepsen-style run: concurrent appends while one replica at a time
+/// is killed and restarted or paused and resumed. Afterwards every
+/// acknowledged append is present exactly once, in order, nothing that was
+/// reported as not applied is present, and all replicas converge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_survive_kills_and_pauses_exactly_once() {
+    use rand::Rng;
+    let mut c = Cluster::start("chaos", 5, 23200, FAST);
+    c.wait_leader(&[0, 1, 2, 3, 4], START).await;
+    let stop = Instant::now() + Duration::from_secs(8);
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let mut cl = c.client();
+        tasks.push(tokio::spawn(async move {
+            let (mut acked, mut unknown, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+            let mut i = 0;
+            while Instant::now() < stop {
+                let token = format!("{t}-{i}");
+                i += 1;
+                match cl.append(&format!("c{t}"), &format!("|{token}")).await {
+                    Ok(_) => acked.push(token),
+                    Err(e) if e.is_not_applied() => failed.push(token),
+                    Err(_) => unknown.push(token),
+                }
+            }
+            (t, acked, unknown, failed)
+        }));
+    }
+    // Nemesis: one replica at a time.
+    let mut faults = 0;
+    while Instant::now() < stop {
+        let victim = rand::rng().random_range(0..5);
+        if rand::rng().random_bool(0.5) {
+            c.kill(victim);
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            c.spawn(victim);
+        } else {
+            c.signal(victim, Signal::SIGSTOP);
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            c.signal(victim, Signal::SIGCONT);
+        }
+        faults += 1;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.expect("client task"));
+    }
+    c.wait_converged(&[0, 1, 2, 3, 4], Duration::from_secs(30))
+        .await;
+    let mut cl = c.client();
+    let mut total_acked = 0;
+    for (t, acked, unknown, failed) in results {
+        total_acked += acked.len();
+        let value = cl
+            .get(&format!("c{t}"))
+            .await
+            .expect("final read")
+            .value
+            .unwrap_or_default();
+        let present: Vec<&str> = value.split('|').filter(|s| !s.is_empty()).collect();
+        let mut seen = std::collections::HashSet::new();
+        for p in &present {
+            assert!(seen.insert(*p), "token {p} applied twice in {value}");
+            assert!(
+                !failed.iter().any(|f| f == p),
+                "token {p} was reported not applied but is present"
+            );
+            assert!(
+                acked.iter().chain(unknown.iter()).any(|a| a == p),
+                "token {p} was never sent"
+            );
+        }
+        let acked_in_value: Vec<&str> = present
+            .iter()
+            .copied()
+            .filter(|p| acked.iter().any(|a| a == p))
+            .collect();
+        assert_eq!(
+            acked_in_value,
+            acked.iter().map(String::as_str).collect::<Vec<_>>(),
+            "client {t}: acknowledged appends lost or reordered"
+        );
+    }
+    assert!(total_acked > 50, "only {total_acked} appends acknowledged");
+    eprintln!("chaos: {faults} faults, {total_acked} acknowledged appends");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_read_mode_is_reported_and_serves() {
+    let mut flags = FAST.to_vec();
+    flags.extend(["--read-mode", "local"]);
+    let c = Cluster::start("local", 3, 23300, &flags);
+    c.wait_leader(&[0, 1, 2], START).await;
+    let mut cl = c.client();
+    cl.put("k", "v").await.expect("put");
+    let r = cl.get("k").await.expect("local get");
+    assert_eq!(r.value.as_deref(), Some("v"));
+    assert_eq!(r.slot, 0);
+    for i in 0..3 {
+        assert_eq!(c.status(i).await.expect("status").read_mode, "local");
+    }
+}
+
+/// A paused follower keeps its TCP connections open but reads nothing: the
+/// coordinator's queue to it fills up and overflows. Writes must keep
+/// flowing through the other majority without stalls, and the follower
+/// catches up once resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_follower_never_blocks_the_others() {
+    let c = Cluster::start("slowpeer", 3, 23400, FAST);
+    let leader = c.wait_leader(&[0, 1, 2], START).await;
+    let follower = (leader + 2) % 3;
+    c.signal(follower, Signal::SIGSTOP);
+    let stop = Instant::now() + Duration::from_secs(4);
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let mut cl = c.client();
+        tasks.push(tokio::spawn(async move {
+            let big = "p".repeat(1000);
+            let (mut ok, mut worst) = (0u32, Duration::ZERO);
+            let mut i = 0;
+            while Instant::now() < stop {
+                let started = Instant::now();
+                cl.put(&format!("p{t}-{}", i % 20), &big)
+                    .await
+                    .expect("put while a follower is paused");
+                worst = worst.max(started.elapsed());
+                ok += 1;
+                i += 1;
+            }
+            (ok, worst)
+        }));
+    }
+    let (mut total, mut worst) = (0, Duration::ZERO);
+    for t in tasks {
+        let (ok, w) = t.await.expect("client task");
+        total += ok;
+        worst = worst.max(w);
+    }
+    c.signal(follower, Signal::SIGCONT);
+    eprintln!("paused follower: {total} puts, slowest {worst:?}");
+    assert!(total > 200, "only {total} puts in 4 s");
+    assert!(worst < Duration::from_secs(1), "a put took {worst:?}");
+    c.wait_converged(&[0, 1, 2], Duration::from_secs(20)).await;
 }

@@ -103,6 +103,11 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        // PAXOSKV_KEEP_TEST_DIRS=1 keeps data directories and logs for a look.
+        if std::env::var_os("PAXOSKV_KEEP_TEST_DIRS").is_some() {
+            eprintln!("kept {}", self.0.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
