@@ -36,6 +36,9 @@ pub struct LinResult {
     pub elapsed_ms: u64,
     /// Why the check could not run, if it could not.
     pub error: Option<String>,
+    /// The checker's full report (per key: ops, verdict, search states and
+    /// time, violation with the ops involved).
+    pub report: Option<serde_json::Value>,
 }
 
 /// Checks `history.edn` with the `kv` model (per key, in parallel); writes a
@@ -62,6 +65,7 @@ pub fn check_history(history: &Path, dir: &Path, time_limit: Duration) -> LinRes
                 unknown_keys: vec![],
                 elapsed_ms: started.elapsed().as_millis() as u64,
                 error: Some(format!("cannot check {}: {e}", history.display())),
+                report: None,
             }
         }
     };
@@ -97,5 +101,6 @@ pub fn check_history(history: &Path, dir: &Path, time_limit: Duration) -> LinRes
         unknown_keys,
         elapsed_ms: started.elapsed().as_millis() as u64,
         error: None,
+        report: Some(report.to_json()),
     }
 }
