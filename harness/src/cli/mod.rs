@@ -83,14 +83,18 @@ pub fn install_signal_handler(flag: std::sync::Arc<std::sync::atomic::AtomicBool
     let _ = std::thread::Builder::new()
         .name("harness-signals".into())
         .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {
                 use tokio::signal::unix::{signal, SignalKind};
-                let (Ok(mut int), Ok(mut term)) =
-                    (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-                else {
+                let (Ok(mut int), Ok(mut term)) = (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                ) else {
                     return;
                 };
                 let mut first = true;
@@ -100,7 +104,9 @@ pub fn install_signal_handler(flag: std::sync::Arc<std::sync::atomic::AtomicBool
                         _ = term.recv() => {}
                     }
                     if first {
-                        eprintln!("\nharness: interrupted, stopping the cluster (again to kill at once)");
+                        eprintln!(
+                            "\nharness: interrupted, stopping the cluster (again to kill at once)"
+                        );
                         flag.store(true, Ordering::SeqCst);
                         first = false;
                     } else {
@@ -146,9 +152,16 @@ mod tests {
 
     #[test]
     fn parses_run_and_cluster() {
-        let cli = Cli::try_parse_from(normalize_args(os(&["harness", "w.yaml", "--base-client-port", "24000"]))).unwrap();
+        let cli = Cli::try_parse_from(normalize_args(os(&[
+            "harness",
+            "w.yaml",
+            "--base-client-port",
+            "24000",
+        ])))
+        .unwrap();
         assert!(matches!(cli.command, Command::Run(ref a) if a.base_client_port == Some(24000)));
-        let cli = Cli::try_parse_from(os(&["harness", "cluster", "5", "--fail-rate", "0.1"])).unwrap();
+        let cli =
+            Cli::try_parse_from(os(&["harness", "cluster", "5", "--fail-rate", "0.1"])).unwrap();
         assert!(matches!(cli.command, Command::Cluster(ref a) if a.replicas == 5));
     }
 }
