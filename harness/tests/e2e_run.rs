@@ -4,7 +4,8 @@
 //!   dir, a history the checker parses, no server left behind (ports
 //!   24200-24299);
 //! - the stale-reads workload, shortened: finds the anomaly and exits 1
-//!   (ports 24300-24399; a few attempts allowed, it is a race by nature).
+//!   (ports 24300-24399; a few attempts allowed, it is a race by nature);
+//! - `harness cluster 3` elects a coordinator and stops on SIGTERM (24800+).
 
 mod common;
 
@@ -156,4 +157,77 @@ fn the_stale_reads_workload_finds_the_anomaly() {
         }
     }
     panic!("no anomaly found in 3 attempts: exit codes {codes:?}");
+}
+
+#[test]
+fn harness_cluster_serves_until_sigterm() {
+    use std::io::BufRead;
+    let dir = scratch("cluster");
+    let mut h = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "cluster",
+            "3",
+            "--base-client-port",
+            "24800",
+            "--base-paxos-port",
+            "24850",
+        ])
+        .arg("--server-bin")
+        .arg(common::server_bin())
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Read stdout on a thread until the coordinator line (or EOF).
+    let out = h.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(l) => {
+                let done = l.starts_with("coordinator:");
+                lines.push(l);
+                if done {
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(_) => break,
+        }
+    }
+    assert_eq!(servers_on(24800).len(), 1, "n0 runs");
+    unsafe { libc::kill(h.id() as i32, libc::SIGTERM) };
+    let end = std::time::Instant::now() + Duration::from_secs(15);
+    let code = loop {
+        if let Some(s) = h.try_wait().unwrap() {
+            break s.code();
+        }
+        if std::time::Instant::now() > end {
+            let _ = h.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("coordinator: n") && l.contains("(127.0.0.1:2480")),
+        "{lines:#?}"
+    );
+    assert_eq!(code, Some(0));
+    assert!(
+        servers_on(24800).is_empty()
+            && servers_on(24801).is_empty()
+            && servers_on(24802).is_empty()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
