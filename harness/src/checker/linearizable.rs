@@ -265,6 +265,12 @@ fn is_subset(a: &[u64], b: &[u64]) -> bool {
 /// minimal ones: a superset of a recorded set is dominated and pruned).
 struct MemoEntry<S> {
     hash: u64,
+    /// Leading words of the required set that are all ones (not stored).
+    lead: u32,
+    /// The required set's words from `lead` to its last non-zero word: the
+    /// search linearizes roughly in time order, so a set over 10 000 ops is a
+    /// run of ones, a few mixed words, then zeros, and storing only the middle
+    /// keeps entries tens of bytes instead of kilobytes.
     required: Box<[u64]>,
     state: S,
     optional: Vec<Box<[u64]>>,
@@ -283,6 +289,8 @@ struct Memo<S> {
     table: HashTable<MemoEntry<S>>,
     /// Optional-op sets recorded (the search's "states").
     sets: u64,
+    /// Approximate bytes held.
+    bytes: u64,
 }
 
 impl<S: Hash + Eq + Clone> Memo<S> {
@@ -290,6 +298,7 @@ impl<S: Hash + Eq + Clone> Memo<S> {
         Memo {
             table: HashTable::new(),
             sets: 0,
+            bytes: 0,
         }
     }
 
@@ -297,19 +306,38 @@ impl<S: Hash + Eq + Clone> Memo<S> {
     #[inline]
     fn visit(&mut self, required: &LinearizedSet, optional: &[u64], state: &S) -> bool {
         let hash = combined_hash(required.hash, state);
+        let words = &required.words;
+        let lead = words.iter().take_while(|&&w| w == u64::MAX).count();
+        let end = words
+            .iter()
+            .rposition(|&w| w != 0)
+            .map_or(lead, |i| i + 1)
+            .max(lead);
+        let window = &words[lead..end];
         match self.table.entry(
             hash,
-            |m| m.hash == hash && m.state == *state && *m.required == *required.words,
+            |m| {
+                m.hash == hash
+                    && m.lead as usize == lead
+                    && m.state == *state
+                    && *m.required == *window
+            },
             |m| m.hash,
         ) {
             Entry::Vacant(v) => {
                 v.insert(MemoEntry {
                     hash,
-                    required: required.words.clone().into_boxed_slice(),
+                    lead: lead as u32,
+                    required: window.into(),
                     state: state.clone(),
                     optional: vec![optional.into()],
                 });
                 self.sets += 1;
+                // The table keeps entries inline with up to half its slots
+                // free, and each boxed slice has allocator overhead.
+                self.bytes += (2 * std::mem::size_of::<MemoEntry<S>>()
+                    + 8 * (window.len() + optional.len())
+                    + 64) as u64;
                 true
             }
             Entry::Occupied(mut o) => {
@@ -322,6 +350,7 @@ impl<S: Hash + Eq + Clone> Memo<S> {
                 self.sets -= (before - entry.optional.len()) as u64;
                 entry.optional.push(optional.into());
                 self.sets += 1;
+                self.bytes += (8 * optional.len() + 16) as u64;
                 true
             }
         }
@@ -384,12 +413,6 @@ pub fn search<M: Model>(
     let tail = events.tail();
     let mut linearized = LinearizedSet::new(n_required as usize);
     let mut optional = vec![0u64; (n_optional as usize).div_ceil(64).max(1)];
-    let entry_bytes = ((linearized.words.len() + optional.len()) * 8
-        + std::mem::size_of::<MemoEntry<M::State>>()
-        + 32) as u64;
-    let max_states = budget
-        .max_states
-        .min(budget.max_memory / entry_bytes.max(1));
     let mut memo: Memo<M::State> = Memo::new();
     let mut state = model.init();
     let mut linearized_required = 0usize;
@@ -439,13 +462,15 @@ pub fn search<M: Model>(
                 if memo.visit(&linearized, &optional, &next_state) {
                     stats.expanded += 1;
                     stats.states = memo.sets;
-                    if memo.sets > max_states {
+                    let exhausted = if memo.sets > budget.max_states {
+                        Some(Exhausted::States(budget.max_states))
+                    } else if memo.bytes > budget.max_memory {
+                        Some(Exhausted::Memory(memo.bytes))
+                    } else {
+                        None
+                    };
+                    if let Some(why) = exhausted {
                         stats.elapsed = started.elapsed();
-                        let why = if max_states < budget.max_states {
-                            Exhausted::Memory(memo.sets * entry_bytes)
-                        } else {
-                            Exhausted::States(max_states)
-                        };
                         return (SearchResult::Unknown(why), stats);
                     }
                     let previous = std::mem::replace(&mut state, next_state);
