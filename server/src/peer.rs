@@ -2,7 +2,8 @@
 //! service.
 //!
 //! # Outbound
-//! Every other replica gets its own task and its own bounded queue
+//! Every other replica gets its own task and its own queue, bounded in
+//! messages and in bytes
 //! ([`Peers::send`] never blocks: when a peer's queue is full — the peer is
 //! slow, paused or dead — the message is dropped, which Paxos tolerates). The
 //! task keeps one `Deliver` stream open to the peer and writes everything
@@ -18,7 +19,7 @@
 //! ([`crate::convert`]), drops acceptor-bound messages with probability
 //! `fail_rate`, and hands the rest to the core task.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,10 @@ pub const MAX_PAXOS_MESSAGE: usize = 256 << 20;
 const PEER_QUEUE: usize = 1024;
 /// Messages per envelope.
 const MAX_ENVELOPE_MESSAGES: usize = 512;
+/// Encoded bytes queued per peer before new messages are dropped: bounds
+/// memory when a peer is slow, and the work spent on messages it would get
+/// too late (e.g. repeated catch-up batches while it is far behind).
+const MAX_QUEUED_BYTES: usize = 16 << 20;
 /// An envelope stops taking more messages once it holds this many bytes
 /// (one message alone may be larger, up to [`MAX_PAXOS_MESSAGE`]).
 const MAX_ENVELOPE_BYTES: usize = 4 << 20;
@@ -61,11 +66,22 @@ fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
         .keep_alive_while_idle(true))
 }
 
+/// A message in a peer queue, with its encoded size.
+type Queued = (pb::PaxosMessage, usize);
+
+/// The sending side of one peer's queue.
+#[derive(Debug)]
+struct PeerQueue {
+    tx: mpsc::Sender<Queued>,
+    /// Encoded bytes waiting in the queue (bounded by [`MAX_QUEUED_BYTES`]).
+    bytes: Arc<AtomicUsize>,
+}
+
 /// Outbound channels to every other replica.
 #[derive(Debug)]
 pub struct Peers {
     me: ReplicaId,
-    queues: Vec<Option<mpsc::Sender<pb::PaxosMessage>>>,
+    queues: Vec<Option<PeerQueue>>,
     channels: Vec<Option<Channel>>,
     dropped: AtomicU64,
 }
@@ -92,14 +108,18 @@ impl Peers {
                 }
             };
             let (tx, rx) = mpsc::channel(PEER_QUEUE);
+            let bytes = Arc::new(AtomicUsize::new(0));
             tokio::spawn(outbound(
                 shared.clone(),
                 to,
                 channel.clone(),
-                rx,
+                Inbox {
+                    rx,
+                    bytes: bytes.clone(),
+                },
                 shutdown.clone(),
             ));
-            queues.push(Some(tx));
+            queues.push(Some(PeerQueue { tx, bytes }));
             channels.push(Some(channel));
         }
         Peers {
@@ -119,7 +139,21 @@ impl Peers {
         let Some(Some(q)) = self.queues.get(to) else {
             return;
         };
-        if q.try_send(convert::message_to_pb(msg)).is_err() {
+        // A full queue (in bytes) drops the message before paying for its
+        // encoding; an empty queue always takes one, however large.
+        let sent = q.bytes.load(Ordering::Relaxed) < MAX_QUEUED_BYTES && {
+            let m = convert::message_to_pb(msg);
+            let len = prost::Message::encoded_len(&m);
+            q.bytes.fetch_add(len, Ordering::Relaxed);
+            match q.tx.try_send((m, len)) {
+                Ok(()) => true,
+                Err(_) => {
+                    q.bytes.fetch_sub(len, Ordering::Relaxed);
+                    false
+                }
+            }
+        };
+        if !sent {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
                 tracing::debug!(peer = to, dropped = n, "peer queue full; dropping messages");
@@ -138,12 +172,32 @@ impl Peers {
     }
 }
 
+/// The receiving side of one peer's queue; keeps the byte count current.
+struct Inbox {
+    rx: mpsc::Receiver<Queued>,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl Inbox {
+    async fn recv(&mut self) -> Option<Queued> {
+        let q = self.rx.recv().await?;
+        self.bytes.fetch_sub(q.1, Ordering::Relaxed);
+        Some(q)
+    }
+
+    fn try_recv(&mut self) -> Option<Queued> {
+        let q = self.rx.try_recv().ok()?;
+        self.bytes.fetch_sub(q.1, Ordering::Relaxed);
+        Some(q)
+    }
+}
+
 /// Keeps a `Deliver` stream open to peer `to` and pumps its queue into it.
 async fn outbound(
     shared: Arc<Shared>,
     to: ReplicaId,
     channel: Channel,
-    mut queue: mpsc::Receiver<pb::PaxosMessage>,
+    mut queue: Inbox,
     shutdown: Shutdown,
 ) {
     let mut backoff = BACKOFF_MIN;
@@ -163,15 +217,15 @@ async fn outbound(
                 r = &mut call => break r.map(|_| ()),
                 m = queue.recv() => {
                     let Some(m) = m else { return };
-                    let mut bytes = prost::Message::encoded_len(&m);
+                    let (m, mut bytes) = m;
                     let mut messages = vec![m];
                     while messages.len() < MAX_ENVELOPE_MESSAGES && bytes < MAX_ENVELOPE_BYTES {
                         match queue.try_recv() {
-                            Ok(m) => {
-                                bytes += prost::Message::encoded_len(&m);
+                            Some((m, len)) => {
+                                bytes += len;
                                 messages.push(m);
                             }
-                            Err(_) => break,
+                            None => break,
                         }
                     }
                     let env = pb::Envelope {
