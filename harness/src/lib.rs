@@ -1,1 +1,24 @@
 //! paxoskv harness: Jepsen-style testing of a real cluster.
+//!
+//! `harness run workload.yaml` starts a cluster of `server` processes
+//! ([`cluster`]), drives concurrent clients ([`generator`], [`run`]) while the
+//! [`nemesis`] breaks it on schedule, records the history ([`recorder`]),
+//! checks it and writes a report ([`report`]) into the store ([`store`]).
+//!
+//! - [`history`]: Jepsen histories (op model, EDN read/write, pairing).
+//! - [`checker`]: linearizability checker (models, per-key WGL search).
+//! - [`report`]: human-facing outputs (timeline.html, plots, summary).
+//! - [`cli`]: the `harness` command line (subcommands).
+
+pub mod checker;
+pub mod cli;
+pub mod cluster;
+pub mod generator;
+pub mod history;
+pub mod nemesis;
+pub mod progress;
+pub mod recorder;
+pub mod report;
+pub mod run;
+pub mod store;
+pub mod workload;

@@ -1,0 +1,25 @@
+//! Writes a synthetic (linearizable by construction) history to stdout.
+//!
+//! `cargo run -p harness --example synth -- MODEL OPS PROCESSES KEYS INFO_RATE SEED [corrupt]`
+//! e.g. `cargo run -p harness --example synth -- kv 10000 20 10 0.02 1 > h.edn`.
+
+use harness::checker::synth::{corrupt_one_read, generate, SynthConfig};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.to_string());
+    let config = SynthConfig {
+        model: arg(0, "kv").parse().expect("model: kv or cas-register"),
+        ops: arg(1, "1000").parse().expect("ops"),
+        processes: arg(2, "5").parse().expect("processes"),
+        keys: arg(3, "10").parse().expect("keys"),
+        info_rate: arg(4, "0.02").parse().expect("info rate"),
+        appends: true,
+        seed: arg(5, "1").parse().expect("seed"),
+    };
+    let mut history = generate(&config);
+    if arg(6, "") == "corrupt" {
+        corrupt_one_read(&mut history, config.seed);
+    }
+    print!("{}", history.to_edn_string());
+}

@@ -1,0 +1,131 @@
+//! `cas-register`: a single register holding any value, starting as `nil`.
+//!
+//! Operations (Jepsen's names): `:read` observes the value (the completion's
+//! `:value`), `:write v` sets it, `:cas [old new]` sets it to `new` if it holds
+//! `old`. A failed cas is reported by Jepsen as `:fail` and dropped before we
+//! get here. A `:read` of unknown outcome observed nothing, so it constrains
+//! nothing and is dropped too.
+
+use super::model::{Model, ModelError, Partition, SearchOp, ValueTable};
+use crate::history::{ClientOp, Outcome, Value};
+
+/// A register operation over interned values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RegisterOp {
+    Read(u32),
+    Write(u32),
+    Cas { old: u32, new: u32 },
+}
+
+/// The register model; state is the interned id of the current value.
+#[derive(Debug, Clone, Default)]
+pub struct CasRegister<'h> {
+    pub values: ValueTable<'h>,
+}
+
+impl Model for CasRegister<'_> {
+    type Op = RegisterOp;
+    type State = u32;
+
+    fn init(&self) -> u32 {
+        super::model::NIL
+    }
+
+    #[inline]
+    fn step(&mut self, state: &u32, op: &RegisterOp) -> Option<u32> {
+        match *op {
+            RegisterOp::Read(v) => (*state == v).then_some(v),
+            RegisterOp::Write(v) => Some(v),
+            RegisterOp::Cas { old, new } => (*state == old).then_some(new),
+        }
+    }
+
+    fn describe_op(&self, op: &RegisterOp) -> String {
+        match *op {
+            RegisterOp::Read(v) => format!("read {}", self.values.get(v)),
+            RegisterOp::Write(v) => format!("write {}", self.values.get(v)),
+            RegisterOp::Cas { old, new } => {
+                format!("cas {} -> {}", self.values.get(old), self.values.get(new))
+            }
+        }
+    }
+
+    fn describe_state(&self, state: &u32) -> String {
+        self.values.get(*state).to_string()
+    }
+}
+
+/// Converts client ops into the one partition of a register history.
+pub fn partition<'h>(ops: &[ClientOp<'h>]) -> Result<Vec<Partition<CasRegister<'h>>>, ModelError> {
+    let mut model = CasRegister::default();
+    let mut search_ops = Vec::with_capacity(ops.len());
+    for (source, op) in ops.iter().enumerate() {
+        if op.outcome == Outcome::Fail {
+            continue;
+        }
+        let register_op = match op.f {
+            "read" => match op.output() {
+                Some(v) => RegisterOp::Read(model.values.intern(v)),
+                None => continue, // unknown read: observed nothing
+            },
+            "write" => RegisterOp::Write(model.values.intern(op.input())),
+            "cas" => match op.input() {
+                Value::Vector(pair) if pair.len() == 2 => RegisterOp::Cas {
+                    old: model.values.intern(&pair[0]),
+                    new: model.values.intern(&pair[1]),
+                },
+                other => {
+                    return Err(ModelError::new(
+                        op,
+                        format!("a :cas value [old new], found {other}"),
+                    ))
+                }
+            },
+            f => {
+                return Err(ModelError::new(
+                    op,
+                    format!(
+                        "an op of the cas-register model (:read, :write, :cas), found :{f} \
+                         (for a key-value history use --model kv)"
+                    ),
+                ))
+            }
+        };
+        search_ops.push(SearchOp {
+            op: register_op,
+            call: op.invoke,
+            ret: match op.outcome {
+                Outcome::Ok => op.complete,
+                _ => None,
+            },
+            source,
+        });
+    }
+    drop_unobservable(&mut search_ops);
+    Ok(vec![Partition {
+        key: None,
+        model,
+        ops: search_ops,
+    }])
+}
+
+/// Drops ops of unknown outcome whose written value nobody observed: no read
+/// returned it and no cas compared against it. In any linearization that
+/// uses such an op, nothing until the next write can depend on the value, so
+/// the order without it is a linearization too (see `kv::drop_unobservable`).
+fn drop_unobservable(ops: &mut Vec<SearchOp<RegisterOp>>) {
+    let observed: rustc_hash::FxHashSet<u32> = ops
+        .iter()
+        .filter_map(|op| match op.op {
+            RegisterOp::Read(v) | RegisterOp::Cas { old: v, .. } => Some(v),
+            RegisterOp::Write(_) => None,
+        })
+        .collect();
+    ops.retain(|op| {
+        op.ret.is_some()
+            || match op.op {
+                RegisterOp::Write(v) | RegisterOp::Cas { new: v, .. } => observed.contains(&v),
+                RegisterOp::Read(_) => true,
+            }
+    });
+}

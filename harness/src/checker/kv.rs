@@ -1,0 +1,315 @@
+//! `kv`: a map of independent keys; each key is checked on its own.
+//!
+//! Values are `[key v]`. Operations: `:read`/`:get` (observes `v`; a missing
+//! key reads as `nil`), `:write`/`:put`, `:delete` (value `[key]`, `[key nil]`
+//! or just `key`), `:cas [key [old new]]` (`old` = `nil` matches a missing key),
+//! `:append [key v]`: a string is concatenated to a string value, anything is
+//! pushed onto a vector value; appending to a missing key creates it (a string
+//! as itself, anything else as a one-element vector).
+//!
+//! Because keys are independent (P-compositionality: a history is
+//! linearizable iff each key's sub-history is), [`partition`] splits the
+//! history by key and the per-key model [`KvKey`] is a register extended with
+//! delete and append.
+
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+
+use super::model::{Model, ModelError, Partition, SearchOp, ValueTable, NIL};
+use crate::history::{ClientOp, Outcome, Value};
+
+/// An operation on one key, over interned values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KvOp {
+    Read(u32),
+    Write(u32),
+    Delete,
+    Cas { old: u32, new: u32 },
+    Append(u32),
+}
+
+/// The model of one key; state is the interned id of its value (`nil` = missing).
+#[derive(Debug, Clone, Default)]
+pub struct KvKey<'h> {
+    pub values: ValueTable<'h>,
+    /// Memo of `append`: (value id, appended id) → result id, so that the
+    /// search builds each concatenation once.
+    appended: FxHashMap<(u32, u32), Option<u32>>,
+}
+
+impl KvKey<'_> {
+    fn append(&mut self, state: u32, item: u32) -> Option<u32> {
+        if let Some(&result) = self.appended.get(&(state, item)) {
+            return result;
+        }
+        let result = match (self.values.get(state), self.values.get(item)) {
+            (Value::Nil, Value::Str(s)) => Some(Value::Str(s.clone())),
+            (Value::Nil, other) => Some(Value::Vector(vec![other.clone()])),
+            (Value::Str(a), Value::Str(b)) => Some(Value::Str(format!("{a}{b}"))),
+            (Value::Vector(items), other) => {
+                let mut items = items.clone();
+                items.push(other.clone());
+                Some(Value::Vector(items))
+            }
+            _ => None, // e.g. appending to an integer: impossible
+        };
+        let result = result.map(|v| self.values.intern_owned(v));
+        self.appended.insert((state, item), result);
+        result
+    }
+}
+
+impl Model for KvKey<'_> {
+    type Op = KvOp;
+    type State = u32;
+
+    fn init(&self) -> u32 {
+        NIL
+    }
+
+    #[inline]
+    fn step(&mut self, state: &u32, op: &KvOp) -> Option<u32> {
+        match *op {
+            KvOp::Read(v) => (*state == v).then_some(v),
+            KvOp::Write(v) => Some(v),
+            KvOp::Delete => Some(NIL),
+            KvOp::Cas { old, new } => (*state == old).then_some(new),
+            KvOp::Append(v) => self.append(*state, v),
+        }
+    }
+
+    fn describe_op(&self, op: &KvOp) -> String {
+        match *op {
+            KvOp::Read(v) => format!("read {}", self.values.get(v)),
+            KvOp::Write(v) => format!("write {}", self.values.get(v)),
+            KvOp::Delete => "delete".to_string(),
+            KvOp::Cas { old, new } => {
+                format!("cas {} -> {}", self.values.get(old), self.values.get(new))
+            }
+            KvOp::Append(v) => format!("append {}", self.values.get(v)),
+        }
+    }
+
+    fn describe_state(&self, state: &u32) -> String {
+        self.values.get(*state).to_string()
+    }
+}
+
+/// The key of a kv op value: `[key ...]`, or a bare key for `:delete`.
+fn key_of<'a>(op: &ClientOp<'_>, value: &'a Value) -> Result<&'a Value, ModelError> {
+    match value {
+        Value::Vector(items) if !items.is_empty() => Ok(&items[0]),
+        v if op.f == "delete" && !v.is_nil() => Ok(v),
+        v => Err(ModelError::new(
+            op,
+            format!("a kv value [key ...] for :{}, found {v}", op.f),
+        )),
+    }
+}
+
+/// The second element of `[key v]` (`nil` when absent).
+fn second(value: &Value) -> &Value {
+    match value {
+        Value::Vector(items) if items.len() >= 2 => &items[1],
+        _ => &Value::Nil,
+    }
+}
+
+/// Splits a kv history by key; partitions come out sorted by key.
+///
+/// Two passes: group op indices by key (one hash of the key per op), then
+/// build each key's partition (interning its values) in parallel.
+pub fn partition<'h>(ops: &[ClientOp<'h>]) -> Result<Vec<Partition<KvKey<'h>>>, ModelError> {
+    let mut index: FxHashMap<&'h Value, usize> = FxHashMap::default();
+    let mut groups: Vec<(&'h Value, Vec<usize>)> = Vec::new();
+    for (source, op) in ops.iter().enumerate() {
+        if op.outcome == Outcome::Fail {
+            continue;
+        }
+        let key = key_of(op, op.input())?;
+        let slot = *index.entry(key).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[slot].1.push(source);
+    }
+    let built: Vec<Result<Partition<KvKey<'h>>, ModelError>> = groups
+        .into_par_iter()
+        .map(|(key, sources)| build_partition(key, &sources, ops))
+        .collect();
+    let mut parts = Vec::with_capacity(built.len());
+    let mut first_error: Option<ModelError> = None;
+    for result in built {
+        match result {
+            Ok(part) => parts.push(part),
+            Err(e) => {
+                if first_error.as_ref().is_none_or(|f| e.invoke < f.invoke) {
+                    first_error = Some(e);
+                }
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    parts.sort_by_cached_key(|p| p.key.as_ref().map(|k| k.to_string()));
+    Ok(parts)
+}
+
+/// The partition of one key from the ops at `sources`.
+fn build_partition<'h>(
+    key: &Value,
+    sources: &[usize],
+    ops: &[ClientOp<'h>],
+) -> Result<Partition<KvKey<'h>>, ModelError> {
+    let mut part = Partition {
+        key: Some(key.clone()),
+        model: KvKey::default(),
+        ops: Vec::with_capacity(sources.len()),
+    };
+    let values = &mut part.model.values;
+    for &source in sources {
+        let op = &ops[source];
+        let input = op.input();
+        let kv_op = match op.f {
+            "read" | "get" => match op.output() {
+                Some(out) => {
+                    if let Value::Vector(items) = out {
+                        if items.first().is_some_and(|k| k != key) {
+                            return Err(ModelError::new(
+                                op,
+                                format!("the completion of :{} to name key {key}, found {out}", op.f),
+                            ));
+                        }
+                    }
+                    KvOp::Read(values.intern(second(out)))
+                }
+                None => continue, // unknown read: observed nothing
+            },
+            "write" | "put" => KvOp::Write(values.intern(second(input))),
+            "delete" => KvOp::Delete,
+            "append" => KvOp::Append(values.intern(second(input))),
+            "cas" => match second(input) {
+                Value::Vector(pair) if pair.len() == 2 => KvOp::Cas {
+                    old: values.intern(&pair[0]),
+                    new: values.intern(&pair[1]),
+                },
+                other => {
+                    return Err(ModelError::new(
+                        op,
+                        format!("a kv :cas value [key [old new]], found [{key} {other}]"),
+                    ))
+                }
+            },
+            f => {
+                return Err(ModelError::new(
+                    op,
+                    format!(
+                        "an op of the kv model (:read/:get, :write/:put, :delete, :cas, :append), found :{f}"
+                    ),
+                ))
+            }
+        };
+        part.ops.push(SearchOp {
+            op: kv_op,
+            call: op.invoke,
+            ret: match op.outcome {
+                Outcome::Ok => op.complete,
+                _ => None,
+            },
+            source,
+        });
+    }
+    drop_unobservable(&mut part);
+    Ok(part)
+}
+
+/// True when the ops look like a kv history: kv-only op names, or values
+/// shaped `[key v]` where a register would hold a plain value.
+pub fn looks_like_kv(ops: &[ClientOp<'_>]) -> bool {
+    ops.iter().any(|op| match op.f {
+        "get" | "put" | "append" | "delete" => true,
+        "write" => matches!(op.input(), Value::Vector(v) if v.len() == 2),
+        "read" => matches!(op.output(), Some(Value::Vector(v)) if v.len() == 2)
+            || matches!(op.invoke_value, Value::Vector(_)),
+        "cas" => matches!(op.input(), Value::Vector(v) if v.len() == 2 && matches!(v[1], Value::Vector(_))),
+        _ => false,
+    })
+}
+
+/// The key a kv client op is about (`None` if its value has no key).
+pub fn op_key<'h>(op: &ClientOp<'h>) -> Option<&'h Value> {
+    key_of(op, op.input()).ok()
+}
+
+/// Drops ops of unknown outcome whose effect nobody could have observed.
+///
+/// An optional `write v` / `cas [_ v]` / `append x` matters only if some read
+/// or cas of the key could see it: a read result or cas `old` equal to `v`
+/// (or, when the key has appends, a string containing `v` / `x`). Otherwise,
+/// in any linearization using it, the ops after it until the value is
+/// overwritten cannot depend on the value (no read or cas could match), so the
+/// same order without it is a linearization too. With unique written values
+/// (Jepsen's practice), this removes every timed-out op that did not take
+/// effect, which is what makes searches with many `:info` ops explode.
+/// Vector and map values under append are kept (element containment is not
+/// worth the subtlety).
+fn drop_unobservable(part: &mut Partition<KvKey<'_>>) {
+    let values = &part.model.values;
+    let mut observed_ids = rustc_hash::FxHashSet::default();
+    for op in &part.ops {
+        match op.op {
+            KvOp::Read(v) | KvOp::Cas { old: v, .. } => {
+                observed_ids.insert(v);
+            }
+            _ => {}
+        }
+    }
+    let has_appends = part.ops.iter().any(|op| matches!(op.op, KvOp::Append(_)));
+    let mut observed_strings: Vec<&str> = observed_ids
+        .iter()
+        .filter_map(|&id| values.get(id).as_str())
+        .collect();
+    // Under appends, reads mostly see prefixes of later reads; whatever a
+    // prefix contains its extension contains too, so keep only the maximal
+    // strings (in sorted order a prefix is followed by one of its extensions).
+    observed_strings.sort_unstable();
+    let maximal: Vec<&str> = observed_strings
+        .iter()
+        .enumerate()
+        .filter(|&(i, s)| {
+            observed_strings
+                .get(i + 1)
+                .is_none_or(|next| !next.starts_with(s))
+        })
+        .map(|(_, s)| *s)
+        .collect();
+    let observed_strings = maximal;
+    let seen_in_a_string = |s: &str| observed_strings.iter().any(|o| o.contains(s));
+    let observable = |id: u32, appended: bool| -> bool {
+        if !has_appends {
+            return observed_ids.contains(&id);
+        }
+        match values.get(id) {
+            Value::Str(s) => seen_in_a_string(s),
+            Value::Int(_) | Value::Bool(_) | Value::Keyword(_) | Value::Float(_) if !appended => {
+                observed_ids.contains(&id)
+            }
+            _ => true,
+        }
+    };
+    let keep: Vec<bool> = part
+        .ops
+        .iter()
+        .map(|op| {
+            op.ret.is_some()
+                || match op.op {
+                    KvOp::Write(v) | KvOp::Cas { new: v, .. } => observable(v, false),
+                    KvOp::Append(x) => observable(x, true),
+                    KvOp::Read(_) | KvOp::Delete => true,
+                }
+        })
+        .collect();
+    let mut keep = keep.into_iter();
+    part.ops.retain(|_| keep.next().unwrap_or(true));
+}

@@ -1,0 +1,486 @@
+//! The linearizability checker: is a history explainable by a sequential model?
+//!
+//! Pipeline of [`check`]:
+//! 1. pair events into client ops with Jepsen's rules ([`crate::history::pairing`]);
+//! 2. pick the model ([`ModelKind`], inferred from the ops when not given) and
+//!    split the ops into independent partitions, one per key
+//!    ([`cas_register::partition`], [`kv::partition`]);
+//! 3. search each partition for a linearization ([`linearizable::search`]), in
+//!    parallel across cores (rayon), each within a [`Budget`];
+//! 4. report per key: linearizable, not (with a [`Violation`]: the op that
+//!    cannot be linearized, the ops pending with it, the longest linearizable
+//!    prefix and the model state there), or unknown (budget exhausted).
+//!    [`CheckReport::to_json`] gives it all for `results.json`;
+//!    [`Violation::render_text`] and [`crate::report::timeline`] for humans.
+//!
+//! Design notes and benchmark figures: `harness/CHECKER.md`.
+//!
+//! ```no_run
+//! use harness::checker::{check, CheckOptions, Verdict};
+//! use harness::history::History;
+//! let history = History::from_file("history.edn")?;
+//! let report = check(&history, &CheckOptions::default())?;
+//! if report.verdict() == Verdict::NotLinearizable {
+//!     for v in report.violations() {
+//!         eprintln!("{}", v.render_text(&history));
+//!         let html = harness::report::timeline::render(&history, v);
+//!         std::fs::write("timeline.html", html)?;
+//!     }
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod cas_register;
+pub mod kv;
+pub mod linearizable;
+pub mod model;
+pub mod synth;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+pub use linearizable::{Budget, Exhausted, SearchResult, SearchStats};
+pub use model::{Model, ModelError, Partition, SearchOp};
+
+use crate::history::pairing::PairingError;
+use crate::history::{ClientOp, History, HistoryError, Outcome, Value};
+
+/// Which sequential model to check against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModelKind {
+    /// One register: `:read`, `:write`, `:cas [old new]`, starts `nil`.
+    CasRegister,
+    /// Independent keys: values `[key v]`, see [`kv`].
+    Kv,
+}
+
+impl ModelKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::CasRegister => "cas-register",
+            ModelKind::Kv => "kv",
+        }
+    }
+
+    /// Guesses the model from the ops: kv op names or `[key v]` values → kv,
+    /// otherwise cas-register.
+    pub fn infer(ops: &[ClientOp<'_>]) -> ModelKind {
+        if kv::looks_like_kv(ops) {
+            ModelKind::Kv
+        } else {
+            ModelKind::CasRegister
+        }
+    }
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ModelKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cas-register" | "register" | "cas" => Ok(ModelKind::CasRegister),
+            "kv" => Ok(ModelKind::Kv),
+            _ => Err(format!("unknown model `{s}` (expected kv or cas-register)")),
+        }
+    }
+}
+
+/// How to check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// The model; `None` infers it from the ops.
+    pub model: Option<ModelKind>,
+    /// Limits for each key's search.
+    pub budget: Budget,
+    /// Check keys in parallel (rayon's global pool).
+    pub parallel: bool,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            model: None,
+            budget: Budget::default(),
+            parallel: true,
+        }
+    }
+}
+
+/// The verdict for a key or a whole history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    Linearizable,
+    NotLinearizable,
+    /// The search ran out of budget.
+    Unknown,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Linearizable => "linearizable",
+            Verdict::NotLinearizable => "NOT linearizable",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A client op named in a report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpRef {
+    /// Position of the invocation in [`History::ops`].
+    pub invoke: usize,
+    /// Position of the completion, if any.
+    pub complete: Option<usize>,
+    pub process: i64,
+    pub f: String,
+    pub outcome: Outcome,
+    /// What it asked for (the invocation's value).
+    pub input: Value,
+    /// What it observed (an `:ok` completion's value).
+    pub output: Option<Value>,
+}
+
+impl OpRef {
+    fn new(op: &ClientOp<'_>) -> OpRef {
+        OpRef {
+            invoke: op.invoke,
+            complete: op.complete,
+            process: op.process,
+            f: op.f.to_string(),
+            outcome: op.outcome,
+            input: op.input().clone(),
+            output: op.output().cloned(),
+        }
+    }
+}
+
+impl fmt::Display for OpRef {
+    /// `process 3 :cas [1 2] → :ok` / `process 2 :read → 4` / `... → :info`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "process {} :{}", self.process, self.f)?;
+        let is_read = matches!(self.f.as_str(), "read" | "get");
+        // A read's input is only worth showing when it names something (a kv key).
+        if !(is_read && (self.input.is_nil() || Some(&self.input) == self.output.as_ref())) {
+            write!(f, " {}", self.input)?;
+        }
+        match (&self.output, self.outcome) {
+            (Some(out), Outcome::Ok) if is_read => write!(f, " → {out}"),
+            (_, Outcome::Ok) => write!(f, " → :ok"),
+            (_, Outcome::Fail) => write!(f, " → :fail"),
+            (_, Outcome::Info) if self.complete.is_some() => write!(f, " → :info"),
+            (_, Outcome::Info) => write!(f, " → (no completion)"),
+        }
+    }
+}
+
+/// Why a key's ops have no linearization, at the deepest point the search reached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    /// The key (`None` for a single register).
+    pub key: Option<Value>,
+    pub model: ModelKind,
+    /// The op that had to take effect before it returned but could not, after
+    /// the longest prefix.
+    pub op: OpRef,
+    /// The ops invoked but not linearized at that point (ops of unknown outcome
+    /// included); none could be linearized next without a dead end.
+    pub pending: Vec<OpRef>,
+    /// The longest linearizable prefix found, in linearization order.
+    pub prefix: Vec<OpRef>,
+    /// The model state after the prefix (EDN text, e.g. `nil`, `3`).
+    pub state: String,
+}
+
+impl Violation {
+    /// The ops that could not be linearized: [`Violation::op`] then
+    /// [`Violation::pending`].
+    pub fn unlinearizable(&self) -> impl Iterator<Item = &OpRef> {
+        std::iter::once(&self.op).chain(&self.pending)
+    }
+
+    /// A multi-line text report naming history lines.
+    pub fn render_text(&self, history: &History) -> String {
+        use std::fmt::Write;
+        let line = |op: &OpRef| {
+            let complete = op
+                .complete
+                .map_or("never".to_string(), |c| history.line_of(c).to_string());
+            format!("lines {}..{}", history.line_of(op.invoke), complete)
+        };
+        let mut s = String::new();
+        let key = self
+            .key
+            .as_ref()
+            .map_or("the register".to_string(), |k| format!("key {k}"));
+        let _ = writeln!(s, "{key}: not linearizable (model {})", self.model);
+        let _ = writeln!(
+            s,
+            "  cannot linearize: {} ({}): it must take effect before it returned, and no order of the ops allows that",
+            self.op,
+            line(&self.op)
+        );
+        if !self.pending.is_empty() {
+            let _ = writeln!(s, "  also pending then (none fits next):");
+            for op in &self.pending {
+                let _ = writeln!(s, "    {} ({})", op, line(op));
+            }
+        }
+        let _ = writeln!(
+            s,
+            "  longest linearizable prefix: {} ops, state after it: {}",
+            self.prefix.len(),
+            self.state
+        );
+        const SHOWN: usize = 8;
+        if self.prefix.len() > SHOWN {
+            let _ = writeln!(s, "    ... {} earlier ops", self.prefix.len() - SHOWN);
+        }
+        for op in self
+            .prefix
+            .iter()
+            .skip(self.prefix.len().saturating_sub(SHOWN))
+        {
+            let _ = writeln!(s, "    {} ({})", op, line(op));
+        }
+        s
+    }
+}
+
+/// The result for one key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyReport {
+    /// The key (`None` for a single register).
+    pub key: Option<Value>,
+    /// Ops of this key given to the search (`:fail` ops and unknown reads excluded).
+    pub ops: usize,
+    pub verdict: Verdict,
+    /// Set when the verdict is [`Verdict::NotLinearizable`].
+    pub violation: Option<Violation>,
+    /// Set when the verdict is [`Verdict::Unknown`].
+    pub exhausted: Option<Exhausted>,
+    pub stats: SearchStats,
+}
+
+/// The result for a history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckReport {
+    pub model: ModelKind,
+    /// True when the model was inferred rather than given.
+    pub model_inferred: bool,
+    /// Client ops (invocations), by outcome.
+    pub ops: usize,
+    pub ok: usize,
+    pub failed: usize,
+    pub info: usize,
+    /// One report per key, sorted by key.
+    pub keys: Vec<KeyReport>,
+    pub elapsed: Duration,
+}
+
+impl CheckReport {
+    /// Not linearizable if any key is; else unknown if any key is; else linearizable.
+    pub fn verdict(&self) -> Verdict {
+        let any = |v| self.keys.iter().any(|k| k.verdict == v);
+        if any(Verdict::NotLinearizable) {
+            Verdict::NotLinearizable
+        } else if any(Verdict::Unknown) {
+            Verdict::Unknown
+        } else {
+            Verdict::Linearizable
+        }
+    }
+
+    pub fn violations(&self) -> impl Iterator<Item = &Violation> {
+        self.keys.iter().filter_map(|k| k.violation.as_ref())
+    }
+}
+
+/// Why a history could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error(transparent)]
+    Pairing(#[from] PairingError),
+    #[error("line {line}: expected {message}")]
+    Model { line: usize, message: String },
+}
+
+/// Checks a history for linearizability.
+pub fn check(history: &History, options: &CheckOptions) -> Result<CheckReport, CheckError> {
+    let started = Instant::now();
+    let ops = history.client_ops()?;
+    let (model, model_inferred) = match options.model {
+        Some(m) => (m, false),
+        None => (ModelKind::infer(&ops), true),
+    };
+    let model_error = |e: ModelError| CheckError::Model {
+        line: history.line_of(e.invoke),
+        message: e.message,
+    };
+    let keys = match model {
+        ModelKind::CasRegister => {
+            let parts = cas_register::partition(&ops).map_err(model_error)?;
+            check_partitions(parts, &ops, model, options)
+        }
+        ModelKind::Kv => {
+            let parts = kv::partition(&ops).map_err(model_error)?;
+            check_partitions(parts, &ops, model, options)
+        }
+    };
+    let count = |o| ops.iter().filter(|op| op.outcome == o).count();
+    Ok(CheckReport {
+        model,
+        model_inferred,
+        ops: ops.len(),
+        ok: count(Outcome::Ok),
+        failed: count(Outcome::Fail),
+        info: count(Outcome::Info),
+        keys,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Reads and checks a history file.
+pub fn check_file(
+    path: impl AsRef<std::path::Path>,
+    options: &CheckOptions,
+) -> Result<(History, CheckReport), CheckError> {
+    let history = History::from_file(path)?;
+    let report = check(&history, options)?;
+    Ok((history, report))
+}
+
+fn check_partitions<M>(
+    parts: Vec<Partition<M>>,
+    ops: &[ClientOp<'_>],
+    kind: ModelKind,
+    options: &CheckOptions,
+) -> Vec<KeyReport>
+where
+    M: Model + Send,
+{
+    let run = |part: Partition<M>| check_partition(part, ops, kind, &options.budget);
+    if options.parallel && parts.len() > 1 {
+        // One task per key (`with_max_len(1)`), so idle cores steal keys
+        // instead of waiting for a chunk holding one big key.
+        parts.into_par_iter().with_max_len(1).map(run).collect()
+    } else {
+        parts.into_iter().map(run).collect()
+    }
+}
+
+fn check_partition<M: Model>(
+    mut part: Partition<M>,
+    ops: &[ClientOp<'_>],
+    kind: ModelKind,
+    budget: &Budget,
+) -> KeyReport {
+    let (result, stats) = linearizable::search(&mut part.model, &part.ops, budget);
+    let op_ref = |i: usize| OpRef::new(&ops[part.ops[i].source]);
+    let (verdict, violation, exhausted) = match result {
+        SearchResult::Linearizable { .. } => (Verdict::Linearizable, None, None),
+        SearchResult::Unknown(why) => (Verdict::Unknown, None, Some(why)),
+        SearchResult::NotLinearizable(stuck) => {
+            let violation = Violation {
+                key: part.key.clone(),
+                model: kind,
+                op: op_ref(stuck.op),
+                pending: stuck.pending.iter().map(|&i| op_ref(i)).collect(),
+                prefix: stuck.prefix.iter().map(|&i| op_ref(i)).collect(),
+                state: part.model.describe_state(&stuck.state),
+            };
+            (Verdict::NotLinearizable, Some(violation), None)
+        }
+    };
+    KeyReport {
+        key: part.key,
+        ops: part.ops.len(),
+        verdict,
+        violation,
+        exhausted,
+        stats,
+    }
+}
+
+impl OpRef {
+    /// The op as JSON: process, f, input, output, outcome, history positions.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "process": self.process,
+            "f": self.f,
+            "input": self.input.to_string(),
+            "output": self.output.as_ref().map(|v| v.to_string()),
+            "outcome": match self.outcome {
+                Outcome::Ok => "ok",
+                Outcome::Fail => "fail",
+                Outcome::Info => "info",
+            },
+            "invoke_index": self.invoke,
+            "complete_index": self.complete,
+        })
+    }
+}
+
+impl Violation {
+    /// The violation as JSON (values as EDN text); the prefix is cut to its
+    /// last 20 ops (`prefix_len` gives the full length).
+    pub fn to_json(&self) -> serde_json::Value {
+        let tail = self.prefix.len().saturating_sub(20);
+        serde_json::json!({
+            "key": self.key.as_ref().map(|k| k.to_string()),
+            "model": self.model.name(),
+            "op": self.op.to_json(),
+            "pending": self.pending.iter().map(OpRef::to_json).collect::<Vec<_>>(),
+            "prefix_len": self.prefix.len(),
+            "prefix_tail": self.prefix[tail..].iter().map(OpRef::to_json).collect::<Vec<_>>(),
+            "state": self.state,
+        })
+    }
+}
+
+impl CheckReport {
+    /// The report as JSON, for `results.json`: verdict, counts, per-key
+    /// results (values as EDN text), violations.
+    pub fn to_json(&self) -> serde_json::Value {
+        let verdict = |v: Verdict| match v {
+            Verdict::Linearizable => "linearizable",
+            Verdict::NotLinearizable => "not-linearizable",
+            Verdict::Unknown => "unknown",
+        };
+        serde_json::json!({
+            "verdict": verdict(self.verdict()),
+            "model": self.model.name(),
+            "model_inferred": self.model_inferred,
+            "ops": self.ops,
+            "ok": self.ok,
+            "fail": self.failed,
+            "info": self.info,
+            "elapsed_ms": self.elapsed.as_secs_f64() * 1e3,
+            "keys": self.keys.iter().map(|k| serde_json::json!({
+                "key": k.key.as_ref().map(|v| v.to_string()),
+                "ops": k.ops,
+                "verdict": verdict(k.verdict),
+                "states": k.stats.states,
+                "elapsed_ms": k.stats.elapsed.as_secs_f64() * 1e3,
+                "unknown_reason": k.exhausted.as_ref().map(|e| e.to_string()),
+                "violation": k.violation.as_ref().map(Violation::to_json),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}

@@ -1,0 +1,527 @@
+//! A local cluster of `server` processes, managed by PID.
+//!
+//! Each replica is an OS process with its own data dir and log file. The
+//! harness pauses (SIGSTOP/SIGCONT), kills (SIGKILL) and restarts them on the
+//! same data dir, and must never leave one behind. Three layers make sure of
+//! that:
+//!
+//! 1. [`Cluster`] stops every process it started when it is dropped, so an
+//!    error or a panic that unwinds the stack still cleans up.
+//! 2. Every child PID is also kept in a process-wide registry, which
+//!    [`kill_registered`] empties; the CLI calls it from its SIGINT/SIGTERM
+//!    handling before exiting.
+//! 3. On Linux each child is started with `PR_SET_PDEATHSIG = SIGKILL`, so the
+//!    kernel kills it if the harness itself dies by SIGKILL. The death signal
+//!    fires when the *thread* that forked the child exits, so every child is
+//!    forked by one spawner thread that lives as long as the harness.
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use paxoskv::kv::kv_client::KvClient;
+use paxoskv::kv::{SetFailRateRequest, StatusReply, StatusRequest};
+
+use crate::workload::ReadMode;
+
+/// PIDs of every live child of this harness process.
+fn registry() -> &'static Mutex<BTreeSet<i32>> {
+    static REG: OnceLock<Mutex<BTreeSet<i32>>> = OnceLock::new();
+    REG.get_or_init(|| Mutex::new(BTreeSet::new()))
+}
+
+fn register(pid: i32) {
+    if let Ok(mut r) = registry().lock() {
+        r.insert(pid);
+    }
+}
+
+fn unregister(pid: i32) {
+    if let Ok(mut r) = registry().lock() {
+        r.remove(&pid);
+    }
+}
+
+/// SIGKILLs every child still registered (after SIGCONT, in case it is
+/// stopped). For the signal path of the CLI: Drop guards do the rest.
+pub fn kill_registered() -> usize {
+    let pids: Vec<i32> = match registry().lock() {
+        Ok(mut r) => std::mem::take(&mut *r).into_iter().collect(),
+        Err(_) => return 0,
+    };
+    for &p in &pids {
+        let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        let _ = kill(Pid::from_raw(p), Signal::SIGCONT);
+    }
+    pids.len()
+}
+
+/// PIDs currently registered (for tests and diagnostics).
+pub fn registered_pids() -> Vec<i32> {
+    registry()
+        .lock()
+        .map(|r| r.iter().copied().collect())
+        .unwrap_or_default()
+}
+
+type SpawnJob = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// Forks `cmd` on the long-lived spawner thread (see the module doc) and
+/// registers the child's PID.
+pub fn spawn_child(mut cmd: Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
+    let tx = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnJob>();
+        std::thread::Builder::new()
+            .name("harness-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("cannot start the spawner thread");
+        Mutex::new(tx)
+    });
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl and setpgid are async-signal-safe and touch no
+        // memory of the parent; this runs between fork and exec.
+        let parent = std::process::id() as libc::pid_t;
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The harness died before prctl took effect: do not run.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                // A process group of its own: a Ctrl-C in the terminal
+                // reaches the harness only, which stops the servers itself
+                // (in order, after recording what it needs).
+                if libc::setpgid(0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let (rtx, rrx) = mpsc::channel();
+    tx.lock()
+        .map_err(|_| std::io::Error::other("spawner poisoned"))?
+        .send((cmd, rtx))
+        .map_err(|_| std::io::Error::other("spawner thread gone"))?;
+    let child = rrx
+        .recv()
+        .map_err(|_| std::io::Error::other("spawner thread gone"))??;
+    register(child.id() as i32);
+    Ok(child)
+}
+
+/// What a replica process is doing, as far as the harness knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    Running,
+    /// SIGSTOPped.
+    Paused,
+    /// Killed or stopped; restartable on the same data dir.
+    Down,
+}
+
+/// How to start the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub server_bin: PathBuf,
+    pub replicas: usize,
+    pub host: String,
+    pub base_client_port: u16,
+    pub base_paxos_port: u16,
+    pub fail_rate: f64,
+    pub read_mode: ReadMode,
+    pub extra_flags: Vec<String>,
+    /// Holds `n<i>/` data dirs and `n<i>.log` files.
+    pub dir: PathBuf,
+}
+
+impl ClusterConfig {
+    pub fn client_addr(&self, i: usize) -> String {
+        format!("{}:{}", self.host, usize::from(self.base_client_port) + i)
+    }
+    pub fn paxos_addr(&self, i: usize) -> String {
+        format!("{}:{}", self.host, usize::from(self.base_paxos_port) + i)
+    }
+}
+
+/// One replica.
+#[derive(Debug)]
+pub struct Node {
+    pub id: usize,
+    /// Client-facing address (`my_addr`), also the node's name in histories.
+    pub client_addr: String,
+    pub paxos_addr: String,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+    pub state: NodeState,
+    child: Option<Child>,
+    /// How many times it was started.
+    pub starts: u32,
+}
+
+impl Node {
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+}
+
+/// The replicas of one run.
+#[derive(Debug)]
+pub struct Cluster {
+    pub config: ClusterConfig,
+    pub nodes: Vec<Node>,
+}
+
+impl Cluster {
+    /// Lays out the nodes (nothing started yet).
+    pub fn new(config: ClusterConfig) -> Result<Cluster> {
+        std::fs::create_dir_all(&config.dir)
+            .with_context(|| format!("cannot create {}", config.dir.display()))?;
+        let nodes = (0..config.replicas)
+            .map(|i| Node {
+                id: i,
+                client_addr: config.client_addr(i),
+                paxos_addr: config.paxos_addr(i),
+                data_dir: config.dir.join(format!("n{i}")),
+                log_path: config.dir.join(format!("n{i}.log")),
+                state: NodeState::Down,
+                child: None,
+                starts: 0,
+            })
+            .collect();
+        Ok(Cluster { config, nodes })
+    }
+
+    /// The `server` command line of node `i`.
+    pub fn server_args(&self, i: usize) -> Vec<String> {
+        let c = &self.config;
+        let mut args = vec![
+            "--my-addr".to_string(),
+            c.client_addr(i),
+            "--my-paxos".to_string(),
+            c.paxos_addr(i),
+        ];
+        for r in 0..c.replicas {
+            args.push("--replica".into());
+            args.push(c.paxos_addr(r));
+        }
+        args.extend([
+            "--fail-rate".to_string(),
+            format!("{}", c.fail_rate),
+            "--data-dir".to_string(),
+            self.nodes[i].data_dir.display().to_string(),
+            "--read-mode".to_string(),
+            c.read_mode.as_str().to_string(),
+        ]);
+        args.extend(c.extra_flags.iter().cloned());
+        args
+    }
+
+    /// Starts every node.
+    pub fn start_all(&mut self) -> Result<()> {
+        for i in 0..self.nodes.len() {
+            self.start(i)?;
+        }
+        Ok(())
+    }
+
+    /// Starts (or restarts) node `i` on its data dir, appending to its log.
+    pub fn start(&mut self, i: usize) -> Result<()> {
+        if self.nodes[i].child.is_some() {
+            bail!("n{i} is already running");
+        }
+        let args = self.server_args(i);
+        let node = &mut self.nodes[i];
+        std::fs::create_dir_all(&node.data_dir)
+            .with_context(|| format!("cannot create {}", node.data_dir.display()))?;
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log_path)
+            .with_context(|| format!("cannot open {}", node.log_path.display()))?;
+        let _ = writeln!(
+            log,
+            "=== harness: start #{} of n{i}: {} {}",
+            node.starts + 1,
+            self.config.server_bin.display(),
+            args.join(" ")
+        );
+        let err_log: File = log.try_clone()?;
+        let mut cmd = Command::new(&self.config.server_bin);
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err_log));
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        let child = spawn_child(cmd).with_context(|| {
+            format!(
+                "cannot start {} (use --server-bin to point at the server binary)",
+                self.config.server_bin.display()
+            )
+        })?;
+        node.child = Some(child);
+        node.state = NodeState::Running;
+        node.starts += 1;
+        Ok(())
+    }
+
+    fn signal(&self, i: usize, sig: Signal) -> Result<()> {
+        let pid = self.nodes[i]
+            .pid()
+            .ok_or_else(|| anyhow!("n{i} is not running"))?;
+        kill(Pid::from_raw(pid), sig)
+            .with_context(|| format!("cannot send {sig} to n{i} (pid {pid})"))
+    }
+
+    /// SIGSTOP.
+    pub fn pause(&mut self, i: usize) -> Result<()> {
+        if self.nodes[i].state != NodeState::Running {
+            bail!("n{i} is not running");
+        }
+        self.signal(i, Signal::SIGSTOP)?;
+        self.nodes[i].state = NodeState::Paused;
+        Ok(())
+    }
+
+    /// SIGCONT.
+    pub fn resume(&mut self, i: usize) -> Result<()> {
+        if self.nodes[i].state != NodeState::Paused {
+            bail!("n{i} is not paused");
+        }
+        self.signal(i, Signal::SIGCONT)?;
+        self.nodes[i].state = NodeState::Running;
+        Ok(())
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self, i: usize) -> Result<()> {
+        let Some(mut child) = self.nodes[i].child.take() else {
+            bail!("n{i} is not running");
+        };
+        let pid = child.id() as i32;
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = child.wait();
+        unregister(pid);
+        self.nodes[i].state = NodeState::Down;
+        Ok(())
+    }
+
+    /// Clean stop: SIGCONT (if paused), SIGTERM, and SIGKILL after `grace`.
+    pub fn stop(&mut self, i: usize, grace: Duration) {
+        let Some(mut child) = self.nodes[i].child.take() else {
+            return;
+        };
+        let pid = Pid::from_raw(child.id() as i32);
+        let _ = kill(pid, Signal::SIGTERM);
+        let _ = kill(pid, Signal::SIGCONT);
+        let deadline = Instant::now() + grace;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = kill(pid, Signal::SIGKILL);
+                    let _ = child.wait();
+                    break;
+                }
+            }
+        }
+        unregister(pid.as_raw());
+        self.nodes[i].state = NodeState::Down;
+    }
+
+    /// Stops every node (SIGTERM, then SIGKILL after `grace`), in parallel.
+    pub fn stop_all(&mut self, grace: Duration) {
+        for n in &self.nodes {
+            if let Some(pid) = n.pid() {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+                let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+            }
+        }
+        for i in 0..self.nodes.len() {
+            self.stop(i, grace);
+        }
+    }
+
+    /// Whether node `i`'s process has exited on its own (crash); reaps it.
+    pub fn check_exited(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let child = self.nodes[i].child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(st)) => {
+                unregister(child.id() as i32);
+                self.nodes[i].child = None;
+                self.nodes[i].state = NodeState::Down;
+                Some(st)
+            }
+            _ => None,
+        }
+    }
+
+    /// Client addresses of every node.
+    pub fn client_addrs(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.client_addr.clone()).collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop_all(Duration::from_secs(2));
+    }
+}
+
+/// A gRPC client of one node, connecting lazily.
+pub fn kv_client(
+    addr: &str,
+    connect_timeout: Duration,
+) -> Result<KvClient<tonic::transport::Channel>> {
+    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .with_context(|| format!("bad address {addr}"))?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true);
+    Ok(KvClient::new(ep.connect_lazy()))
+}
+
+/// Status of one node, within `timeout`.
+pub async fn node_status(addr: &str, timeout: Duration) -> Result<StatusReply> {
+    let mut c = kv_client(addr, timeout)?;
+    let r = tokio::time::timeout(timeout, c.status(StatusRequest {}))
+        .await
+        .map_err(|_| anyhow!("status of {addr}: timed out"))?
+        .map_err(|s| anyhow!("status of {addr}: {}", s.message()))?;
+    Ok(r.into_inner())
+}
+
+/// Sets a node's acceptor fail_rate; returns the previous one.
+pub async fn set_node_fail_rate(addr: &str, rate: f64, timeout: Duration) -> Result<f64> {
+    let mut c = kv_client(addr, timeout)?;
+    let r = tokio::time::timeout(
+        timeout,
+        c.set_fail_rate(SetFailRateRequest { fail_rate: rate }),
+    )
+    .await
+    .map_err(|_| anyhow!("set_fail_rate on {addr}: timed out"))?
+    .map_err(|s| anyhow!("set_fail_rate on {addr}: {}", s.message()))?;
+    Ok(r.into_inner().previous)
+}
+
+/// Statuses of the given nodes, queried concurrently (None: no answer).
+pub async fn statuses(addrs: &[String], timeout: Duration) -> Vec<Option<StatusReply>> {
+    let handles: Vec<_> = addrs
+        .iter()
+        .cloned()
+        .map(|a| tokio::spawn(async move { node_status(&a, timeout).await.ok() }))
+        .collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.ok().flatten());
+    }
+    out
+}
+
+/// Who leads, according to the answering nodes: the index of a node that says
+/// it is the coordinator (the highest ballot if several do), else the leader
+/// most nodes name.
+pub fn leader_of(statuses: &[Option<StatusReply>]) -> Option<usize> {
+    let coordinator = statuses
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
+        .filter(|(_, s)| s.role == "coordinator")
+        .max_by_key(|(_, s)| (s.ballot_round, s.ballot_replica))
+        .map(|(i, _)| i);
+    if coordinator.is_some() {
+        return coordinator;
+    }
+    let mut votes = std::collections::BTreeMap::new();
+    for s in statuses.iter().flatten() {
+        if let Some(l) = s.leader {
+            *votes.entry(l as usize).or_insert(0usize) += 1;
+        }
+    }
+    votes.into_iter().max_by_key(|&(_, v)| v).map(|(l, _)| l)
+}
+
+/// Waits until the nodes in `addrs` all answer Status and one of them is the
+/// coordinator recognised by the others. Returns the leader's index.
+pub async fn wait_for_coordinator(addrs: &[String], timeout: Duration) -> Result<usize> {
+    let deadline = Instant::now() + timeout;
+    let mut last: String;
+    loop {
+        let st = statuses(addrs, Duration::from_millis(500)).await;
+        let answering = st.iter().filter(|s| s.is_some()).count();
+        if let Some(l) = st
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.as_ref().is_some_and(|s| s.role == "coordinator"))
+            .map(|(i, _)| i)
+        {
+            let agree = st
+                .iter()
+                .flatten()
+                .all(|s| s.leader == Some(l as u32) || s.leader_addr == addrs[l]);
+            if answering == addrs.len() && agree {
+                return Ok(l);
+            }
+            last = format!(
+                "n{l} is coordinator, {answering}/{} nodes answer, agree: {agree}",
+                addrs.len()
+            );
+        } else {
+            last = format!(
+                "{answering}/{} nodes answer, none is coordinator",
+                addrs.len()
+            );
+        }
+        if Instant::now() >= deadline {
+            bail!("no coordinator after {:?}: {last}", timeout);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Finds the `server` binary: `explicit` if given, else next to the running
+/// executable (the same target dir), else its parent (for test binaries in
+/// `target/debug/deps`).
+pub fn find_server_bin(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = explicit {
+        if p.is_file() {
+            return Ok(p.to_path_buf());
+        }
+        bail!("--server-bin {}: no such file", p.display());
+    }
+    let exe = std::env::current_exe().context("cannot locate the harness executable")?;
+    let mut dir = exe.parent().map(Path::to_path_buf);
+    for _ in 0..2 {
+        let Some(d) = dir else { break };
+        let cand = d.join("server");
+        if cand.is_file() {
+            return Ok(cand);
+        }
+        dir = d.parent().map(Path::to_path_buf);
+    }
+    bail!(
+        "cannot find the `server` binary next to {} (build it with `cargo build -p server`, or pass --server-bin)",
+        exe.display()
+    )
+}

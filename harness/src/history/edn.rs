@@ -1,0 +1,813 @@
+//! A small EDN reader and writer, just enough for Jepsen histories.
+//!
+//! Jepsen writes histories as EDN: one op map a line (`history.edn`) or one
+//! vector holding all the maps. The values that occur are `nil`, booleans,
+//! integers, floats, strings, keywords, vectors and maps; we also accept
+//! lists (read as vectors), sets, symbols, `#tag value` and the `#_` discard,
+//! so that an unusual extra field never makes a history unreadable.
+//!
+//! Why not an EDN crate: the one or two that exist return errors without a
+//! line number, and "bad input names the line and what was expected" is part of
+//! the contract. The reader is ~300 lines, has no recursion limit surprises
+//! (nesting is bounded by [`MAX_DEPTH`]) and never panics on any input (a
+//! property tested below and in `tests/history_io.rs`).
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+/// Deepest nesting of vectors/maps the reader accepts; deeper input is an
+/// error rather than a stack overflow.
+pub const MAX_DEPTH: usize = 128;
+
+/// An EDN value.
+///
+/// Maps keep their entries in input order (a `Vec`, not a hash map): histories
+/// are written back exactly as read, and op maps are tiny.
+#[derive(Debug, Clone)]
+pub enum Value {
+    Nil,
+    Bool(bool),
+    Int(i64),
+    /// Floats compare and hash by bit pattern, so `Value` can be a map key.
+    Float(f64),
+    Str(String),
+    /// A keyword, stored without its leading colon: `:write` is `Keyword("write")`.
+    Keyword(String),
+    Symbol(String),
+    /// Vectors, and lists `( ... )` which are read as vectors.
+    Vector(Vec<Value>),
+    Set(Vec<Value>),
+    Map(Vec<(Value, Value)>),
+    /// `#tag value`, e.g. `#inst "2024-01-01T00:00:00Z"`, kept as written.
+    Tagged(String, Box<Value>),
+}
+
+impl Value {
+    /// A keyword value (`name` without the colon).
+    pub fn keyword(name: impl Into<String>) -> Value {
+        Value::Keyword(name.into())
+    }
+
+    /// A string value.
+    pub fn string(s: impl Into<String>) -> Value {
+        Value::Str(s.into())
+    }
+
+    pub fn is_nil(&self) -> bool {
+        matches!(self, Value::Nil)
+    }
+
+    /// The elements of a vector, `None` for anything else.
+    pub fn as_vector(&self) -> Option<&[Value]> {
+        match self {
+            Value::Vector(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The name of a keyword, `None` for anything else.
+    pub fn as_keyword(&self) -> Option<&str> {
+        match self {
+            Value::Keyword(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Looks a keyword key up in a map value.
+    pub fn get(&self, keyword: &str) -> Option<&Value> {
+        match self {
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.as_keyword() == Some(keyword))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// A short name of the value's kind, for error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Nil => "nil",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::Str(_) => "a string",
+            Value::Keyword(_) => "a keyword",
+            Value::Symbol(_) => "a symbol",
+            Value::Vector(_) => "a vector",
+            Value::Set(_) => "a set",
+            Value::Map(_) => "a map",
+            Value::Tagged(..) => "a tagged value",
+        }
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        use Value::*;
+        match (self, other) {
+            (Nil, Nil) => true,
+            (Bool(a), Bool(b)) => a == b,
+            (Int(a), Int(b)) => a == b,
+            (Float(a), Float(b)) => a.to_bits() == b.to_bits(),
+            (Str(a), Str(b)) | (Keyword(a), Keyword(b)) | (Symbol(a), Symbol(b)) => a == b,
+            (Vector(a), Vector(b)) | (Set(a), Set(b)) => a == b,
+            (Map(a), Map(b)) => a == b,
+            (Tagged(t, a), Tagged(u, b)) => t == u && a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Value {}
+
+impl Hash for Value {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        match self {
+            Value::Nil => {}
+            Value::Bool(b) => b.hash(state),
+            Value::Int(i) => i.hash(state),
+            Value::Float(f) => f.to_bits().hash(state),
+            Value::Str(s) | Value::Keyword(s) | Value::Symbol(s) => s.hash(state),
+            Value::Vector(v) | Value::Set(v) => v.hash(state),
+            Value::Map(m) => m.hash(state),
+            Value::Tagged(t, v) => {
+                t.hash(state);
+                v.hash(state)
+            }
+        }
+    }
+}
+
+impl From<i64> for Value {
+    fn from(i: i64) -> Self {
+        Value::Int(i)
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::Str(s.to_string())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::Str(s)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Bool(b)
+    }
+}
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Nil, Into::into)
+    }
+}
+
+impl<T: Into<Value>> From<Vec<T>> for Value {
+    fn from(v: Vec<T>) -> Self {
+        Value::Vector(v.into_iter().map(Into::into).collect())
+    }
+}
+
+/// Writes the value as EDN; reading the output gives the same value back.
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Nil => f.write_str("nil"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => {
+                if x.is_nan() {
+                    f.write_str("##NaN")
+                } else if x.is_infinite() {
+                    f.write_str(if *x > 0.0 { "##Inf" } else { "##-Inf" })
+                } else {
+                    // `{:?}` always keeps a `.` or an exponent, so it reads back as a float.
+                    write!(f, "{x:?}")
+                }
+            }
+            Value::Str(s) => write_string(f, s),
+            Value::Keyword(k) => write!(f, ":{k}"),
+            Value::Symbol(s) => f.write_str(s),
+            Value::Vector(items) => write_seq(f, "[", items, "]"),
+            Value::Set(items) => write_seq(f, "#{", items, "}"),
+            Value::Map(entries) => {
+                f.write_str("{")?;
+                for (i, (k, v)) in entries.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{k} {v}")?;
+                }
+                f.write_str("}")
+            }
+            Value::Tagged(tag, v) => write!(f, "#{tag} {v}"),
+        }
+    }
+}
+
+fn write_seq(f: &mut fmt::Formatter<'_>, open: &str, items: &[Value], close: &str) -> fmt::Result {
+    f.write_str(open)?;
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            f.write_str(" ")?;
+        }
+        write!(f, "{item}")?;
+    }
+    f.write_str(close)
+}
+
+fn write_string(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
+    f.write_str("\"")?;
+    for c in s.chars() {
+        match c {
+            '"' => f.write_str("\\\"")?,
+            '\\' => f.write_str("\\\\")?,
+            '\n' => f.write_str("\\n")?,
+            '\t' => f.write_str("\\t")?,
+            '\r' => f.write_str("\\r")?,
+            c if (c as u32) < 0x20 => write!(f, "\\u{:04x}", c as u32)?,
+            c => write!(f, "{c}")?,
+        }
+    }
+    f.write_str("\"")
+}
+
+/// A syntax error: where it is and what the reader expected there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}, column {column}: expected {expected}, found {found}")]
+pub struct SyntaxError {
+    /// 1-based line number.
+    pub line: usize,
+    /// 1-based column (in characters).
+    pub column: usize,
+    pub expected: String,
+    pub found: String,
+}
+
+/// A top-level form and the line it starts on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Form {
+    pub line: usize,
+    pub value: Value,
+}
+
+/// Reads every top-level form of `text`. A text that is a single vector is
+/// *not* unwrapped here (see [`read_forms_flattened`]).
+pub fn read_forms(text: &str) -> Result<Vec<Form>, SyntaxError> {
+    let mut reader = Reader::new(text);
+    let mut forms = Vec::new();
+    loop {
+        reader.skip_blank()?;
+        if reader.peek().is_none() {
+            return Ok(forms);
+        }
+        let line = reader.line;
+        if let Some(value) = reader.read_value(0)? {
+            forms.push(Form { line, value });
+        }
+    }
+}
+
+/// Reads the forms of a history file: one form per op, or one vector holding
+/// all ops (its elements are returned, each with its own line).
+pub fn read_forms_flattened(text: &str) -> Result<Vec<Form>, SyntaxError> {
+    HistoryForms::new(text).collect()
+}
+
+/// Iterates over the forms of a history file one at a time, like
+/// [`read_forms_flattened`] without holding them all: a caller converting
+/// each form into an op as it comes keeps half the memory.
+///
+/// A leading `[` opens the whole-history vector, whose elements are yielded;
+/// forms after its closing `]`, if any, are yielded too.
+pub struct HistoryForms<'a> {
+    reader: Reader<'a>,
+    started: bool,
+    in_vector: bool,
+    failed: bool,
+}
+
+impl<'a> HistoryForms<'a> {
+    pub fn new(text: &'a str) -> Self {
+        HistoryForms {
+            reader: Reader::new(text),
+            started: false,
+            in_vector: false,
+            failed: false,
+        }
+    }
+
+    fn next_form(&mut self) -> Result<Option<Form>, SyntaxError> {
+        let reader = &mut self.reader;
+        if !self.started {
+            self.started = true;
+            reader.skip_blank()?;
+            if reader.peek() == Some('[') {
+                reader.bump();
+                self.in_vector = true;
+            }
+        }
+        loop {
+            reader.skip_blank()?;
+            match reader.peek() {
+                Some(']') if self.in_vector => {
+                    reader.bump();
+                    self.in_vector = false;
+                }
+                None if self.in_vector => {
+                    return Err(reader.error("`]` closing the history vector"))
+                }
+                None => return Ok(None),
+                _ => {
+                    let line = reader.line;
+                    let depth = usize::from(self.in_vector);
+                    if let Some(value) = reader.read_value(depth)? {
+                        return Ok(Some(Form { line, value }));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Iterator for HistoryForms<'_> {
+    type Item = Result<Form, SyntaxError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let next = self.next_form();
+        self.failed = next.is_err();
+        next.transpose()
+    }
+}
+
+/// Reads exactly one value (surrounding whitespace allowed).
+pub fn read_value(text: &str) -> Result<Value, SyntaxError> {
+    let mut reader = Reader::new(text);
+    reader.skip_blank()?;
+    let value = loop {
+        if reader.peek().is_none() {
+            return Err(reader.error("a value"));
+        }
+        if let Some(v) = reader.read_value(0)? {
+            break v;
+        }
+        reader.skip_blank()?;
+    };
+    reader.skip_blank()?;
+    if reader.peek().is_some() {
+        return Err(reader.error("end of input after the value"));
+    }
+    Ok(value)
+}
+
+struct Reader<'a> {
+    text: &'a str,
+    /// `text` as bytes: every delimiter is ASCII, so the reader scans bytes
+    /// and only decodes UTF-8 where a non-ASCII character starts.
+    bytes: &'a [u8],
+    pos: usize,
+    line: usize,
+    column: usize,
+}
+
+/// Bytes that end a token. Only ASCII whitespace counts as whitespace.
+fn is_delimiter_byte(b: u8) -> bool {
+    matches!(
+        b,
+        b' ' | b'\t'
+            | b'\n'
+            | b'\r'
+            | 0x0c
+            | b','
+            | b'('
+            | b')'
+            | b'['
+            | b']'
+            | b'{'
+            | b'}'
+            | b'"'
+            | b';'
+    )
+}
+
+impl<'a> Reader<'a> {
+    fn new(text: &'a str) -> Self {
+        Reader {
+            text,
+            bytes: text.as_bytes(),
+            pos: 0,
+            line: 1,
+            column: 1,
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<char> {
+        let b = *self.bytes.get(self.pos)?;
+        if b < 0x80 {
+            Some(b as char)
+        } else {
+            self.text[self.pos..].chars().next()
+        }
+    }
+
+    #[inline]
+    fn bump(&mut self) -> Option<char> {
+        let c = self.peek()?;
+        self.pos += c.len_utf8();
+        if c == '\n' {
+            self.line += 1;
+            self.column = 1;
+        } else {
+            self.column += 1;
+        }
+        Some(c)
+    }
+
+    /// Advances to byte `end`, which is on the current line.
+    #[inline]
+    fn advance_in_line(&mut self, end: usize) {
+        let chars = self.bytes[self.pos..end]
+            .iter()
+            .filter(|&&b| b & 0xC0 != 0x80)
+            .count();
+        self.column += chars;
+        self.pos = end;
+    }
+
+    fn found(&self) -> String {
+        match self.peek() {
+            None => "end of input".to_string(),
+            Some(_) => {
+                let rest: String = self.text[self.pos..]
+                    .chars()
+                    .take_while(|c| *c != '\n')
+                    .take(20)
+                    .collect();
+                format!("`{rest}`")
+            }
+        }
+    }
+
+    fn error(&self, expected: &str) -> SyntaxError {
+        SyntaxError {
+            line: self.line,
+            column: self.column,
+            expected: expected.to_string(),
+            found: self.found(),
+        }
+    }
+
+    /// Skips whitespace, commas and `;` comments.
+    fn skip_blank(&mut self) -> Result<(), SyntaxError> {
+        while let Some(c) = self.peek() {
+            if c.is_whitespace() || c == ',' {
+                self.bump();
+            } else if c == ';' {
+                while let Some(c) = self.bump() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            } else {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn token(&mut self) -> &'a str {
+        let start = self.pos;
+        let end = self.bytes[start..]
+            .iter()
+            .position(|&b| is_delimiter_byte(b))
+            .map_or(self.bytes.len(), |n| start + n);
+        self.advance_in_line(end);
+        &self.text[start..end]
+    }
+
+    /// Reads one value at the cursor. Returns `None` for a `#_` discarded form.
+    fn read_value(&mut self, depth: usize) -> Result<Option<Value>, SyntaxError> {
+        if depth > MAX_DEPTH {
+            return Err(self.error(&format!("at most {MAX_DEPTH} levels of nesting")));
+        }
+        let Some(c) = self.peek() else {
+            return Err(self.error("a value"));
+        };
+        let value = match c {
+            '{' => {
+                self.bump();
+                let items = self.read_seq('}', depth)?;
+                if items.len() % 2 != 0 {
+                    return Err(
+                        self.error("an even number of forms in the map (a key without value)")
+                    );
+                }
+                let mut entries = Vec::with_capacity(items.len() / 2);
+                let mut it = items.into_iter();
+                while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                    entries.push((k, v));
+                }
+                Value::Map(entries)
+            }
+            '[' => {
+                self.bump();
+                Value::Vector(self.read_seq(']', depth)?)
+            }
+            '(' => {
+                self.bump();
+                Value::Vector(self.read_seq(')', depth)?)
+            }
+            '"' => Value::Str(self.read_string()?),
+            ':' => {
+                self.bump();
+                let name = self.token();
+                if name.is_empty() {
+                    return Err(self.error("a keyword name after `:`"));
+                }
+                Value::Keyword(name.to_string())
+            }
+            '#' => return self.read_dispatch(depth),
+            '\\' => return Err(self.error("a value (character literals are not supported)")),
+            ')' | ']' | '}' => return Err(self.error("a value")),
+            _ => {
+                let (line, column) = (self.line, self.column);
+                let token = self.token();
+                parse_atom(token).map_err(|expected| SyntaxError {
+                    line,
+                    column,
+                    expected,
+                    found: format!("`{token}`"),
+                })?
+            }
+        };
+        Ok(Some(value))
+    }
+
+    fn read_seq(&mut self, close: char, depth: usize) -> Result<Vec<Value>, SyntaxError> {
+        let mut items = Vec::new();
+        loop {
+            self.skip_blank()?;
+            match self.peek() {
+                Some(c) if c == close => {
+                    self.bump();
+                    return Ok(items);
+                }
+                None => return Err(self.error(&format!("`{close}`"))),
+                Some(c @ (')' | ']' | '}')) => {
+                    return Err(self.error(&format!("`{close}` (or a value), not `{c}`")))
+                }
+                _ => {
+                    if let Some(v) = self.read_value(depth + 1)? {
+                        items.push(v);
+                    }
+                }
+            }
+        }
+    }
+
+    fn read_dispatch(&mut self, depth: usize) -> Result<Option<Value>, SyntaxError> {
+        self.bump(); // '#'
+        match self.peek() {
+            Some('{') => {
+                self.bump();
+                Ok(Some(Value::Set(self.read_seq('}', depth)?)))
+            }
+            Some('_') => {
+                self.bump();
+                self.skip_blank()?;
+                self.read_value(depth + 1)?;
+                Ok(None)
+            }
+            Some('#') => {
+                self.bump();
+                let token = self.token();
+                match token {
+                    "NaN" => Ok(Some(Value::Float(f64::NAN))),
+                    "Inf" => Ok(Some(Value::Float(f64::INFINITY))),
+                    "-Inf" => Ok(Some(Value::Float(f64::NEG_INFINITY))),
+                    _ => Err(self.error("##NaN, ##Inf or ##-Inf")),
+                }
+            }
+            Some(c) if c.is_alphabetic() => {
+                let tag = self.token().to_string();
+                self.skip_blank()?;
+                loop {
+                    if self.peek().is_none() {
+                        return Err(self.error(&format!("a value after the tag #{tag}")));
+                    }
+                    if let Some(v) = self.read_value(depth + 1)? {
+                        return Ok(Some(Value::Tagged(tag, Box::new(v))));
+                    }
+                    self.skip_blank()?;
+                }
+            }
+            _ => Err(self.error("`{`, `_`, `#` or a tag name after `#`")),
+        }
+    }
+
+    fn read_string(&mut self) -> Result<String, SyntaxError> {
+        self.bump(); // opening quote
+        let mut out = String::new();
+        loop {
+            let Some(c) = self.bump() else {
+                return Err(self.error("`\"` closing the string"));
+            };
+            match c {
+                '"' => return Ok(out),
+                c if c != '\\' => {
+                    // Copy the run of plain characters up to the next quote,
+                    // escape or newline in one go.
+                    out.push(c);
+                    let start = self.pos;
+                    let end = self.bytes[start..]
+                        .iter()
+                        .position(|&b| b == b'"' || b == b'\\' || b == b'\n')
+                        .map_or(self.bytes.len(), |n| start + n);
+                    out.push_str(&self.text[start..end]);
+                    self.advance_in_line(end);
+                    continue;
+                }
+                '\\' => {
+                    let Some(e) = self.bump() else {
+                        return Err(self.error("an escape character after `\\`"));
+                    };
+                    match e {
+                        'n' => out.push('\n'),
+                        't' => out.push('\t'),
+                        'r' => out.push('\r'),
+                        'b' => out.push('\u{8}'),
+                        'f' => out.push('\u{c}'),
+                        '"' => out.push('"'),
+                        '\\' => out.push('\\'),
+                        'u' => {
+                            let mut code = 0u32;
+                            for _ in 0..4 {
+                                let d = self.peek().and_then(|d| d.to_digit(16));
+                                let Some(d) = d else {
+                                    return Err(self.error("4 hex digits after `\\u`"));
+                                };
+                                self.bump();
+                                code = code * 16 + d;
+                            }
+                            match char::from_u32(code) {
+                                Some(ch) => out.push(ch),
+                                None => return Err(self.error("a valid unicode escape")),
+                            }
+                        }
+                        _ => return Err(self.error("one of \\n \\t \\r \\b \\f \\\" \\\\ \\uXXXX")),
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+    }
+}
+
+/// Parses a bare token: nil, booleans, numbers, symbols.
+fn parse_atom(token: &str) -> Result<Value, String> {
+    match token {
+        "nil" => return Ok(Value::Nil),
+        "true" => return Ok(Value::Bool(true)),
+        "false" => return Ok(Value::Bool(false)),
+        _ => {}
+    }
+    let bytes = token.as_bytes();
+    let starts_numeric = matches!(bytes, [b'0'..=b'9', ..] | [b'+' | b'-', b'0'..=b'9', ..]);
+    if starts_numeric {
+        let body = token.strip_suffix('N').unwrap_or(token);
+        if let Ok(i) = body.strip_prefix('+').unwrap_or(body).parse::<i64>() {
+            return Ok(Value::Int(i));
+        }
+        let fbody = token.strip_suffix('M').unwrap_or(token);
+        if fbody.contains(['.', 'e', 'E']) {
+            if let Ok(x) = fbody.parse::<f64>() {
+                return Ok(Value::Float(x));
+            }
+        }
+        return Err("a number (integers must fit in 64 bits)".to_string());
+    }
+    if token.is_empty() {
+        return Err("a value".to_string());
+    }
+    Ok(Value::Symbol(token.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_scalars() {
+        assert_eq!(read_value("nil").unwrap(), Value::Nil);
+        assert_eq!(read_value(" true ").unwrap(), Value::Bool(true));
+        assert_eq!(read_value("-42").unwrap(), Value::Int(-42));
+        assert_eq!(read_value("+7").unwrap(), Value::Int(7));
+        assert_eq!(read_value("12N").unwrap(), Value::Int(12));
+        assert_eq!(read_value("1.5").unwrap(), Value::Float(1.5));
+        assert_eq!(read_value(":f").unwrap(), Value::keyword("f"));
+        assert_eq!(read_value(":a/b").unwrap(), Value::keyword("a/b"));
+        assert_eq!(read_value(r#""a\"b\n""#).unwrap(), Value::string("a\"b\n"));
+        assert_eq!(read_value("foo").unwrap(), Value::Symbol("foo".into()));
+    }
+
+    #[test]
+    fn reads_collections_with_optional_commas_and_comments() {
+        let v = read_value("{:a 1, :b [1 2,3] ; comment\n :c {:d nil}}").unwrap();
+        assert_eq!(v.get("a"), Some(&Value::Int(1)));
+        assert_eq!(v.get("b"), Some(&Value::from(vec![1i64, 2, 3])));
+        assert_eq!(v.get("c").and_then(|c| c.get("d")), Some(&Value::Nil));
+        assert_eq!(read_value("(1 2)").unwrap(), Value::from(vec![1i64, 2]));
+        assert_eq!(read_value("#{1}").unwrap(), Value::Set(vec![Value::Int(1)]));
+        assert_eq!(
+            read_value("[1 #_ 2 3]").unwrap(),
+            Value::from(vec![1i64, 3])
+        );
+        assert_eq!(
+            read_value("#inst \"2020\"").unwrap(),
+            Value::Tagged("inst".into(), Box::new(Value::string("2020")))
+        );
+    }
+
+    #[test]
+    fn round_trips() {
+        for text in [
+            "{:a 1, :b [1 2 3], :c \"x\\\"y\", :d nil, :e true, :f -2.5, :g #{:k}, :h #inst \"t\"}",
+            "[\"0\" [nil \"v\"]]",
+            "##NaN",
+            "\"tab\\there\\u0001\"",
+        ] {
+            let v = read_value(text).unwrap();
+            let written = v.to_string();
+            assert_eq!(read_value(&written).unwrap(), v, "{text} -> {written}");
+        }
+    }
+
+    #[test]
+    fn errors_name_line_and_expectation() {
+        let e = read_forms("{:a 1}\n{:b 2\n").unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(e.expected.contains('}'), "{e}");
+        let e = read_forms("{:a 1}\n{:a}").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.expected.contains("even number"), "{e}");
+        let e = read_value("12abc").unwrap_err();
+        assert!(e.expected.contains("number"), "{e}");
+        let e = read_value("\"open").unwrap_err();
+        assert!(e.expected.contains("closing the string"), "{e}");
+        let e = read_value("[1 2}").unwrap_err();
+        assert!(e.expected.contains("`]`"), "{e}");
+        assert!(read_value(&"[".repeat(1000)).is_err());
+    }
+
+    #[test]
+    fn flattens_a_whole_history_vector() {
+        let forms = read_forms_flattened("[{:a 1}\n {:a 2}]").unwrap();
+        assert_eq!(forms.len(), 2);
+        assert_eq!(forms[1].line, 2);
+        let forms = read_forms_flattened("[1] [2]").unwrap();
+        assert_eq!(forms.len(), 2);
+        assert!(read_forms_flattened("[{:a 1}").is_err());
+    }
+
+    #[test]
+    fn never_panics_on_garbage() {
+        use rand::{Rng, SeedableRng};
+        let alphabet: Vec<char> = "{}[]()#_:\"\\,; \n0123456789+-.eNMabnil\u{e9}"
+            .chars()
+            .collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for _ in 0..5000 {
+            let len = rng.random_range(0..30);
+            let s: String = (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect();
+            let _ = read_forms_flattened(&s);
+        }
+    }
+}

@@ -1,0 +1,501 @@
+//! Jepsen histories: the op model, reading and writing EDN.
+//!
+//! A history is the sequence of events a test observed, in real-time order:
+//! each client op appears twice, once when invoked (`:type :invoke`) and once
+//! when it completed (`:ok`, `:fail` or `:info`). One op map a line:
+//!
+//! ```text
+//! {:index 7, :time 123456789, :process 3, :type :invoke, :f :write, :value ["k1" "v3"], :node "127.0.0.1:8001"}
+//! ```
+//!
+//! API in short:
+//! - build: [`Op::invoke`], [`Op::complete`], [`Op::nemesis`] (or the struct
+//!   fields directly), [`Op::at`] for `:time`, [`Op::with_extra`] for fields
+//!   like `:node` or `:error`; push into [`History::ops`] (or
+//!   [`History::push`], which fills `:index`). Values convert from `i64`,
+//!   `&str`, `String`, `bool`, `Option<T>` and `Vec<T>` (see [`Value`]).
+//! - write: [`Op::to_edn`] gives one line (stream it as the run goes), or
+//!   [`History::write_edn`] / [`History::to_edn_string`] for a whole file.
+//! - read: [`History::from_file`] / [`History::parse`] accept one map per line or
+//!   a single vector of maps, keys in any order, commas optional. Unknown keys
+//!   are kept in [`Op::extra`] and written back.
+//! - pair: [`History::client_ops`] applies Jepsen's semantics (see
+//!   [`pairing`]) and is what the checker consumes.
+//!
+//! The history order (position in [`History::ops`]) is the real-time order;
+//! `:time` (nanoseconds since the test start) is carried for reports.
+
+pub mod edn;
+pub mod pairing;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+pub use edn::{SyntaxError, Value};
+pub use pairing::{ClientOp, Outcome};
+
+/// Who issued an op: a client process (an integer in Jepsen) or a named one
+/// such as `:nemesis`. Only integer processes are clients whose ops are checked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Process {
+    Client(i64),
+    /// A keyword process, stored without the colon (`:nemesis` → `"nemesis"`).
+    Named(String),
+}
+
+impl Process {
+    /// The `:nemesis` process.
+    pub fn nemesis() -> Self {
+        Process::Named("nemesis".to_string())
+    }
+
+    pub fn is_client(&self) -> bool {
+        matches!(self, Process::Client(_))
+    }
+
+    fn to_value(&self) -> Value {
+        match self {
+            Process::Client(p) => Value::Int(*p),
+            Process::Named(n) => Value::keyword(n.clone()),
+        }
+    }
+}
+
+impl fmt::Display for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Process::Client(p) => write!(f, "{p}"),
+            Process::Named(n) => write!(f, ":{n}"),
+        }
+    }
+}
+
+/// Jepsen's `:type` of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpType {
+    /// The op was invoked; its completion follows later, from the same process.
+    Invoke,
+    /// It took effect, at some instant between invocation and completion.
+    Ok,
+    /// It surely did not take effect.
+    Fail,
+    /// Unknown outcome (timeout, lost connection): it may have taken effect at
+    /// any time after its invocation, or never. The process issues no more ops.
+    Info,
+}
+
+impl OpType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpType::Invoke => "invoke",
+            OpType::Ok => "ok",
+            OpType::Fail => "fail",
+            OpType::Info => "info",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "invoke" => OpType::Invoke,
+            "ok" => OpType::Ok,
+            "fail" => OpType::Fail,
+            "info" => OpType::Info,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for OpType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, ":{}", self.as_str())
+    }
+}
+
+/// One event of a history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Op {
+    /// `:index`, the position Jepsen gave the event (optional on input).
+    pub index: Option<u64>,
+    /// `:time`, nanoseconds since the test start (optional on input).
+    pub time: Option<i64>,
+    pub process: Process,
+    /// `:type`.
+    pub kind: OpType,
+    /// `:f`, the operation name without the colon: `"read"`, `"write"`, `"cas"`,
+    /// `"get"`, `"put"`, `"append"`, `"delete"`, or nemesis ones like `"start-pause"`.
+    pub f: String,
+    /// `:value` (`nil` when absent).
+    pub value: Value,
+    /// Every other key of the op map, by keyword name (`:node` → `"node"`),
+    /// written back after the standard keys in name order. Entries whose key is
+    /// not a keyword are kept with the key written as EDN text.
+    pub extra: BTreeMap<String, Value>,
+}
+
+impl Op {
+    /// An `:invoke` event (no index or time yet).
+    pub fn invoke(process: i64, f: impl Into<String>, value: impl Into<Value>) -> Op {
+        Op {
+            index: None,
+            time: None,
+            process: Process::Client(process),
+            kind: OpType::Invoke,
+            f: f.into(),
+            value: value.into(),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// A nemesis event, e.g. `Op::nemesis(OpType::Info, "start-pause", Value::Nil)`.
+    pub fn nemesis(kind: OpType, f: impl Into<String>, value: impl Into<Value>) -> Op {
+        Op {
+            index: None,
+            time: None,
+            process: Process::nemesis(),
+            kind,
+            f: f.into(),
+            value: value.into(),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// The completion of `self` (an invoke) with the given type and value.
+    pub fn complete(&self, kind: OpType, value: impl Into<Value>) -> Op {
+        Op {
+            index: None,
+            time: None,
+            process: self.process.clone(),
+            kind,
+            f: self.f.clone(),
+            value: value.into(),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// Sets `:time` (nanoseconds since the test start).
+    pub fn at(mut self, time_ns: i64) -> Op {
+        self.time = Some(time_ns);
+        self
+    }
+
+    /// Adds an extra field, e.g. `.with_extra("node", "127.0.0.1:8001")`.
+    pub fn with_extra(mut self, key: impl Into<String>, value: impl Into<Value>) -> Op {
+        self.extra.insert(key.into(), value.into());
+        self
+    }
+
+    /// Writes the op as one EDN map, without a newline:
+    /// `{:index 7, :time 12, :process 3, :type :ok, :f :read, :value 1, :node "n1"}`.
+    pub fn to_edn(&self) -> String {
+        self.to_string()
+    }
+
+    /// Builds an op from a parsed EDN map. `Err` holds a message saying what is
+    /// wrong (the caller adds the line).
+    pub fn from_value(value: &Value) -> Result<Op, String> {
+        Self::from_edn(value.clone())
+    }
+
+    /// Like [`Op::from_value`], consuming the map (no copies).
+    pub fn from_edn(value: Value) -> Result<Op, String> {
+        let Value::Map(entries) = value else {
+            return Err(format!(
+                "an op map `{{:type .. :f .. ...}}`, found {}",
+                value.kind()
+            ));
+        };
+        let mut index = None;
+        let mut time = None;
+        let mut process = None;
+        let mut kind = None;
+        let mut f = None;
+        let mut op_value = Value::Nil;
+        let mut extra = BTreeMap::new();
+        for (k, v) in entries {
+            let name = match k {
+                Value::Keyword(name) => name,
+                other => {
+                    extra.insert(other.to_string(), v);
+                    continue;
+                }
+            };
+            match name.as_str() {
+                "index" => match v {
+                    Value::Int(i) if i >= 0 => index = Some(i as u64),
+                    Value::Nil => {}
+                    _ => return Err(format!(":index must be a non-negative integer, found {v}")),
+                },
+                "time" => match v {
+                    Value::Int(t) => time = Some(t),
+                    Value::Float(t) => time = Some(t as i64),
+                    Value::Nil => {}
+                    _ => return Err(format!(":time must be an integer (nanoseconds), found {v}")),
+                },
+                "process" => {
+                    process = Some(match v {
+                        Value::Int(p) => Process::Client(p),
+                        Value::Keyword(n) | Value::Str(n) | Value::Symbol(n) => Process::Named(n),
+                        _ => {
+                            return Err(format!(
+                                ":process must be an integer or a keyword like :nemesis, found {v}"
+                            ))
+                        }
+                    })
+                }
+                "type" => {
+                    let t = match &v {
+                        Value::Keyword(t) | Value::Str(t) => OpType::parse(t),
+                        _ => None,
+                    };
+                    match t {
+                        Some(t) => kind = Some(t),
+                        None => {
+                            return Err(format!(
+                                ":type must be one of :invoke :ok :fail :info, found {v}"
+                            ))
+                        }
+                    }
+                }
+                "f" => match v {
+                    Value::Keyword(n) | Value::Str(n) | Value::Symbol(n) => f = Some(n),
+                    _ => return Err(format!(":f must be a keyword like :read, found {v}")),
+                },
+                "value" => op_value = v,
+                _ => {
+                    extra.insert(name, v);
+                }
+            }
+        }
+        let kind = kind.ok_or("the op has no :type (expected :invoke, :ok, :fail or :info)")?;
+        let process = process.ok_or("the op has no :process")?;
+        let f = f.ok_or("the op has no :f")?;
+        Ok(Op {
+            index,
+            time,
+            process,
+            kind,
+            f,
+            value: op_value,
+            extra,
+        })
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        if let Some(i) = self.index {
+            write!(f, ":index {i}, ")?;
+        }
+        if let Some(t) = self.time {
+            write!(f, ":time {t}, ")?;
+        }
+        write!(
+            f,
+            ":process {}, :type {}, :f :{}, :value {}",
+            self.process.to_value(),
+            self.kind,
+            self.f,
+            self.value
+        )?;
+        for (k, v) in &self.extra {
+            // Keys that were not keywords were stored as their EDN text.
+            let key_is_edn_text = k.starts_with(['"', '[', '{', '#']) || k.parse::<i64>().is_ok();
+            if key_is_edn_text {
+                write!(f, ", {k} {v}")?;
+            } else {
+                write!(f, ", :{k} {v}")?;
+            }
+        }
+        f.write_str("}")
+    }
+}
+
+/// Why a history could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}line {}, column {}: expected {}, found {}", .path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default(), .error.line, .error.column, .error.expected, .error.found)]
+    Syntax {
+        path: Option<PathBuf>,
+        error: SyntaxError,
+    },
+    #[error("{}line {line}: expected {message}", .path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    BadOp {
+        path: Option<PathBuf>,
+        line: usize,
+        message: String,
+    },
+}
+
+/// A whole history, in real-time order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    pub ops: Vec<Op>,
+    /// The input line of each op, when it was read from text (for messages).
+    pub lines: Vec<usize>,
+}
+
+impl History {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends an op, setting `:index` to its position when it has none.
+    pub fn push(&mut self, mut op: Op) {
+        if op.index.is_none() {
+            op.index = Some(self.ops.len() as u64);
+        }
+        self.ops.push(op);
+    }
+
+    /// Parses EDN text: op maps one per line (or any whitespace), or a single
+    /// vector of op maps.
+    pub fn parse(text: &str) -> Result<History, HistoryError> {
+        Self::parse_inner(text, None)
+    }
+
+    /// Reads a history file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<History, HistoryError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| HistoryError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse_inner(&text, Some(path.to_path_buf()))
+    }
+
+    fn parse_inner(text: &str, path: Option<PathBuf>) -> Result<History, HistoryError> {
+        // A typical op line is ~100 bytes; reserving avoids regrowing big vectors.
+        let estimate = text.len() / 96 + 1;
+        let mut history = History {
+            ops: Vec::with_capacity(estimate),
+            lines: Vec::with_capacity(estimate),
+        };
+        for form in edn::HistoryForms::new(text) {
+            let form = form.map_err(|error| HistoryError::Syntax {
+                path: path.clone(),
+                error,
+            })?;
+            let line = form.line;
+            let op = Op::from_edn(form.value).map_err(|message| HistoryError::BadOp {
+                path: path.clone(),
+                line,
+                message,
+            })?;
+            history.ops.push(op);
+            history.lines.push(line);
+        }
+        Ok(history)
+    }
+
+    /// The input line of op `i`, or `i + 1` for a history built in memory.
+    pub fn line_of(&self, i: usize) -> usize {
+        self.lines.get(i).copied().unwrap_or(i + 1)
+    }
+
+    /// Writes the history as EDN, one op map a line.
+    pub fn write_edn(&self, mut out: impl Write) -> io::Result<()> {
+        for op in &self.ops {
+            writeln!(out, "{op}")?;
+        }
+        Ok(())
+    }
+
+    /// The history as EDN text, one op map a line.
+    pub fn to_edn_string(&self) -> String {
+        let mut s = String::new();
+        for op in &self.ops {
+            s.push_str(&op.to_edn());
+            s.push('\n');
+        }
+        s
+    }
+
+    /// Writes the history to a file (see [`History::write_edn`]).
+    pub fn write_file(&self, path: impl AsRef<Path>) -> io::Result<()> {
+        let file = std::fs::File::create(path)?;
+        let mut out = io::BufWriter::new(file);
+        self.write_edn(&mut out)?;
+        out.flush()
+    }
+
+    /// Pairs invocations with completions under Jepsen's rules; see [`pairing`].
+    pub fn client_ops(&self) -> Result<Vec<ClientOp<'_>>, pairing::PairingError> {
+        pairing::pair(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_lines_and_vectors_with_keys_in_any_order() {
+        let by_line = History::parse(
+            "{:type :invoke, :f :write, :value 1, :process 0, :time 5}\n\
+             {:process 0 :type :ok :f :write :value 1 :extra-key [1 2]}\n",
+        )
+        .unwrap();
+        let as_vector = History::parse(
+            "[{:process 0, :type :invoke, :f :write, :value 1, :time 5}\n\
+              {:process 0, :type :ok, :f :write, :value 1, :extra-key [1 2]}]",
+        )
+        .unwrap();
+        assert_eq!(by_line.ops, as_vector.ops);
+        assert_eq!(by_line.ops[0].time, Some(5));
+        assert_eq!(by_line.ops[1].kind, OpType::Ok);
+        assert_eq!(
+            by_line.ops[1].extra.get("extra-key"),
+            Some(&Value::from(vec![1i64, 2]))
+        );
+    }
+
+    #[test]
+    fn round_trips_extra_fields_and_nemesis_ops() {
+        let text = "{:index 0, :time 10, :process :nemesis, :type :info, :f :start-pause, :value {\"n1\" :paused}}\n\
+                    {:index 1, :time 20, :process 3, :type :invoke, :f :put, :value [\"k\" \"v\"], :node \"127.0.0.1:8001\"}\n\
+                    {:index 2, :time 30, :process 3, :type :info, :f :put, :value [\"k\" \"v\"], :error \"deadline exceeded\", :node \"127.0.0.1:8001\"}\n";
+        let h = History::parse(text).unwrap();
+        assert_eq!(h.ops[0].process, Process::nemesis());
+        assert_eq!(h.to_edn_string(), text);
+        assert_eq!(History::parse(&h.to_edn_string()).unwrap().ops, h.ops);
+    }
+
+    #[test]
+    fn builds_ops_in_memory() {
+        let mut h = History::new();
+        let inv = Op::invoke(1, "write", 3i64).at(100);
+        h.push(inv.clone());
+        h.push(
+            inv.complete(OpType::Ok, 3i64)
+                .at(200)
+                .with_extra("node", "n2"),
+        );
+        assert_eq!(
+            h.ops[1].to_edn(),
+            "{:index 1, :time 200, :process 1, :type :ok, :f :write, :value 3, :node \"n2\"}"
+        );
+    }
+
+    #[test]
+    fn bad_ops_name_the_line() {
+        let e = History::parse("{:process 0, :type :invoke, :f :read}\n{:process 0, :f :read}")
+            .unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("line 2") && msg.contains(":type"), "{msg}");
+        let e = History::parse("{:process 0, :type :done, :f :read}").unwrap_err();
+        assert!(e.to_string().contains(":invoke :ok :fail :info"), "{e}");
+        let e = History::parse("[1 2]").unwrap_err();
+        assert!(e.to_string().contains("op map"), "{e}");
+        let e = History::parse("{:process 0,\n :type :ok :f}").unwrap_err();
+        assert!(e.to_string().starts_with("line 2"), "{e}");
+    }
+}

@@ -1,0 +1,795 @@
+//! Workload files: what `harness run` does, described in YAML.
+//!
+//! A workload names the cluster to start, the clients to run against it, the
+//! operation mix, the faults to inject and the checks to perform. Parsing is
+//! strict: every struct denies unknown fields, so a typo (`replica:` instead
+//! of `replicas:`) is an error that names the field and its line instead of a
+//! silently ignored setting. After parsing, [`Workload::validate`] checks the
+//! values (ranges, mix weights, nemesis targets) and reports the offending key
+//! with its line, found by scanning the YAML text (serde only locates syntax
+//! and type errors).
+//!
+//! The full schema with defaults is documented in `harness/README-run.md`.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A problem with a workload file: what is wrong, and where.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    /// The file could not be read.
+    #[error("cannot read workload {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// YAML syntax, an unknown field or a value of the wrong type.
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    /// A well-formed value that is out of range or inconsistent.
+    #[error("{file}:{line}: `{field}`: {message}")]
+    Invalid {
+        file: String,
+        field: String,
+        line: usize,
+        message: String,
+    },
+}
+
+/// A duration written as `30s`, `500ms`, `2m`, `1.5s` or a bare number of
+/// seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub fn secs(s: u64) -> Dur {
+        Dur(Duration::from_secs(s))
+    }
+    pub fn millis(ms: u64) -> Dur {
+        Dur(Duration::from_millis(ms))
+    }
+}
+
+/// Parses `30s`, `500ms`, `2m`, `1h`, `250us`, `1.5s` or `10` (seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?} (expected e.g. 30s, 500ms, 2m)"))?;
+    let scale = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1.0,
+        "ms" => 1e-3,
+        "us" => 1e-6,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "invalid duration unit {other:?} in {text:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("invalid duration {text:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Formats a duration the way the workload files write them.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as 30s, 500ms, 2m or a number of seconds")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
+                Ok(Dur(Duration::from_secs(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
+                u64::try_from(v)
+                    .map(|v| Dur(Duration::from_secs(v)))
+                    .map_err(|_| E::custom(format!("negative duration {v}")))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Dur, E> {
+                if v.is_finite() && v >= 0.0 {
+                    Ok(Dur(Duration::from_secs_f64(v)))
+                } else {
+                    Err(E::custom(format!("invalid duration {v}")))
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
+                parse_duration(v).map(Dur).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(self.0))
+    }
+}
+
+/// A whole workload file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// Name of the workload: the store directory `store/<name>/...`.
+    /// Defaults to the file name without extension.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Free text, shown in the summary.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Seed of every random choice of the run (ops, keys, values, nemesis
+    /// targets). Absent: a random seed, written into the workload as run.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// How long the clients run (the final phase comes on top).
+    pub duration: Dur,
+    #[serde(default)]
+    pub cluster: ClusterSpec,
+    #[serde(default)]
+    pub clients: ClientSpec,
+    #[serde(default)]
+    pub operations: OpSpec,
+    /// Faults, each with its own schedule; they may overlap.
+    #[serde(default)]
+    pub nemesis: Vec<FaultSpec>,
+    #[serde(default, rename = "final")]
+    pub final_phase: FinalSpec,
+    #[serde(default)]
+    pub checkers: CheckerSpec,
+}
+
+/// How reads are served by the cluster (`--read-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadMode {
+    /// Linearizable: the coordinator confirms its leadership first.
+    #[default]
+    Quorum,
+    /// The seed's design, knowingly unsafe: the coordinator answers locally.
+    Local,
+}
+
+impl ReadMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadMode::Quorum => "quorum",
+            ReadMode::Local => "local",
+        }
+    }
+}
+
+/// The replicas to start.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSpec {
+    /// Number of replicas (1..=15).
+    pub replicas: usize,
+    /// Acceptor fail_rate of every replica at start, in [0, 1].
+    pub fail_rate: f64,
+    pub read_mode: ReadMode,
+    /// Address every replica listens on.
+    pub host: String,
+    /// Client port of replica i is `base_client_port + i`.
+    pub base_client_port: u16,
+    /// Paxos port of replica i is `base_paxos_port + i`.
+    pub base_paxos_port: u16,
+    /// Extra flags passed to every `server`, e.g. `["--tick-ms", "10"]`.
+    pub server_flags: Vec<String>,
+    /// How long to wait for the cluster to elect a coordinator at start.
+    pub startup_timeout: Dur,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            replicas: 3,
+            fail_rate: 0.0,
+            read_mode: ReadMode::Quorum,
+            host: "127.0.0.1".into(),
+            base_client_port: 8000,
+            base_paxos_port: 9000,
+            server_flags: Vec::new(),
+            startup_timeout: Dur::secs(30),
+        }
+    }
+}
+
+/// The logical client processes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientSpec {
+    /// Number of logical processes, each with one op in flight. Process i
+    /// talks to replica `i % replicas`.
+    pub concurrency: usize,
+    /// Total target rate in ops/s over all processes. Absent or 0: closed
+    /// loop (each process issues its next op as soon as the last completes).
+    pub rate: Option<f64>,
+    /// A request that takes longer completes as `:info` (outcome unknown).
+    pub request_timeout: Dur,
+    /// Pause of a process after a `:fail` or `:info`, so that a process bound
+    /// to a dead replica does not spin.
+    pub backoff: Dur,
+}
+
+impl Default for ClientSpec {
+    fn default() -> Self {
+        ClientSpec {
+            concurrency: 6,
+            rate: None,
+            request_timeout: Dur::secs(2),
+            backoff: Dur::millis(50),
+        }
+    }
+}
+
+/// Relative weights of the operations; they need not add up to 100. An
+/// operation left out of a `mix:` has weight 0 (without `mix:` at all, the
+/// default is get 50, put 40, cas 10).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mix {
+    #[serde(default)]
+    pub get: u32,
+    #[serde(default)]
+    pub put: u32,
+    #[serde(default)]
+    pub delete: u32,
+    #[serde(default)]
+    pub cas: u32,
+    #[serde(default)]
+    pub append: u32,
+}
+
+impl Default for Mix {
+    fn default() -> Self {
+        Mix {
+            get: 50,
+            put: 40,
+            delete: 0,
+            cas: 10,
+            append: 0,
+        }
+    }
+}
+
+impl Mix {
+    pub fn total(&self) -> u64 {
+        [self.get, self.put, self.delete, self.cas, self.append]
+            .iter()
+            .map(|&w| u64::from(w))
+            .sum()
+    }
+}
+
+/// How keys are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyDistribution {
+    #[default]
+    Uniform,
+    /// Key i drawn with probability proportional to 1/(i+1)^zipf_exponent.
+    Zipf,
+}
+
+/// What the clients do.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpSpec {
+    /// Number of distinct keys (`k0` .. `k{keys-1}`).
+    pub keys: usize,
+    pub mix: Mix,
+    /// Length in bytes of written values (padded unique strings, >= 8).
+    pub value_size: usize,
+    pub key_distribution: KeyDistribution,
+    pub zipf_exponent: f64,
+}
+
+impl Default for OpSpec {
+    fn default() -> Self {
+        OpSpec {
+            keys: 5,
+            mix: Mix::default(),
+            value_size: 8,
+            key_distribution: KeyDistribution::Uniform,
+            zipf_exponent: 1.0,
+        }
+    }
+}
+
+/// The kinds of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// SIGSTOP, healed by SIGCONT.
+    Pause,
+    /// SIGKILL, healed by restarting on the same data dir.
+    Kill,
+    /// Sets the acceptor fail_rate, healed by restoring the cluster's.
+    FailRate,
+}
+
+/// Which replicas a fault hits; resolved anew each time the fault starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The current coordinator.
+    Leader,
+    /// One replica chosen at random.
+    Random,
+    /// A random minority (floor((n-1)/2) replicas); includes the leader
+    /// half of the time.
+    Minority,
+    /// A random majority (floor(n/2)+1 replicas).
+    Majority,
+    All,
+    /// One named replica, by index (`node 2`, `n2`, or `2`).
+    Node(usize),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Target::Leader => f.write_str("leader"),
+            Target::Random => f.write_str("random"),
+            Target::Minority => f.write_str("minority"),
+            Target::Majority => f.write_str("majority"),
+            Target::All => f.write_str("all"),
+            Target::Node(i) => write!(f, "n{i}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim().to_ascii_lowercase();
+        Ok(match t.as_str() {
+            "leader" | "coordinator" => Target::Leader,
+            "random" => Target::Random,
+            "minority" => Target::Minority,
+            "majority" => Target::Majority,
+            "all" => Target::All,
+            _ => {
+                let digits = t
+                    .strip_prefix("node")
+                    .or_else(|| t.strip_prefix('n'))
+                    .unwrap_or(&t)
+                    .trim();
+                digits.parse::<usize>().map(Target::Node).map_err(|_| {
+                    format!(
+                        "unknown target {s:?} (expected leader, random, minority, majority, all or a node such as n1)"
+                    )
+                })?
+            }
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Target;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("leader, random, minority, majority, all or a node such as n1")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Target, E> {
+                Ok(Target::Node(v as usize))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Target, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for Target {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+/// One scheduled fault: first at `start`, healed `duration` later, repeated
+/// every `interval` (measured start to start) until the end of the run or
+/// `count` times.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    pub fault: FaultKind,
+    pub target: Target,
+    #[serde(default)]
+    pub start: Dur,
+    /// Time from one start to the next; absent: the fault happens once.
+    #[serde(default)]
+    pub interval: Option<Dur>,
+    /// Time from the fault to its heal.
+    pub duration: Dur,
+    /// Maximum number of times the fault happens.
+    #[serde(default)]
+    pub count: Option<u32>,
+    /// For `fail-rate`: the acceptor fail_rate to set, in [0, 1].
+    #[serde(default)]
+    pub fail_rate: Option<f64>,
+}
+
+/// The phase after the clients stop.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FinalSpec {
+    /// After healing, how long to wait for every replica to serve again.
+    pub recovery_timeout: Dur,
+    /// Read every key through every replica.
+    pub reads: bool,
+    /// How long to wait for the replicas' applied index and digest to agree.
+    pub convergence_timeout: Dur,
+}
+
+impl Default for FinalSpec {
+    fn default() -> Self {
+        FinalSpec {
+            recovery_timeout: Dur::secs(30),
+            reads: true,
+            convergence_timeout: Dur::secs(20),
+        }
+    }
+}
+
+/// Which checks decide the verdict.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckerSpec {
+    /// Linearizability of each key under the `kv` model.
+    pub linearizable: bool,
+    /// Replicas agree on applied index and digest after the final phase.
+    pub convergence: bool,
+    /// Throughput and latency report (never affects the verdict).
+    pub perf: bool,
+    /// Time limit of the linearizability search; exceeded: exit 2.
+    pub time_limit: Dur,
+}
+
+impl Default for CheckerSpec {
+    fn default() -> Self {
+        CheckerSpec {
+            linearizable: true,
+            convergence: true,
+            perf: true,
+            time_limit: Dur::secs(120),
+        }
+    }
+}
+
+impl Workload {
+    /// Reads, parses and validates a workload file.
+    pub fn load(path: &Path) -> Result<Workload, WorkloadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| WorkloadError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut w = Workload::parse(&text, &path.display().to_string())?;
+        if w.name.is_none() {
+            w.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        }
+        Ok(w)
+    }
+
+    /// Parses and validates workload text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Workload, WorkloadError> {
+        let w: Workload = serde_yaml::from_str(text).map_err(|e| {
+            let mut message = e.to_string();
+            // serde_yaml puts the location in its message for most errors;
+            // add it when it does not.
+            if let Some(loc) = e.location() {
+                if !message.contains("line") {
+                    message = format!("line {}: {message}", loc.line());
+                }
+            }
+            WorkloadError::Parse {
+                file: file.to_string(),
+                message,
+            }
+        })?;
+        w.validate(text, file)?;
+        Ok(w)
+    }
+
+    /// The workload's name (set by [`Workload::load`] from the file name).
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("workload")
+    }
+
+    /// Checks values that parse but make no sense.
+    fn validate(&self, text: &str, file: &str) -> Result<(), WorkloadError> {
+        let bad = |path: &[&str], message: String| WorkloadError::Invalid {
+            file: file.to_string(),
+            field: path.join("."),
+            line: line_of(text, path),
+            message,
+        };
+        let c = &self.cluster;
+        if c.replicas == 0 || c.replicas > 15 {
+            return Err(bad(
+                &["cluster", "replicas"],
+                format!("{} replicas: must be between 1 and 15", c.replicas),
+            ));
+        }
+        if !(0.0..=1.0).contains(&c.fail_rate) {
+            return Err(bad(
+                &["cluster", "fail_rate"],
+                format!("{} is not in [0, 1]", c.fail_rate),
+            ));
+        }
+        if usize::from(c.base_client_port) + c.replicas > 65536 || c.base_client_port == 0 {
+            return Err(bad(
+                &["cluster", "base_client_port"],
+                format!(
+                    "port {} leaves no room for {} replicas",
+                    c.base_client_port, c.replicas
+                ),
+            ));
+        }
+        if usize::from(c.base_paxos_port) + c.replicas > 65536 || c.base_paxos_port == 0 {
+            return Err(bad(
+                &["cluster", "base_paxos_port"],
+                format!(
+                    "port {} leaves no room for {} replicas",
+                    c.base_paxos_port, c.replicas
+                ),
+            ));
+        }
+        let (cb, pb) = (
+            usize::from(c.base_client_port),
+            usize::from(c.base_paxos_port),
+        );
+        if cb < pb + c.replicas && pb < cb + c.replicas {
+            return Err(bad(
+                &["cluster", "base_paxos_port"],
+                format!("Paxos ports {pb}.. overlap client ports {cb}..",),
+            ));
+        }
+        if c.host.trim().is_empty() {
+            return Err(bad(&["cluster", "host"], "empty host".into()));
+        }
+        if self.duration.0.is_zero() {
+            return Err(bad(&["duration"], "must be greater than 0".into()));
+        }
+        let cl = &self.clients;
+        if cl.concurrency == 0 || cl.concurrency > 10_000 {
+            return Err(bad(
+                &["clients", "concurrency"],
+                format!("{}: must be between 1 and 10000", cl.concurrency),
+            ));
+        }
+        if let Some(r) = cl.rate {
+            if !r.is_finite() || r < 0.0 {
+                return Err(bad(&["clients", "rate"], format!("{r}: must be >= 0")));
+            }
+        }
+        if cl.request_timeout.0.is_zero() {
+            return Err(bad(
+                &["clients", "request_timeout"],
+                "must be greater than 0".into(),
+            ));
+        }
+        let o = &self.operations;
+        if o.keys == 0 {
+            return Err(bad(&["operations", "keys"], "must be at least 1".into()));
+        }
+        if o.mix.total() == 0 {
+            return Err(bad(
+                &["operations", "mix"],
+                "the weights add up to 0: give at least one operation a weight".into(),
+            ));
+        }
+        if o.value_size < 8 || o.value_size > 1 << 20 {
+            return Err(bad(
+                &["operations", "value_size"],
+                format!("{}: must be between 8 and 1048576", o.value_size),
+            ));
+        }
+        if !o.zipf_exponent.is_finite() || o.zipf_exponent <= 0.0 {
+            return Err(bad(
+                &["operations", "zipf_exponent"],
+                format!("{}: must be > 0", o.zipf_exponent),
+            ));
+        }
+        for (i, f) in self.nemesis.iter().enumerate() {
+            let idx = i.to_string();
+            let at = |key: &'static str| -> Vec<&str> { vec!["nemesis", idx.as_str(), key] };
+            if let Target::Node(n) = f.target {
+                if n >= c.replicas {
+                    return Err(bad(
+                        &at("target"),
+                        format!(
+                            "node n{n} does not exist (replicas are n0..n{})",
+                            c.replicas - 1
+                        ),
+                    ));
+                }
+            }
+            if f.duration.0.is_zero() {
+                return Err(bad(&at("duration"), "must be greater than 0".into()));
+            }
+            if let Some(iv) = f.interval {
+                if iv.0 < f.duration.0 {
+                    return Err(bad(
+                        &at("interval"),
+                        format!(
+                            "{} is shorter than the fault's duration {}: faults of one entry must not overlap",
+                            format_duration(iv.0),
+                            format_duration(f.duration.0)
+                        ),
+                    ));
+                }
+            }
+            match (f.fault, f.fail_rate) {
+                (FaultKind::FailRate, None) => {
+                    return Err(bad(
+                        &at("fault"),
+                        "fault fail-rate needs a `fail_rate` value in [0, 1]".into(),
+                    ))
+                }
+                (FaultKind::FailRate, Some(r)) if !(0.0..=1.0).contains(&r) => {
+                    return Err(bad(&at("fail_rate"), format!("{r} is not in [0, 1]")))
+                }
+                (FaultKind::Pause | FaultKind::Kill, Some(_)) => {
+                    return Err(bad(
+                        &at("fail_rate"),
+                        "only a fail-rate fault takes a fail_rate".into(),
+                    ))
+                }
+                _ => {}
+            }
+            if f.start.0 >= self.duration.0 {
+                return Err(bad(
+                    &at("start"),
+                    format!(
+                        "{} is not before the end of the run ({})",
+                        format_duration(f.start.0),
+                        format_duration(self.duration.0)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The workload as YAML (with the seed actually used filled in).
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_else(|e| format!("# cannot serialize: {e}\n"))
+    }
+}
+
+/// Best-effort line (1-based) of a key path such as `["nemesis", "2",
+/// "target"]` in YAML text: walks down by indentation, a numeric segment
+/// selecting the n-th `- ` item of a sequence. Returns the line of the deepest
+/// segment found (1 if none).
+pub fn line_of(text: &str, path: &[&str]) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let is_blank = |l: &str| {
+        let t = l.trim();
+        t.is_empty() || t.starts_with('#')
+    };
+    // The block being searched: lines [from, to) whose indent is > parent.
+    let (mut from, mut to) = (0usize, lines.len());
+    let mut parent_indent: isize = -1;
+    let mut found = 1usize;
+    for seg in path {
+        let mut hit = None;
+        if let Ok(n) = seg.parse::<usize>() {
+            // The n-th sequence item at the first item's indentation.
+            let mut seen = 0usize;
+            let mut item_indent = None;
+            for (i, l) in lines.iter().enumerate().take(to).skip(from) {
+                if is_blank(l) {
+                    continue;
+                }
+                let t = l.trim_start();
+                if t.starts_with("- ") || t == "-" {
+                    let ind = indent(l);
+                    if item_indent.is_none() {
+                        item_indent = Some(ind);
+                    }
+                    if Some(ind) == item_indent {
+                        if seen == n {
+                            hit = Some((i, ind as isize));
+                            break;
+                        }
+                        seen += 1;
+                    }
+                }
+            }
+        } else {
+            for (i, l) in lines.iter().enumerate().take(to).skip(from) {
+                if is_blank(l) {
+                    continue;
+                }
+                let t = l.trim_start().trim_start_matches("- ");
+                let ind = indent(l) as isize;
+                if ind <= parent_indent {
+                    continue;
+                }
+                if t.starts_with(&format!("{seg}:")) {
+                    hit = Some((i, ind));
+                    break;
+                }
+            }
+        }
+        let Some((i, ind)) = hit else { break };
+        found = i + 1;
+        // The new block: following lines indented deeper than this one
+        // (a sequence item's own keys sit at the item indent + 2).
+        parent_indent = ind;
+        let mut end = i + 1;
+        while end < to {
+            let l = lines[end];
+            if !is_blank(l)
+                && (indent(l) as isize) <= ind
+                && !(seg.parse::<usize>().is_err()
+                    && l.trim_start().starts_with("- ")
+                    && indent(l) as isize == ind)
+            {
+                break;
+            }
+            end += 1;
+        }
+        to = end;
+        if seg.parse::<usize>().is_ok() {
+            // Keys of this item may sit on the item's line itself.
+            parent_indent = ind - 1;
+            from = i;
+        } else {
+            from = i + 1;
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("3 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn line_of_walks_nested_keys_and_items() {
+        let y = "duration: 5s\ncluster:\n  replicas: 3\nnemesis:\n  - fault: pause\n    target: leader\n  - fault: kill\n    target: n7\n";
+        assert_eq!(line_of(y, &["cluster", "replicas"]), 3);
+        assert_eq!(line_of(y, &["nemesis", "1", "target"]), 8);
+        assert_eq!(line_of(y, &["nemesis", "0", "fault"]), 5);
+        assert_eq!(line_of(y, &["nemesis", "0", "target"]), 6);
+    }
+}

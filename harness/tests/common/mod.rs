@@ -1,0 +1,133 @@
+//! Helpers of the end-to-end tests: finding (or building) the `server`
+//! binary, running `harness run` as a subprocess with a deadline, and
+//! checking that no server outlives it.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `server` binary of this workspace's target dir, brought up to date
+/// with `cargo build -p server` once per test binary (a plain
+/// `cargo test -p harness` builds no other package's binaries, and a stale
+/// server would test old code).
+pub fn server_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let harness = PathBuf::from(env!("CARGO_BIN_EXE_harness"));
+            let dir = harness.parent().expect("target dir");
+            let server = dir.join("server");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "-p", "server", "--bin", "server"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if dir.file_name().is_some_and(|d| d == "release") {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("cannot run cargo build -p server");
+            assert!(status.success(), "cargo build -p server failed");
+            assert!(server.is_file(), "no server binary at {}", server.display());
+            server
+        })
+        .clone()
+}
+
+/// Output of one `harness run`.
+pub struct RunResult {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+/// Runs `harness run <workload> --store <store> ...` with a deadline; kills
+/// it (and, through PDEATHSIG, its servers) if the deadline passes.
+pub fn harness_run(workload: &Path, store: &Path, extra: &[&str], deadline: Duration) -> RunResult {
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("run")
+        .arg(workload)
+        .arg("--store")
+        .arg(store)
+        .arg("--server-bin")
+        .arg(server_bin())
+        .arg("--no-progress")
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start harness");
+    let pid = child.id();
+    // Read the pipes on threads so a chatty child never blocks.
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut so, &mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut se, &mut s);
+        s
+    });
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = pid;
+    RunResult {
+        code,
+        stdout: out_t.join().unwrap_or_default(),
+        stderr: err_t.join().unwrap_or_default(),
+        elapsed: start.elapsed(),
+    }
+}
+
+/// PIDs of live `server` processes whose command line mentions `port`.
+pub fn servers_on(port: u16) -> Vec<i32> {
+    let needle = format!(":{port}");
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit(')')
+                    .next()
+                    .map(|r| r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true);
+        if !zombie && cmd.contains("server") && cmd.contains("--my-addr") && cmd.contains(&needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// A fresh scratch dir for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("harness-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Nightly fault-injection run: builds in release mode, runs every fault
+# workload against a real local cluster and checks each verdict:
+#   smoke, kill, pause, fail-rate, mixed   must be valid       (exit 0)
+#   stale-reads                            must find an anomaly (exit 1)
+# The runs stay in $STORE (default store/) for inspection; a table of
+# verdicts is printed and written to $STORE/nightly-summary.txt.
+#
+#   scripts/nightly.sh                 # everything
+#   scripts/nightly.sh kill pause      # some workloads
+#   STORE=/tmp/nightly scripts/nightly.sh
+#   PROFILE=debug BASE_PORT=24000 scripts/nightly.sh smoke   # quick local check
+#
+# BASE_PORT (optional) moves the client ports to BASE_PORT+i and the Paxos
+# ports to BASE_PORT+100+i, away from anything already on 8000/9000.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+STORE=${STORE:-store}
+WORKLOADS=("$@")
+if [ ${#WORKLOADS[@]} -eq 0 ]; then
+  WORKLOADS=(smoke kill pause fail-rate mixed stale-reads)
+fi
+
+PROFILE=${PROFILE:-release}
+if [ "$PROFILE" = release ]; then
+  cargo build --release --bins || exit 2
+else
+  cargo build --bins || exit 2
+fi
+HARNESS=target/$PROFILE/harness
+PORTS=()
+if [ -n "${BASE_PORT:-}" ]; then
+  PORTS=(--base-client-port "$BASE_PORT" --base-paxos-port "$((BASE_PORT + 100))")
+fi
+
+expected() {
+  case "$1" in
+    stale-reads) echo 1 ;;
+    *) echo 0 ;;
+  esac
+}
+
+mkdir -p "$STORE"
+summary="$STORE/nightly-summary.txt"
+printf '%-12s %-9s %-9s %-8s %s\n' workload expected got result store > "$summary"
+failures=0
+for w in "${WORKLOADS[@]}"; do
+  echo "=== $w"
+  "$HARNESS" run "workloads/$w.yaml" --store "$STORE" --no-progress "${PORTS[@]}"
+  code=$?
+  want=$(expected "$w")
+  if [ "$code" = "$want" ]; then result=ok; else result=FAILED; failures=$((failures + 1)); fi
+  dir=$(readlink -f "$STORE/$w/latest" 2>/dev/null || echo "-")
+  printf '%-12s %-9s %-9s %-8s %s\n' "$w" "$want" "$code" "$result" "$dir" >> "$summary"
+done
+echo
+cat "$summary"
+if [ "$failures" -gt 0 ]; then
+  echo "$failures workload(s) did not give the expected verdict"
+  exit 1
+fi
