@@ -12,11 +12,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc);
     config.bytes(["."]);
-    let protos = [PathBuf::from("proto/kv.proto"), PathBuf::from("proto/paxos.proto")];
+    let protos = [
+        PathBuf::from("proto/kv.proto"),
+        PathBuf::from("proto/paxos.proto"),
+    ];
     for p in &protos {
         println!("cargo:rerun-if-changed={}", p.display());
     }
-    tonic_prost_build::configure()
-        .compile_with_config(config, &protos, &[PathBuf::from("proto"), include])?;
+    tonic_prost_build::configure().compile_with_config(
+        config,
+        &protos,
+        &[PathBuf::from("proto"), include],
+    )?;
     Ok(())
 }

@@ -9,7 +9,7 @@
 //! with its line, found by scanning the YAML text (serde only locates syntax
 //! and type errors).
 //!
-//! The full schema with defaults is documented in `harness/README-run.md`.
+//! The full schema with defaults is documented in `README.md ("Workload YAML")`.
 
 use std::fmt;
 use std::path::Path;

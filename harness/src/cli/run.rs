@@ -11,7 +11,7 @@ use crate::run::{run as run_workload, RunOptions};
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// The workload file (YAML; see harness/README-run.md).
+    /// The workload file (YAML; see README.md ("Workload YAML")).
     #[arg(value_name = "WORKLOAD")]
     pub workload: PathBuf,
     /// The `server` binary (default: next to this executable).
