@@ -163,12 +163,7 @@ impl Client {
     pub async fn execute(&mut self, op: Op) -> Result<Reply, ClientError> {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let request = ExecuteRequest {
-            client_id: self.client_id,
-            seq,
-            op: Some(op.to_proto()),
-            forwarded: false,
-        };
+        let request = op.to_request(self.client_id, seq);
         let deadline = Instant::now() + self.opts.timeout;
         let n = self.replicas.len();
         let mut idx = if self.opts.failover {
@@ -233,26 +228,59 @@ impl Client {
                 c
             }
         };
-        let mut req = tonic::Request::new(request.clone());
-        req.set_timeout(deadline.saturating_duration_since(Instant::now()));
-        let result = tokio::time::timeout_at(deadline, KvClient::new(channel).execute(req)).await;
-        match result {
-            Ok(Ok(resp)) => Ok(Reply::from(resp.into_inner())),
-            Ok(Err(status)) => {
-                let err = classify_status(&status, &name);
-                if matches!(
-                    err.kind,
-                    ErrorKind::Transport | ErrorKind::Connect | ErrorKind::Timeout
-                ) {
-                    self.replicas[idx].channel = None;
-                }
-                Err(err)
-            }
-            Err(_elapsed) => {
+        let result = send_once(
+            &mut KvClient::new(channel),
+            &name,
+            request.clone(),
+            deadline,
+            budget,
+        )
+        .await;
+        if let Err(err) = &result {
+            if matches!(
+                err.kind,
+                ErrorKind::Transport | ErrorKind::Connect | ErrorKind::Timeout
+            ) {
                 self.replicas[idx].channel = None;
-                Err(ClientError::timeout(budget, &name))
             }
         }
+        result
+    }
+}
+
+/// Sends `request` once to `replica` over `client` and classifies the
+/// answer: one attempt, no retry, no failover, no session bookkeeping (the
+/// request carries its own `(client_id, seq)`, see [`Op::to_request`]).
+///
+/// This is one attempt of [`Client::execute`], for a caller bound to one
+/// replica, such as a Jepsen process of the harness. The error's outcome is
+/// that of the attempt as classified by [`classify_status`] (no answer within
+/// `timeout` is [`crate::Outcome::Unknown`]); that a failed GET changed
+/// nothing is left to the caller.
+pub async fn execute_once(
+    client: &mut KvClient<Channel>,
+    replica: &str,
+    request: ExecuteRequest,
+    timeout: Duration,
+) -> Result<Reply, ClientError> {
+    send_once(client, replica, request, Instant::now() + timeout, timeout).await
+}
+
+/// [`execute_once`] by `deadline`; a timeout error says `no answer within
+/// {waited}`.
+async fn send_once(
+    client: &mut KvClient<Channel>,
+    replica: &str,
+    request: ExecuteRequest,
+    deadline: Instant,
+    waited: Duration,
+) -> Result<Reply, ClientError> {
+    let mut req = tonic::Request::new(request);
+    req.set_timeout(deadline.saturating_duration_since(Instant::now()));
+    match tokio::time::timeout_at(deadline, client.execute(req)).await {
+        Ok(Ok(resp)) => Ok(Reply::from(resp.into_inner())),
+        Ok(Err(status)) => Err(classify_status(&status, replica)),
+        Err(_elapsed) => Err(ClientError::timeout(waited, replica)),
     }
 }
 

@@ -14,6 +14,8 @@
 //!
 //! - [`Client`] ([`failover`]): commands with exactly-once retries across
 //!   replicas, under a whole-request deadline.
+//!   [`execute_once`] is one attempt on one replica (no failover, no retry),
+//!   for callers bound to a replica such as the Jepsen harness.
 //! - [`ClientError`] ([`error`]): what went wrong, which replica answered, and
 //!   whether the command may have taken effect ([`Outcome`]).
 //! - [`status`], [`set_fail_rate`] ([`admin`]): operator calls to one replica.
@@ -31,5 +33,5 @@ pub mod session;
 pub use addr::Address;
 pub use admin::{set_fail_rate, status};
 pub use error::{ClientError, ErrorKind, Outcome};
-pub use failover::{Client, ClientOptions};
+pub use failover::{execute_once, Client, ClientOptions};
 pub use op::{Op, Reply};

@@ -86,6 +86,17 @@ impl Op {
         }
     }
 
+    /// The wire request carrying the command in session `(client_id, seq)`
+    /// (`0, 0`: no session, which the server allows for GET only).
+    pub fn to_request(&self, client_id: u64, seq: u64) -> kv::ExecuteRequest {
+        kv::ExecuteRequest {
+            client_id,
+            seq,
+            op: Some(self.to_proto()),
+            forwarded: false,
+        }
+    }
+
     /// The command carried by a wire request, if any.
     pub fn from_proto(op: kv::execute_request::Op) -> Op {
         use kv::execute_request::Op as P;

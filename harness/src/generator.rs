@@ -9,78 +9,51 @@
 
 use std::collections::HashMap;
 
+use client::Op;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::recorder::Edn;
 use crate::workload::{KeyDistribution, OpSpec};
 
-/// One key-value operation, as sent to a replica.
-#[derive(Debug, Clone, PartialEq)]
-pub enum KvOp {
-    Get {
-        key: String,
-    },
-    Put {
-        key: String,
-        value: String,
-    },
-    Delete {
-        key: String,
-    },
-    /// `expected: None` means "the key must not exist".
-    Cas {
-        key: String,
-        expected: Option<String>,
-        new: String,
-    },
-    Append {
-        key: String,
-        value: String,
-    },
+/// How a [`client::Op`] appears in the history (the `kv` model's shapes).
+pub trait HistoryOp {
+    /// The history's `:f` (the `kv` model's names).
+    fn f(&self) -> &'static str;
+    /// The `:value` of the `:invoke` (reads do not know their value yet).
+    fn invoke_value(&self) -> Edn;
+    /// The `:value` of an `:ok` completion; `read` is what a GET returned.
+    fn ok_value(&self, read: Option<String>) -> Edn;
 }
 
-impl KvOp {
-    /// The history's `:f` (the `kv` model's names).
-    pub fn f(&self) -> &'static str {
+impl HistoryOp for Op {
+    fn f(&self) -> &'static str {
         match self {
-            KvOp::Get { .. } => "read",
-            KvOp::Put { .. } => "write",
-            KvOp::Delete { .. } => "delete",
-            KvOp::Cas { .. } => "cas",
-            KvOp::Append { .. } => "append",
+            Op::Get { .. } => "read",
+            Op::Put { .. } => "write",
+            Op::Delete { .. } => "delete",
+            Op::Cas { .. } => "cas",
+            Op::Append { .. } => "append",
         }
     }
 
-    pub fn key(&self) -> &str {
-        match self {
-            KvOp::Get { key }
-            | KvOp::Put { key, .. }
-            | KvOp::Delete { key }
-            | KvOp::Cas { key, .. }
-            | KvOp::Append { key, .. } => key,
-        }
-    }
-
-    /// The `:value` of the `:invoke` (reads do not know their value yet).
-    pub fn invoke_value(&self) -> Edn {
+    fn invoke_value(&self) -> Edn {
         let k = Edn::str(self.key());
         match self {
-            KvOp::Get { .. } | KvOp::Delete { .. } => Edn::Vec(vec![k, Edn::Nil]),
-            KvOp::Put { value, .. } | KvOp::Append { value, .. } => {
+            Op::Get { .. } | Op::Delete { .. } => Edn::Vec(vec![k, Edn::Nil]),
+            Op::Put { value, .. } | Op::Append { value, .. } => {
                 Edn::Vec(vec![k, Edn::str(value.clone())])
             }
-            KvOp::Cas { expected, new, .. } => Edn::Vec(vec![
+            Op::Cas { expected, new, .. } => Edn::Vec(vec![
                 k,
                 Edn::Vec(vec![Edn::opt(expected.clone()), Edn::str(new.clone())]),
             ]),
         }
     }
 
-    /// The `:value` of an `:ok` completion; `read` is what a GET returned.
-    pub fn ok_value(&self, read: Option<String>) -> Edn {
+    fn ok_value(&self, read: Option<String>) -> Edn {
         match self {
-            KvOp::Get { key } => Edn::Vec(vec![Edn::str(key.clone()), Edn::opt(read)]),
+            Op::Get { key } => Edn::Vec(vec![Edn::str(key.clone()), Edn::opt(read)]),
             _ => self.invoke_value(),
         }
     }
@@ -166,7 +139,7 @@ impl Generator {
     }
 
     /// The next operation.
-    pub fn next_op(&mut self) -> KvOp {
+    pub fn next_op(&mut self) -> Op {
         let m = &self.spec.mix;
         let weights = [m.get, m.put, m.delete, m.cas, m.append];
         let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
@@ -182,15 +155,15 @@ impl Generator {
         let key = self.keys.pick(&mut self.rng).to_string();
         let size = self.spec.value_size;
         match which {
-            0 => KvOp::Get { key },
-            1 => KvOp::Put {
+            0 => Op::Get { key },
+            1 => Op::Put {
                 value: self.fresh_value(size),
                 key,
             },
-            2 => KvOp::Delete { key },
+            2 => Op::Delete { key },
             3 => {
                 let expected = self.last_seen.get(&key).cloned().flatten();
-                KvOp::Cas {
+                Op::Cas {
                     expected,
                     new: self.fresh_value(size),
                     key,
@@ -199,7 +172,7 @@ impl Generator {
             _ => {
                 // Appends stay short: the value grows with every one.
                 self.counter += 1;
-                KvOp::Append {
+                Op::Append {
                     value: format!("{}.{};", self.worker, self.counter),
                     key,
                 }
@@ -209,21 +182,21 @@ impl Generator {
 
     /// Tells the generator the outcome of an op that completed `:ok`
     /// (`value`: what the key holds afterwards, if known).
-    pub fn observe(&mut self, op: &KvOp, value: Option<String>) {
+    pub fn observe(&mut self, op: &Op, value: Option<String>) {
         match op {
-            KvOp::Get { key } => {
+            Op::Get { key } => {
                 self.last_seen.insert(key.clone(), value);
             }
-            KvOp::Put { key, value: v } => {
+            Op::Put { key, value: v } => {
                 self.last_seen.insert(key.clone(), Some(v.clone()));
             }
-            KvOp::Delete { key } => {
+            Op::Delete { key } => {
                 self.last_seen.insert(key.clone(), None);
             }
-            KvOp::Cas { key, new, .. } => {
+            Op::Cas { key, new, .. } => {
                 self.last_seen.insert(key.clone(), Some(new.clone()));
             }
-            KvOp::Append { key, .. } => {
+            Op::Append { key, .. } => {
                 self.last_seen.insert(key.clone(), value);
             }
         }
@@ -255,14 +228,14 @@ mod tests {
         });
         let mut a = Generator::new(&s, 7, 2);
         let mut b = Generator::new(&s, 7, 2);
-        let ops: Vec<KvOp> = (0..200).map(|_| a.next_op()).collect();
-        let ops_b: Vec<KvOp> = (0..200).map(|_| b.next_op()).collect();
+        let ops: Vec<Op> = (0..200).map(|_| a.next_op()).collect();
+        let ops_b: Vec<Op> = (0..200).map(|_| b.next_op()).collect();
         assert_eq!(ops, ops_b);
         let gets = ops.iter().filter(|o| o.f() == "read").count();
         assert!((60..140).contains(&gets), "{gets} gets of 200");
         assert!(ops.iter().all(|o| o.f() == "read" || o.f() == "write"));
         for o in &ops {
-            if let KvOp::Put { value, .. } = o {
+            if let Op::Put { value, .. } = o {
                 assert!(value.len() >= 12 && value.starts_with("w2-"), "{value}");
             }
         }
@@ -281,13 +254,13 @@ mod tests {
 
     #[test]
     fn history_values_have_kv_shapes() {
-        let cas = KvOp::Cas {
+        let cas = Op::Cas {
             key: "k1".into(),
             expected: None,
             new: "v".into(),
         };
         assert_eq!(cas.invoke_value().to_edn(), "[\"k1\" [nil \"v\"]]");
-        let get = KvOp::Get { key: "k2".into() };
+        let get = Op::Get { key: "k2".into() };
         assert_eq!(get.invoke_value().to_edn(), "[\"k2\" nil]");
         assert_eq!(get.ok_value(Some("x".into())).to_edn(), "[\"k2\" \"x\"]");
     }

@@ -5,11 +5,12 @@
 
 use std::time::Duration;
 
-use harness::generator::KvOp;
+use client::Op;
+use harness::generator::HistoryOp;
 use harness::recorder::{to_edn, Edn, OpType, Process, Recorder};
 use harness::run::check::{check_history, LinVerdict};
 
-fn op(r: &Recorder, p: u64, op: &KvOp, kind: OpType, read: Option<&str>) {
+fn op(r: &Recorder, p: u64, op: &Op, kind: OpType, read: Option<&str>) {
     r.record(
         Process::Client(p),
         OpType::Invoke,
@@ -34,14 +35,14 @@ fn op(r: &Recorder, p: u64, op: &KvOp, kind: OpType, read: Option<&str>) {
     );
 }
 
-fn put(k: &str, v: &str) -> KvOp {
-    KvOp::Put {
+fn put(k: &str, v: &str) -> Op {
+    Op::Put {
         key: k.into(),
         value: v.into(),
     }
 }
-fn get(k: &str) -> KvOp {
-    KvOp::Get { key: k.into() }
+fn get(k: &str) -> Op {
+    Op::Get { key: k.into() }
 }
 
 fn check(r: &Recorder, name: &str) -> harness::run::check::LinResult {
@@ -78,7 +79,7 @@ fn every_op_shape_checks_as_linearizable() {
     op(
         &r,
         0,
-        &KvOp::Cas {
+        &Op::Cas {
             key: "k1".into(),
             expected: Some("a".into()),
             new: "b".into(),
@@ -89,7 +90,7 @@ fn every_op_shape_checks_as_linearizable() {
     op(
         &r,
         1,
-        &KvOp::Cas {
+        &Op::Cas {
             key: "k1".into(),
             expected: Some("zz".into()),
             new: "c".into(),
@@ -100,7 +101,7 @@ fn every_op_shape_checks_as_linearizable() {
     op(
         &r,
         0,
-        &KvOp::Append {
+        &Op::Append {
             key: "k1".into(),
             value: "x;".into(),
         },
@@ -108,7 +109,7 @@ fn every_op_shape_checks_as_linearizable() {
         None,
     );
     op(&r, 1, &get("k1"), OpType::Ok, Some("bx;"));
-    op(&r, 0, &KvOp::Delete { key: "k1".into() }, OpType::Ok, None);
+    op(&r, 0, &Op::Delete { key: "k1".into() }, OpType::Ok, None);
     op(&r, 1, &get("k1"), OpType::Ok, None);
     op(&r, 2, &put("k2", "q"), OpType::Info, None);
     op(&r, 3, &get("k2"), OpType::Ok, Some("q"));

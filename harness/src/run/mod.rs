@@ -29,7 +29,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::cluster::{self, Cluster, ClusterConfig};
-use crate::generator::{Generator, KvOp};
+use crate::generator::{Generator, HistoryOp};
 use crate::nemesis::{Nemesis, NemesisState, Window};
 use crate::recorder::{self, OpType, Process, Recorder};
 use crate::report::results::{self, Stats};
@@ -562,7 +562,7 @@ async fn do_final_reads(
     let mut seen: std::collections::BTreeMap<String, std::collections::BTreeSet<Option<String>>> =
         Default::default();
     for (n, addr) in addrs.iter().enumerate() {
-        let Ok(mut client) = cluster::kv_client(addr, w.clients.request_timeout.0) else {
+        let Ok(mut kv) = cluster::kv_client(addr, w.clients.request_timeout.0) else {
             continue;
         };
         let process = Process::Client(1_000_000_000 + n as u64);
@@ -570,7 +570,7 @@ async fn do_final_reads(
             if interrupt.load(Ordering::Relaxed) {
                 return out;
             }
-            let op = KvOp::Get { key: key.clone() };
+            let op = client::Op::Get { key: key.clone() };
             recorder.record(
                 process,
                 OpType::Invoke,
@@ -579,13 +579,8 @@ async fn do_final_reads(
                 Some(addr),
                 None,
             );
-            let mut req = tonic::Request::new(worker::request(&op, 0, 0));
             let timeout = w.clients.request_timeout.0.max(Duration::from_secs(2));
-            req.set_timeout(timeout);
-            let result = tokio::time::timeout(timeout, client.execute(req))
-                .await
-                .ok()
-                .map(|r| r.map(|r| r.into_inner()));
+            let result = client::execute_once(&mut kv, addr, op.to_request(0, 0), timeout).await;
             let c = worker::classify(&op, result);
             recorder.record(
                 process,

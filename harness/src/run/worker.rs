@@ -22,14 +22,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use paxoskv::kv::execute_request::Op as WireOp;
+use client::{ClientError, Op, Outcome, Reply};
 use paxoskv::kv::kv_client::KvClient;
-use paxoskv::kv::{Append, Cas, Delete, ExecuteReply, ExecuteRequest, Get, Put};
 use rand::Rng;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
-use crate::generator::{Generator, KvOp};
+use crate::generator::{Generator, HistoryOp};
 use crate::recorder::{Edn, OpType, Process, Recorder};
 
 /// Counters shown by the progress bar.
@@ -69,64 +68,30 @@ pub struct Completion {
     pub observed: Option<Option<String>>,
 }
 
-/// Builds the wire request of an op.
-pub fn request(op: &KvOp, client_id: u64, seq: u64) -> ExecuteRequest {
-    let wire = match op.clone() {
-        KvOp::Get { key } => WireOp::Get(Get { key }),
-        KvOp::Put { key, value } => WireOp::Put(Put { key, value }),
-        KvOp::Delete { key } => WireOp::Delete(Delete { key }),
-        KvOp::Cas { key, expected, new } => WireOp::Cas(Cas {
-            key,
-            expected,
-            new_value: new,
-        }),
-        KvOp::Append { key, value } => WireOp::Append(Append { key, value }),
-    };
-    ExecuteRequest {
-        client_id,
-        seq,
-        op: Some(wire),
-        forwarded: false,
-    }
-}
-
-/// Whether a gRPC error proves the request never reached a server: the
-/// connection could not be opened, so nothing was sent.
-fn never_sent(status: &tonic::Status) -> bool {
-    let mut text = format!("{} {:?}", status.message(), status);
-    let mut src = std::error::Error::source(status);
-    while let Some(e) = src {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return true;
-            }
-        }
-        text.push_str(&e.to_string());
-        src = e.source();
-    }
-    text.contains("Connection refused") || text.contains("tcp connect error")
-}
-
-/// Classifies the answer (or error, or timeout) of one request.
-pub fn classify(op: &KvOp, result: Option<Result<ExecuteReply, tonic::Status>>) -> Completion {
-    let is_read = matches!(op, KvOp::Get { .. });
-    let failed = |kind: OpType, error: String| Completion {
-        // A read that did not complete changed nothing: always :fail.
-        kind: if is_read { OpType::Fail } else { kind },
-        value: op.invoke_value(),
-        error: Some(error),
-        observed: None,
-    };
+/// Classifies the answer (or error) of one request, as returned by
+/// [`client::execute_once`]. The client library decides whether a failed
+/// request surely had no effect ([`Outcome::NotApplied`], `:fail`) or may
+/// have had one (`:info`); a failed read changed nothing, so it is `:fail`.
+pub fn classify(op: &Op, result: Result<Reply, ClientError>) -> Completion {
     match result {
-        None => failed(OpType::Info, "timeout".into()),
-        Some(Ok(reply)) => match op {
-            KvOp::Cas { key, .. } if !reply.succeeded => Completion {
+        Err(e) => Completion {
+            kind: if op.is_read_only() || e.outcome == Outcome::NotApplied {
+                OpType::Fail
+            } else {
+                OpType::Info
+            },
+            value: op.invoke_value(),
+            error: Some(e.to_string()),
+            observed: None,
+        },
+        Ok(reply) => match op {
+            Op::Cas { key, .. } if !reply.succeeded => Completion {
                 kind: OpType::Fail,
                 value: op.invoke_value(),
                 error: Some(format!("cas mismatch: {key} holds {:?}", reply.value)),
                 observed: Some(reply.value),
             },
-            KvOp::Get { .. } => Completion {
+            Op::Get { .. } => Completion {
                 kind: OpType::Ok,
                 value: op.ok_value(reply.value.clone()),
                 error: None,
@@ -139,21 +104,6 @@ pub fn classify(op: &KvOp, result: Option<Result<ExecuteReply, tonic::Status>>) 
                 observed: Some(reply.value),
             },
         },
-        Some(Err(status)) => {
-            use tonic::Code;
-            let msg = format!("{:?}: {}", status.code(), status.message());
-            let not_applied = status
-                .metadata()
-                .get("paxoskv-outcome")
-                .and_then(|v| v.to_str().ok())
-                == Some("not-applied");
-            match status.code() {
-                Code::InvalidArgument | Code::FailedPrecondition => failed(OpType::Fail, msg),
-                Code::Unavailable if not_applied => failed(OpType::Fail, msg),
-                _ if never_sent(&status) => failed(OpType::Fail, format!("not sent: {msg}")),
-                _ => failed(OpType::Info, msg),
-            }
-        }
     }
 }
 
@@ -200,15 +150,13 @@ impl Worker {
                 break;
             }
             let op = self.generator.next_op();
-            let req_seq = if matches!(op, KvOp::Get { .. }) {
-                0
+            // Reads use no session.
+            let req = if op.is_read_only() {
+                op.to_request(0, 0)
             } else {
                 seq += 1;
-                seq
+                op.to_request(client_id, seq)
             };
-            let req_client = if req_seq == 0 { 0 } else { client_id };
-            let mut req = tonic::Request::new(request(&op, req_client, req_seq));
-            req.set_timeout(self.request_timeout);
             self.recorder.record(
                 Process::Client(process),
                 OpType::Invoke,
@@ -218,10 +166,8 @@ impl Worker {
                 None,
             );
             issued += 1;
-            let result = tokio::time::timeout(self.request_timeout, self.client.execute(req))
-                .await
-                .ok()
-                .map(|r| r.map(|r| r.into_inner()));
+            let result =
+                client::execute_once(&mut self.client, &self.addr, req, self.request_timeout).await;
             let c = classify(&op, result);
             self.recorder.record(
                 Process::Client(process),
@@ -263,52 +209,78 @@ fn fresh_client_id() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use client::error::classify_status;
+    use std::time::Duration;
 
-    fn put() -> KvOp {
-        KvOp::Put {
+    const NODE: &str = "127.0.0.1:8000";
+
+    fn put() -> Op {
+        Op::Put {
             key: "k".into(),
             value: "v".into(),
         }
     }
 
+    fn status(s: tonic::Status) -> Result<Reply, ClientError> {
+        Err(classify_status(&s, NODE))
+    }
+
     #[test]
     fn outcomes_follow_jepsen() {
-        assert_eq!(classify(&put(), None).kind, OpType::Info);
+        let timeout = || Err(ClientError::timeout(Duration::from_secs(1), NODE));
+        assert_eq!(classify(&put(), timeout()).kind, OpType::Info);
         assert_eq!(
-            classify(&KvOp::Get { key: "k".into() }, None).kind,
+            classify(&Op::Get { key: "k".into() }, timeout()).kind,
             OpType::Fail
         );
         let unknown = tonic::Status::unavailable("no majority");
-        assert_eq!(classify(&put(), Some(Err(unknown))).kind, OpType::Info);
+        assert_eq!(classify(&put(), status(unknown)).kind, OpType::Info);
         let mut not_applied = tonic::Status::unavailable("no coordinator");
         not_applied
             .metadata_mut()
             .insert("paxoskv-outcome", "not-applied".parse().unwrap());
-        assert_eq!(classify(&put(), Some(Err(not_applied))).kind, OpType::Fail);
+        assert_eq!(classify(&put(), status(not_applied)).kind, OpType::Fail);
         let bad = tonic::Status::invalid_argument("empty key");
-        assert_eq!(classify(&put(), Some(Err(bad))).kind, OpType::Fail);
-        let cas = KvOp::Cas {
+        assert_eq!(classify(&put(), status(bad)).kind, OpType::Fail);
+        let stale = tonic::Status::failed_precondition("stale seq");
+        assert_eq!(classify(&put(), status(stale)).kind, OpType::Fail);
+        let cas = Op::Cas {
             key: "k".into(),
             expected: Some("a".into()),
             new: "b".into(),
         };
-        let reply = ExecuteReply {
+        let reply = Reply {
             value: Some("c".into()),
             succeeded: false,
             slot: 3,
             served_by: String::new(),
         };
-        let c = classify(&cas, Some(Ok(reply)));
+        let c = classify(&cas, Ok(reply));
         assert_eq!(c.kind, OpType::Fail);
         assert_eq!(c.observed, Some(Some("c".into())));
-        let read = ExecuteReply {
+        let read = Reply {
             value: Some("x".into()),
             succeeded: true,
             slot: 0,
             served_by: String::new(),
         };
-        let c = classify(&KvOp::Get { key: "k".into() }, Some(Ok(read)));
+        let c = classify(&Op::Get { key: "k".into() }, Ok(read));
         assert_eq!(c.kind, OpType::Ok);
         assert_eq!(c.value.to_edn(), "[\"k\" \"x\"]");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_fail() {
+        // Nothing listens on port 1: nothing was sent, so the write is :fail.
+        let mut kv = crate::cluster::kv_client("127.0.0.1:1", Duration::from_secs(1)).unwrap();
+        let result = client::execute_once(
+            &mut kv,
+            "127.0.0.1:1",
+            put().to_request(7, 1),
+            Duration::from_secs(1),
+        )
+        .await;
+        let c = classify(&put(), result);
+        assert_eq!(c.kind, OpType::Fail, "{:?}", c.error);
     }
 }
