@@ -102,25 +102,8 @@ fn write_edn_string(s: &str, out: &mut String) {
     out.push('"');
 }
 
-/// `:type` of an op.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum OpType {
-    Invoke,
-    Ok,
-    Fail,
-    Info,
-}
-
-impl OpType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OpType::Invoke => "invoke",
-            OpType::Ok => "ok",
-            OpType::Fail => "fail",
-            OpType::Info => "info",
-        }
-    }
-}
+/// `:type` of an op (the same type the history reader uses).
+pub use crate::history::OpType;
 
 /// `:process` of an op: a client's logical process, or the nemesis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

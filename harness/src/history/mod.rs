@@ -73,7 +73,7 @@ impl fmt::Display for Process {
 }
 
 /// Jepsen's `:type` of an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum OpType {
     /// The op was invoked; its completion follows later, from the same process.
     Invoke,

@@ -12,6 +12,8 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::nemesis::Window;
@@ -44,6 +46,68 @@ fn secs(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
 
+/// A plotters error as an [`anyhow::Error`].
+fn plot_err(e: impl std::fmt::Debug) -> anyhow::Error {
+    anyhow!("{e:?}")
+}
+
+/// Draws one chart into the SVG file `path`: time (s) on x from 0 to
+/// `t_max`, `y_range` on y (`y_min..y_max`, labelled `y_desc`), the nemesis
+/// windows shaded behind what `draw` adds, and the legend of its series.
+#[allow(clippy::too_many_arguments)]
+fn draw_chart<'p, Y>(
+    path: &'p Path,
+    size: (u32, u32),
+    caption: String,
+    y_desc: &str,
+    y_range: Y,
+    (y_min, y_max): (f64, f64),
+    windows: &[Window],
+    t_max: f64,
+    draw: impl FnOnce(
+        &mut ChartContext<'_, SVGBackend<'p>, Cartesian2d<RangedCoordf64, Y::CoordDescType>>,
+    ) -> Result<()>,
+) -> Result<()>
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+{
+    let root = SVGBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..t_max, y_range)
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .x_desc("time (s)")
+        .y_desc(y_desc)
+        .draw()
+        .map_err(plot_err)?;
+    for w in windows {
+        let end = w.end.map(secs).unwrap_or(t_max);
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(secs(w.start), y_min), (end, y_max)],
+                fault_color(&w.fault).filled(),
+            )))
+            .map_err(plot_err)?;
+    }
+    draw(&mut chart)?;
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(plot_err)?;
+    root.present().map_err(plot_err)?;
+    Ok(())
+}
+
 /// Writes the latency scatter plot.
 pub fn latency_svg(
     path: &Path,
@@ -61,55 +125,35 @@ pub fn latency_svg(
         })
         .collect();
     let y_max = lat.iter().map(|p| p.1).fold(1.0f64, f64::max) * 1.5;
-    let root = SVGBackend::new(path, (1000, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| anyhow!("{e:?}"))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(format!("{title}: latency"), ("sans-serif", 20))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(55)
-        .build_cartesian_2d(0.0..t_max, (0.01..y_max).log_scale())
-        .map_err(|e| anyhow!("{e:?}"))?;
-    chart
-        .configure_mesh()
-        .x_desc("time (s)")
-        .y_desc("latency (ms)")
-        .draw()
-        .map_err(|e| anyhow!("{e:?}"))?;
-    for w in windows {
-        let end = w.end.map(secs).unwrap_or(t_max);
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(secs(w.start), 0.01), (end, y_max)],
-                fault_color(&w.fault).filled(),
-            )))
-            .map_err(|e| anyhow!("{e:?}"))?;
-    }
-    for (t, label) in [
-        (OpType::Ok, "ok"),
-        (OpType::Fail, "fail"),
-        (OpType::Info, "info"),
-    ] {
-        let c = outcome_color(t);
-        chart
-            .draw_series(
-                lat.iter()
-                    .filter(|p| p.2 == t)
-                    .map(|&(x, y, _)| Circle::new((x, y), 2, c.filled())),
-            )
-            .map_err(|e| anyhow!("{e:?}"))?
-            .label(label)
-            .legend(move |(x, y)| Circle::new((x, y), 4, c.filled()));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(|e| anyhow!("{e:?}"))?;
-    root.present().map_err(|e| anyhow!("{e:?}"))?;
-    Ok(())
+    draw_chart(
+        path,
+        (1000, 500),
+        format!("{title}: latency"),
+        "latency (ms)",
+        (0.01..y_max).log_scale(),
+        (0.01, y_max),
+        windows,
+        t_max,
+        |chart| {
+            for (t, label) in [
+                (OpType::Ok, "ok"),
+                (OpType::Fail, "fail"),
+                (OpType::Info, "info"),
+            ] {
+                let c = outcome_color(t);
+                chart
+                    .draw_series(
+                        lat.iter()
+                            .filter(|p| p.2 == t)
+                            .map(|&(x, y, _)| Circle::new((x, y), 2, c.filled())),
+                    )
+                    .map_err(plot_err)?
+                    .label(label)
+                    .legend(move |(x, y)| Circle::new((x, y), 4, c.filled()));
+            }
+            Ok(())
+        },
+    )
 }
 
 /// Writes the throughput plot (completions per second, per outcome).
@@ -136,55 +180,37 @@ pub fn rate_svg(
         series[s][b] += 1.0 / bucket;
     }
     let y_max = series.iter().flatten().fold(1.0f64, |a, &b| a.max(b)) * 1.1;
-    let root = SVGBackend::new(path, (1000, 400)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| anyhow!("{e:?}"))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(format!("{title}: throughput"), ("sans-serif", 20))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(55)
-        .build_cartesian_2d(0.0..t_max, 0.0..y_max)
-        .map_err(|e| anyhow!("{e:?}"))?;
-    chart
-        .configure_mesh()
-        .x_desc("time (s)")
-        .y_desc("ops/s")
-        .draw()
-        .map_err(|e| anyhow!("{e:?}"))?;
-    for w in windows {
-        let end = w.end.map(secs).unwrap_or(t_max);
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(secs(w.start), 0.0), (end, y_max)],
-                fault_color(&w.fault).filled(),
-            )))
-            .map_err(|e| anyhow!("{e:?}"))?;
-    }
-    for (i, (label, c)) in [("ok", OK), ("fail", FAIL), ("info", INFO)]
-        .into_iter()
-        .enumerate()
-    {
-        chart
-            .draw_series(LineSeries::new(
-                series[i]
-                    .iter()
-                    .enumerate()
-                    .map(|(b, &v)| (b as f64 * bucket, v)),
-                c.stroke_width(2),
-            ))
-            .map_err(|e| anyhow!("{e:?}"))?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], c.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(|e| anyhow!("{e:?}"))?;
-    root.present().map_err(|e| anyhow!("{e:?}"))?;
-    Ok(())
+    draw_chart(
+        path,
+        (1000, 400),
+        format!("{title}: throughput"),
+        "ops/s",
+        0.0..y_max,
+        (0.0, y_max),
+        windows,
+        t_max,
+        |chart| {
+            for (i, (label, c)) in [("ok", OK), ("fail", FAIL), ("info", INFO)]
+                .into_iter()
+                .enumerate()
+            {
+                chart
+                    .draw_series(LineSeries::new(
+                        series[i]
+                            .iter()
+                            .enumerate()
+                            .map(|(b, &v)| (b as f64 * bucket, v)),
+                        c.stroke_width(2),
+                    ))
+                    .map_err(plot_err)?
+                    .label(label)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 15, y)], c.stroke_width(2))
+                    });
+            }
+            Ok(())
+        },
+    )
 }
 
 #[cfg(test)]
