@@ -28,7 +28,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use paxoskv::kv::kv_client::KvClient;
-use paxoskv::kv::{SetFailRateRequest, StatusReply, StatusRequest};
+use paxoskv::kv::StatusReply;
 
 use crate::workload::ReadMode;
 
@@ -402,27 +402,19 @@ pub fn kv_client(
     Ok(KvClient::new(ep.connect_lazy()))
 }
 
-/// Status of one node, within `timeout`.
+/// Status of one node, within `timeout` ([`client::status`]).
 pub async fn node_status(addr: &str, timeout: Duration) -> Result<StatusReply> {
-    let mut c = kv_client(addr, timeout)?;
-    let r = tokio::time::timeout(timeout, c.status(StatusRequest {}))
+    client::status(addr, timeout)
         .await
-        .map_err(|_| anyhow!("status of {addr}: timed out"))?
-        .map_err(|s| anyhow!("status of {addr}: {}", s.message()))?;
-    Ok(r.into_inner())
+        .map_err(|e| anyhow!("status of {addr}: {e}"))
 }
 
-/// Sets a node's acceptor fail_rate; returns the previous one.
+/// Sets a node's acceptor fail_rate; returns the previous one
+/// ([`client::set_fail_rate`]).
 pub async fn set_node_fail_rate(addr: &str, rate: f64, timeout: Duration) -> Result<f64> {
-    let mut c = kv_client(addr, timeout)?;
-    let r = tokio::time::timeout(
-        timeout,
-        c.set_fail_rate(SetFailRateRequest { fail_rate: rate }),
-    )
-    .await
-    .map_err(|_| anyhow!("set_fail_rate on {addr}: timed out"))?
-    .map_err(|s| anyhow!("set_fail_rate on {addr}: {}", s.message()))?;
-    Ok(r.into_inner().previous)
+    client::set_fail_rate(addr, rate, timeout)
+        .await
+        .map_err(|e| anyhow!("set_fail_rate on {addr}: {e}"))
 }
 
 /// Statuses of the given nodes, queried concurrently (None: no answer).
