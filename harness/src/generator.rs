@@ -38,22 +38,22 @@ impl HistoryOp for Op {
     }
 
     fn invoke_value(&self) -> Edn {
-        let k = Edn::str(self.key());
+        let k = Edn::string(self.key());
         match self {
-            Op::Get { .. } | Op::Delete { .. } => Edn::Vec(vec![k, Edn::Nil]),
+            Op::Get { .. } | Op::Delete { .. } => Edn::Vector(vec![k, Edn::Nil]),
             Op::Put { value, .. } | Op::Append { value, .. } => {
-                Edn::Vec(vec![k, Edn::str(value.clone())])
+                Edn::Vector(vec![k, Edn::string(value.clone())])
             }
-            Op::Cas { expected, new, .. } => Edn::Vec(vec![
+            Op::Cas { expected, new, .. } => Edn::Vector(vec![
                 k,
-                Edn::Vec(vec![Edn::opt(expected.clone()), Edn::str(new.clone())]),
+                Edn::Vector(vec![Edn::opt(expected.clone()), Edn::string(new.clone())]),
             ]),
         }
     }
 
     fn ok_value(&self, read: Option<String>) -> Edn {
         match self {
-            Op::Get { key } => Edn::Vec(vec![Edn::str(key.clone()), Edn::opt(read)]),
+            Op::Get { key } => Edn::Vector(vec![Edn::string(key.clone()), Edn::opt(read)]),
             _ => self.invoke_value(),
         }
     }
@@ -259,9 +259,9 @@ mod tests {
             expected: None,
             new: "v".into(),
         };
-        assert_eq!(cas.invoke_value().to_edn(), "[\"k1\" [nil \"v\"]]");
+        assert_eq!(cas.invoke_value().to_string(), "[\"k1\" [nil \"v\"]]");
         let get = Op::Get { key: "k2".into() };
-        assert_eq!(get.invoke_value().to_edn(), "[\"k2\" nil]");
-        assert_eq!(get.ok_value(Some("x".into())).to_edn(), "[\"k2\" \"x\"]");
+        assert_eq!(get.invoke_value().to_string(), "[\"k2\" nil]");
+        assert_eq!(get.ok_value(Some("x".into())).to_string(), "[\"k2\" \"x\"]");
     }
 }

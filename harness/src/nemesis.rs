@@ -139,12 +139,21 @@ impl Nemesis {
 
     fn record(&self, f: &str, nodes: &[usize], extra: Option<Edn>, error: Option<String>) {
         let addrs = self.addrs();
-        let mut v: Vec<Edn> = nodes.iter().map(|&i| Edn::str(addrs[i].clone())).collect();
+        let mut v: Vec<Edn> = nodes
+            .iter()
+            .map(|&i| Edn::string(addrs[i].clone()))
+            .collect();
         if let Some(e) = extra {
             v.push(e);
         }
-        self.recorder
-            .record(Process::Nemesis, OpType::Info, f, Edn::Vec(v), None, error);
+        self.recorder.record(
+            Process::Nemesis,
+            OpType::Info,
+            f,
+            Edn::Vector(v),
+            None,
+            error,
+        );
     }
 
     /// Applies a fault to `nodes`; returns the nodes actually hit and the

@@ -14,93 +14,11 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// A value in an op, in the subset of EDN histories use.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Edn {
-    Nil,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
-    Keyword(String),
-    Vec(Vec<Edn>),
-    Map(Vec<(Edn, Edn)>),
-}
+/// A value in an op: the history reader's EDN value, written by its
+/// `Display` (reading a written history gives the same values back).
+pub use crate::history::edn::Value as Edn;
 
-impl Edn {
-    pub fn str(s: impl Into<String>) -> Edn {
-        Edn::Str(s.into())
-    }
-    pub fn opt(s: Option<String>) -> Edn {
-        s.map(Edn::Str).unwrap_or(Edn::Nil)
-    }
-
-    /// Appends the EDN text of this value to `out`.
-    pub fn write(&self, out: &mut String) {
-        match self {
-            Edn::Nil => out.push_str("nil"),
-            Edn::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Edn::Int(i) => {
-                let _ = write!(out, "{i}");
-            }
-            Edn::Float(f) => {
-                if f.fract() == 0.0 && f.is_finite() {
-                    let _ = write!(out, "{f:.1}");
-                } else {
-                    let _ = write!(out, "{f}");
-                }
-            }
-            Edn::Str(s) => write_edn_string(s, out),
-            Edn::Keyword(k) => {
-                out.push(':');
-                out.push_str(k);
-            }
-            Edn::Vec(v) => {
-                out.push('[');
-                for (i, x) in v.iter().enumerate() {
-                    if i > 0 {
-                        out.push(' ');
-                    }
-                    x.write(out);
-                }
-                out.push(']');
-            }
-            Edn::Map(m) => {
-                out.push('{');
-                for (i, (k, v)) in m.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    k.write(out);
-                    out.push(' ');
-                    v.write(out);
-                }
-                out.push('}');
-            }
-        }
-    }
-
-    pub fn to_edn(&self) -> String {
-        let mut s = String::new();
-        self.write(&mut s);
-        s
-    }
-}
-
-fn write_edn_string(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
+use crate::history::edn::EdnStr;
 
 /// `:type` of an op (the same type the history reader uses).
 pub use crate::history::OpType;
@@ -147,14 +65,12 @@ impl Event {
             self.kind.as_str(),
             self.f
         );
-        self.value.write(&mut s);
+        let _ = write!(s, "{}", self.value);
         if let Some(n) = &self.node {
-            s.push_str(", :node ");
-            write_edn_string(n, &mut s);
+            let _ = write!(s, ", :node {}", EdnStr(n));
         }
         if let Some(e) = &self.error {
-            s.push_str(", :error ");
-            write_edn_string(e, &mut s);
+            let _ = write!(s, ", :error {}", EdnStr(e));
         }
         s.push('}');
         s
@@ -270,9 +186,9 @@ mod tests {
             Process::Client(3),
             OpType::Invoke,
             "cas",
-            Edn::Vec(vec![
-                Edn::str("k1"),
-                Edn::Vec(vec![Edn::Nil, Edn::str("a\"b")]),
+            Edn::Vector(vec![
+                Edn::string("k1"),
+                Edn::Vector(vec![Edn::Nil, Edn::string("a\"b")]),
             ]),
             Some("127.0.0.1:8001"),
             None,
@@ -281,7 +197,7 @@ mod tests {
             Process::Nemesis,
             OpType::Info,
             "pause",
-            Edn::Vec(vec![Edn::str("127.0.0.1:8000")]),
+            Edn::Vector(vec![Edn::string("127.0.0.1:8000")]),
             None,
             None,
         );

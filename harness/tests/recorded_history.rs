@@ -70,7 +70,7 @@ fn every_op_shape_checks_as_linearizable() {
         Process::Nemesis,
         OpType::Info,
         "pause",
-        Edn::Vec(vec![Edn::str("127.0.0.1:8000")]),
+        Edn::Vector(vec![Edn::string("127.0.0.1:8000")]),
         None,
         None,
     );
@@ -117,7 +117,7 @@ fn every_op_shape_checks_as_linearizable() {
         Process::Nemesis,
         OpType::Info,
         "resume",
-        Edn::Vec(vec![Edn::str("127.0.0.1:8000")]),
+        Edn::Vector(vec![Edn::string("127.0.0.1:8000")]),
         None,
         None,
     );

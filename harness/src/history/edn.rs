@@ -53,6 +53,11 @@ impl Value {
         Value::Str(s.into())
     }
 
+    /// A string value, or `nil` for `None`.
+    pub fn opt(s: Option<String>) -> Value {
+        s.map(Value::Str).unwrap_or(Value::Nil)
+    }
+
     pub fn is_nil(&self) -> bool {
         matches!(self, Value::Nil)
     }
@@ -236,6 +241,16 @@ fn write_seq(f: &mut fmt::Formatter<'_>, open: &str, items: &[Value], close: &st
         write!(f, "{item}")?;
     }
     f.write_str(close)
+}
+
+/// Displays a string as an EDN string literal (as [`Value::Str`] does),
+/// without copying it.
+pub(crate) struct EdnStr<'a>(pub &'a str);
+
+impl fmt::Display for EdnStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_string(f, self.0)
+    }
 }
 
 fn write_string(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {

@@ -266,7 +266,7 @@ mod tests {
         };
         let c = classify(&Op::Get { key: "k".into() }, Ok(read));
         assert_eq!(c.kind, OpType::Ok);
-        assert_eq!(c.value.to_edn(), "[\"k\" \"x\"]");
+        assert_eq!(c.value.to_string(), "[\"k\" \"x\"]");
     }
 
     #[tokio::test]
