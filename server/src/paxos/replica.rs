@@ -8,7 +8,7 @@ use super::acceptor::Acceptor;
 use super::coordinator::{Candidate, Coordinator, PendingRead, PromiseInfo, Proposal};
 use super::learner::Learner;
 use super::messages::{ChosenEntry, Message};
-use super::ready::{Ready, Reply, RequestError};
+use super::ready::{Executed, Ready, Reply, RequestError};
 use super::storage::{PersistentState, Snapshot};
 use super::types::{
     majority, Ballot, Config, ReadMode, ReplicaId, RequestId, Role, Slot, Value, MAX_SLOT,
@@ -307,7 +307,11 @@ impl Replica {
         if let Some(session) = self.learner.kv().session(command.client_id) {
             if !command.op.is_read() && command.seq <= session.last_seq {
                 let reply = if command.seq == session.last_seq {
-                    Ok(session.last_result.clone())
+                    // The slot it was applied in is not remembered.
+                    Ok(Executed {
+                        result: session.last_result.clone(),
+                        slot: 0,
+                    })
                 } else {
                     Err(RequestError::Stale(crate::kv::StaleCommand {
                         client_id: command.client_id,
@@ -325,7 +329,7 @@ impl Replica {
         match (&command.op, self.config.read_mode) {
             (crate::kv::Op::Get { key }, ReadMode::Local) => {
                 let value = self.learner.kv().read(key);
-                self.reply(request_id, Ok(OpResult::Value(value)));
+                self.reply(request_id, Ok(read_result(value)));
             }
             (crate::kv::Op::Get { key }, ReadMode::Quorum) => {
                 c.reads.push(PendingRead {
@@ -878,7 +882,7 @@ impl Replica {
         c.reads = waiting;
         for read in done {
             let value = self.learner.kv().read(&read.key);
-            self.reply(read.request_id, Ok(OpResult::Value(value)));
+            self.reply(read.request_id, Ok(read_result(value)));
         }
     }
 
@@ -968,7 +972,9 @@ impl Replica {
                     .find(|(key, _)| *key == key_of(&cmd))
                     .map(|(_, r)| r.clone())
                 {
-                    Some(result) => result.map_err(RequestError::from),
+                    Some(result) => result
+                        .map(|result| Executed { result, slot })
+                        .map_err(RequestError::from),
                     // Another value was chosen in that slot.
                     None => Err(RequestError::OutcomeUnknown {
                         leader_hint: Some(self.id),
@@ -1015,6 +1021,14 @@ pub(crate) enum AppliedEvent {
     Slot(Slot, Value),
     /// A snapshot installed: everything up to this slot, at once.
     Snapshot(Slot),
+}
+
+/// A read's answer: reads get no slot of their own.
+fn read_result(value: Option<String>) -> Executed {
+    Executed {
+        result: OpResult::Value(value),
+        slot: 0,
+    }
 }
 
 fn key_of(cmd: &Command) -> (u64, u64) {

@@ -140,11 +140,20 @@ impl Cluster {
         request
     }
 
-    fn reply(&self, request: RequestId) -> Option<&Reply> {
+    /// The answer to `request`, without the slot (see [`Cluster::slot`]).
+    fn reply(&self, request: RequestId) -> Option<Result<OpResult, RequestError>> {
         self.replies
             .iter()
             .find(|(_, r, _)| *r == request)
-            .map(|(_, _, reply)| reply)
+            .map(|(_, _, reply)| reply.clone().map(|e| e.result))
+    }
+
+    /// The slot a successful answer to `request` names.
+    fn slot(&self, request: RequestId) -> Option<Slot> {
+        self.replies
+            .iter()
+            .find(|(_, r, _)| *r == request)
+            .and_then(|(_, _, reply)| reply.as_ref().ok().map(|e| e.slot))
     }
 
     fn crash(&mut self, id: ReplicaId) {
@@ -169,7 +178,7 @@ fn get(key: &str) -> Op {
     Op::Get { key: key.into() }
 }
 
-fn value(v: &str) -> Reply {
+fn value(v: &str) -> Result<OpResult, RequestError> {
     Ok(OpResult::Value(Some(v.into())))
 }
 
@@ -181,7 +190,7 @@ fn replica_zero_is_elected_and_a_write_reaches_every_replica() {
     assert_eq!(c.replica(1).leader(), Some(0));
     let w = c.submit(0, 1, 1, put("apple", "green"));
     c.stabilize();
-    assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
     // The coordinator told the others what was chosen.
     for id in 0..3 {
         assert_eq!(c.replica(id).kv().read("apple"), Some("green".into()));
@@ -193,7 +202,7 @@ fn replica_zero_is_elected_and_a_write_reaches_every_replica() {
     c.stabilize();
     assert_eq!(
         c.reply(r),
-        Some(&Err(RequestError::NotLeader {
+        Some(Err(RequestError::NotLeader {
             leader_hint: Some(0)
         }))
     );
@@ -201,7 +210,11 @@ fn replica_zero_is_elected_and_a_write_reaches_every_replica() {
     let r = c.submit(0, 1, 2, get("apple"));
     assert_eq!(c.reply(r), None, "no quorum confirmation yet");
     c.stabilize();
-    assert_eq!(c.reply(r), Some(&value("green")));
+    assert_eq!(c.reply(r), Some(value("green")));
+    // The write names the slot it was chosen in (slot 1: the new
+    // coordinator had no hole to fill); a read has no slot of its own.
+    assert_eq!(c.slot(w), Some(1));
+    assert_eq!(c.slot(r), Some(0));
 }
 
 #[test]
@@ -210,7 +223,7 @@ fn deposed_coordinator_wakes_is_rejected_steps_down_and_serves_no_stale_read() {
     c.elect(0);
     let w = c.submit(0, 1, 1, put("x", "old"));
     c.stabilize();
-    assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
 
     // The coordinator is paused (SIGSTOP). Replica 1 stops hearing
     // heartbeats and takes over with a higher ballot.
@@ -218,7 +231,7 @@ fn deposed_coordinator_wakes_is_rejected_steps_down_and_serves_no_stale_read() {
     c.elect(1);
     let w = c.submit(1, 2, 1, put("x", "new"));
     c.stabilize();
-    assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
 
     // Replica 0 wakes up still believing it leads. Before it reads its
     // mail, a client asks it to read x and to write y.
@@ -270,11 +283,11 @@ fn in_local_read_mode_the_deposed_coordinator_serves_a_stale_read() {
     c.elect(1);
     let w = c.submit(1, 2, 1, put("x", "new"));
     c.stabilize();
-    assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
     c.paused[0] = false;
     let read = c.submit(0, 3, 1, get("x"));
     c.flush(0);
-    assert_eq!(c.reply(read), Some(&value("old")), "stale, as expected");
+    assert_eq!(c.reply(read), Some(value("old")), "stale, as expected");
 }
 
 #[test]
@@ -324,7 +337,7 @@ fn a_read_at_a_new_coordinator_waits_for_the_write_it_recovered() {
     c.lost = vec![(1, "chosen"), (2, "chosen")];
     let w = c.submit(0, 1, 1, put("x", "1"));
     c.stabilize();
-    assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
     assert_eq!(c.replica(1).commit_index(), 0);
     // Replica 0 crashes; replica 1 takes over and recovers x=1 from the
     // promises, but its accepts to replica 2 are lost for now.
@@ -340,7 +353,7 @@ fn a_read_at_a_new_coordinator_waits_for_the_write_it_recovered() {
     // Once x=1 is chosen again in the new ballot and applied, it is.
     c.lost.clear();
     c.tick(c.config.heartbeat_ticks as usize);
-    assert_eq!(c.reply(r), Some(&value("1")));
+    assert_eq!(c.reply(r), Some(value("1")));
 }
 
 #[test]
@@ -436,9 +449,12 @@ fn an_acceptor_failing_every_message_does_not_stop_the_majority() {
         writes.push(c.submit(0, 1, seq, put("k", &seq.to_string())));
         c.stabilize();
     }
-    for w in writes {
-        assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+    for w in &writes {
+        assert_eq!(c.reply(*w), Some(Ok(OpResult::Done)));
     }
+    // One write per slot, in order.
+    let slots: Vec<_> = writes.iter().map(|w| c.slot(*w).unwrap()).collect();
+    assert_eq!(slots, vec![1, 2, 3, 4, 5]);
     assert_eq!(c.replica(1).kv().read("k"), Some("5".into()));
     assert_eq!(c.replica(2).commit_index(), 0, "it failed everything");
 }
@@ -474,7 +490,7 @@ fn a_command_retried_through_a_new_coordinator_is_applied_once() {
         },
     );
     c.stabilize();
-    assert_eq!(c.reply(retry), Some(&Ok(OpResult::Appended("x".into()))));
+    assert_eq!(c.reply(retry), Some(Ok(OpResult::Appended("x".into()))));
     assert_eq!(c.replica(1).kv().read("log"), Some("x".into()));
 }
 
@@ -484,10 +500,10 @@ fn a_single_replica_cluster_decides_alone() {
     c.elect(0);
     let w = c.submit(0, 1, 1, put("a", "b"));
     c.stabilize();
-    assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
     let r = c.submit(0, 1, 2, get("a"));
     c.stabilize();
-    assert_eq!(c.reply(r), Some(&value("b")));
+    assert_eq!(c.reply(r), Some(value("b")));
 }
 
 #[test]
