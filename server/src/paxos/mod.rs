@@ -13,7 +13,9 @@
 //! batching client commands (`max_batch` per slot) and pipelining
 //! (`max_inflight_slots` slots in flight). It broadcasts what is chosen and
 //! catches up replicas that are behind (log entries, or a snapshot when the
-//! entries were compacted).
+//! entries were compacted), one catch-up in flight per replica: the next
+//! goes out when the replica's heartbeat answer shows the last one arrived,
+//! or after `2 * heartbeat_ticks` without it (presumed lost).
 //!
 //! # How the runtime drives a [`Replica`]
 //! ```text

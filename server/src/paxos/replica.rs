@@ -5,7 +5,7 @@
 use std::mem;
 
 use super::acceptor::Acceptor;
-use super::coordinator::{Candidate, Coordinator, PendingRead, PromiseInfo, Proposal};
+use super::coordinator::{Candidate, CatchUpSent, Coordinator, PendingRead, PromiseInfo, Proposal};
 use super::learner::Learner;
 use super::messages::{ChosenEntry, Message};
 use super::ready::{Executed, Ready, Reply, RequestError};
@@ -73,7 +73,7 @@ pub struct Status {
 enum RoleState {
     Follower,
     Candidate(Candidate),
-    Coordinator(Coordinator),
+    Coordinator(Box<Coordinator>),
 }
 
 /// One replica of the Multi-Paxos log and its key-value state machine.
@@ -239,7 +239,9 @@ impl Replica {
                 read_round,
                 commit_index,
             } => self.on_heartbeat_ack(from, ballot, read_round, commit_index),
-            Message::CatchUp { first_slot } => self.send_catch_up(from, first_slot),
+            Message::CatchUp { first_slot } => {
+                self.send_catch_up(from, first_slot);
+            }
             Message::Snapshot { snapshot } => self.on_snapshot(snapshot),
         }
         Ok(())
@@ -275,6 +277,9 @@ impl Replica {
                     if r != self.id {
                         *t += 1;
                     }
+                }
+                for sent in c.catchup.iter_mut().flatten() {
+                    sent.age += 1;
                 }
                 if !c.has_quorum(self.id, self.config.election_ticks) {
                     // Check-quorum: cut off from a majority, we could neither
@@ -568,7 +573,8 @@ impl Replica {
                 (slot, value)
             })
             .collect();
-        self.role = RoleState::Coordinator(Coordinator::new(ballot, self.n, last_slot + 1));
+        self.role =
+            RoleState::Coordinator(Box::new(Coordinator::new(ballot, self.n, last_slot + 1)));
         self.leader = Some(self.id);
         // 4. Phase 2 for them all in our ballot; holes become no-ops.
         for (slot, value) in recovered {
@@ -770,6 +776,7 @@ impl Replica {
     }
 
     fn on_heartbeat_ack(&mut self, from: ReplicaId, ballot: Ballot, round: u64, commit: Slot) {
+        let timeout = self.catchup_timeout();
         let RoleState::Coordinator(c) = &mut self.role else {
             return;
         };
@@ -786,8 +793,19 @@ impl Replica {
         // the pipeline.
         let stalled = commit == previous;
         let far_behind = commit + self.config.max_inflight_slots < own_commit;
+        // At most one catch-up in flight per replica: the next goes out once
+        // this answer shows the last one arrived, or once it is presumed lost.
+        let in_flight = c.catchup[from].is_some_and(|s| commit < s.through && s.age < timeout);
+        if !in_flight {
+            c.catchup[from] = None;
+        }
         if commit < own_commit && (stalled || far_behind) {
-            self.send_catch_up(from, commit + 1);
+            if !in_flight {
+                let through = self.send_catch_up(from, commit + 1);
+                if let RoleState::Coordinator(c) = &mut self.role {
+                    c.catchup[from] = through.map(|through| CatchUpSent { through, age: 0 });
+                }
+            }
         } else if commit > own_commit {
             self.send(
                 from,
@@ -937,18 +955,30 @@ impl Replica {
         }
     }
 
-    fn send_catch_up(&mut self, to: ReplicaId, first_slot: Slot) {
+    /// Send `to` what it needs from `first_slot` on: chosen entries (at most
+    /// `max_catchup_entries`), or our snapshot if they were compacted. Returns
+    /// the last slot sent, if anything was.
+    fn send_catch_up(&mut self, to: ReplicaId, first_slot: Slot) -> Option<Slot> {
         if first_slot <= self.learner.snapshot_slot() {
             let snapshot = self.learner.snapshot().clone();
+            let through = snapshot.last_slot;
             self.send(to, Message::Snapshot { snapshot });
+            Some(through)
         } else {
             let entries = self
                 .learner
                 .entries_from(first_slot, self.config.max_catchup_entries);
-            if !entries.is_empty() {
-                self.send(to, Message::Chosen { entries });
-            }
+            let through = entries.last()?.slot;
+            self.send(to, Message::Chosen { entries });
+            Some(through)
         }
+    }
+
+    /// Ticks after which a catch-up not seen to arrive counts as lost and may
+    /// be sent again: two heartbeat intervals, time for the heartbeat after it
+    /// to be answered.
+    fn catchup_timeout(&self) -> u64 {
+        2 * self.config.heartbeat_ticks
     }
 
     /// Apply every committed slot; as coordinator, answer the commands that

@@ -31,6 +31,8 @@ struct Cluster {
     lost: Vec<(ReplicaId, &'static str)>,
     /// (from, to, message) in send order.
     net: VecDeque<(ReplicaId, ReplicaId, Message)>,
+    /// (from, to, message): every message ever sent, delivered or not.
+    sent: Vec<(ReplicaId, ReplicaId, Message)>,
     /// (replica, request, reply) in answer order.
     replies: Vec<(ReplicaId, RequestId, Reply)>,
     next_request: RequestId,
@@ -51,6 +53,7 @@ impl Cluster {
             deaf: vec![false; n],
             lost: Vec::new(),
             net: VecDeque::new(),
+            sent: Vec::new(),
             replies: Vec::new(),
             next_request: 1,
             config,
@@ -75,6 +78,7 @@ impl Cluster {
             self.disks[id].apply(w);
         }
         for (to, msg) in ready.messages {
+            self.sent.push((id, to, msg.clone()));
             self.net.push_back((id, to, msg));
         }
         for (request, reply) in ready.replies {
@@ -154,6 +158,28 @@ impl Cluster {
             .iter()
             .find(|(_, r, _)| *r == request)
             .and_then(|(_, _, reply)| reply.as_ref().ok().map(|e| e.slot))
+    }
+
+    /// How many `kind` messages `from` sent `to` since `mark` (a length of
+    /// `sent`).
+    fn count_sent(&self, from: ReplicaId, to: ReplicaId, kind: &str, mark: usize) -> usize {
+        self.sent[mark..]
+            .iter()
+            .filter(|(f, t, m)| (*f, *t) == (from, to) && m.kind() == kind)
+            .count()
+    }
+
+    /// The (first, last) slots of every `Chosen` that `from` sent `to` since
+    /// `mark`.
+    fn chosen_sent(&self, from: ReplicaId, to: ReplicaId, mark: usize) -> Vec<(Slot, Slot)> {
+        self.sent[mark..]
+            .iter()
+            .filter(|(f, t, _)| (*f, *t) == (from, to))
+            .filter_map(|(_, _, m)| match m {
+                Message::Chosen { entries } => Some((entries.first()?.slot, entries.last()?.slot)),
+                _ => None,
+            })
+            .collect()
     }
 
     fn crash(&mut self, id: ReplicaId) {
@@ -436,6 +462,65 @@ fn a_partitioned_follower_learns_the_slots_it_missed_from_the_log() {
     assert_eq!(c.replica(2).commit_index(), 6);
     assert_eq!(c.replica(2).status().snapshot_slot, 0);
     assert_eq!(c.replica(2).digest(), c.replica(0).digest());
+}
+
+#[test]
+fn a_lagging_follower_gets_one_catch_up_per_round_trip_and_still_converges() {
+    // max_catchup_entries 16, heartbeat every 2 ticks.
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    // Replica 2 is cut off while 40 slots are chosen.
+    c.deaf[2] = true;
+    for seq in 1..=40 {
+        c.submit(0, 1, seq, put("k", &seq.to_string()));
+        c.stabilize();
+    }
+    assert_eq!(c.replica(0).commit_index(), 40);
+    assert_eq!(c.replica(2).commit_index(), 0);
+
+    // It hears the coordinator again, but the catch-ups it is sent get lost
+    // (a congested link). Clients read, and every read makes the coordinator
+    // send a heartbeat round: replica 2 answers each with commit index 0.
+    c.deaf[2] = false;
+    c.lost.push((2, "chosen"));
+    let mark = c.sent.len();
+    for seq in 1..=5 {
+        let r = c.submit(0, 9, seq, get("k"));
+        c.stabilize();
+        assert_eq!(c.reply(r), Some(value("40")));
+    }
+    assert_eq!(c.count_sent(2, 0, "heartbeat-ack", mark), 5);
+    // Five answers showing no progress, yet one catch-up: the first is still
+    // presumed on its way, and another would only pile up behind it.
+    assert_eq!(c.chosen_sent(0, 2, mark), vec![(1, 16)]);
+
+    // Only when it has not arrived two heartbeat intervals later does it
+    // count as lost and go out again, once.
+    let timeout = 2 * c.config.heartbeat_ticks as usize;
+    c.tick(timeout - 1);
+    assert_eq!(c.chosen_sent(0, 2, mark).len(), 1);
+    c.tick(1);
+    assert_eq!(c.chosen_sent(0, 2, mark), vec![(1, 16), (1, 16)]);
+
+    // The link heals. After the lost one times out, each heartbeat answer
+    // shows the last catch-up arrived and brings the next: one per round
+    // trip, no slot sent twice, until replica 2 has everything.
+    c.lost.clear();
+    let mark = c.sent.len();
+    for _ in 0..30 {
+        c.tick(1);
+        if c.replica(2).commit_index() == 40 {
+            break;
+        }
+    }
+    assert_eq!(c.replica(2).commit_index(), 40);
+    assert_eq!(c.chosen_sent(0, 2, mark), vec![(1, 16), (17, 32), (33, 40)]);
+    assert!(c.count_sent(2, 0, "heartbeat-ack", mark) >= 3);
+    assert_eq!(c.replica(2).digest(), c.replica(0).digest());
+    // Caught up: nothing more is sent.
+    let mark = c.sent.len();
+    c.tick(10);
+    assert!(c.chosen_sent(0, 2, mark).is_empty());
 }
 
 #[test]
