@@ -6,11 +6,14 @@
 //! after a lost answer is applied at most once (the replicas deduplicate by
 //! `(client_id, seq)`).
 //!
-//! Attempts go to the replicas in list order, starting from the last one that
-//! answered. Any retryable failure moves on to the next replica; after a full
-//! round without success the client sleeps a short, growing, jittered backoff.
-//! All of it happens within [`ClientOptions::timeout`]; each attempt gets at
-//! most [`ClientOptions::attempt_timeout`]. The final error's outcome is
+//! Attempts go to the replicas in list order, starting from the coordinator
+//! that executed the last command (the reply's `served_by`) when it is one of
+//! the configured addresses, which saves the hop through a follower that
+//! relays; otherwise from the last replica that answered. Any retryable
+//! failure moves on to the next replica; after a full round without success
+//! the client sleeps a short, growing, jittered backoff. All of it happens
+//! within [`ClientOptions::timeout`]; each attempt gets at most
+//! [`ClientOptions::attempt_timeout`]. The final error's outcome is
 //! folded by [`AttemptLog`]: `NotApplied` only if every attempt surely had no
 //! effect, `Unknown` as soon as one attempt may have. A failed GET is always
 //! `NotApplied`, since a read cannot change the store.
@@ -83,7 +86,8 @@ struct Replica {
 pub struct Client {
     /// The replicas in priority order.
     replicas: Vec<Replica>,
-    /// Index of the replica that answered last; attempts start there.
+    /// Where attempts start: the coordinator that executed the last command
+    /// if it is in the list, else the replica that answered last.
     preferred: usize,
     /// This session's id (never 0, which the server reserves for "no
     /// session").
@@ -182,7 +186,7 @@ impl Client {
             let budget = self.opts.attempt_timeout.min(deadline - now);
             match self.attempt(idx, &request, budget).await {
                 Ok(reply) => {
-                    self.preferred = idx;
+                    self.preferred = self.index_of(&reply.served_by).unwrap_or(idx);
                     return Ok(reply);
                 }
                 Err(err) => {
@@ -208,6 +212,17 @@ impl Client {
             }
         }
         Err(log.finish(op.is_read_only(), self.opts.timeout))
+    }
+
+    /// The position in the list of the replica whose address is `addr` (a
+    /// reply's `served_by`, the server's `my_addr`), if it is there. Spelling
+    /// differences (`http://`, a trailing `/`, the host's case) do not
+    /// matter; a wildcard `my_addr` such as `0.0.0.0:8000` matches nothing.
+    fn index_of(&self, addr: &str) -> Option<usize> {
+        let addr = Address::parse(addr).ok()?;
+        self.replicas
+            .iter()
+            .position(|r| r.addr.host_port.eq_ignore_ascii_case(&addr.host_port))
     }
 
     /// One attempt of `request` on replica `idx`, within `budget`.

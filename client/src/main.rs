@@ -41,7 +41,8 @@ const HISTORY_FILE: &str = ".paxoskv_client_history";
 )]
 struct Cli {
     /// Replica addresses (host:port), comma-separated or repeated; tried in
-    /// order, starting from the last one that answered.
+    /// order, starting from the coordinator that served the last command if
+    /// it is listed, else from the last one that answered.
     #[arg(
         short = 'a',
         long = "addrs",

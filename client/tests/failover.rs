@@ -1,6 +1,7 @@
 //! The client against scripted fake replicas: failover order, exactly-once
 //! retries with the same `(client_id, seq)`, deadlines, and the outcome
-//! classification that the Jepsen harness relies on. Ports 21100-21199.
+//! classification that the Jepsen harness relies on, and the preference for
+//! the coordinator named in `served_by`. Ports 21100-21199 and 21300-21319.
 
 mod common;
 
@@ -263,4 +264,76 @@ async fn the_whole_request_deadline_bounds_many_hanging_replicas() {
     );
     assert_eq!(a.received(), vec![(77, 1)]);
     assert_eq!(b.received(), vec![(77, 1)]);
+}
+
+#[tokio::test]
+async fn the_next_command_goes_straight_to_the_coordinator_that_served() {
+    // a is a follower that relays to the coordinator b: its replies name b.
+    let store = Arc::default();
+    let b = FakeReplica::start(21301, &[], Behavior::Serve, Arc::clone(&store)).await;
+    let a = FakeReplica::relaying(21300, &b.addr, store).await;
+    let mut c = Client::new(vec![a.addr.clone(), b.addr.clone()], opts(3000, 500)).expect("client");
+    let reply = c.put("k", "v").await.expect("put via a");
+    assert_eq!(reply.served_by, b.addr);
+    // b is configured: the next command skips the relay.
+    assert_eq!(c.preferred_address(), b.addr);
+    let reply = c.get("k").await.expect("get");
+    assert_eq!(reply.value.as_deref(), Some("v"));
+    c.append("k", "w").await.expect("append");
+    assert_eq!(a.received(), vec![(77, 1)]);
+    assert_eq!(b.received(), vec![(77, 2), (77, 3)]);
+}
+
+#[tokio::test]
+async fn a_coordinator_configured_in_another_spelling_is_still_preferred() {
+    let store = Arc::default();
+    let b = FakeReplica::start(21303, &[], Behavior::Serve, Arc::clone(&store)).await;
+    let a = FakeReplica::relaying(21302, &b.addr, store).await;
+    let b_uri = format!("http://{}/", b.addr);
+    let mut c = Client::new(vec![a.addr.clone(), b_uri], opts(3000, 500)).expect("client");
+    c.put("k", "v").await.expect("put via a");
+    assert_eq!(c.preferred_address(), b.addr);
+    c.get("k").await.expect("get");
+    assert_eq!(b.received(), vec![(77, 2)]);
+}
+
+#[tokio::test]
+async fn a_coordinator_outside_the_list_leaves_the_relay_preferred() {
+    // The coordinator's my_addr is not one the client knows (a wildcard
+    // bind address, another network): keep using the relay that answered.
+    let a = FakeReplica::relaying(21304, "0.0.0.0:8000", Arc::default()).await;
+    let b = FakeReplica::serving(21305).await;
+    let mut c = Client::new(vec![b.addr.clone(), a.addr.clone()], opts(3000, 500)).expect("client");
+    c.put("x", "1").await.expect("put on b");
+    assert_eq!(c.preferred_address(), b.addr);
+    drop(b); // b dies: the client fails over to the relay a
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let reply = c.put("k", "v").await.expect("put via a");
+    assert_eq!(reply.served_by, "0.0.0.0:8000");
+    assert_eq!(c.preferred_address(), a.addr);
+    c.get("k").await.expect("get via a");
+    assert_eq!(a.received(), vec![(77, 2), (77, 3)]);
+}
+
+#[tokio::test]
+async fn when_the_coordinator_dies_the_client_follows_its_successor() {
+    // b coordinates; a is a follower that, once b is gone, relays to the new
+    // coordinator n.
+    let store: Arc<std::sync::Mutex<common::Store>> = Arc::default();
+    let b = FakeReplica::start(21311, &[], Behavior::Serve, Arc::clone(&store)).await;
+    let n = FakeReplica::start(21312, &[], Behavior::Serve, Arc::clone(&store)).await;
+    let a = FakeReplica::relaying(21310, &n.addr, store).await;
+    let addrs = vec![b.addr.clone(), a.addr.clone(), n.addr.clone()];
+    let mut c = Client::new(addrs, opts(3000, 500)).expect("client");
+    c.put("k", "1").await.expect("put on b");
+    assert_eq!(c.preferred_address(), b.addr);
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // b fails, a answers for n: from now on, straight to n.
+    let reply = c.put("k", "2").await.expect("put via a");
+    assert_eq!(reply.served_by, n.addr);
+    assert_eq!(c.preferred_address(), n.addr);
+    c.put("k", "3").await.expect("put on n");
+    assert_eq!(a.received(), vec![(77, 2)]);
+    assert_eq!(n.received(), vec![(77, 3)]);
 }

@@ -22,7 +22,7 @@ use tonic::{Code, Request, Response, Status};
 use crate::convert;
 use crate::kv::{Command, Op, OpResult};
 use crate::node::NodeHandle;
-use crate::paxos::{ReadMode, RequestError};
+use crate::paxos::{Executed, ReadMode, RequestError};
 
 /// Longest time a request is worked on, whatever its `grpc-timeout` says.
 pub const MAX_REQUEST_TIME: Duration = Duration::from_secs(5);
@@ -157,7 +157,7 @@ impl Executor {
                     Ok(Ok(reply)) => reply,
                 };
             match reply {
-                Ok(result) => return Ok(self.reply(&command.op, result)),
+                Ok(executed) => return Ok(self.reply(&command.op, executed)),
                 Err(RequestError::Stale(s)) => {
                     return Err(Status::failed_precondition(s.to_string()))
                 }
@@ -235,8 +235,8 @@ impl Executor {
         }
     }
 
-    fn reply(&self, op: &Op, result: OpResult) -> pkv::ExecuteReply {
-        let (value, succeeded) = match result {
+    fn reply(&self, op: &Op, executed: Executed) -> pkv::ExecuteReply {
+        let (value, succeeded) = match executed.result {
             OpResult::Value(v) => {
                 let exists = v.is_some();
                 (v, exists)
@@ -252,7 +252,7 @@ impl Executor {
         pkv::ExecuteReply {
             value,
             succeeded,
-            slot: 0,
+            slot: executed.slot,
             served_by: self.node.shared.my_addr.clone(),
         }
     }

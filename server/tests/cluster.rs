@@ -48,6 +48,24 @@ async fn all_operations(c: &Cluster) {
     let r = cl.get("apple").await.expect("get deleted");
     assert_eq!(r.value, None);
     assert!(!r.succeeded);
+    assert_eq!(r.slot, 0, "a read has no slot of its own");
+
+    // Every write names the slot it was chosen in: successive writes of one
+    // client, increasing slots.
+    let mut slots = Vec::new();
+    for i in 0..4 {
+        let r = cl.put("counter", &i.to_string()).await.expect("put");
+        slots.push(r.slot);
+    }
+    let r = cl.append("counter", "!").await.expect("append");
+    slots.push(r.slot);
+    let r = cl.cas("counter", Some("3!"), "4").await.expect("cas");
+    assert!(r.succeeded);
+    slots.push(r.slot);
+    let r = cl.delete("counter").await.expect("delete");
+    slots.push(r.slot);
+    assert!(slots[0] > 0, "{slots:?}");
+    assert!(slots.windows(2).all(|w| w[0] < w[1]), "{slots:?}");
 
     // Every replica takes requests: followers forward to the coordinator.
     for i in 0..c.n {

@@ -103,6 +103,9 @@ impl Store {
 /// The service implementation behind one fake replica.
 struct FakeKv {
     addr: String,
+    /// What replies report in `served_by`: `addr`, or the coordinator this
+    /// replica pretends to relay to.
+    served_by: String,
     script: Mutex<VecDeque<Behavior>>,
     default: Behavior,
     received: Arc<Mutex<Vec<ExecuteRequest>>>,
@@ -131,8 +134,12 @@ impl Kv for FakeKv {
             .expect("lock")
             .pop_front()
             .unwrap_or(self.default);
-        let apply =
-            |req: &ExecuteRequest| self.store.lock().expect("lock").execute(req, &self.addr);
+        let apply = |req: &ExecuteRequest| {
+            self.store
+                .lock()
+                .expect("lock")
+                .execute(req, &self.served_by)
+        };
         match behavior {
             Behavior::Serve => apply(&req).map(Response::new),
             Behavior::UnavailableNotApplied => Err(unavailable(Some("not-applied"))),
@@ -197,11 +204,29 @@ impl FakeReplica {
         default: Behavior,
         store: Arc<Mutex<Store>>,
     ) -> FakeReplica {
+        FakeReplica::start_as(port, script, default, store, None).await
+    }
+
+    /// A follower that serves everything on `store` as if relaying to the
+    /// coordinator whose `my_addr` is `coordinator`: its replies name it in
+    /// `served_by`.
+    pub async fn relaying(port: u16, coordinator: &str, store: Arc<Mutex<Store>>) -> FakeReplica {
+        FakeReplica::start_as(port, &[], Behavior::Serve, store, Some(coordinator)).await
+    }
+
+    async fn start_as(
+        port: u16,
+        script: &[Behavior],
+        default: Behavior,
+        store: Arc<Mutex<Store>>,
+        served_by: Option<&str>,
+    ) -> FakeReplica {
         let addr = format!("127.0.0.1:{port}");
         let listener = TcpListener::bind(&addr).await.expect("bind test port");
         let received = Arc::new(Mutex::new(Vec::new()));
         let svc = FakeKv {
             addr: addr.clone(),
+            served_by: served_by.unwrap_or(&addr).to_owned(),
             script: Mutex::new(script.iter().copied().collect()),
             default,
             received: received.clone(),

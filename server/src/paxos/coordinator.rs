@@ -60,6 +60,17 @@ pub struct PendingRead {
     pub round: u64,
 }
 
+/// A catch-up (chosen entries or a snapshot) sent to a lagging replica and
+/// not yet seen to arrive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CatchUpSent {
+    /// The last slot it covers: once the replica reports a commit index at
+    /// least this high, it arrived.
+    pub through: Slot,
+    /// Ticks since it was sent: after a timeout it counts as lost.
+    pub age: u64,
+}
+
 /// A replica that completed phase 1 for `ballot`: the only proposer.
 #[derive(Debug)]
 pub struct Coordinator {
@@ -91,6 +102,10 @@ pub struct Coordinator {
     pub silent_ticks: Vec<u64>,
     /// Per replica, the commit index it last reported.
     pub follower_commit: Vec<Slot>,
+    /// Per replica, the catch-up in flight to it, if any: at most one at a
+    /// time, so a replica far behind is not flooded with a catch-up per
+    /// heartbeat answer.
+    pub catchup: Vec<Option<CatchUpSent>>,
     /// Ticks since the last heartbeat.
     pub heartbeat_elapsed: u64,
 }
@@ -110,6 +125,7 @@ impl Coordinator {
             acked_round: vec![0; n],
             silent_ticks: vec![0; n],
             follower_commit: vec![0; n],
+            catchup: vec![None; n],
             heartbeat_elapsed: 0,
         }
     }

@@ -13,7 +13,9 @@
 //! batching client commands (`max_batch` per slot) and pipelining
 //! (`max_inflight_slots` slots in flight). It broadcasts what is chosen and
 //! catches up replicas that are behind (log entries, or a snapshot when the
-//! entries were compacted).
+//! entries were compacted), one catch-up in flight per replica: the next
+//! goes out when the replica's heartbeat answer shows the last one arrived,
+//! or after `2 * heartbeat_ticks` without it (presumed lost).
 //!
 //! # How the runtime drives a [`Replica`]
 //! ```text
@@ -52,8 +54,9 @@
 //! - **Client requests.** `submit(request_id, command)`; the answer comes back
 //!   in some later `Ready::replies` with the same id. Every submitted request
 //!   is answered exactly once while the process lives:
-//!   - `Ok(result)`: applied (writes: exactly once, via the session table;
-//!     reads: linearizable in [`ReadMode::Quorum`]).
+//!   - `Ok(Executed { result, slot })`: applied (writes: exactly once, via
+//!     the session table, in log slot `slot`; reads: linearizable in
+//!     [`ReadMode::Quorum`], slot 0).
 //!   - `Err(NotLeader { leader_hint })`: this replica is not the coordinator
 //!     (or stopped being it before proposing): **not applied**. Forward the
 //!     request to `leader_hint`, or let the client retry.
@@ -116,7 +119,7 @@ mod scenarios;
 mod sim;
 
 pub use messages::{AcceptedEntry, ChosenEntry, Message};
-pub use ready::{Ready, Reply, RequestError};
+pub use ready::{Executed, Ready, Reply, RequestError};
 pub use replica::{ConfigError, Replica, Status, StepError};
 pub use storage::{PersistentState, Snapshot, StorageWrite};
 pub use types::{Ballot, Config, ReadMode, ReplicaId, RequestId, Role, Slot, Value, MAX_SLOT};

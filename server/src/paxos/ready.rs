@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::messages::Message;
 use super::storage::StorageWrite;
-use super::types::{ReplicaId, RequestId};
+use super::types::{ReplicaId, RequestId, Slot};
 use crate::kv::{OpResult, StaleCommand};
 
 /// Why a client request was not answered with a result.
@@ -26,8 +26,17 @@ pub enum RequestError {
     Stale(#[from] StaleCommand),
 }
 
+/// A command that took effect (or a read that was answered).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Executed {
+    pub result: OpResult,
+    /// The log slot the command was chosen in; 0 for reads (they get no slot
+    /// of their own) and for a retry answered from the session cache.
+    pub slot: Slot,
+}
+
 /// The answer to one client request.
-pub type Reply = Result<OpResult, RequestError>;
+pub type Reply = Result<Executed, RequestError>;
 
 /// Everything the core wants done after the last inputs.
 ///

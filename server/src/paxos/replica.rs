@@ -5,10 +5,10 @@
 use std::mem;
 
 use super::acceptor::Acceptor;
-use super::coordinator::{Candidate, Coordinator, PendingRead, PromiseInfo, Proposal};
+use super::coordinator::{Candidate, CatchUpSent, Coordinator, PendingRead, PromiseInfo, Proposal};
 use super::learner::Learner;
 use super::messages::{ChosenEntry, Message};
-use super::ready::{Ready, Reply, RequestError};
+use super::ready::{Executed, Ready, Reply, RequestError};
 use super::storage::{PersistentState, Snapshot};
 use super::types::{
     majority, Ballot, Config, ReadMode, ReplicaId, RequestId, Role, Slot, Value, MAX_SLOT,
@@ -73,7 +73,7 @@ pub struct Status {
 enum RoleState {
     Follower,
     Candidate(Candidate),
-    Coordinator(Coordinator),
+    Coordinator(Box<Coordinator>),
 }
 
 /// One replica of the Multi-Paxos log and its key-value state machine.
@@ -239,7 +239,9 @@ impl Replica {
                 read_round,
                 commit_index,
             } => self.on_heartbeat_ack(from, ballot, read_round, commit_index),
-            Message::CatchUp { first_slot } => self.send_catch_up(from, first_slot),
+            Message::CatchUp { first_slot } => {
+                self.send_catch_up(from, first_slot);
+            }
             Message::Snapshot { snapshot } => self.on_snapshot(snapshot),
         }
         Ok(())
@@ -276,6 +278,9 @@ impl Replica {
                         *t += 1;
                     }
                 }
+                for sent in c.catchup.iter_mut().flatten() {
+                    sent.age += 1;
+                }
                 if !c.has_quorum(self.id, self.config.election_ticks) {
                     // Check-quorum: cut off from a majority, we could neither
                     // decide nor confirm reads; answer everyone and stop.
@@ -307,7 +312,11 @@ impl Replica {
         if let Some(session) = self.learner.kv().session(command.client_id) {
             if !command.op.is_read() && command.seq <= session.last_seq {
                 let reply = if command.seq == session.last_seq {
-                    Ok(session.last_result.clone())
+                    // The slot it was applied in is not remembered.
+                    Ok(Executed {
+                        result: session.last_result.clone(),
+                        slot: 0,
+                    })
                 } else {
                     Err(RequestError::Stale(crate::kv::StaleCommand {
                         client_id: command.client_id,
@@ -325,7 +334,7 @@ impl Replica {
         match (&command.op, self.config.read_mode) {
             (crate::kv::Op::Get { key }, ReadMode::Local) => {
                 let value = self.learner.kv().read(key);
-                self.reply(request_id, Ok(OpResult::Value(value)));
+                self.reply(request_id, Ok(read_result(value)));
             }
             (crate::kv::Op::Get { key }, ReadMode::Quorum) => {
                 c.reads.push(PendingRead {
@@ -564,7 +573,8 @@ impl Replica {
                 (slot, value)
             })
             .collect();
-        self.role = RoleState::Coordinator(Coordinator::new(ballot, self.n, last_slot + 1));
+        self.role =
+            RoleState::Coordinator(Box::new(Coordinator::new(ballot, self.n, last_slot + 1)));
         self.leader = Some(self.id);
         // 4. Phase 2 for them all in our ballot; holes become no-ops.
         for (slot, value) in recovered {
@@ -766,6 +776,7 @@ impl Replica {
     }
 
     fn on_heartbeat_ack(&mut self, from: ReplicaId, ballot: Ballot, round: u64, commit: Slot) {
+        let timeout = self.catchup_timeout();
         let RoleState::Coordinator(c) = &mut self.role else {
             return;
         };
@@ -782,8 +793,19 @@ impl Replica {
         // the pipeline.
         let stalled = commit == previous;
         let far_behind = commit + self.config.max_inflight_slots < own_commit;
+        // At most one catch-up in flight per replica: the next goes out once
+        // this answer shows the last one arrived, or once it is presumed lost.
+        let in_flight = c.catchup[from].is_some_and(|s| commit < s.through && s.age < timeout);
+        if !in_flight {
+            c.catchup[from] = None;
+        }
         if commit < own_commit && (stalled || far_behind) {
-            self.send_catch_up(from, commit + 1);
+            if !in_flight {
+                let through = self.send_catch_up(from, commit + 1);
+                if let RoleState::Coordinator(c) = &mut self.role {
+                    c.catchup[from] = through.map(|through| CatchUpSent { through, age: 0 });
+                }
+            }
         } else if commit > own_commit {
             self.send(
                 from,
@@ -878,7 +900,7 @@ impl Replica {
         c.reads = waiting;
         for read in done {
             let value = self.learner.kv().read(&read.key);
-            self.reply(read.request_id, Ok(OpResult::Value(value)));
+            self.reply(read.request_id, Ok(read_result(value)));
         }
     }
 
@@ -933,18 +955,30 @@ impl Replica {
         }
     }
 
-    fn send_catch_up(&mut self, to: ReplicaId, first_slot: Slot) {
+    /// Send `to` what it needs from `first_slot` on: chosen entries (at most
+    /// `max_catchup_entries`), or our snapshot if they were compacted. Returns
+    /// the last slot sent, if anything was.
+    fn send_catch_up(&mut self, to: ReplicaId, first_slot: Slot) -> Option<Slot> {
         if first_slot <= self.learner.snapshot_slot() {
             let snapshot = self.learner.snapshot().clone();
+            let through = snapshot.last_slot;
             self.send(to, Message::Snapshot { snapshot });
+            Some(through)
         } else {
             let entries = self
                 .learner
                 .entries_from(first_slot, self.config.max_catchup_entries);
-            if !entries.is_empty() {
-                self.send(to, Message::Chosen { entries });
-            }
+            let through = entries.last()?.slot;
+            self.send(to, Message::Chosen { entries });
+            Some(through)
         }
+    }
+
+    /// Ticks after which a catch-up not seen to arrive counts as lost and may
+    /// be sent again: two heartbeat intervals, time for the heartbeat after it
+    /// to be answered.
+    fn catchup_timeout(&self) -> u64 {
+        2 * self.config.heartbeat_ticks
     }
 
     /// Apply every committed slot; as coordinator, answer the commands that
@@ -968,7 +1002,9 @@ impl Replica {
                     .find(|(key, _)| *key == key_of(&cmd))
                     .map(|(_, r)| r.clone())
                 {
-                    Some(result) => result.map_err(RequestError::from),
+                    Some(result) => result
+                        .map(|result| Executed { result, slot })
+                        .map_err(RequestError::from),
                     // Another value was chosen in that slot.
                     None => Err(RequestError::OutcomeUnknown {
                         leader_hint: Some(self.id),
@@ -1015,6 +1051,14 @@ pub(crate) enum AppliedEvent {
     Slot(Slot, Value),
     /// A snapshot installed: everything up to this slot, at once.
     Snapshot(Slot),
+}
+
+/// A read's answer: reads get no slot of their own.
+fn read_result(value: Option<String>) -> Executed {
+    Executed {
+        result: OpResult::Value(value),
+        slot: 0,
+    }
 }
 
 fn key_of(cmd: &Command) -> (u64, u64) {

@@ -31,6 +31,8 @@ struct Cluster {
     lost: Vec<(ReplicaId, &'static str)>,
     /// (from, to, message) in send order.
     net: VecDeque<(ReplicaId, ReplicaId, Message)>,
+    /// (from, to, message): every message ever sent, delivered or not.
+    sent: Vec<(ReplicaId, ReplicaId, Message)>,
     /// (replica, request, reply) in answer order.
     replies: Vec<(ReplicaId, RequestId, Reply)>,
     next_request: RequestId,
@@ -51,6 +53,7 @@ impl Cluster {
             deaf: vec![false; n],
             lost: Vec::new(),
             net: VecDeque::new(),
+            sent: Vec::new(),
             replies: Vec::new(),
             next_request: 1,
             config,
@@ -75,6 +78,7 @@ impl Cluster {
             self.disks[id].apply(w);
         }
         for (to, msg) in ready.messages {
+            self.sent.push((id, to, msg.clone()));
             self.net.push_back((id, to, msg));
         }
         for (request, reply) in ready.replies {
@@ -140,11 +144,42 @@ impl Cluster {
         request
     }
 
-    fn reply(&self, request: RequestId) -> Option<&Reply> {
+    /// The answer to `request`, without the slot (see [`Cluster::slot`]).
+    fn reply(&self, request: RequestId) -> Option<Result<OpResult, RequestError>> {
         self.replies
             .iter()
             .find(|(_, r, _)| *r == request)
-            .map(|(_, _, reply)| reply)
+            .map(|(_, _, reply)| reply.clone().map(|e| e.result))
+    }
+
+    /// The slot a successful answer to `request` names.
+    fn slot(&self, request: RequestId) -> Option<Slot> {
+        self.replies
+            .iter()
+            .find(|(_, r, _)| *r == request)
+            .and_then(|(_, _, reply)| reply.as_ref().ok().map(|e| e.slot))
+    }
+
+    /// How many `kind` messages `from` sent `to` since `mark` (a length of
+    /// `sent`).
+    fn count_sent(&self, from: ReplicaId, to: ReplicaId, kind: &str, mark: usize) -> usize {
+        self.sent[mark..]
+            .iter()
+            .filter(|(f, t, m)| (*f, *t) == (from, to) && m.kind() == kind)
+            .count()
+    }
+
+    /// The (first, last) slots of every `Chosen` that `from` sent `to` since
+    /// `mark`.
+    fn chosen_sent(&self, from: ReplicaId, to: ReplicaId, mark: usize) -> Vec<(Slot, Slot)> {
+        self.sent[mark..]
+            .iter()
+            .filter(|(f, t, _)| (*f, *t) == (from, to))
+            .filter_map(|(_, _, m)| match m {
+                Message::Chosen { entries } => Some((entries.first()?.slot, entries.last()?.slot)),
+                _ => None,
+            })
+            .collect()
     }
 
     fn crash(&mut self, id: ReplicaId) {
@@ -169,7 +204,7 @@ fn get(key: &str) -> Op {
     Op::Get { key: key.into() }
 }
 
-fn value(v: &str) -> Reply {
+fn value(v: &str) -> Result<OpResult, RequestError> {
     Ok(OpResult::Value(Some(v.into())))
 }
 
@@ -181,7 +216,7 @@ fn replica_zero_is_elected_and_a_write_reaches_every_replica() {
     assert_eq!(c.replica(1).leader(), Some(0));
     let w = c.submit(0, 1, 1, put("apple", "green"));
     c.stabilize();
-    assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
     // The coordinator told the others what was chosen.
     for id in 0..3 {
         assert_eq!(c.replica(id).kv().read("apple"), Some("green".into()));
@@ -193,7 +228,7 @@ fn replica_zero_is_elected_and_a_write_reaches_every_replica() {
     c.stabilize();
     assert_eq!(
         c.reply(r),
-        Some(&Err(RequestError::NotLeader {
+        Some(Err(RequestError::NotLeader {
             leader_hint: Some(0)
         }))
     );
@@ -201,7 +236,11 @@ fn replica_zero_is_elected_and_a_write_reaches_every_replica() {
     let r = c.submit(0, 1, 2, get("apple"));
     assert_eq!(c.reply(r), None, "no quorum confirmation yet");
     c.stabilize();
-    assert_eq!(c.reply(r), Some(&value("green")));
+    assert_eq!(c.reply(r), Some(value("green")));
+    // The write names the slot it was chosen in (slot 1: the new
+    // coordinator had no hole to fill); a read has no slot of its own.
+    assert_eq!(c.slot(w), Some(1));
+    assert_eq!(c.slot(r), Some(0));
 }
 
 #[test]
@@ -210,7 +249,7 @@ fn deposed_coordinator_wakes_is_rejected_steps_down_and_serves_no_stale_read() {
     c.elect(0);
     let w = c.submit(0, 1, 1, put("x", "old"));
     c.stabilize();
-    assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
 
     // The coordinator is paused (SIGSTOP). Replica 1 stops hearing
     // heartbeats and takes over with a higher ballot.
@@ -218,7 +257,7 @@ fn deposed_coordinator_wakes_is_rejected_steps_down_and_serves_no_stale_read() {
     c.elect(1);
     let w = c.submit(1, 2, 1, put("x", "new"));
     c.stabilize();
-    assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
 
     // Replica 0 wakes up still believing it leads. Before it reads its
     // mail, a client asks it to read x and to write y.
@@ -270,11 +309,11 @@ fn in_local_read_mode_the_deposed_coordinator_serves_a_stale_read() {
     c.elect(1);
     let w = c.submit(1, 2, 1, put("x", "new"));
     c.stabilize();
-    assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
     c.paused[0] = false;
     let read = c.submit(0, 3, 1, get("x"));
     c.flush(0);
-    assert_eq!(c.reply(read), Some(&value("old")), "stale, as expected");
+    assert_eq!(c.reply(read), Some(value("old")), "stale, as expected");
 }
 
 #[test]
@@ -324,7 +363,7 @@ fn a_read_at_a_new_coordinator_waits_for_the_write_it_recovered() {
     c.lost = vec![(1, "chosen"), (2, "chosen")];
     let w = c.submit(0, 1, 1, put("x", "1"));
     c.stabilize();
-    assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
     assert_eq!(c.replica(1).commit_index(), 0);
     // Replica 0 crashes; replica 1 takes over and recovers x=1 from the
     // promises, but its accepts to replica 2 are lost for now.
@@ -340,7 +379,7 @@ fn a_read_at_a_new_coordinator_waits_for_the_write_it_recovered() {
     // Once x=1 is chosen again in the new ballot and applied, it is.
     c.lost.clear();
     c.tick(c.config.heartbeat_ticks as usize);
-    assert_eq!(c.reply(r), Some(&value("1")));
+    assert_eq!(c.reply(r), Some(value("1")));
 }
 
 #[test]
@@ -426,6 +465,65 @@ fn a_partitioned_follower_learns_the_slots_it_missed_from_the_log() {
 }
 
 #[test]
+fn a_lagging_follower_gets_one_catch_up_per_round_trip_and_still_converges() {
+    // max_catchup_entries 16, heartbeat every 2 ticks.
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    // Replica 2 is cut off while 40 slots are chosen.
+    c.deaf[2] = true;
+    for seq in 1..=40 {
+        c.submit(0, 1, seq, put("k", &seq.to_string()));
+        c.stabilize();
+    }
+    assert_eq!(c.replica(0).commit_index(), 40);
+    assert_eq!(c.replica(2).commit_index(), 0);
+
+    // It hears the coordinator again, but the catch-ups it is sent get lost
+    // (a congested link). Clients read, and every read makes the coordinator
+    // send a heartbeat round: replica 2 answers each with commit index 0.
+    c.deaf[2] = false;
+    c.lost.push((2, "chosen"));
+    let mark = c.sent.len();
+    for seq in 1..=5 {
+        let r = c.submit(0, 9, seq, get("k"));
+        c.stabilize();
+        assert_eq!(c.reply(r), Some(value("40")));
+    }
+    assert_eq!(c.count_sent(2, 0, "heartbeat-ack", mark), 5);
+    // Five answers showing no progress, yet one catch-up: the first is still
+    // presumed on its way, and another would only pile up behind it.
+    assert_eq!(c.chosen_sent(0, 2, mark), vec![(1, 16)]);
+
+    // Only when it has not arrived two heartbeat intervals later does it
+    // count as lost and go out again, once.
+    let timeout = 2 * c.config.heartbeat_ticks as usize;
+    c.tick(timeout - 1);
+    assert_eq!(c.chosen_sent(0, 2, mark).len(), 1);
+    c.tick(1);
+    assert_eq!(c.chosen_sent(0, 2, mark), vec![(1, 16), (1, 16)]);
+
+    // The link heals. After the lost one times out, each heartbeat answer
+    // shows the last catch-up arrived and brings the next: one per round
+    // trip, no slot sent twice, until replica 2 has everything.
+    c.lost.clear();
+    let mark = c.sent.len();
+    for _ in 0..30 {
+        c.tick(1);
+        if c.replica(2).commit_index() == 40 {
+            break;
+        }
+    }
+    assert_eq!(c.replica(2).commit_index(), 40);
+    assert_eq!(c.chosen_sent(0, 2, mark), vec![(1, 16), (17, 32), (33, 40)]);
+    assert!(c.count_sent(2, 0, "heartbeat-ack", mark) >= 3);
+    assert_eq!(c.replica(2).digest(), c.replica(0).digest());
+    // Caught up: nothing more is sent.
+    let mark = c.sent.len();
+    c.tick(10);
+    assert!(c.chosen_sent(0, 2, mark).is_empty());
+}
+
+#[test]
 fn an_acceptor_failing_every_message_does_not_stop_the_majority() {
     // fail_rate 1.0 at replica 2: the runtime drops everything it receives.
     let mut c = Cluster::new(3, config());
@@ -436,9 +534,12 @@ fn an_acceptor_failing_every_message_does_not_stop_the_majority() {
         writes.push(c.submit(0, 1, seq, put("k", &seq.to_string())));
         c.stabilize();
     }
-    for w in writes {
-        assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+    for w in &writes {
+        assert_eq!(c.reply(*w), Some(Ok(OpResult::Done)));
     }
+    // One write per slot, in order.
+    let slots: Vec<_> = writes.iter().map(|w| c.slot(*w).unwrap()).collect();
+    assert_eq!(slots, vec![1, 2, 3, 4, 5]);
     assert_eq!(c.replica(1).kv().read("k"), Some("5".into()));
     assert_eq!(c.replica(2).commit_index(), 0, "it failed everything");
 }
@@ -474,7 +575,7 @@ fn a_command_retried_through_a_new_coordinator_is_applied_once() {
         },
     );
     c.stabilize();
-    assert_eq!(c.reply(retry), Some(&Ok(OpResult::Appended("x".into()))));
+    assert_eq!(c.reply(retry), Some(Ok(OpResult::Appended("x".into()))));
     assert_eq!(c.replica(1).kv().read("log"), Some("x".into()));
 }
 
@@ -484,10 +585,10 @@ fn a_single_replica_cluster_decides_alone() {
     c.elect(0);
     let w = c.submit(0, 1, 1, put("a", "b"));
     c.stabilize();
-    assert_eq!(c.reply(w), Some(&Ok(OpResult::Done)));
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
     let r = c.submit(0, 1, 2, get("a"));
     c.stabilize();
-    assert_eq!(c.reply(r), Some(&value("b")));
+    assert_eq!(c.reply(r), Some(value("b")));
 }
 
 #[test]

@@ -751,9 +751,23 @@ impl Sim {
             return Ok(()); // an answer to an attempt the client gave up on
         };
         match reply {
-            Ok(result) => {
+            Ok(Executed { result, slot }) => {
                 self.clock += 1;
                 let p = c.pending.take().expect("pending");
+                // A write names the slot it was chosen in (0 only when
+                // answered from the session cache); a read names none.
+                let in_slot = match self.chosen.get(&slot) {
+                    Some(Value::Batch(cmds)) => cmds
+                        .iter()
+                        .any(|c| (c.client_id, c.seq) == (p.cmd.client_id, p.cmd.seq)),
+                    _ => false,
+                };
+                if p.cmd.op.is_read() && slot != 0 || !p.cmd.op.is_read() && slot != 0 && !in_slot {
+                    return Err(format!(
+                        "{:?} was answered with slot {slot}, which does not hold it",
+                        p.cmd
+                    ));
+                }
                 if let Op::Get { key } = &p.cmd.op {
                     let OpResult::Value(value) = result else {
                         return Err(format!("a get was answered with {result:?}"));
