@@ -23,7 +23,7 @@
 //!
 //! Channels are created per replica on first use and cached. A connection is
 //! established explicitly before the request is sent, so a connect failure is
-//! known to have sent nothing ([`Outcome::NotApplied`]); after a transport
+//! known to have sent nothing ([`Outcome::NotApplied`](crate::Outcome::NotApplied)); after a transport
 //! failure or a timeout the cached channel is dropped, so the next attempt on
 //! that replica connects afresh (and a paused or dead replica is not trusted
 //! with a half-dead connection).

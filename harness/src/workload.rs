@@ -4,7 +4,7 @@
 //! operation mix, the faults to inject and the checks to perform. Parsing is
 //! strict: every struct denies unknown fields, so a typo (`replica:` instead
 //! of `replicas:`) is an error that names the field and its line instead of a
-//! silently ignored setting. After parsing, [`Workload::validate`] checks the
+//! silently ignored setting. After parsing, `Workload::validate` checks the
 //! values (ranges, mix weights, nemesis targets) and reports the offending key
 //! with its line, found by scanning the YAML text (serde only locates syntax
 //! and type errors).

@@ -14,7 +14,7 @@
 //! answering without closing its socket (SIGSTOP).
 //!
 //! # Inbound
-//! [`PaxosService::deliver`] validates each envelope (sender in range and not
+//! `PaxosService::deliver` validates each envelope (sender in range and not
 //! us, addressed to us, same cluster size), decodes each message
 //! ([`crate::convert`]), drops acceptor-bound messages with probability
 //! `fail_rate`, and hands the rest to the core task.

@@ -34,7 +34,7 @@ pub struct ClusterArgs {
     /// quorum (linearizable) or local (the seed's unsafe reads).
     #[arg(long, default_value = "quorum", value_parser = parse_read_mode)]
     pub read_mode: ReadMode,
-    /// Directory for the data dirs and logs (default: store/cluster/<time>).
+    /// Directory for the data dirs and logs (default: `store/cluster/<time>`).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// The `server` binary (default: next to this executable).
