@@ -32,13 +32,22 @@ fn outcome_color(t: OpType) -> RGBColor {
     }
 }
 
-fn fault_color(fault: &str) -> RGBAColor {
+/// The kind of fault a nemesis window shows, as named in the legend.
+fn fault_kind(fault: &str) -> &'static str {
     if fault.contains("kill") {
-        RGBColor(230, 80, 80).mix(0.15)
+        "kill"
     } else if fault.contains("fail-rate") {
-        RGBColor(230, 200, 40).mix(0.2)
+        "fail-rate"
     } else {
-        RGBColor(70, 110, 220).mix(0.15)
+        "pause"
+    }
+}
+
+fn fault_color(fault: &str) -> RGBAColor {
+    match fault_kind(fault) {
+        "kill" => RGBColor(230, 80, 80).mix(0.15),
+        "fail-rate" => RGBColor(230, 200, 40).mix(0.2),
+        _ => RGBColor(70, 110, 220).mix(0.15),
     }
 }
 
@@ -97,6 +106,18 @@ where
             .map_err(plot_err)?;
     }
     draw(&mut chart)?;
+    // One legend entry per kind of fault shown (no data: the shading above).
+    let mut kinds: Vec<&'static str> = windows.iter().map(|w| fault_kind(&w.fault)).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    for kind in kinds {
+        let color = fault_color(kind).mix(3.0);
+        chart
+            .draw_series(std::iter::empty::<Circle<(f64, f64), u32>>())
+            .map_err(plot_err)?
+            .label(kind)
+            .legend(move |(x, y)| Rectangle::new([(x - 6, y - 5), (x + 6, y + 5)], color.filled()));
+    }
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.8))
