@@ -1,7 +1,8 @@
 //! Damaged and unusable data directories, as a user meets them with real
 //! processes: a replica whose WAL was damaged in the middle refuses to start
-//! (exit 1, naming file and offset) while the others keep serving; a foreign
-//! or unreadable data directory is named.
+//! (exit 1, naming file and offset) while the others keep serving; a torn
+//! last record is dropped and logged; a foreign or unreadable data directory
+//! is named.
 
 mod common;
 
@@ -74,6 +75,38 @@ async fn a_damaged_wal_refuses_to_start_and_the_others_keep_serving() {
     }
     let r = cl.get("d7").await.expect("get");
     assert_eq!(r.value.as_deref(), Some("v7"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_last_record_is_dropped_and_logged_on_restart() {
+    let mut c = Cluster::start("torn", 3, 26200, FAST);
+    c.wait_leader(&[0, 1, 2], START).await;
+    let mut cl = c.client();
+    for i in 0..20 {
+        cl.put(&format!("t{i}"), "v").await.expect("put");
+    }
+    c.kill(1);
+    // A crash in the middle of a write: half a record after the last one.
+    let data = c.root().join("data-1");
+    let spans = layout::scan(&data).expect("scan data dir");
+    let last = spans.last().expect("a record");
+    assert!(last.tail, "{last:?}");
+    let torn_at = last.offset + last.len;
+    let wal = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&last.file)
+        .expect("open wal");
+    wal.write_all_at(&[b'P', b'X', b'R', b'2', 1, 2, 3, 4, 5, 6, 7], torn_at)
+        .expect("write wal");
+    drop(wal);
+    c.spawn(1);
+    for i in 20..30 {
+        cl.put(&format!("t{i}"), "v").await.expect("put");
+    }
+    c.wait_converged(&[0, 1, 2], Duration::from_secs(20)).await;
+    let log = std::fs::read_to_string(c.log_path(1)).expect("log");
+    assert!(log.contains("dropped a torn last WAL record"), "{log}");
+    assert!(log.contains(&format!("offset={torn_at}")), "{log}");
 }
 
 /// Runs `server` on data directory `data` (as user `uid` if given) and

@@ -131,7 +131,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-pub use crate::paxos::Slot;
+use crate::paxos::Slot;
 use error::{io_err, Result};
 pub use error::{StorageError, DAMAGE_ADVICE};
 use format::{RECORD_HEADER_LEN, WAL_HEADER_LEN};

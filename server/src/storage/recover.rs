@@ -98,14 +98,35 @@ pub(super) fn recover(dir: &Path, options: &StorageOptions) -> Result<Recovered>
 }
 
 fn recover_listing(dir: &Path, listing: &Listing, options: &StorageOptions) -> Result<Recovered> {
+    // Leftovers of a crash in the middle of a checkpoint, removed once the
+    // directory has been found sound (a refused one is left as it is).
+    let mut garbage = Vec::new();
     if listing.checkpoint_tmp {
-        // A crash while a checkpoint was being written: the old one stands.
-        let tmp = dir.join(CHECKPOINT_TMP);
-        fs::remove_file(&tmp).map_err(io_err("remove", &tmp))?;
+        // The old checkpoint stands.
+        garbage.push(dir.join(CHECKPOINT_TMP));
     }
-    if !listing.checkpoint {
-        return without_checkpoint(dir, listing, options);
+    let recovered = if listing.checkpoint {
+        with_checkpoint(dir, listing, options, &mut garbage)?
+    } else {
+        without_checkpoint(dir, listing, options)?
+    };
+    for p in &garbage {
+        match fs::remove_file(p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_err("remove", p)(e))
+            }
+            _ => {}
+        }
     }
+    Ok(recovered)
+}
+
+fn with_checkpoint(
+    dir: &Path,
+    listing: &Listing,
+    options: &StorageOptions,
+    garbage: &mut Vec<PathBuf>,
+) -> Result<Recovered> {
     let path = dir.join(CHECKPOINT);
     let buf = fs::read(&path).map_err(io_err("read", &path))?;
     match format::checkpoint_version(&buf) {
@@ -140,7 +161,7 @@ fn recover_listing(dir: &Path, listing: &Listing, options: &StorageOptions) -> R
     for (&other, p) in &listing.wals {
         if other < g {
             // Covered by the checkpoint; a crash came before its deletion.
-            fs::remove_file(p).map_err(io_err("remove", p))?;
+            garbage.push(p.clone());
         } else if other > g {
             // Created by a checkpoint that crashed before its rename: it
             // can hold nothing, since nothing is appended to a WAL before
@@ -155,7 +176,7 @@ fn recover_listing(dir: &Path, listing: &Listing, options: &StorageOptions) -> R
                     ),
                 ));
             }
-            fs::remove_file(p).map_err(io_err("remove", p))?;
+            garbage.push(p.clone());
         }
     }
     let path = wal_path(dir, g);

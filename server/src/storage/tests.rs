@@ -160,7 +160,7 @@ fn directory_is_locked_while_open() {
     assert!(open(&dir).is_ok());
 }
 
-/// Tears the last record at every length (the rest of it reads as zeros, as
+/// Tears the last record at many lengths (the rest of it reads as zeros, as
 /// in a preallocated file after a crash): it is dropped and reported, the
 /// first record survives, and appends continue after it.
 #[test]
@@ -180,7 +180,9 @@ fn torn_last_record_is_dropped_and_reported() {
     let (first, last) = (&spans[0], &spans[1]);
     let wal = last.file.clone();
     let full = fs::read(&wal).unwrap();
-    for cut in last.offset + 1..last.offset + last.len {
+    // Every length inside the record header, then every 5th byte.
+    let cuts = (1..format::RECORD_HEADER_LEN as u64).chain((20..last.len).step_by(5));
+    for cut in cuts.map(|c| last.offset + c) {
         let mut torn = full.clone();
         torn[cut as usize..(last.offset + last.len) as usize].fill(0);
         fs::write(&wal, &torn).unwrap();
@@ -315,6 +317,45 @@ fn rolled_back_checkpoint_is_refused() {
     let newer = dir.join(format!("wal-{:016}.log", 1));
     let msg = refused(&dir, &newer, 40);
     assert!(msg.contains("older than the log"), "{msg}");
+}
+
+/// What a crash in the middle of a checkpoint leaves (the next
+/// generation's empty WAL, `checkpoint.tmp`, the old generation's WAL) is
+/// removed, but only from a directory found sound.
+#[test]
+fn leftovers_of_an_interrupted_checkpoint_are_removed() {
+    let dir = TempDir::new("leftovers");
+    accepts(&dir, 0..2, "v");
+    snapshot(&dir, 1);
+    accepts(&dir, 2..4, "v");
+    let older = dir.join(format!("wal-{:016}.log", 0));
+    let newer = dir.join(format!("wal-{:016}.log", 2));
+    let tmp = dir.join("checkpoint.tmp");
+    fs::write(&older, b"covered by the checkpoint").unwrap();
+    let header = format::WalHeader {
+        generation: 2,
+        first_seq: 4,
+        created_len: 4096,
+    };
+    let mut empty = header.encode().to_vec();
+    empty.resize(4096, 0);
+    fs::write(&newer, &empty).unwrap();
+    fs::write(&tmp, b"half a checkpoint").unwrap();
+    // Refused while the current WAL is damaged: nothing is removed.
+    let current = record_spans(&dir)[0].clone();
+    let good = fs::read(&current.file).unwrap();
+    flip(&current.file, current.offset + 1);
+    accepts_would_fail(&dir);
+    assert!(older.exists() && newer.exists() && tmp.exists());
+    fs::write(&current.file, &good).unwrap();
+    let (_, st, report) = open(&dir).unwrap();
+    assert_eq!((report.records, st.accepted.len()), (2, 2));
+    assert!(!older.exists() && !newer.exists() && !tmp.exists());
+}
+
+/// Opening fails (the directory is damaged).
+fn accepts_would_fail(dir: &Path) {
+    assert!(matches!(open(dir), Err(StorageError::Damaged { .. })));
 }
 
 #[test]
