@@ -51,8 +51,8 @@ pub struct RecordSpan {
 }
 
 /// Lists the spans of the data directory `dir`: the checkpoint first, then
-/// each WAL file from the oldest generation, each up to its last valid
-/// record.
+/// the WAL it names (every WAL file if there is no readable checkpoint),
+/// up to its last valid record.
 pub fn scan(dir: &Path) -> Result<Vec<RecordSpan>> {
     let listing = recover::list(dir)?;
     let mut spans = Vec::new();
@@ -65,7 +65,19 @@ pub fn scan(dir: &Path) -> Result<Vec<RecordSpan>> {
             spans.push(span(&file, header, len - header, SpanKind::CheckpointBody));
         }
     }
-    for file in listing.wals.values() {
+    // Only the WAL the checkpoint names is live (others are leftovers of an
+    // interrupted checkpoint, removed on open); without a readable
+    // checkpoint, all of them.
+    let live = fs::read(dir.join(CHECKPOINT))
+        .ok()
+        .and_then(|buf| format::decode_checkpoint(&buf).ok())
+        .map(|c| c.generation);
+    let wals = listing
+        .wals
+        .iter()
+        .filter(|(g, _)| live.is_none_or(|live| **g == live))
+        .map(|(_, p)| p);
+    for file in wals {
         let buf = fs::read(file).map_err(io_err("read", file))?;
         let (mut pos, mut seq, v2) = match format::wal_version(&buf) {
             Version::V2 => match WalHeader::decode(&buf) {
