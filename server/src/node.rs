@@ -443,7 +443,11 @@ fn storage_thread(mut storage: Storage, jobs: std::sync::mpsc::Receiver<Job>, pe
         }
         if let Err(e) = storage.write(batch) {
             // Answering anyone now could break a promise after a crash.
-            tracing::error!(error = %e, "cannot make state durable; exiting");
+            tracing::error!(
+                error = %e,
+                "cannot make state durable (disk full or failing?); nothing that depends on it \
+                 was sent; exiting"
+            );
             std::process::exit(1);
         }
         for job in group {

@@ -240,6 +240,27 @@ fn bad_record_in_the_middle_is_refused() {
     assert_eq!((report.records, st.accepted.len()), (3, 3));
 }
 
+/// A valid record beyond a hole in the file (where the filesystem reports
+/// one) is still found: the read does not stop at the first hole when data
+/// follows it.
+#[test]
+fn a_valid_record_beyond_a_hole_is_found() {
+    let dir = TempDir::new("hole");
+    accepts(&dir, 0..1, "v");
+    let r0 = record_spans(&dir)[0].clone();
+    let later = 256 * 1024;
+    let rec = format::encode_record(5, &WriteBatch(vec![Write::Accept(5, b("far"))]));
+    let f = fs::OpenOptions::new().write(true).open(&r0.file).unwrap();
+    // Record 1 is missing (zeros), record 5 lies far behind a hole.
+    f.write_all_at(&rec, later).unwrap();
+    drop(f);
+    let msg = refused(&dir, &r0.file, r0.offset + r0.len);
+    assert!(
+        msg.contains(&format!("valid record follows at byte {later}")),
+        "{msg}"
+    );
+}
+
 #[test]
 fn records_out_of_sequence_are_refused() {
     let dir = TempDir::new("sequence");
