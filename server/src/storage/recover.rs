@@ -191,6 +191,16 @@ fn with_checkpoint(
         ));
     }
     let (wal, buf, file_len) = open_wal(&path)?;
+    if file_len < WAL_HEADER_LEN as u64 {
+        return Err(damaged(
+            &path,
+            file_len,
+            format!(
+                "the file is {file_len} bytes long, shorter than a WAL header \
+                 ({WAL_HEADER_LEN} bytes): it was truncated"
+            ),
+        ));
+    }
     match format::wal_version(&buf) {
         Version::Newer(version) => return Err(StorageError::NewerFormat { file: path, version }),
         Version::V2 => {}

@@ -386,6 +386,11 @@ fn truncated_wal_is_refused_wherever_it_is_cut() {
     let spans = record_spans(&dir);
     let wal = spans[0].file.clone();
     let full = fs::read(&wal).unwrap();
+    for cut in [0, 17] {
+        fs::write(&wal, &full[..cut]).unwrap();
+        let msg = refused(&dir, &wal, cut as u64);
+        assert!(msg.contains("truncated"), "{msg}");
+    }
     for s in &spans {
         for cut in [s.offset, s.offset + s.len / 2, s.offset + s.len] {
             fs::write(&wal, &full[..cut as usize]).unwrap();
