@@ -20,7 +20,8 @@
 //!   whether the command may have taken effect ([`Outcome`]).
 //! - [`status`], [`set_fail_rate`] ([`admin`]): operator calls to one replica.
 //! - [`repl`]: the command language of the `client` binary; [`session`]
-//!   runs its commands and renders the output lines.
+//!   runs its commands and renders the output lines; [`terminal`] is the
+//!   terminal mode of the interactive REPL while a command runs.
 
 pub mod addr;
 pub mod admin;
@@ -29,6 +30,7 @@ pub mod failover;
 pub mod op;
 pub mod repl;
 pub mod session;
+pub mod terminal;
 
 pub use addr::Address;
 pub use admin::{set_fail_rate, status};
