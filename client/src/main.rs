@@ -199,10 +199,14 @@ impl Shell {
         }
     }
 
-    /// Runs one command until it finishes or SIGINT (Ctrl-C) arrives;
-    /// `None` if it was cancelled.
-    fn run_unless_interrupted(&mut self, cmd: client::repl::Command) -> Option<Step> {
-        let Some(mut interrupt) = self.listen_for_interrupt() else {
+    /// Runs one command until it finishes or `interrupt` sees SIGINT
+    /// (Ctrl-C); `None` if it was cancelled.
+    fn run_unless_interrupted(
+        &mut self,
+        cmd: client::repl::Command,
+        interrupt: Option<Signal>,
+    ) -> Option<Step> {
+        let Some(mut interrupt) = interrupt else {
             return Some(self.run(cmd));
         };
         let client = &mut self.client;
@@ -277,6 +281,9 @@ impl Shell {
                     break;
                 }
             };
+            // Listening at once: a Ctrl-C from now on cancels this line's
+            // command, even while the history file is being written.
+            let interrupt = self.listen_for_interrupt();
             if !line.trim().is_empty() && editor.add_history_entry(line.as_str()).unwrap_or(false) {
                 if let Some(h) = &mut history {
                     h.save(&mut editor);
@@ -291,7 +298,7 @@ impl Shell {
                 }
             };
             let cancelled = format_cancelled(&cmd);
-            match self.run_unless_interrupted(cmd) {
+            match self.run_unless_interrupted(cmd, interrupt) {
                 Some(Step::Ok(text)) | Some(Step::Err(text)) => println!("{text}"),
                 Some(Step::Quit) => break,
                 None => {
@@ -314,7 +321,7 @@ impl Shell {
 
     /// On SIGTERM or SIGHUP: puts the terminal back in `cooked` mode (if
     /// given) and exits 143 or 129, as the default action would, but without
-    /// leaving the terminal unechoed. The history file is saved already.
+    /// leaving the terminal unechoed or the history file half replaced.
     fn leave_on_termination(&self, cooked: Option<nix::sys::termios::Termios>) {
         let _enter = self.runtime.enter();
         let (Ok(mut term), Ok(mut hup)) = (
@@ -331,10 +338,16 @@ impl Shell {
             if let Some(mode) = &cooked {
                 client::terminal::restore(mode);
             }
+            // Not in the middle of replacing the history file.
+            let _saved = HISTORY_SAVE.lock();
             std::process::exit(code);
         });
     }
 }
+
+/// Held while the history file is replaced, so that SIGTERM or SIGHUP
+/// ends the client only once the new file is in place.
+static HISTORY_SAVE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A line editor that keeps bytes read past a line for the next one (the
 /// `buffer-redux` feature of rustyline) and does not ask the terminal for
@@ -379,6 +392,7 @@ impl HistoryFile {
     /// Replaces the file with the editor's history; reports the first
     /// failure.
     fn save(&mut self, editor: &mut DefaultEditor) {
+        let _saving = HISTORY_SAVE.lock();
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);

@@ -9,6 +9,8 @@ mod tty;
 
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
+use nix::sys::termios::LocalFlags;
 use tty::{Repl, Server};
 
 /// Deadline of every wait for the screen.
@@ -18,7 +20,7 @@ const WAIT: Duration = Duration::from_secs(10);
 /// timed out) while a test holds the server paused.
 const SLOW_OK: [&str; 4] = ["--timeout-ms", "20000", "--attempt-timeout-ms", "15000"];
 
-fn start(name: &str, server: &Server, history: Option<&str>) -> (Repl, String) {
+fn start(name: &str, server: &Server, history: Option<&[u8]>) -> (Repl, String) {
     let mut args = SLOW_OK.to_vec();
     args.push(&server.addr);
     let repl = Repl::start(name, &args, history);
@@ -29,6 +31,13 @@ fn start(name: &str, server: &Server, history: Option<&str>) -> (Repl, String) {
         "banner: {screen:?}"
     );
     (repl, prompt)
+}
+
+/// Whether the terminal is in its usual mode: echo and line editing.
+fn echoes(repl: &Repl) -> bool {
+    repl.termios()
+        .local_flags
+        .contains(LocalFlags::ECHO | LocalFlags::ICANON)
 }
 
 /// `prompt> line`, as the screen shows a line after its prompt.
@@ -87,7 +96,7 @@ fn pasted_lines_all_run_in_order_each_after_its_prompt() {
 #[test]
 fn lines_typed_while_a_command_runs_run_after_it() {
     let server = Server::start("repl-typeahead", 27510);
-    let (mut repl, p) = start("repl-typeahead", &server, Some("#V2\nOLD line\n"));
+    let (mut repl, p) = start("repl-typeahead", &server, Some(b"#V2\nOLD line\n"));
     server.pause();
     repl.send("PUT a 1\r");
     repl.wait_tail(&[&at(&p, "PUT a 1"), ""], WAIT);
@@ -127,8 +136,16 @@ fn lines_typed_while_a_command_runs_run_after_it() {
     repl.send("\x04");
     std::thread::sleep(Duration::from_millis(200));
     server.resume();
-    repl.wait_tail(&[&at(&p, "GET a"), "1", &p], WAIT);
     assert!(repl.wait_exit(WAIT).success());
+    let mut screen = repl.screen();
+    while screen.last().is_some_and(|l| l.is_empty()) {
+        screen.pop();
+    }
+    assert!(
+        screen.ends_with(&[at(&p, "GET a"), "1".into(), p.clone()]),
+        "{screen:?}"
+    );
+    assert!(echoes(&repl), "terminal left without echo");
     assert_eq!(
         repl.history(),
         ["OLD line", "PUT a 1", "PUT b 2", "GET a", "GET b", "GET a"]
@@ -211,4 +228,53 @@ fn ctrl_c_cancels_the_running_command_not_the_repl() {
             "GET warm"
         ]
     );
+}
+
+#[test]
+fn sigterm_during_a_command_leaves_the_terminal_as_it_was() {
+    let server = Server::start("repl-sigterm", 27530);
+    let (mut repl, p) = start("repl-sigterm", &server, None);
+    server.pause();
+    repl.send("PUT t 1\r");
+    repl.wait_tail(&[&at(&p, "PUT t 1"), ""], WAIT);
+    // While the command runs, what is typed is not echoed (nor at the
+    // prompt, where the line editor echoes)...
+    assert!(!echoes(&repl), "terminal echoes during a command");
+    repl.signal(Signal::SIGTERM);
+    let status = repl.wait_exit(WAIT);
+    server.resume();
+    // ...and a SIGTERM ends the client as usual, its terminal restored.
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::into_raw(status) >> 8,
+        143
+    );
+    assert!(echoes(&repl), "terminal left without echo");
+    assert_eq!(repl.history(), ["PUT t 1"]);
+}
+
+#[test]
+fn an_unreadable_history_file_is_reported_and_left_alone() {
+    // Not UTF-8: the line editor cannot load it. No server is needed: the
+    // client connects on its first command only.
+    let damaged: &[u8] = b"#V2\nPUT a 1\n\xff\xfe broken\n";
+    let mut repl = Repl::start("repl-damaged", &["127.0.0.1:27599"], Some(damaged));
+    repl.wait_tail(&["127.0.0.1:27599>"], WAIT);
+    let said = repl.screen().join("");
+    assert!(
+        said.starts_with("client: cannot read the history file ")
+            && said.contains("this session's lines will not be saved"),
+        "{said:?}"
+    );
+    repl.send("HELP get\r");
+    repl.wait_tail(
+        &[
+            "127.0.0.1:27599> HELP get",
+            "GET key: print the value of key, or (nil)",
+            "127.0.0.1:27599>",
+        ],
+        WAIT,
+    );
+    repl.send("\x04");
+    assert!(repl.wait_exit(WAIT).success());
+    assert_eq!(repl.history_bytes(), damaged);
 }

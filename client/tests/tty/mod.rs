@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use nix::pty::{openpty, Winsize};
 use nix::sys::signal::{kill, Signal};
+use nix::sys::termios::{tcgetattr, Termios};
 use nix::unistd::Pid;
 
 /// Columns and rows of the pseudo-terminal (the tmux window).
@@ -184,7 +185,7 @@ impl Repl {
     /// Starts `client args...` with a pseudo-terminal as its controlling
     /// terminal and stdin/stdout/stderr, `$HOME` in a fresh directory
     /// (holding `history`, if given, as the history file).
-    pub fn start(name: &str, args: &[&str], history: Option<&str>) -> Repl {
+    pub fn start(name: &str, args: &[&str], history: Option<&[u8]>) -> Repl {
         let home = TempDir::new(&format!("{name}-home"));
         if let Some(text) = history {
             std::fs::write(history_path(&home.0), text).expect("write history");
@@ -296,6 +297,17 @@ impl Repl {
         })
     }
 
+    /// The terminal's mode now, as the client set it (read through the
+    /// master side, which reports the slave's).
+    pub fn termios(&self) -> Termios {
+        tcgetattr(&self.master).expect("tcgetattr on the pty")
+    }
+
+    /// Sends `sig` to the client, by PID.
+    pub fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), sig).expect("signal client");
+    }
+
     /// Waits for the client to exit, at most `within`.
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let deadline = Instant::now() + within;
@@ -310,6 +322,11 @@ impl Repl {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The history file's bytes (empty if there is none).
+    pub fn history_bytes(&self) -> Vec<u8> {
+        std::fs::read(history_path(&self.home.0)).unwrap_or_default()
     }
 
     /// The entries of the history file, in order.
