@@ -13,11 +13,12 @@
 //! wires terminal, stdin and arguments to them.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use client::history::HistoryFile;
 use client::repl::{format_cancelled, is_command_name, parse_line, parse_words, Word};
 use client::session::{parse_error_line, run, Step};
 use client::terminal::CommandMode;
@@ -241,8 +242,12 @@ impl Shell {
                 return self.script();
             }
         };
-        let mut history = std::env::var_os("HOME")
-            .and_then(|h| HistoryFile::load(Path::new(&h).join(HISTORY_FILE), &mut editor));
+        let history = std::env::var_os("HOME").and_then(|home| {
+            HistoryFile::load(Path::new(&home).join(HISTORY_FILE), &mut editor)
+                .map_err(|e| eprintln!("client: {e}; this session's lines will not be saved"))
+                .ok()
+        });
+        let mut history_warned = false;
         // From here on SIGINT never ends the REPL: during a command it
         // cancels the command; at the prompt the editor reads Ctrl-C as a
         // key, and a SIGINT sent by another process is ignored.
@@ -268,6 +273,10 @@ impl Shell {
             self.client.client_id()
         );
         loop {
+            if let Some(mode) = &mode {
+                // Again, in case a job-control shell changed it (Ctrl-Z, fg).
+                mode.reassert();
+            }
             let prompt = format!("{}> ", self.client.preferred_address());
             let line = match editor.readline(&prompt) {
                 Ok(line) => line,
@@ -285,8 +294,10 @@ impl Shell {
             // command, even while the history file is being written.
             let interrupt = self.listen_for_interrupt();
             if !line.trim().is_empty() && editor.add_history_entry(line.as_str()).unwrap_or(false) {
-                if let Some(h) = &mut history {
-                    h.save(&mut editor);
+                if let Some(Err(e)) = history.as_ref().map(|h| h.save(&mut editor)) {
+                    if !std::mem::replace(&mut history_warned, true) {
+                        eprintln!("client: {e}");
+                    }
                 }
             }
             let cmd = match parse_line(&line) {
@@ -336,18 +347,14 @@ impl Shell {
                 _ = hup.recv() => 129,
             };
             if let Some(mode) = &cooked {
-                client::terminal::restore(mode);
+                client::terminal::set_mode(mode);
             }
             // Not in the middle of replacing the history file.
-            let _saved = HISTORY_SAVE.lock();
+            let _saved = client::history::no_save_in_progress();
             std::process::exit(code);
         });
     }
 }
-
-/// Held while the history file is replaced, so that SIGTERM or SIGHUP
-/// ends the client only once the new file is in place.
-static HISTORY_SAVE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A line editor that keeps bytes read past a line for the next one (the
 /// `buffer-redux` feature of rustyline) and does not ask the terminal for
@@ -355,65 +362,4 @@ static HISTORY_SAVE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn new_editor(history: DefaultHistory) -> rustyline::Result<DefaultEditor> {
     let config = rustyline::Config::builder().bracketed_paste(false).build();
     DefaultEditor::with_history(config, history)
-}
-
-/// The REPL's history file: loaded at start, replaced after each new line
-/// (written beside it, then renamed over it, so it is never left half
-/// written, whatever ends the client).
-struct HistoryFile {
-    path: PathBuf,
-    /// Whether a failure to save was reported already.
-    warned: bool,
-}
-
-impl HistoryFile {
-    /// Loads `path` (absent is fine) into the editor's history. `None`,
-    /// after saying so, if it exists but cannot be read: it is then left
-    /// alone rather than overwritten.
-    fn load(path: PathBuf, editor: &mut DefaultEditor) -> Option<HistoryFile> {
-        match editor.load_history(&path) {
-            Ok(()) => {}
-            Err(rustyline::error::ReadlineError::Io(e))
-                if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                eprintln!(
-                    "client: cannot read the history file {}: {e}; this session's lines will not be saved",
-                    path.display()
-                );
-                return None;
-            }
-        }
-        Some(HistoryFile {
-            path,
-            warned: false,
-        })
-    }
-
-    /// Replaces the file with the editor's history; reports the first
-    /// failure.
-    fn save(&mut self, editor: &mut DefaultEditor) {
-        let _saving = HISTORY_SAVE.lock();
-        let mut tmp = self.path.clone().into_os_string();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let result = editor
-            .save_history(&tmp)
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
-                std::fs::File::open(&tmp)
-                    .and_then(|f| f.sync_all())
-                    .and_then(|()| std::fs::rename(&tmp, &self.path))
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            if !self.warned {
-                eprintln!(
-                    "client: cannot save the history file {}: {e}",
-                    self.path.display()
-                );
-                self.warned = true;
-            }
-        }
-    }
 }

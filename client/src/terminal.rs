@@ -35,6 +35,12 @@ impl CommandMode {
         Ok(CommandMode { saved })
     }
 
+    /// Sets command mode again (a no-op unless something changed the
+    /// terminal's mode meanwhile).
+    pub fn reassert(&self) {
+        set_mode(&command_mode(&self.saved));
+    }
+
     /// The mode the terminal had before, to restore it from elsewhere (a
     /// signal handler about to exit).
     pub fn saved(&self) -> &Termios {
@@ -44,12 +50,12 @@ impl CommandMode {
 
 impl Drop for CommandMode {
     fn drop(&mut self) {
-        restore(&self.saved);
+        set_mode(&self.saved);
     }
 }
 
 /// Puts stdin's terminal in `mode`, if it still is a terminal.
-pub fn restore(mode: &Termios) {
+pub fn set_mode(mode: &Termios) {
     let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, mode);
 }
 
