@@ -163,7 +163,7 @@ fn ctrl_c_cancels_the_running_command_not_the_repl() {
     server.pause();
     repl.send("PUT c 1\r");
     repl.wait_tail(&[&at(&p, "PUT c 1"), ""], WAIT);
-    std::thread::sleep(Duration::from_millis(300));
+    repl.wait_running(WAIT);
     // Typed ahead, then discarded by the Ctrl-C, as in a shell.
     repl.send("PUT e 5\r");
     std::thread::sleep(Duration::from_millis(100));
@@ -184,7 +184,7 @@ fn ctrl_c_cancels_the_running_command_not_the_repl() {
     server.pause();
     repl.send("PUT f 6\rPUT g 7\r");
     repl.wait_tail(&[&at(&p, "PUT f 6"), ""], WAIT);
-    std::thread::sleep(Duration::from_millis(300));
+    repl.wait_running(WAIT);
     repl.send("\x03");
     let cancelled_f = "error: cancelled by Ctrl-C (outcome unknown: PUT may have been applied)";
     repl.wait_tail(&[&at(&p, "PUT f 6"), cancelled_f, &p], WAIT);
@@ -192,7 +192,7 @@ fn ctrl_c_cancels_the_running_command_not_the_repl() {
     // A cancelled read surely changed nothing.
     repl.send("GET warm\r");
     repl.wait_tail(&[&at(&p, "GET warm"), ""], WAIT);
-    std::thread::sleep(Duration::from_millis(300));
+    repl.wait_running(WAIT);
     repl.send("\x03");
     repl.wait_tail(
         &[
@@ -237,6 +237,7 @@ fn sigterm_during_a_command_leaves_the_terminal_as_it_was() {
     server.pause();
     repl.send("PUT t 1\r");
     repl.wait_tail(&[&at(&p, "PUT t 1"), ""], WAIT);
+    repl.wait_running(WAIT);
     // While the command runs, what is typed is not echoed (nor at the
     // prompt, where the line editor echoes)...
     assert!(!echoes(&repl), "terminal echoes during a command");

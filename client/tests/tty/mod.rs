@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use nix::pty::{openpty, Winsize};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::termios::{tcgetattr, Termios};
+use nix::sys::termios::{tcgetattr, LocalFlags, Termios};
 use nix::unistd::Pid;
 
 /// Columns and rows of the pseudo-terminal (the tmux window).
@@ -301,6 +301,23 @@ impl Repl {
     /// master side, which reports the slave's).
     pub fn termios(&self) -> Termios {
         tcgetattr(&self.master).expect("tcgetattr on the pty")
+    }
+
+    /// Waits until the line editor has handed the terminal back (its raw
+    /// mode has no ISIG; the REPL's mode between lines has), i.e. the line
+    /// just typed is being run; then a little longer, so the REPL is
+    /// surely listening for Ctrl-C.
+    pub fn wait_running(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.termios().local_flags.contains(LocalFlags::ISIG) {
+            assert!(
+                Instant::now() < deadline,
+                "line editor still reading after {within:?}; screen:\n{}",
+                self.screen().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 
     /// Sends `sig` to the client, by PID.
