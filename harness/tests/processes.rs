@@ -348,33 +348,15 @@ fn nemesis_targets_faults_heals_and_records() {
     rt.block_on(async {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let n = &nemesis;
-        assert_eq!(
-            n.resolve(Target::Minority, pause, &mut rng)
-                .await
-                .len(),
-            2
-        );
-        assert_eq!(
-            n.resolve(Target::Majority, pause, &mut rng)
-                .await
-                .len(),
-            3
-        );
+        assert_eq!(n.resolve(Target::Minority, pause, &mut rng).await.len(), 2);
+        assert_eq!(n.resolve(Target::Majority, pause, &mut rng).await.len(), 3);
         assert_eq!(
             n.resolve(Target::All, kill, &mut rng).await,
             vec![0, 1, 2, 3, 4]
         );
-        assert_eq!(
-            n.resolve(Target::Random, kill, &mut rng)
-                .await
-                .len(),
-            1
-        );
+        assert_eq!(n.resolve(Target::Random, kill, &mut rng).await.len(), 1);
         // The stand-ins answer no Status: no leader, no target.
-        assert!(n
-            .resolve(Target::Leader, pause, &mut rng)
-            .await
-            .is_empty());
+        assert!(n.resolve(Target::Leader, pause, &mut rng).await.is_empty());
 
         let (hit, w) = n.apply(pause, &[2]).await;
         assert_eq!(hit, vec![2]);
@@ -383,17 +365,10 @@ fn nemesis_targets_faults_heals_and_records() {
             vec!["pause n2".to_string()]
         );
         // A paused node is not paused or killed again, but its fail_rate may change.
-        assert!(n
-            .resolve(Target::Node(2), pause, &mut rng)
-            .await
-            .is_empty());
-        assert!(n
-            .resolve(Target::Node(2), kill, &mut rng)
-            .await
-            .is_empty());
+        assert!(n.resolve(Target::Node(2), pause, &mut rng).await.is_empty());
+        assert!(n.resolve(Target::Node(2), kill, &mut rng).await.is_empty());
         assert_eq!(
-            n.resolve(Target::Node(2), fail_rate, &mut rng)
-                .await,
+            n.resolve(Target::Node(2), fail_rate, &mut rng).await,
             vec![2]
         );
         let (killed, _) = n.apply(kill, &[4]).await;

@@ -123,7 +123,12 @@ pub trait Api: Send + Sync {
     /// Every node's state (None: no answer), for the convergence check.
     fn statuses(&self, timeout: Duration) -> BoxFuture<'_, Vec<Option<NodeStatus>>>;
     /// Sets a node's fault-injection rate (paxoskv's acceptor fail_rate).
-    fn set_fail_rate(&self, node: usize, rate: f64, timeout: Duration) -> BoxFuture<'_, Result<()>> {
+    fn set_fail_rate(
+        &self,
+        node: usize,
+        rate: f64,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<()>> {
         let _ = (node, rate, timeout);
         Box::pin(async { anyhow::bail!("this database has no fail_rate") })
     }

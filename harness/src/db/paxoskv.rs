@@ -25,7 +25,9 @@ use paxoskv::kv::kv_client::KvClient;
 use rand::Rng;
 use tonic::transport::Channel;
 
-use super::{Api, BoxFuture, Completion, Db, DbClient, NodeFiles, NodeState, NodeStatus, Processes};
+use super::{
+    Api, BoxFuture, Completion, Db, DbClient, NodeFiles, NodeState, NodeStatus, Processes,
+};
 use crate::cluster::{self, Cluster, ClusterConfig};
 use crate::generator::HistoryOp;
 use crate::history::OpType;
@@ -158,7 +160,12 @@ impl Api for PaxosKvApi {
         })
     }
 
-    fn set_fail_rate(&self, node: usize, rate: f64, timeout: Duration) -> BoxFuture<'_, Result<()>> {
+    fn set_fail_rate(
+        &self,
+        node: usize,
+        rate: f64,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             cluster::set_node_fail_rate(&self.addrs[node], rate, timeout)
                 .await

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::{Applied, Fault};
-use crate::db::{BoxFuture, Db, NodeState};
+use crate::db::{BoxFuture, Db, NodeState, Processes};
 use crate::history::Value;
 
 /// SIGSTOP a running node; SIGCONT on heal.
@@ -25,18 +25,7 @@ impl Fault for Pause {
         Box::pin(async move { Applied::each(nodes, |i| db.procs().pause(i)) })
     }
     fn heal<'a>(&'a self, db: &'a Db, nodes: &'a [usize]) -> BoxFuture<'a, Vec<String>> {
-        Box::pin(async move {
-            let mut p = db.procs();
-            let mut errors = Vec::new();
-            for &i in nodes {
-                if p.state(i) == NodeState::Paused {
-                    if let Err(e) = p.resume(i) {
-                        errors.push(e.to_string());
-                    }
-                }
-            }
-            errors
-        })
+        Box::pin(async move { heal_where(db, nodes, NodeState::Paused, |p, i| p.resume(i)) })
     }
     fn lingering(&self, db: &Db, _ran: bool) -> Vec<usize> {
         nodes_in(db, NodeState::Paused)
@@ -60,18 +49,7 @@ impl Fault for Kill {
         Box::pin(async move { Applied::each(nodes, |i| db.procs().kill(i)) })
     }
     fn heal<'a>(&'a self, db: &'a Db, nodes: &'a [usize]) -> BoxFuture<'a, Vec<String>> {
-        Box::pin(async move {
-            let mut p = db.procs();
-            let mut errors = Vec::new();
-            for &i in nodes {
-                if p.state(i) == NodeState::Down {
-                    if let Err(e) = p.start(i) {
-                        errors.push(format!("{e:#}"));
-                    }
-                }
-            }
-            errors
-        })
+        Box::pin(async move { heal_where(db, nodes, NodeState::Down, |p, i| p.start(i)) })
     }
     /// Dead nodes, also those that crashed on their own.
     fn lingering(&self, db: &Db, _ran: bool) -> Vec<usize> {
@@ -134,6 +112,26 @@ impl Fault for FailRate {
             vec![]
         }
     }
+}
+
+/// Runs `heal` on the nodes still in `state` (a node restarted or resumed
+/// meanwhile is left alone); returns the errors.
+fn heal_where(
+    db: &Db,
+    nodes: &[usize],
+    state: NodeState,
+    mut heal: impl FnMut(&mut dyn Processes, usize) -> anyhow::Result<()>,
+) -> Vec<String> {
+    let mut p = db.procs();
+    let mut errors = Vec::new();
+    for &i in nodes {
+        if p.state(i) == state {
+            if let Err(e) = heal(p.as_mut(), i) {
+                errors.push(format!("{e:#}"));
+            }
+        }
+    }
+    errors
 }
 
 fn nodes_in(db: &Db, state: NodeState) -> Vec<usize> {

@@ -53,7 +53,10 @@ mod tests {
         let all = [true; 5];
         assert_eq!(resolve(Target::Minority, &all, None, &mut rng).len(), 2);
         assert_eq!(resolve(Target::Majority, &all, None, &mut rng).len(), 3);
-        assert_eq!(resolve(Target::All, &all, None, &mut rng), vec![0, 1, 2, 3, 4]);
+        assert_eq!(
+            resolve(Target::All, &all, None, &mut rng),
+            vec![0, 1, 2, 3, 4]
+        );
         assert_eq!(resolve(Target::Random, &all, None, &mut rng).len(), 1);
         assert_eq!(resolve(Target::Leader, &all, Some(3), &mut rng), vec![3]);
         assert!(resolve(Target::Leader, &all, None, &mut rng).is_empty());

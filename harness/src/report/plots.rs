@@ -16,9 +16,9 @@ use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-use crate::nemesis::Window;
 use crate::history::pairing::{ClientOp, Outcome};
 use crate::history::History;
+use crate::nemesis::Window;
 use crate::report::results::{complete_ns, invoke_ns, latency_ms};
 
 const OK: RGBColor = RGBColor(46, 160, 67);
@@ -143,8 +143,7 @@ pub fn latency_svg(
     let lat: Vec<(f64, f64, Outcome)> = ops
         .iter()
         .filter_map(|o| {
-            latency_ms(history, o)
-                .map(|l| (secs(invoke_ns(history, o)), l.max(0.01), o.outcome))
+            latency_ms(history, o).map(|l| (secs(invoke_ns(history, o)), l.max(0.01), o.outcome))
         })
         .collect();
     let y_max = lat.iter().map(|p| p.1).fold(1.0f64, f64::max) * 1.5;
@@ -249,8 +248,14 @@ mod tests {
         let mut h = History::new();
         for i in 0..200i64 {
             let invoke = Op::invoke(i % 4, "read", 1i64).at(i * 10_000_000);
-            let kind = if i % 17 == 0 { OpType::Info } else { OpType::Ok };
-            let done = invoke.complete(kind, 1i64).at(i * 10_000_000 + (i % 7 + 1) * 300_000);
+            let kind = if i % 17 == 0 {
+                OpType::Info
+            } else {
+                OpType::Ok
+            };
+            let done = invoke
+                .complete(kind, 1i64)
+                .at(i * 10_000_000 + (i % 7 + 1) * 300_000);
             h.push(invoke);
             h.push(done);
         }

@@ -219,7 +219,14 @@ impl Test<'_> {
         let client_phase_end = phases.client_phase_end.unwrap_or_else(|| recorder.now());
         self.write_history(&history)?;
         let lin = self.check(&history, phases.start_error.is_none()).await;
-        let results = self.results(started_at, phases, lin, &history, &windows, client_phase_end);
+        let results = self.results(
+            started_at,
+            phases,
+            lin,
+            &history,
+            &windows,
+            client_phase_end,
+        );
         self.write_reports(&results, &history, &windows, client_phase_end)
     }
 
@@ -430,12 +437,7 @@ impl Test<'_> {
             let ops = client_ops(history);
             // The end of the history (the final reads), not "now": the check
             // may have taken long.
-            let end = history
-                .ops
-                .last()
-                .and_then(|o| o.time)
-                .unwrap_or(0)
-                .max(0) as u64;
+            let end = history.ops.last().and_then(|o| o.time).unwrap_or(0).max(0) as u64;
             let end = end.max(client_phase_end);
             let latency = plots::latency_svg(
                 &dir.join("latency.svg"),
@@ -448,7 +450,8 @@ impl Test<'_> {
             if let Err(e) = latency {
                 eprintln!("harness: latency.svg: {e:#}");
             }
-            let rate = plots::rate_svg(&dir.join("rate.svg"), w.name(), history, &ops, windows, end);
+            let rate =
+                plots::rate_svg(&dir.join("rate.svg"), w.name(), history, &ops, windows, end);
             if let Err(e) = rate {
                 eprintln!("harness: rate.svg: {e:#}");
             }

@@ -215,7 +215,10 @@ mod tests {
             ..Facts::default()
         });
         assert_eq!(v, RunVerdict::Unknown);
-        assert!(why[0].contains("keys k1 (search budget exhausted)"), "{why:?}");
+        assert!(
+            why[0].contains("keys k1 (search budget exhausted)"),
+            "{why:?}"
+        );
 
         let exits = ["n1 exited on its own (signal 9); see n1.log".to_string()];
         let (v, why) = verdict(&Facts {
@@ -233,6 +236,9 @@ mod tests {
             ..Facts::default()
         });
         assert_eq!(v, RunVerdict::Unknown);
-        assert_eq!(why, vec!["the cluster did not start: no coordinator after 5s"]);
+        assert_eq!(
+            why,
+            vec!["the cluster did not start: no coordinator after 5s"]
+        );
     }
 }

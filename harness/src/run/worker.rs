@@ -130,7 +130,6 @@ impl Worker {
         }
         issued
     }
-
 }
 
 /// Sleeps until `at`, or until the run is stopped.
