@@ -13,13 +13,14 @@
 //!   ([`Api::set_fail_rate`]) answer "not supported" by default, so a fault
 //!   that needs one is simply not available for that database.
 //!
-//! An adapter is one file implementing both ([`paxoskv`] today); [`Db`]
+//! An adapter is one file implementing both ([`paxoskv`] today) plus one
+//! variant of the workload's `db:` ([`DbKind`], matched in [`open`]); [`Db`]
 //! bundles them for the run, the nemesis and the final phase.
 
 pub mod paxoskv;
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::ExitStatus;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,6 +29,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::history::{OpType, Value};
+use crate::workload::{DbKind, Workload};
 
 pub use crate::cluster::NodeState;
 
@@ -179,5 +181,13 @@ impl Db {
                 .stop_all(grace)
         })
         .await;
+    }
+}
+
+/// The database of workload `w` (its `db:`), laid out in the run's dir
+/// `dir`; nothing is started yet.
+pub fn open(w: &Workload, server_bin: &Path, dir: &Path) -> Result<Db> {
+    match w.db {
+        DbKind::Paxoskv => paxoskv::open(w, server_bin, dir),
     }
 }

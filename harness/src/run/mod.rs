@@ -187,7 +187,7 @@ struct Phases {
 impl Test<'_> {
     async fn run(self) -> Result<RunOutcome> {
         let started_at = crate::store::timestamp(std::time::SystemTime::now());
-        let db = db::paxoskv::open(self.w, self.server_bin, self.dir)?;
+        let db = db::open(self.w, self.server_bin, self.dir)?;
         let recorder = Recorder::new();
         let nemesis_state = Arc::new(Mutex::new(NemesisState::default()));
         let mut phases = Phases::default();
