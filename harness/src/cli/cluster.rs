@@ -9,7 +9,8 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{EXIT_ERROR, EXIT_VALID};
-use crate::cluster::{find_server_bin, wait_for_coordinator, Cluster, ClusterConfig};
+use crate::cluster::{find_server_bin, Cluster, ClusterConfig};
+use crate::db::paxoskv::wait_for_coordinator;
 use crate::workload::ReadMode;
 
 #[derive(Debug, Clone, Args)]

@@ -19,16 +19,18 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{anyhow, bail, Context, Result};
 use client::{ClientError, Op, Outcome, Reply};
 use paxoskv::kv::kv_client::KvClient;
+use paxoskv::kv::StatusReply;
 use rand::Rng;
+use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use super::{
     Api, BoxFuture, Completion, Db, DbClient, NodeFiles, NodeState, NodeStatus, Processes,
 };
-use crate::cluster::{self, Cluster, ClusterConfig};
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::generator::HistoryOp;
 use crate::history::OpType;
 use crate::workload::Workload;
@@ -110,7 +112,7 @@ pub struct PaxosKvApi {
 
 impl Api for PaxosKvApi {
     fn wait_ready(&self, timeout: Duration) -> BoxFuture<'_, Result<usize>> {
-        Box::pin(cluster::wait_for_coordinator(&self.addrs, timeout))
+        Box::pin(wait_for_coordinator(&self.addrs, timeout))
     }
 
     fn leader(&self, up: Vec<bool>, timeout: Duration) -> BoxFuture<'_, Option<usize>> {
@@ -129,14 +131,14 @@ impl Api for PaxosKvApi {
                     }
                 })
                 .collect();
-            cluster::leader_of(&cluster::statuses(&asked, timeout).await)
+            leader_of(&statuses(&asked, timeout).await)
         })
     }
 
     fn client(&self, node: usize, connect_timeout: Duration) -> Result<Box<dyn DbClient>> {
         let addr = self.addrs[node].clone();
         Ok(Box::new(PaxosKvClient {
-            kv: cluster::kv_client(&addr, connect_timeout)?,
+            kv: kv_client(&addr, connect_timeout)?,
             addr,
             client_id: fresh_client_id(),
             seq: 0,
@@ -145,7 +147,7 @@ impl Api for PaxosKvApi {
 
     fn statuses(&self, timeout: Duration) -> BoxFuture<'_, Vec<Option<NodeStatus>>> {
         Box::pin(async move {
-            cluster::statuses(&self.addrs, timeout)
+            statuses(&self.addrs, timeout)
                 .await
                 .into_iter()
                 .map(|s| {
@@ -167,10 +169,114 @@ impl Api for PaxosKvApi {
         timeout: Duration,
     ) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            cluster::set_node_fail_rate(&self.addrs[node], rate, timeout)
+            set_node_fail_rate(&self.addrs[node], rate, timeout)
                 .await
                 .map(|_| ())
         })
+    }
+}
+
+// The paxoskv RPCs the adapter and `harness cluster` use.
+
+/// A gRPC client of one node, connecting lazily.
+pub fn kv_client(
+    addr: &str,
+    connect_timeout: Duration,
+) -> Result<KvClient<tonic::transport::Channel>> {
+    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .with_context(|| format!("bad address {addr}"))?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true);
+    Ok(KvClient::new(ep.connect_lazy()))
+}
+
+/// Status of one node, within `timeout` ([`client::status`]).
+pub async fn node_status(addr: &str, timeout: Duration) -> Result<StatusReply> {
+    client::status(addr, timeout)
+        .await
+        .map_err(|e| anyhow!("status of {addr}: {e}"))
+}
+
+/// Sets a node's acceptor fail_rate; returns the previous one
+/// ([`client::set_fail_rate`]).
+pub async fn set_node_fail_rate(addr: &str, rate: f64, timeout: Duration) -> Result<f64> {
+    client::set_fail_rate(addr, rate, timeout)
+        .await
+        .map_err(|e| anyhow!("set_fail_rate on {addr}: {e}"))
+}
+
+/// Statuses of the given nodes, queried concurrently (None: no answer).
+pub async fn statuses(addrs: &[String], timeout: Duration) -> Vec<Option<StatusReply>> {
+    let handles: Vec<_> = addrs
+        .iter()
+        .cloned()
+        .map(|a| tokio::spawn(async move { node_status(&a, timeout).await.ok() }))
+        .collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.ok().flatten());
+    }
+    out
+}
+
+/// Who leads, according to the answering nodes: the index of a node that says
+/// it is the coordinator (the highest ballot if several do), else the leader
+/// most nodes name.
+pub fn leader_of(statuses: &[Option<StatusReply>]) -> Option<usize> {
+    let coordinator = statuses
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
+        .filter(|(_, s)| s.role == "coordinator")
+        .max_by_key(|(_, s)| (s.ballot_round, s.ballot_replica))
+        .map(|(i, _)| i);
+    if coordinator.is_some() {
+        return coordinator;
+    }
+    let mut votes = std::collections::BTreeMap::new();
+    for s in statuses.iter().flatten() {
+        if let Some(l) = s.leader {
+            *votes.entry(l as usize).or_insert(0usize) += 1;
+        }
+    }
+    votes.into_iter().max_by_key(|&(_, v)| v).map(|(l, _)| l)
+}
+
+/// Waits until the nodes in `addrs` all answer Status and one of them is the
+/// coordinator recognised by the others. Returns the leader's index.
+pub async fn wait_for_coordinator(addrs: &[String], timeout: Duration) -> Result<usize> {
+    let deadline = Instant::now() + timeout;
+    let mut last: String;
+    loop {
+        let st = statuses(addrs, Duration::from_millis(500)).await;
+        let answering = st.iter().filter(|s| s.is_some()).count();
+        if let Some(l) = st
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.as_ref().is_some_and(|s| s.role == "coordinator"))
+            .map(|(i, _)| i)
+        {
+            let agree = st
+                .iter()
+                .flatten()
+                .all(|s| s.leader == Some(l as u32) || s.leader_addr == addrs[l]);
+            if answering == addrs.len() && agree {
+                return Ok(l);
+            }
+            last = format!(
+                "n{l} is coordinator, {answering}/{} nodes answer, agree: {agree}",
+                addrs.len()
+            );
+        } else {
+            last = format!(
+                "{answering}/{} nodes answer, none is coordinator",
+                addrs.len()
+            );
+        }
+        if Instant::now() >= deadline {
+            bail!("no coordinator after {:?}: {last}", timeout);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -312,7 +418,7 @@ mod tests {
     #[tokio::test]
     async fn a_refused_connection_is_a_fail() {
         // Nothing listens on port 1: nothing was sent, so the write is :fail.
-        let mut kv = crate::cluster::kv_client("127.0.0.1:1", Duration::from_secs(1)).unwrap();
+        let mut kv = super::kv_client("127.0.0.1:1", Duration::from_secs(1)).unwrap();
         let result = client::execute_once(
             &mut kv,
             "127.0.0.1:1",
