@@ -58,6 +58,13 @@ pub trait Fault: Send + Sync {
     fn name(&self) -> &'static str;
     /// `:f` of the op recording its heal.
     fn heal_name(&self) -> &'static str;
+    /// Whether this fault can run against `db` at all (a missing capability,
+    /// a missing system component: the error says what and how to get it).
+    /// Checked for every `nemesis:` entry before the cluster starts.
+    fn check_available(&self, db: &Db) -> anyhow::Result<()> {
+        let _ = db;
+        Ok(())
+    }
     /// Whether a node in `state` can be hit (a node is not paused twice).
     fn can_target(&self, state: NodeState) -> bool;
     /// Applies the fault to `nodes`.

@@ -191,6 +191,16 @@ impl Test<'_> {
         let recorder = Recorder::new();
         let nemesis_state = Arc::new(Mutex::new(NemesisState::default()));
         let mut phases = Phases::default();
+        let env = FaultEnv {
+            base_fail_rate: self.w.cluster.fail_rate,
+            rpc_timeout: Duration::from_millis(500),
+        };
+        for (k, spec) in self.w.nemesis.iter().enumerate() {
+            let fault = crate::nemesis::fault_of(spec.fault, spec.fail_rate, &env);
+            fault
+                .check_available(&db)
+                .with_context(|| format!("nemesis.{k}: fault {} is not available", fault.name()))?;
+        }
         db.procs().start_all()?;
         match self.wait_started(&db).await {
             Err(e) => phases.start_error = Some(format!("{e:#}")),
@@ -199,10 +209,7 @@ impl Test<'_> {
                     db: db.clone(),
                     recorder: recorder.clone(),
                     state: nemesis_state.clone(),
-                    env: FaultEnv {
-                        base_fail_rate: self.w.cluster.fail_rate,
-                        rpc_timeout: Duration::from_millis(500),
-                    },
+                    env,
                     stop: self.cancel.child_token(),
                 };
                 phases.client_phase_end = Some(self.clients_and_nemesis(&db, &nemesis).await?);
