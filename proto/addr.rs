@@ -55,12 +55,8 @@ impl HostPort {
         }
         let (host, port) = v.rsplit_once(':').ok_or(AddrError::NoPort)?;
         let host = if let Some(inner) = host.strip_prefix('[') {
-            let inner = inner
-                .strip_suffix(']')
-                .ok_or(AddrError::UnclosedBracket)?;
-            inner
-                .parse::<Ipv6Addr>()
-                .map_err(|_| AddrError::BadIpv6)?;
+            let inner = inner.strip_suffix(']').ok_or(AddrError::UnclosedBracket)?;
+            inner.parse::<Ipv6Addr>().map_err(|_| AddrError::BadIpv6)?;
             inner
         } else {
             if host.contains(':') {

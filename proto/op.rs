@@ -296,7 +296,10 @@ mod tests {
         for op in every_op() {
             assert_eq!(Op::from_proto(op.to_proto()), op);
             assert_eq!(Op::from_request(&op.to_request(1, 1)), Ok(op.clone()));
-            assert_eq!(Op::from_command_proto(op.to_command_proto()), Ok(op.clone()));
+            assert_eq!(
+                Op::from_command_proto(op.to_command_proto()),
+                Ok(op.clone())
+            );
             assert_eq!(op.key(), "k");
         }
     }

@@ -3,28 +3,25 @@
 //! Encoding never fails. Decoding is where untrusted bytes from the network or
 //! the disk become core values, so every decoder checks what the types cannot:
 //! required fields are present, replica ids are inside the cluster, slots are
-//! not 0, keys and values are within the size limits. A bad message yields a
+//! not 0, keys and values are within the size limits (the command mapping
+//! and its limits are the shared ones of [`paxoskv::op`]). A bad message yields a
 //! [`ConvertError`] naming the problem, never a panic.
 //!
 //! The same encodings serve the wire (`paxos.proto`) and the disk
 //! (`storage.rs` stores these bytes), so there is one format to get right.
 
 use bytes::Bytes;
-use paxoskv::kv as pkv;
 use paxoskv::paxos as pb;
 use prost::Message as _;
 use thiserror::Error;
+
+use paxoskv::op::OpError;
 
 use crate::kv::{Command, KvStore, Op};
 use crate::paxos::{
     AcceptedEntry, Ballot, ChosenEntry, Message, ReplicaId, Slot, Snapshot, StorageWrite, Value,
 };
 use crate::storage;
-
-/// Longest key accepted, in bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
-/// Longest value accepted, in bytes.
-pub const MAX_VALUE_BYTES: usize = 1 << 20;
 
 /// Why bytes or a protobuf message could not become a core value.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -43,15 +40,9 @@ pub enum ConvertError {
     /// Slot 0 is not a log slot.
     #[error("slot 0 is not a log slot")]
     SlotZero,
-    /// The key is empty.
-    #[error("key must not be empty")]
-    EmptyKey,
-    /// The key is too long.
-    #[error("key is {0} bytes; the limit is {MAX_KEY_BYTES} bytes (1 KiB)")]
-    KeyTooLong(usize),
-    /// The value is too long.
-    #[error("value is {0} bytes; the limit is {MAX_VALUE_BYTES} bytes (1 MiB)")]
-    ValueTooLong(usize),
+    /// A command outside the size limits (see [`paxoskv::op`]).
+    #[error(transparent)]
+    Op(#[from] OpError),
     /// Bytes that are not a valid protobuf message of the expected type.
     #[error("undecodable {what}: {reason}")]
     Decode {
@@ -100,112 +91,20 @@ fn slot(s: u64) -> Result<Slot> {
 
 // ---------------------------------------------------------------- commands
 
-fn check_key(key: &str) -> Result<()> {
-    if key.is_empty() {
-        Err(ConvertError::EmptyKey)
-    } else if key.len() > MAX_KEY_BYTES {
-        Err(ConvertError::KeyTooLong(key.len()))
-    } else {
-        Ok(())
-    }
-}
-
-fn check_value(v: &str) -> Result<()> {
-    if v.len() > MAX_VALUE_BYTES {
-        Err(ConvertError::ValueTooLong(v.len()))
-    } else {
-        Ok(())
-    }
-}
-
-/// Decodes and validates the operation of a client request.
-pub fn op_from_request(req: &pkv::ExecuteRequest) -> Result<Op> {
-    use pkv::execute_request::Op as R;
-    let op = match req.op.as_ref().ok_or(ConvertError::Missing("op"))? {
-        R::Get(g) => Op::Get { key: g.key.clone() },
-        R::Put(p) => Op::Put {
-            key: p.key.clone(),
-            value: p.value.clone(),
-        },
-        R::Delete(d) => Op::Delete { key: d.key.clone() },
-        R::Cas(c) => Op::Cas {
-            key: c.key.clone(),
-            expected: c.expected.clone(),
-            new: c.new_value.clone(),
-        },
-        R::Append(a) => Op::Append {
-            key: a.key.clone(),
-            value: a.value.clone(),
-        },
-    };
-    check_op(&op)?;
-    Ok(op)
-}
-
-fn check_op(op: &Op) -> Result<()> {
-    check_key(op.key())?;
-    match op {
-        Op::Get { .. } | Op::Delete { .. } => Ok(()),
-        Op::Put { value, .. } | Op::Append { value, .. } => check_value(value),
-        Op::Cas { expected, new, .. } => {
-            if let Some(e) = expected {
-                check_value(e)?;
-            }
-            check_value(new)
-        }
-    }
-}
-
 fn command_to_pb(c: &Command) -> pb::Command {
-    use pb::command::Op as P;
-    let op = match &c.op {
-        Op::Get { key } => P::Get(pkv::Get { key: key.clone() }),
-        Op::Put { key, value } => P::Put(pkv::Put {
-            key: key.clone(),
-            value: value.clone(),
-        }),
-        Op::Delete { key } => P::Delete(pkv::Delete { key: key.clone() }),
-        Op::Cas { key, expected, new } => P::Cas(pkv::Cas {
-            key: key.clone(),
-            expected: expected.clone(),
-            new_value: new.clone(),
-        }),
-        Op::Append { key, value } => P::Append(pkv::Append {
-            key: key.clone(),
-            value: value.clone(),
-        }),
-    };
     pb::Command {
         client_id: c.client_id,
         seq: c.seq,
-        op: Some(op),
+        op: Some(c.op.to_command_proto()),
     }
 }
 
 fn command_from_pb(c: pb::Command) -> Result<Command> {
-    use pb::command::Op as P;
-    let op = match c.op.ok_or(ConvertError::Missing("command.op"))? {
-        P::Get(g) => Op::Get { key: g.key },
-        P::Put(p) => Op::Put {
-            key: p.key,
-            value: p.value,
-        },
-        P::Delete(d) => Op::Delete { key: d.key },
-        P::Cas(x) => Op::Cas {
-            key: x.key,
-            expected: x.expected,
-            new: x.new_value,
-        },
-        P::Append(a) => Op::Append {
-            key: a.key,
-            value: a.value,
-        },
-    };
-    check_op(&op)?;
+    let op = c.op.ok_or(ConvertError::Missing("command.op"))?;
     Ok(Command {
         client_id: c.client_id,
         seq: c.seq,
-        op,
+        op: Op::from_command_proto(op)?,
     })
 }
 
@@ -578,26 +477,10 @@ mod tests {
             slot: 1,
             value: Value::Batch(vec![cmd("")]),
         });
-        assert_eq!(message_from_pb(m, 3), Err(ConvertError::EmptyKey));
-    }
-
-    #[test]
-    fn request_limits() {
-        let req = |key: String, value: String| pkv::ExecuteRequest {
-            client_id: 1,
-            seq: 1,
-            op: Some(pkv::execute_request::Op::Put(pkv::Put { key, value })),
-            forwarded: false,
-        };
-        assert!(op_from_request(&req("k".into(), "v".into())).is_ok());
         assert_eq!(
-            op_from_request(&req(String::new(), "v".into())),
-            Err(ConvertError::EmptyKey)
+            message_from_pb(m, 3),
+            Err(ConvertError::Op(OpError::EmptyKey))
         );
-        let e = op_from_request(&req("k".repeat(1025), "v".into())).unwrap_err();
-        assert!(e.to_string().contains("1 KiB"), "{e}");
-        let e = op_from_request(&req("k".into(), "v".repeat((1 << 20) + 1))).unwrap_err();
-        assert!(e.to_string().contains("1 MiB"), "{e}");
     }
 
     #[test]
