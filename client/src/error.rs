@@ -213,7 +213,7 @@ pub fn classify_status(status: &tonic::Status, replica: &str) -> ClientError {
 
 /// Classifies a failure to establish a connection: nothing was sent, so the
 /// command was surely not applied.
-pub fn classify_connect_error(
+pub(crate) fn classify_connect_error(
     err: &(dyn std::error::Error + 'static),
     replica: &str,
 ) -> ClientError {

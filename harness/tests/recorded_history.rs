@@ -46,12 +46,15 @@ fn get(k: &str) -> Op {
 }
 
 fn check(r: &Recorder, name: &str) -> harness::run::check::LinResult {
-    let dir = std::env::temp_dir().join(format!("harness-recorded-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp_dir = tempfile::Builder::new()
+        .prefix(&format!("harness-recorded-{name}-"))
+        .tempdir()
+        .unwrap();
+    let dir = tmp_dir.path();
     let path = dir.join("history.edn");
     std::fs::write(&path, to_edn(&r.snapshot())).unwrap();
-    let res = check_history(&path, &dir, Duration::from_secs(10));
-    let files: Vec<String> = std::fs::read_dir(&dir)
+    let res = check_history(&path, dir, Duration::from_secs(10));
+    let files: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -59,7 +62,7 @@ fn check(r: &Recorder, name: &str) -> harness::run::check::LinResult {
         let t = k.timeline.as_ref().expect("a timeline per invalid key");
         assert!(files.contains(t), "{t} not in {files:?}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
     res
 }
 

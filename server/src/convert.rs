@@ -58,7 +58,7 @@ type Result<T> = std::result::Result<T, ConvertError>;
 // ---------------------------------------------------------------- ballots
 
 /// Encodes a ballot.
-pub fn ballot_to_pb(b: Ballot) -> pb::Ballot {
+pub(crate) fn ballot_to_pb(b: Ballot) -> pb::Ballot {
     pb::Ballot {
         round: b.round,
         replica: b.replica as u32,
@@ -66,14 +66,14 @@ pub fn ballot_to_pb(b: Ballot) -> pb::Ballot {
 }
 
 /// Decodes a ballot whose owner must be one of `count` replicas.
-pub fn ballot_from_pb(b: Option<pb::Ballot>, count: usize) -> Result<Ballot> {
+pub(crate) fn ballot_from_pb(b: Option<pb::Ballot>, count: usize) -> Result<Ballot> {
     let b = b.ok_or(ConvertError::Missing("ballot"))?;
     let replica = replica_id(b.replica as u64, count)?;
     Ok(Ballot::new(b.round, replica))
 }
 
 /// Checks a replica id against the cluster size.
-pub fn replica_id(id: u64, count: usize) -> Result<ReplicaId> {
+pub(crate) fn replica_id(id: u64, count: usize) -> Result<ReplicaId> {
     if id < count as u64 {
         Ok(id as ReplicaId)
     } else {
@@ -111,7 +111,7 @@ fn command_from_pb(c: pb::Command) -> Result<Command> {
 // ---------------------------------------------------------------- values
 
 /// Encodes a log value.
-pub fn value_to_pb(v: &Value) -> pb::Value {
+pub(crate) fn value_to_pb(v: &Value) -> pb::Value {
     let kind = match v {
         Value::NoOp => pb::value::Kind::Noop(pb::NoOp {}),
         Value::Batch(cmds) => pb::value::Kind::Batch(pb::CommandBatch {
@@ -122,7 +122,7 @@ pub fn value_to_pb(v: &Value) -> pb::Value {
 }
 
 /// Decodes a log value.
-pub fn value_from_pb(v: Option<pb::Value>) -> Result<Value> {
+pub(crate) fn value_from_pb(v: Option<pb::Value>) -> Result<Value> {
     match v.and_then(|v| v.kind) {
         None => Err(ConvertError::Missing("value")),
         Some(pb::value::Kind::Noop(_)) => Ok(Value::NoOp),
@@ -168,7 +168,7 @@ fn chosen_from_pb(e: pb::ChosenEntry) -> Result<ChosenEntry> {
 // ---------------------------------------------------------------- snapshots
 
 /// Encodes a snapshot (the state machine as CBOR).
-pub fn snapshot_to_pb(s: &Snapshot) -> pb::Snapshot {
+pub(crate) fn snapshot_to_pb(s: &Snapshot) -> pb::Snapshot {
     let mut state = Vec::new();
     // Writing CBOR into a Vec cannot fail for plain data.
     if let Err(e) = ciborium::into_writer(&s.state, &mut state) {
@@ -181,7 +181,7 @@ pub fn snapshot_to_pb(s: &Snapshot) -> pb::Snapshot {
 }
 
 /// Decodes a snapshot.
-pub fn snapshot_from_pb(s: pb::Snapshot) -> Result<Snapshot> {
+pub(crate) fn snapshot_from_pb(s: pb::Snapshot) -> Result<Snapshot> {
     let state: KvStore =
         ciborium::from_reader(s.state.as_ref()).map_err(|e| ConvertError::Decode {
             what: "snapshot state",
@@ -196,7 +196,7 @@ pub fn snapshot_from_pb(s: pb::Snapshot) -> Result<Snapshot> {
 // ---------------------------------------------------------------- messages
 
 /// Encodes a Paxos message.
-pub fn message_to_pb(m: &Message) -> pb::PaxosMessage {
+pub(crate) fn message_to_pb(m: &Message) -> pb::PaxosMessage {
     use pb::paxos_message::Kind as K;
     let kind = match m {
         Message::Prepare { ballot, first_slot } => K::Prepare(pb::Prepare {
@@ -265,7 +265,7 @@ pub fn message_to_pb(m: &Message) -> pb::PaxosMessage {
 }
 
 /// Decodes and validates a Paxos message from a cluster of `count` replicas.
-pub fn message_from_pb(m: pb::PaxosMessage, count: usize) -> Result<Message> {
+pub(crate) fn message_from_pb(m: pb::PaxosMessage, count: usize) -> Result<Message> {
     use pb::paxos_message::Kind as K;
     let b = |x| ballot_from_pb(x, count);
     Ok(match m.kind.ok_or(ConvertError::Missing("message kind"))? {
@@ -368,7 +368,7 @@ fn decode<M: prost::Message + Default>(what: &'static str, b: &[u8]) -> Result<M
 }
 
 /// Rebuilds the core's persistent state from what storage recovered.
-pub fn persistent_from_storage(
+pub(crate) fn persistent_from_storage(
     d: &storage::DurableState,
     count: usize,
 ) -> Result<crate::paxos::PersistentState> {

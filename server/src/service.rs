@@ -27,12 +27,12 @@ use crate::paxos::{Executed, RequestError};
 /// Longest time a request is worked on, whatever its `grpc-timeout` says.
 pub const MAX_REQUEST_TIME: Duration = Duration::from_secs(5);
 /// Longest wait for one forwarded attempt (see [`Executor::execute`]).
-pub const FORWARD_ATTEMPT: Duration = Duration::from_millis(500);
+pub(crate) const FORWARD_ATTEMPT: Duration = Duration::from_millis(500);
 
 /// The instant by which a request must be answered: its `grpc-timeout`
 /// (capped at [`MAX_REQUEST_TIME`]), minus a margin so that the answer
 /// reaches the client before it gives up.
-pub fn request_deadline(metadata: &MetadataMap) -> Instant {
+pub(crate) fn request_deadline(metadata: &MetadataMap) -> Instant {
     let budget = metadata
         .get("grpc-timeout")
         .and_then(|v| v.to_str().ok())
@@ -62,7 +62,7 @@ fn parse_grpc_timeout(s: &str) -> Option<Duration> {
 }
 
 /// An UNAVAILABLE status with the outcome trailer.
-pub fn unavailable(message: impl Into<String>, maybe_applied: bool) -> Status {
+pub(crate) fn unavailable(message: impl Into<String>, maybe_applied: bool) -> Status {
     let mut st = Status::unavailable(message);
     let outcome = if maybe_applied {
         Outcome::Unknown

@@ -178,7 +178,7 @@ mod test_support {
     use super::{parse_args, ConfigError, ServerConfig};
 
     /// The invocation of replica `n` of the original project's five.
-    pub(super) fn seed_line(n: usize) -> String {
+    pub(super) fn original_line(n: usize) -> String {
         format!(
             "my_addr:'0.0.0.0:800{n}' my_paxos:'0.0.0.0:900{n}' fail_rate:0.3 \
              replica:'0.0.0.0:9000' replica:'0.0.0.0:9001' replica:'0.0.0.0:9002' \

@@ -144,15 +144,15 @@ fn find_self(me: &HostPort, replicas: &[HostPort]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::{parse, seed_line};
+    use super::super::test_support::{original_line, parse};
     use super::super::{parse_text, ReadMode};
     use super::*;
 
     #[test]
-    fn the_five_seed_lines_parse_verbatim() {
+    fn the_five_original_lines_parse_verbatim() {
         for n in 0..5 {
-            let line = seed_line(n);
-            let cfg = parse(&[&line]).expect("seed line");
+            let line = original_line(n);
+            let cfg = parse(&[&line]).expect("original line");
             assert_eq!(cfg.my_addr, format!("0.0.0.0:800{n}"));
             assert_eq!(cfg.my_paxos, format!("0.0.0.0:900{n}"));
             assert_eq!(cfg.replica_id, n);
@@ -182,7 +182,7 @@ mod tests {
                 "{text}: {msg}"
             );
         }
-        let e = parse(&["--fail-rate", "2", &seed_line(0)]).expect_err("flag");
+        let e = parse(&["--fail-rate", "2", &original_line(0)]).expect_err("flag");
         assert!(matches!(e, ConfigError::BadFailRate { .. }), "{e}");
     }
 
@@ -228,7 +228,7 @@ mod tests {
 
     #[test]
     fn flags_override_the_text() {
-        let line = seed_line(2);
+        let line = original_line(2);
         let cfg = parse(&[&line, "--fail-rate", "0", "--my-addr", "127.0.0.1:7002"]).expect("ok");
         assert_eq!(cfg.fail_rate, 0.0);
         assert_eq!(cfg.my_addr, "127.0.0.1:7002");
@@ -356,7 +356,7 @@ mod tests {
 
     #[test]
     fn timing_must_make_sense() {
-        let line = seed_line(0);
+        let line = original_line(0);
         let e = parse(&[&line, "--tick-ms", "0"]).expect_err("tick");
         assert!(e.to_string().contains("tick_ms"), "{e}");
         let e = parse(&[&line, "--heartbeat-ticks", "10", "--election-ticks", "10"])
