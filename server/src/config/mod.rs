@@ -17,9 +17,9 @@
 //! line) at fault, so the caller can print it and exit with status 2
 //! ([`ConfigError::exit`]).
 //!
-//! - [`text`]: the text format's parser ([`parse_text`]).
-//! - [`flags`]: the command line ([`parse_args`]).
-//! - [`validate`]: flags over text, and the checks (addresses, the replica
+//! - `text.rs`: the text format's parser ([`parse_text`]).
+//! - `flags.rs`: the command line ([`parse_args`]).
+//! - `validate.rs`: flags over text, and the checks (addresses, the replica
 //!   list, fail rate, timing).
 
 mod flags;
