@@ -68,7 +68,8 @@ pub struct NodeConfig {
     pub tick: Duration,
     /// Core timing and batching settings.
     pub core: paxos::Config,
-    /// fsync every write (only tests that measure nothing durable turn it off).
+    /// fsync files and directories; off only with `--unsafe-no-fsync`
+    /// (nothing is then durable, see [`crate::storage`]).
     pub sync: bool,
 }
 
@@ -247,6 +248,12 @@ pub struct Started {
 /// thread and the peer tasks.
 pub fn start(config: NodeConfig, shutdown: Shutdown) -> Result<Started, StartError> {
     let n = config.replicas.len();
+    if !config.sync {
+        tracing::warn!(
+            "--unsafe-no-fsync: nothing is fsynced; a crash or power failure can lose \
+             acknowledged writes, and a damaged data directory is reset to empty"
+        );
+    }
     let (storage, durable, report) = Storage::open(
         &config.data_dir,
         StorageOptions {

@@ -1,7 +1,8 @@
 //! Damaged and unusable data directories, as a user meets them with real
 //! processes: a replica whose WAL was damaged in the middle refuses to start
 //! (exit 1, naming file and offset) while the others keep serving; a torn
-//! last record is dropped and logged; a foreign or unreadable data directory
+//! last record is dropped and logged; with `--unsafe-no-fsync` the same
+//! damage resets the replica instead; a foreign or unreadable data directory
 //! is named.
 
 mod common;
@@ -107,6 +108,49 @@ async fn a_torn_last_record_is_dropped_and_logged_on_restart() {
     let log = std::fs::read_to_string(c.log_path(1)).expect("log");
     assert!(log.contains("dropped a torn last WAL record"), "{log}");
     assert!(log.contains(&format!("offset={torn_at}")), "{log}");
+}
+
+/// `--unsafe-no-fsync` reaches storage: the same damage that is refused
+/// with fsync on resets the directory (the replica forgets its state, which
+/// is what the flag's warning says).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_fsync_a_damaged_wal_resets_the_replica() {
+    let mut flags = FAST.to_vec();
+    flags.push("--unsafe-no-fsync");
+    let mut c = Cluster::start("nofsync", 1, 26300, &flags);
+    c.wait_leader(&[0], START).await;
+    let mut cl = c.client();
+    for i in 0..10 {
+        cl.put(&format!("n{i}"), "v").await.expect("put");
+    }
+    c.kill(0);
+    let data = c.root().join("data-0");
+    let records: Vec<_> = layout::scan(&data)
+        .expect("scan")
+        .into_iter()
+        .filter(|s| matches!(s.kind, SpanKind::WalRecord { .. }))
+        .collect();
+    assert!(records.len() >= 3, "{records:?}");
+    let victim = &records[1];
+    let wal = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&victim.file)
+        .expect("open wal");
+    wal.write_all_at(b"XXXX", victim.offset).expect("damage");
+    drop(wal);
+    c.spawn(0);
+    c.wait_leader(&[0], START).await;
+    let log = std::fs::read_to_string(c.log_path(0)).expect("log");
+    assert!(
+        log.contains("--unsafe-no-fsync: nothing is fsynced"),
+        "{log}"
+    );
+    assert!(
+        log.contains("reset to empty; this replica has forgotten"),
+        "{log}"
+    );
+    let r = cl.get("n5").await.expect("get");
+    assert_eq!(r.value, None, "the state was forgotten");
 }
 
 /// Runs `server` on data directory `data` (as user `uid` if given) and

@@ -56,6 +56,12 @@ pub(super) struct Cli {
     /// Log slots between snapshots (0: never).
     #[arg(long, default_value_t = 10_000, value_name = "SLOTS")]
     pub(super) snapshot_every: u64,
+    /// UNSAFE, for testing the harness only: never fsync or fdatasync any
+    /// file or directory. Acknowledged writes can be lost in a crash or power
+    /// failure, and a damaged data directory is reset to empty instead of
+    /// refused.
+    #[arg(long)]
+    pub(super) unsafe_no_fsync: bool,
 }
 
 /// `--read-mode`: the names of [`ReadMode`], each with its help line.
@@ -98,6 +104,10 @@ mod tests {
                 let help = e.to_string();
                 assert!(
                     help.contains("--my-paxos") && help.contains("--read-mode"),
+                    "{help}"
+                );
+                assert!(
+                    help.contains("--unsafe-no-fsync") && help.contains("UNSAFE"),
                     "{help}"
                 );
                 assert!(help.contains("my_addr:'0.0.0.0:8000'"), "{help}");
