@@ -72,6 +72,16 @@ pub struct Status {
     pub digest: u64,
 }
 
+/// A pre-vote in progress: we would campaign with `ballot` and count who
+/// said yes.
+struct PreVoting {
+    ballot: Ballot,
+    takeover: bool,
+    granted: std::collections::BTreeSet<ReplicaId>,
+    /// Ticks since we asked: after an election timeout we ask again.
+    elapsed: u64,
+}
+
 enum RoleState {
     Follower,
     Candidate(Candidate),
@@ -93,8 +103,14 @@ pub struct Replica {
     /// higher-priority replica knows it has caught up and may take over.
     leader_commit: Slot,
     /// Ticks since we last heard from a live coordinator (or granted a
-    /// prepare).
+    /// prepare; granting a pre-vote does not count).
     election_elapsed: u64,
+    /// Ticks we have followed `leader` without missing a heartbeat: a
+    /// higher-priority replica takes over only once this is long enough, so
+    /// that a flaky one does not make leadership flap.
+    steady_ticks: u64,
+    /// The pre-vote we are asking for, if any.
+    prevote: Option<PreVoting>,
     /// Highest round seen in any ballot: a new campaign goes above it.
     max_round_seen: u64,
     /// Output accumulated since the last `ready()`.
@@ -153,6 +169,8 @@ impl Replica {
             leader: None,
             leader_commit: 0,
             election_elapsed: 0,
+            steady_ticks: 0,
+            prevote: None,
             max_round_seen: restored.promised.round,
             out: Ready::default(),
             #[cfg(test)]
@@ -188,7 +206,8 @@ impl Replica {
             return Err(StepError::SlotOutOfRange { slot });
         }
         match &msg {
-            Message::Prepare { ballot, .. }
+            Message::PreVote { ballot, .. }
+            | Message::Prepare { ballot, .. }
             | Message::Accept { ballot, .. }
             | Message::Heartbeat { ballot, .. }
                 if ballot.replica != from =>
@@ -211,6 +230,10 @@ impl Replica {
             }
         }
         match msg {
+            Message::PreVote { ballot, takeover } => self.on_prevote(from, ballot, takeover),
+            Message::PreVoteReply { ballot, granted } => {
+                self.on_prevote_reply(from, ballot, granted)
+            }
             Message::Prepare { ballot, first_slot } => self.on_prepare(from, ballot, first_slot),
             Message::Promise {
                 ballot,
@@ -270,14 +293,28 @@ impl Replica {
         match &mut self.role {
             RoleState::Follower => {
                 self.election_elapsed += 1;
-                if self.election_elapsed >= election_timeout || self.may_take_over() {
-                    self.campaign();
+                if self.election_elapsed > 2 * heartbeat_ticks {
+                    self.steady_ticks = 0;
+                } else if self.leader.is_some() {
+                    self.steady_ticks += 1;
+                }
+                match &mut self.prevote {
+                    Some(p) => {
+                        p.elapsed += 1;
+                        if p.elapsed >= election_timeout {
+                            self.maybe_prevote();
+                        }
+                    }
+                    None => self.maybe_prevote(),
                 }
             }
             RoleState::Candidate(c) => {
                 c.elapsed += 1;
                 if c.elapsed >= election_timeout {
-                    self.campaign();
+                    // The campaign failed: ask again before the next one.
+                    self.step_down(None);
+                    self.election_elapsed = election_timeout;
+                    self.maybe_prevote();
                 } else if c.elapsed % heartbeat_ticks == 0 {
                     let (ballot, first_slot) = (c.ballot, c.first_slot);
                     let missing: Vec<_> = (0..self.n)
@@ -421,6 +458,7 @@ impl Replica {
             Some(leader) => {
                 leader > self.id
                     && self.election_elapsed < self.config.election_ticks
+                    && self.steady_ticks >= self.takeover_ticks()
                     && self.learner.commit_index() >= self.leader_commit
                     && self.learner.applied() == self.learner.commit_index()
             }
@@ -428,23 +466,97 @@ impl Replica {
         }
     }
 
-    /// While we follow a live coordinator (or are one), a campaign by a
-    /// replica of lower priority than that coordinator would only disrupt
-    /// it: we ignore its prepare (as if it were lost, which is always safe).
-    fn ignores_prepare_from(&self, from: ReplicaId) -> bool {
-        let live_leader = match self.role {
+    /// How long a higher-priority replica must have heard the coordinator
+    /// without a miss before it takes over (hysteresis).
+    fn takeover_ticks(&self) -> u64 {
+        3 * self.config.election_ticks
+    }
+
+    /// The coordinator we hear, if it is live: ourselves when leading, the
+    /// one whose heartbeats reach us as a follower.
+    fn live_leader(&self) -> Option<ReplicaId> {
+        match self.role {
             RoleState::Coordinator(_) => Some(self.id),
             RoleState::Candidate(_) => None,
             RoleState::Follower => self
                 .leader
                 .filter(|_| self.election_elapsed < self.config.election_ticks),
+        }
+    }
+
+    /// As a follower: start (or restart) a pre-vote when the coordinator
+    /// went silent, or when we may take over; give up one that is no longer
+    /// needed.
+    fn maybe_prevote(&mut self) {
+        let takeover = if self.election_elapsed >= self.election_timeout() {
+            false
+        } else if self.may_take_over() {
+            true
+        } else {
+            self.prevote = None;
+            return;
         };
-        live_leader.is_some_and(|leader| from > leader)
+        let round = self.max_round_seen.max(self.acceptor.promised().round) + 1;
+        let ballot = Ballot::new(round, self.id);
+        self.prevote = Some(PreVoting {
+            ballot,
+            takeover,
+            granted: std::iter::once(self.id).collect(),
+            elapsed: 0,
+        });
+        self.broadcast(Message::PreVote { ballot, takeover });
+        self.maybe_campaign();
+    }
+
+    /// Campaign once a majority said yes to our pre-vote.
+    fn maybe_campaign(&mut self) {
+        if self
+            .prevote
+            .as_ref()
+            .is_some_and(|p| p.granted.len() >= majority(self.n))
+        {
+            self.campaign();
+        }
+    }
+
+    /// Would we promise `ballot` to `from`? Yes if no coordinator we hear is
+    /// live, or if `from` outranks it and asks to take over. A yes changes
+    /// nothing here (no promise, no timer reset): it is only advice.
+    fn on_prevote(&mut self, from: ReplicaId, ballot: Ballot, takeover: bool) {
+        let promised = self.acceptor.promised();
+        if ballot < promised {
+            // Tell it the ballot to beat.
+            self.send(from, Message::Rejected { ballot, promised });
+            return;
+        }
+        let granted = match self.live_leader() {
+            None => true,
+            Some(leader) => takeover && from < leader,
+        };
+        self.send(from, Message::PreVoteReply { ballot, granted });
+    }
+
+    fn on_prevote_reply(&mut self, from: ReplicaId, ballot: Ballot, granted: bool) {
+        let Some(p) = self.prevote.as_mut().filter(|p| p.ballot == ballot) else {
+            return;
+        };
+        if granted && matches!(self.role, RoleState::Follower) {
+            p.granted.insert(from);
+            self.maybe_campaign();
+        }
+    }
+
+    /// While we follow a live coordinator (or are one), a campaign by a
+    /// replica of lower priority than that coordinator would only disrupt
+    /// it: we ignore its prepare (as if it were lost, which is always safe).
+    fn ignores_prepare_from(&self, from: ReplicaId) -> bool {
+        self.live_leader().is_some_and(|leader| from > leader)
     }
 
     /// Start phase 1 with a ballot above every ballot seen.
     fn campaign(&mut self) {
         self.step_down(None);
+        self.prevote = None;
         let round = self.max_round_seen.max(self.acceptor.promised().round) + 1;
         self.max_round_seen = round;
         let ballot = Ballot::new(round, self.id);
@@ -550,8 +662,23 @@ impl Replica {
         let old = mem::replace(&mut self.role, RoleState::Follower);
         self.leader = None;
         self.election_elapsed = 0;
+        self.steady_ticks = 0;
+        self.prevote = None;
         if let RoleState::Coordinator(c) = old {
             c.step_down(hint, &mut self.out);
+        }
+    }
+
+    /// A message from the live coordinator `from` reached us as a follower.
+    fn heard_coordinator(&mut self, from: ReplicaId) {
+        if self.leader != Some(from) {
+            self.steady_ticks = 0;
+        }
+        self.leader = Some(from);
+        self.election_elapsed = 0;
+        // A pre-vote because the coordinator went silent is moot now.
+        if self.prevote.as_ref().is_some_and(|p| !p.takeover) {
+            self.prevote = None;
         }
     }
 
@@ -612,9 +739,8 @@ impl Replica {
             return;
         }
         if matches!(self.role, RoleState::Follower) {
-            self.leader = Some(from);
+            self.heard_coordinator(from);
             self.leader_commit = commit_index;
-            self.election_elapsed = 0;
         }
         self.send(
             from,

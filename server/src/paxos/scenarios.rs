@@ -699,3 +699,82 @@ fn malformed_messages_are_rejected_without_panicking() {
     )
     .is_err());
 }
+
+/// Tick `ticks` times; true if `id` was the coordinator after every tick.
+fn stays_coordinator(c: &mut Cluster, id: ReplicaId, ticks: usize) -> bool {
+    (0..ticks).all(|_| {
+        c.tick(1);
+        c.replica(id).role() == Role::Coordinator
+    })
+}
+
+#[test]
+fn a_follower_that_missed_heartbeats_does_not_depose_a_healthy_coordinator() {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    let promised = c.replica(0).status().promised;
+    // Replica 2's acceptor is lossy (fail_rate): prepares, accepts and
+    // heartbeats to it are lost. It stops hearing the coordinator and would
+    // like to campaign; replicas 0 and 1 still hear each other fine.
+    c.lost = vec![(2, "prepare"), (2, "accept"), (2, "heartbeat")];
+    assert!(stays_coordinator(&mut c, 0, 60));
+    // It crashes and restarts in the middle of it, and asks again.
+    c.crash(2);
+    c.restart(2);
+    assert!(stays_coordinator(&mut c, 0, 60));
+    // It never promised a ballot of its own: nobody agreed that the
+    // coordinator was gone.
+    assert_eq!(c.replica(2).status().promised, promised);
+    // The loss stops. The coordinator's next heartbeat is not rejected, and
+    // a write in flight then is applied, with no change of leadership.
+    c.lost.clear();
+    let w = c.submit(0, 1, 1, put("k", "v"));
+    assert!(stays_coordinator(&mut c, 0, 30));
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
+    assert_eq!(c.replica(2).leader(), Some(0));
+    assert_eq!(c.replica(2).kv().read("k"), Some("v".into()));
+}
+
+#[test]
+fn a_replica_that_can_send_but_not_receive_does_not_block_elections() {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    // Replica 0's listener is wedged: everything sent to it is lost, while
+    // its own messages still go out. It steps down (check-quorum) and keeps
+    // asking to lead, but never hears the answers.
+    c.deaf[0] = true;
+    c.tick(100);
+    // Replicas 1 and 2, which hear each other, elect one of them.
+    let leader = (1..3)
+        .find(|id| c.replica(*id).role() == Role::Coordinator)
+        .expect("replica 1 or 2 leads");
+    assert!(stays_coordinator(&mut c, leader, 100));
+    let w = c.submit(leader, 1, 1, put("k", "v"));
+    c.stabilize();
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
+}
+
+#[test]
+fn a_flaky_higher_priority_replica_does_not_take_over_until_it_is_steady() {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    c.crash(0);
+    c.elect(1);
+    c.submit(1, 1, 1, put("k", "1"));
+    c.stabilize();
+    // Replica 0 comes back with a flaky link: it hears the coordinator for
+    // 12 ticks, then nothing for 6. It catches up, but is never steady, so
+    // it does not take over (and lose it again at the next silence).
+    c.restart(0);
+    for _ in 0..10 {
+        c.deaf[0] = false;
+        assert!(stays_coordinator(&mut c, 1, 12));
+        c.deaf[0] = true;
+        assert!(stays_coordinator(&mut c, 1, 6));
+    }
+    assert_eq!(c.replica(0).kv().read("k"), Some("1".into()));
+    // Once its link is steady, it takes over, within a bound.
+    c.deaf[0] = false;
+    c.elect(0);
+    assert_eq!(c.replica(1).leader(), Some(0));
+}
