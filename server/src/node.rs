@@ -257,7 +257,7 @@ pub fn start(config: NodeConfig, shutdown: Shutdown) -> Result<Started, StartErr
     if report.discarded_bytes > 0 {
         tracing::warn!(
             bytes = report.discarded_bytes,
-            "discarded a torn or corrupt WAL tail (never acknowledged)"
+            "discarded a torn WAL tail (promises and accepts in it were never acknowledged; chosen entries are learned again)"
         );
     }
     let restored = convert::persistent_from_storage(&durable, n)?;

@@ -57,6 +57,9 @@ pub(crate) enum PlantedBug {
     ReadRoundNotAhead,
     /// Count heartbeat acks of any ballot towards read confirmation.
     AckOfAnyBallot,
+    /// The behaviour before pre-vote: campaign at once when the election
+    /// timer fires, take over as soon as caught up (no hysteresis).
+    NoPreVote,
 }
 
 /// The rest of the replica, as the coordinator's handlers see it.

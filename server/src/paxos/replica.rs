@@ -458,7 +458,7 @@ impl Replica {
             Some(leader) => {
                 leader > self.id
                     && self.election_elapsed < self.config.election_ticks
-                    && self.steady_ticks >= self.takeover_ticks()
+                    && (self.steady_ticks >= self.takeover_ticks() || self.no_prevote())
                     && self.learner.commit_index() >= self.leader_commit
                     && self.learner.applied() == self.learner.commit_index()
             }
@@ -470,6 +470,14 @@ impl Replica {
     /// without a miss before it takes over (hysteresis).
     fn takeover_ticks(&self) -> u64 {
         3 * self.config.election_ticks
+    }
+
+    /// The planted bug that restores the behaviour before pre-vote.
+    fn no_prevote(&self) -> bool {
+        #[cfg(test)]
+        return self.planted == Some(PlantedBug::NoPreVote);
+        #[cfg(not(test))]
+        false
     }
 
     /// The coordinator we hear, if it is live: ourselves when leading, the
@@ -488,6 +496,13 @@ impl Replica {
     /// went silent, or when we may take over; give up one that is no longer
     /// needed.
     fn maybe_prevote(&mut self) {
+        #[cfg(test)]
+        if self.planted == Some(PlantedBug::NoPreVote) {
+            if self.election_elapsed >= self.election_timeout() || self.may_take_over() {
+                self.campaign();
+            }
+            return;
+        }
         let takeover = if self.election_elapsed >= self.election_timeout() {
             false
         } else if self.may_take_over() {

@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 
+use super::coordinator::PlantedBug;
 use super::replica::AppliedEvent;
 use super::*;
 
@@ -777,4 +778,115 @@ fn a_flaky_higher_priority_replica_does_not_take_over_until_it_is_steady() {
     c.deaf[0] = false;
     c.elect(0);
     assert_eq!(c.replica(1).leader(), Some(0));
+}
+
+/// The story of `heartbeat_acks_of_an_earlier_ballot_confirm_no_read`, with
+/// a bug planted or not; returns what replica 0 answered the read.
+fn stale_acks_story(planted: Option<PlantedBug>) -> Option<Result<OpResult, RequestError>> {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    let w = c.submit(0, 1, 1, put("x", "old"));
+    c.stabilize();
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
+    // Replica 2 is paused; the coordinator's heartbeats pile up in its
+    // socket buffer while 30 reads make it number 30 more rounds.
+    c.paused[2] = true;
+    for seq in 1..=30 {
+        let r = c.submit(0, 9, seq, get("x"));
+        c.stabilize();
+        assert_eq!(c.reply(r), Some(value("old")));
+    }
+    // Replica 0 crashes and is elected again with replica 1, in a new
+    // ballot whose heartbeat rounds start from 1 again.
+    c.crash(0);
+    c.restart(0);
+    c.replicas[0].as_mut().unwrap().planted = planted;
+    c.elect(0);
+    // Replica 2 resumes and answers the old heartbeats first: acks of the
+    // earlier ballot, with round numbers the new one has not reached.
+    c.paused[2] = false;
+    c.stabilize();
+    // Replica 0 is paused in turn; replicas 1 and 2 elect replica 1, which
+    // writes x = new.
+    c.paused[0] = true;
+    c.elect(1);
+    let w = c.submit(1, 2, 1, put("x", "new"));
+    c.stabilize();
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
+    // Replica 0 wakes up and is asked to read x before it reads its mail.
+    c.paused[0] = false;
+    let r = c.submit(0, 3, 1, get("x"));
+    c.flush(0);
+    let early = c.reply(r);
+    c.stabilize();
+    early.or_else(|| c.reply(r))
+}
+
+#[test]
+fn heartbeat_acks_of_an_earlier_ballot_confirm_no_read() {
+    // The acks replica 2 sent in the earlier ballot confirm nothing in the
+    // new one: the read waits for this ballot's round, which is rejected.
+    assert!(matches!(
+        stale_acks_story(None),
+        Some(Err(RequestError::NotLeader { .. }))
+    ));
+    // Counting them (the planted bug) serves the deposed value.
+    assert_eq!(
+        stale_acks_story(Some(PlantedBug::AckOfAnyBallot)),
+        Some(value("old"))
+    );
+}
+
+#[test]
+fn a_read_is_confirmed_only_by_a_round_sent_after_it_arrived() {
+    // The deposed coordinator wakes with the acks of its last round in its
+    // socket buffer, and a read arrives first.
+    let story = |planted| {
+        let mut c = Cluster::new(3, config());
+        c.elect(0);
+        c.replicas[0].as_mut().unwrap().planted = planted;
+        let w = c.submit(0, 1, 1, put("x", "old"));
+        c.stabilize();
+        assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
+        // A heartbeat round goes out; replica 0 is paused before the acks
+        // come back.
+        c.tick(c.config.heartbeat_ticks as usize - 1);
+        for id in 0..3 {
+            c.replicas[id].as_mut().unwrap().tick();
+        }
+        c.flush(0);
+        c.paused[0] = true;
+        c.stabilize();
+        c.elect(1);
+        let w = c.submit(1, 2, 1, put("x", "new"));
+        c.stabilize();
+        assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
+        // It wakes; the read is handled first, then the old acks.
+        c.paused[0] = false;
+        let r = c.submit(0, 3, 1, get("x"));
+        c.flush(0);
+        let acks: Vec<_> = c
+            .net
+            .iter()
+            .filter(|(_, to, m)| *to == 0 && m.kind() == "heartbeat-ack")
+            .cloned()
+            .collect();
+        c.net
+            .retain(|(_, to, m)| !(*to == 0 && m.kind() == "heartbeat-ack"));
+        for (from, to, m) in acks {
+            c.replicas[to].as_mut().unwrap().step(from, m).unwrap();
+            c.flush(to);
+        }
+        let early = c.reply(r);
+        c.stabilize();
+        early.or_else(|| c.reply(r))
+    };
+    assert!(matches!(
+        story(None),
+        Some(Err(RequestError::NotLeader { .. }))
+    ));
+    assert_eq!(
+        story(Some(PlantedBug::ReadRoundNotAhead)),
+        Some(value("old"))
+    );
 }
