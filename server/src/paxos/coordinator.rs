@@ -17,7 +17,9 @@ use super::learner::{Learner, SlotResults};
 use super::messages::{AcceptedEntry, ChosenEntry, Message};
 use super::ready::{Executed, Ready, Reply, RequestError};
 use super::storage::Snapshot;
-use super::types::{majority, Ballot, Config, ReadMode, ReplicaId, RequestId, Slot, Value};
+use super::types::{
+    command_bytes, majority, Ballot, Config, ReadMode, ReplicaId, RequestId, Slot, Value,
+};
 use crate::kv::{Command, Op, OpResult, StaleCommand};
 
 /// What one acceptor answered to our prepare.
@@ -99,9 +101,11 @@ impl Local<'_> {
             self.send(to, Message::Snapshot { snapshot });
             Some(through)
         } else {
-            let entries = self
-                .learner
-                .entries_from(first_slot, self.config.max_catchup_entries);
+            let entries = self.learner.entries_from(
+                first_slot,
+                self.config.max_catchup_entries,
+                self.config.max_message_bytes,
+            );
             let through = entries.last()?.slot;
             self.send(to, Message::Chosen { entries });
             Some(through)
@@ -503,7 +507,18 @@ impl Coordinator {
         while !self.queue.is_empty()
             && (self.inflight.len() as u64) < local.config.max_inflight_slots
         {
-            let take = self.queue.len().min(local.config.max_batch);
+            // At most `max_batch` commands and about `max_message_bytes`.
+            let mut bytes = 0;
+            let take = self
+                .queue
+                .iter()
+                .take(local.config.max_batch)
+                .take_while(|(_, cmd)| {
+                    let first = bytes == 0;
+                    bytes += command_bytes(cmd);
+                    first || bytes <= local.config.max_message_bytes
+                })
+                .count();
             let batch: Vec<_> = self.queue.drain(..take).collect();
             let slot = self.next_slot;
             let commands = batch.iter().map(|(_, cmd)| cmd.clone()).collect();

@@ -712,7 +712,14 @@ impl Replica {
                 }
                 let snapshot = (first_slot <= self.learner.snapshot_slot())
                     .then(|| self.learner.snapshot().clone());
-                let chosen = self.learner.entries_from(first_slot, usize::MAX);
+                // What we know chosen only saves the candidate work (the
+                // accepted values are what phase 1 needs), so a budget cuts
+                // it: the rest reaches the new coordinator by catch-up.
+                let chosen = self.learner.entries_from(
+                    first_slot,
+                    usize::MAX,
+                    self.config.max_message_bytes,
+                );
                 self.send(
                     from,
                     Message::Promise {

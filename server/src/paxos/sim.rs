@@ -233,6 +233,8 @@ impl SimConfig {
                 max_inflight_slots: rng.random_range(1..=4),
                 snapshot_every: [0, 3, 10][rng.random_range(0..3)],
                 max_catchup_entries: rng.random_range(1..=8),
+                // Small enough that catch-ups and batches are cut by bytes.
+                max_message_bytes: 400,
             },
         };
         cfg.dup_delay = 3 * cfg.max_delay;
