@@ -33,9 +33,10 @@
 //! - reads (in quorum mode) are linearizable with respect to the chosen order
 //!   and real time.
 //!
-//! Schedules mix four profiles: a broad one, one that hunts stale reads
-//! (frequent pauses, clients sent anywhere), a crash storm and a slow
-//! network (long delays and one-way cuts, timeouts scaled to match). How
+//! Schedules mix five profiles: a broad one, one that hunts stale reads
+//! (frequent pauses, clients sent anywhere), a crash storm, a slow network
+//! (long delays and one-way cuts, timeouts scaled to match) and a
+//! returning coordinator (crashes during pauses, mostly reads). How
 //! sharp this is was measured by breaking the core on purpose. Tests here
 //! assert that the default schedules catch: a read confirmed by the
 //! heartbeat round already sent when it arrived (planted bug
@@ -100,6 +101,8 @@ pub struct SimConfig {
     pub retarget_p: f64,
     /// Ticks before a client gives up an attempt and retries elsewhere.
     pub request_timeout: u64,
+    /// Out of ten commands, how many are reads.
+    pub read_tenths: u32,
     /// Attempts after which a client gives up a command (its outcome stays
     /// unknown) and moves on to its next sequence number; 0: never.
     pub give_up_after: u32,
@@ -134,10 +137,11 @@ pub struct SimConfig {
 impl SimConfig {
     pub fn new(replicas: usize, rng: &mut StdRng) -> Self {
         let base = Self::base(replicas, rng);
-        match rng.random_range(0..5) {
+        match rng.random_range(0..6) {
             0 => base.hunting_stale_reads(),
             1 => base.crash_storm(),
             2 => base.slow_network(),
+            3 => base.returning_coordinator(),
             _ => base,
         }
     }
@@ -153,6 +157,26 @@ impl SimConfig {
             resume_p: 0.2,
             target_leader_p: 0.2,
             tail_loss_p: 0.2,
+            ..self
+        }
+    }
+
+    /// A coordinator crashes while a follower is paused, and is elected
+    /// again; later it is paused and deposed, and asked to read when it
+    /// wakes. Mostly reads, so that a read has no write in flight to wait
+    /// for: this is where heartbeat acks of an earlier ballot would confirm
+    /// a read they must not.
+    pub fn returning_coordinator(self) -> Self {
+        SimConfig {
+            clients: 6,
+            crash_p: 0.03,
+            restart_p: 0.5,
+            pause_p: 0.04,
+            resume_p: 0.05,
+            target_leader_p: 0.5,
+            retarget_p: 0.5,
+            request_timeout: 15,
+            read_tenths: 8,
             ..self
         }
     }
@@ -215,6 +239,7 @@ impl SimConfig {
             retarget_p: 0.1,
             request_timeout: 40,
             give_up_after: [0, 3, 6][rng.random_range(0..3)],
+            read_tenths: 4,
             one_way_p: rng.random_range(0.0..0.015),
             jitter_p: rng.random_range(0.0..0.1),
             long_delay_p: rng.random_range(0.0..0.01),
@@ -1057,7 +1082,13 @@ impl Sim {
         c.next_seq += 1;
         let key = KEYS[self.rng.random_range(0..KEYS.len())].to_string();
         let value = format!("{client_id}.{seq}");
-        let op = match self.rng.random_range(0..10) {
+        let mut roll = self.rng.random_range(0..10);
+        if roll < self.cfg.read_tenths {
+            roll = 0;
+        } else if self.cfg.read_tenths != 4 {
+            roll = self.rng.random_range(4..10);
+        }
+        let op = match roll {
             0..=3 => Op::Get { key },
             4..=5 => Op::Put { key, value },
             6 => Op::Delete { key },
@@ -1620,5 +1651,20 @@ fn leadership_with_a_lossy_follower() {
             };
             eprintln!("fail_rate {fail_rate}, {name}: leadership changes after the first election in {runs} runs of {minutes} simulated minutes: {changes:?} ({per_minute:.2}/min)");
         }
+    }
+}
+
+/// Which of the default schedules catch each planted core bug: `cargo test
+/// -p server --lib paxos::sim::count_planted_hits -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn count_planted_hits() {
+    let count = schedules(1000);
+    for bug in [PlantedBug::ReadRoundNotAhead, PlantedBug::AckOfAnyBallot] {
+        let hits: Vec<u64> = (0..count)
+            .chain(1_000_000..1_000_000 + count)
+            .filter(|seed| run_seed(*seed, |cfg| cfg.planted = Some(bug), false).is_err())
+            .collect();
+        eprintln!("{bug:?} hits: {hits:?}");
     }
 }
