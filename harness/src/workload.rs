@@ -145,6 +145,9 @@ pub struct Workload {
     /// targets). Absent: a random seed, written into the workload as run.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// The system under test.
+    #[serde(default)]
+    pub db: DbKind,
     /// How long the clients run (the final phase comes on top).
     pub duration: Dur,
     #[serde(default)]
@@ -162,25 +165,18 @@ pub struct Workload {
     pub checkers: CheckerSpec,
 }
 
-/// How reads are served by the cluster (`--read-mode`).
+/// The system under test (`db:`): one adapter in [`crate::db`] per variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum ReadMode {
-    /// Linearizable: the coordinator confirms its leadership first.
+pub enum DbKind {
+    /// This repository's `server` ([`crate::db::paxoskv`]).
     #[default]
-    Quorum,
-    /// The seed's design, knowingly unsafe: the coordinator answers locally.
-    Local,
+    Paxoskv,
 }
 
-impl ReadMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReadMode::Quorum => "quorum",
-            ReadMode::Local => "local",
-        }
-    }
-}
+/// How reads are served by the cluster (`--read-mode`): the type all crates
+/// share, written `quorum` or `local` in workload files.
+pub use paxoskv::ReadMode;
 
 /// The replicas to start.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -28,10 +28,12 @@ fn fake_server(dir: &Path) -> PathBuf {
     p
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("harness-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A fresh temporary directory, removed when dropped.
+fn tmp(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("harness-{name}-"))
+        .tempdir()
+        .expect("create a temp dir")
 }
 
 /// Alive and not a zombie.
@@ -85,8 +87,9 @@ fn config(dir: &Path, base: u16) -> ClusterConfig {
 
 #[test]
 fn start_pause_kill_restart_stop() {
-    let dir = tmp("procs");
-    let mut c = Cluster::new(config(&dir, 24000)).unwrap();
+    let tmp_dir = tmp("procs");
+    let dir = tmp_dir.path();
+    let mut c = Cluster::new(config(dir, 24000)).unwrap();
     c.start_all().unwrap();
     let pids: Vec<i32> = c.nodes.iter().map(|n| n.pid().unwrap()).collect();
     assert!(pids.iter().all(|&p| alive(p)));
@@ -131,7 +134,6 @@ fn start_pause_kill_restart_stop() {
     }
     let log = std::fs::read_to_string(dir.join("n1.log")).unwrap();
     assert_eq!(log.matches("=== harness: start").count(), 2, "{log}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Children of `pid` (from /proc).
@@ -173,8 +175,9 @@ fn harness_cluster(dir: &Path, base: u16) -> std::process::Child {
 
 #[test]
 fn harness_cluster_stops_its_replicas_on_sigterm() {
-    let dir = tmp("cluster-term");
-    let mut h = harness_cluster(&dir, 24010);
+    let tmp_dir = tmp("cluster-term");
+    let dir = tmp_dir.path();
+    let mut h = harness_cluster(dir, 24010);
     let hp = h.id();
     assert!(wait_until(Duration::from_secs(10), || children(hp).len() == 3));
     let kids = children(hp);
@@ -202,13 +205,13 @@ fn harness_cluster_stops_its_replicas_on_sigterm() {
     assert!(wait_until(Duration::from_secs(5), || kids
         .iter()
         .all(|&k| !alive(k))));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn replicas_die_with_a_killed_harness() {
-    let dir = tmp("cluster-kill");
-    let mut h = harness_cluster(&dir, 24020);
+    let tmp_dir = tmp("cluster-kill");
+    let dir = tmp_dir.path();
+    let mut h = harness_cluster(dir, 24020);
     let hp = h.id();
     assert!(wait_until(Duration::from_secs(10), || children(hp).len() == 3));
     let kids = children(hp);
@@ -221,13 +224,13 @@ fn replicas_die_with_a_killed_harness() {
         }
     }
     assert!(gone, "orphans left: {kids:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn harness_run_interrupted_exits_2_and_stops_its_replicas() {
-    let dir = tmp("run-int");
-    let fake = fake_server(&dir);
+    let tmp_dir = tmp("run-int");
+    let dir = tmp_dir.path();
+    let fake = fake_server(dir);
     let wl = dir.join("w.yaml");
     std::fs::write(
         &wl,
@@ -267,13 +270,13 @@ fn harness_run_interrupted_exits_2_and_stops_its_replicas() {
     // The run dir still says what happened.
     let res = std::fs::read_to_string(dir.join("store/latest/results.json")).unwrap();
     assert!(res.contains("\"interrupted\": true"), "{res}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_server_that_cannot_start_is_reported_quickly_with_its_log() {
-    let dir = tmp("run-bad");
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp_dir = tmp("run-bad");
+    let dir = tmp_dir.path();
+    std::fs::create_dir_all(dir).unwrap();
     let bad = dir.join("bad-server.sh");
     std::fs::write(
         &bad,
@@ -310,32 +313,37 @@ fn a_server_that_cannot_start_is_reported_quickly_with_its_log() {
         stdout.contains("exited during startup") && stdout.contains("in use"),
         "{stdout}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn nemesis_targets_faults_heals_and_records() {
-    use harness::nemesis::{Nemesis, NemesisState};
+    use harness::nemesis::{FaultEnv, Nemesis, NemesisState};
     use harness::recorder::Recorder;
     use harness::workload::{FaultKind, Target};
     use rand::SeedableRng;
-    use std::sync::atomic::AtomicBool;
     use std::sync::{Arc, Mutex};
 
-    let dir = tmp("nemesis");
-    let mut cfg = config(&dir, 24100);
+    let tmp_dir = tmp("nemesis");
+    let dir = tmp_dir.path();
+    let mut cfg = config(dir, 24100);
     cfg.replicas = 5;
     let mut cluster = Cluster::new(cfg).unwrap();
     cluster.start_all().unwrap();
-    let cluster = Arc::new(Mutex::new(cluster));
+    let db = harness::db::paxoskv::from_cluster(cluster);
     let nemesis = Nemesis {
-        cluster: cluster.clone(),
+        db: db.clone(),
         recorder: Recorder::new(),
         state: Arc::new(Mutex::new(NemesisState::default())),
-        base_fail_rate: 0.0,
-        rpc_timeout: Duration::from_millis(200),
-        stop: Arc::new(AtomicBool::new(false)),
+        env: FaultEnv {
+            base_fail_rate: 0.0,
+            rpc_timeout: Duration::from_millis(200),
+        },
+        stop: tokio_util::sync::CancellationToken::new(),
     };
+    let pause = nemesis.fault(FaultKind::Pause, None);
+    let kill = nemesis.fault(FaultKind::Kill, None);
+    let fail_rate = nemesis.fault(FaultKind::FailRate, Some(0.5));
+    let (pause, kill, fail_rate) = (pause.as_ref(), kill.as_ref(), fail_rate.as_ref());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -343,69 +351,42 @@ fn nemesis_targets_faults_heals_and_records() {
     rt.block_on(async {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let n = &nemesis;
+        assert_eq!(n.resolve(Target::Minority, pause, &mut rng).await.len(), 2);
+        assert_eq!(n.resolve(Target::Majority, pause, &mut rng).await.len(), 3);
         assert_eq!(
-            n.resolve(Target::Minority, FaultKind::Pause, &mut rng)
-                .await
-                .len(),
-            2
-        );
-        assert_eq!(
-            n.resolve(Target::Majority, FaultKind::Pause, &mut rng)
-                .await
-                .len(),
-            3
-        );
-        assert_eq!(
-            n.resolve(Target::All, FaultKind::Kill, &mut rng).await,
+            n.resolve(Target::All, kill, &mut rng).await,
             vec![0, 1, 2, 3, 4]
         );
-        assert_eq!(
-            n.resolve(Target::Random, FaultKind::Kill, &mut rng)
-                .await
-                .len(),
-            1
-        );
+        assert_eq!(n.resolve(Target::Random, kill, &mut rng).await.len(), 1);
         // The stand-ins answer no Status: no leader, no target.
-        assert!(n
-            .resolve(Target::Leader, FaultKind::Pause, &mut rng)
-            .await
-            .is_empty());
+        assert!(n.resolve(Target::Leader, pause, &mut rng).await.is_empty());
 
-        let (hit, w) = n.apply(FaultKind::Pause, &[2], None).await;
+        let (hit, w) = n.apply(pause, &[2]).await;
         assert_eq!(hit, vec![2]);
         assert_eq!(
             n.state.lock().unwrap().active(),
             vec!["pause n2".to_string()]
         );
         // A paused node is not paused or killed again, but its fail_rate may change.
-        assert!(n
-            .resolve(Target::Node(2), FaultKind::Pause, &mut rng)
-            .await
-            .is_empty());
-        assert!(n
-            .resolve(Target::Node(2), FaultKind::Kill, &mut rng)
-            .await
-            .is_empty());
+        assert!(n.resolve(Target::Node(2), pause, &mut rng).await.is_empty());
+        assert!(n.resolve(Target::Node(2), kill, &mut rng).await.is_empty());
         assert_eq!(
-            n.resolve(Target::Node(2), FaultKind::FailRate, &mut rng)
-                .await,
+            n.resolve(Target::Node(2), fail_rate, &mut rng).await,
             vec![2]
         );
-        let (killed, _) = n.apply(FaultKind::Kill, &[4], None).await;
+        let (killed, _) = n.apply(kill, &[4]).await;
         assert_eq!(killed, vec![4]);
-        n.heal(FaultKind::Pause, &hit, w).await;
+        n.heal(pause, &hit, Some(w)).await;
         assert!(n.state.lock().unwrap().windows[0].end.is_some());
         // Everything left is healed at the end: n4 restarts.
         n.heal_all().await;
     });
-    {
-        let c = cluster.lock().unwrap();
-        assert!(c.nodes.iter().all(|n| n.state == NodeState::Running));
-        assert_eq!(c.nodes[4].starts, 2);
-    }
+    assert!(db.states().iter().all(|s| *s == NodeState::Running));
+    assert_eq!(db.procs().starts(4), 2);
     let h: Vec<String> = nemesis
         .recorder
         .snapshot()
+        .ops
         .iter()
         .map(|e| e.to_edn())
         .collect();
@@ -416,6 +397,5 @@ fn nemesis_targets_faults_heals_and_records() {
     assert_eq!(fs, vec!["pause", "kill", "resume", "restart"], "{h:#?}");
     assert!(h[0].contains(":process :nemesis") && h[0].contains("[\"127.0.0.1:24102\"]"));
     drop(nemesis);
-    cluster.lock().unwrap().stop_all(Duration::from_secs(1));
-    let _ = std::fs::remove_dir_all(&dir);
+    db.procs().stop_all(Duration::from_secs(1));
 }

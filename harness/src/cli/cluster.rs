@@ -1,17 +1,16 @@
-//! `harness cluster N`: the seed's `run_server.py`. Starts N replicas (client
+//! `harness cluster N`: the original C++ project's `run_server.py`. Starts N replicas (client
 //! ports `8000+i`, Paxos ports `9000+i` by default), prints their addresses,
 //! and keeps them running until Ctrl-C or SIGTERM, then stops them all by
 //! PID. A replica that exits on its own is reported.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 
 use super::{EXIT_ERROR, EXIT_VALID};
-use crate::cluster::{find_server_bin, wait_for_coordinator, Cluster, ClusterConfig};
+use crate::cluster::{find_server_bin, Cluster, ClusterConfig};
+use crate::db::paxoskv::wait_for_coordinator;
 use crate::workload::ReadMode;
 
 #[derive(Debug, Clone, Args)]
@@ -31,8 +30,8 @@ pub struct ClusterArgs {
     /// Acceptor fail_rate of every replica.
     #[arg(long, default_value_t = 0.0)]
     pub fail_rate: f64,
-    /// quorum (linearizable) or local (the seed's unsafe reads).
-    #[arg(long, default_value = "quorum", value_parser = parse_read_mode)]
+    /// quorum (linearizable) or local (the original C++ project's unsafe reads).
+    #[arg(long, default_value = "quorum", value_parser = str::parse::<ReadMode>)]
     pub read_mode: ReadMode,
     /// Directory for the data dirs and logs (default: `store/cluster/<time>`).
     #[arg(long, value_name = "DIR")]
@@ -43,14 +42,6 @@ pub struct ClusterArgs {
     /// Extra flags for every server, after `--`.
     #[arg(last = true)]
     pub server_flags: Vec<String>,
-}
-
-fn parse_read_mode(s: &str) -> Result<ReadMode, String> {
-    match s {
-        "quorum" => Ok(ReadMode::Quorum),
-        "local" => Ok(ReadMode::Local),
-        _ => Err(format!("unknown read mode {s:?} (quorum or local)")),
-    }
 }
 
 /// Runs `harness cluster`; returns the exit status.
@@ -68,7 +59,7 @@ fn run_inner(args: &ClusterArgs) -> anyhow::Result<i32> {
     if !(0.0..=1.0).contains(&args.fail_rate) {
         anyhow::bail!("--fail-rate {} is not in [0, 1]", args.fail_rate);
     }
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = tokio_util::sync::CancellationToken::new();
     super::install_signal_handler(stop.clone());
     let dir = match &args.data_dir {
         Some(d) => d.clone(),
@@ -105,11 +96,7 @@ fn run_inner(args: &ClusterArgs) -> anyhow::Result<i32> {
     let waited = rt.block_on(async {
         tokio::select! {
             r = wait_for_coordinator(&addrs, Duration::from_secs(20)) => Some(r),
-            _ = async {
-                while !stop.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            } => None,
+            _ = stop.cancelled() => None,
         }
     });
     match waited {
@@ -118,9 +105,9 @@ fn run_inner(args: &ClusterArgs) -> anyhow::Result<i32> {
         None => {}
     }
     println!("client addresses: {}", addrs.join(","));
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.is_cancelled() {
         std::thread::sleep(Duration::from_millis(200));
-        if stop.load(Ordering::SeqCst) {
+        if stop.is_cancelled() {
             break;
         }
         for i in 0..cluster.nodes.len() {

@@ -10,7 +10,7 @@
 //! line number, and "bad input names the line and what was expected" is part of
 //! the contract. The reader is ~300 lines, has no recursion limit surprises
 //! (nesting is bounded by [`MAX_DEPTH`]) and never panics on any input (a
-//! property tested below and in `tests/history_io.rs`).
+//! property tested below, `never_panics_on_garbage`).
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -241,16 +241,6 @@ fn write_seq(f: &mut fmt::Formatter<'_>, open: &str, items: &[Value], close: &st
         write!(f, "{item}")?;
     }
     f.write_str(close)
-}
-
-/// Displays a string as an EDN string literal (as [`Value::Str`] does),
-/// without copying it.
-pub(crate) struct EdnStr<'a>(pub &'a str);
-
-impl fmt::Display for EdnStr<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_string(f, self.0)
-    }
 }
 
 fn write_string(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {

@@ -269,7 +269,7 @@ impl Coordinator {
     /// (or the request it retries).
     pub fn submit(&mut self, request_id: RequestId, command: Command, local: &mut Local) {
         if let Some(session) = local.learner.kv().session(command.client_id) {
-            if !command.op.is_read() && command.seq <= session.last_seq {
+            if !command.op.is_read_only() && command.seq <= session.last_seq {
                 let reply = if command.seq == session.last_seq {
                     // The slot it was applied in is not remembered.
                     Ok(Executed {
