@@ -20,7 +20,7 @@ use super::storage::Snapshot;
 use super::types::{
     command_bytes, majority, Ballot, Config, ReadMode, ReplicaId, RequestId, Slot, Value,
 };
-use crate::kv::{Command, Op, OpResult, StaleCommand};
+use crate::kv::{op_digest, Command, Op, OpResult, StaleCommand};
 
 /// What one acceptor answered to our prepare.
 #[derive(Debug)]
@@ -172,7 +172,9 @@ pub struct Coordinator {
     /// ids of later requests for the same command (client retries). A retry
     /// joins the first request and gets the same answer instead of being
     /// proposed again: retries must not multiply the load.
-    retries: BTreeMap<(u64, u64), Vec<RequestId>>,
+    /// The digest of the command is kept too: a different command under the
+    /// same key is refused, not joined.
+    retries: BTreeMap<(u64, u64), (u64, Vec<RequestId>)>,
     /// Reads waiting for confirmation and for the log to be applied.
     reads: Vec<PendingRead>,
     /// Number of the last heartbeat round sent.
@@ -268,21 +270,12 @@ impl Coordinator {
     /// session cache, a read follows the read mode, a write joins the queue
     /// (or the request it retries).
     pub fn submit(&mut self, request_id: RequestId, command: Command, local: &mut Local) {
-        if let Some(session) = local.learner.kv().session(command.client_id) {
-            if !command.op.is_read_only() && command.seq <= session.last_seq {
-                let reply = if command.seq == session.last_seq {
-                    // The slot it was applied in is not remembered.
-                    Ok(Executed {
-                        result: session.last_result.clone(),
-                        slot: 0,
-                    })
-                } else {
-                    Err(RequestError::Stale(StaleCommand {
-                        client_id: command.client_id,
-                        seq: command.seq,
-                        last_seq: session.last_seq,
-                    }))
-                };
+        if !command.op.is_read_only() {
+            if let Some(answer) = local.learner.kv().answer_from_session(&command) {
+                // The slot it was applied in is not remembered.
+                let reply = answer
+                    .map(|result| Executed { result, slot: 0 })
+                    .map_err(RequestError::from);
                 local.reply(request_id, reply);
                 return;
             }
@@ -309,11 +302,22 @@ impl Coordinator {
             }
             _ => {
                 let key = key_of(&command);
-                if let Some(retries) = self.retries.get_mut(&key) {
-                    retries.push(request_id);
-                } else {
-                    self.retries.insert(key, Vec::new());
-                    self.queue.push_back((request_id, command));
+                let digest = op_digest(&command.op);
+                match self.retries.get_mut(&key) {
+                    Some((first, retries)) if *first == digest => retries.push(request_id),
+                    // The same (client id, seq) for another command: never
+                    // proposed, and not answered with the first one's result.
+                    Some(_) => local.reply(
+                        request_id,
+                        Err(RequestError::Stale(StaleCommand::Reused {
+                            client_id: command.client_id,
+                            seq: command.seq,
+                        })),
+                    ),
+                    None => {
+                        self.retries.insert(key, (digest, Vec::new()));
+                        self.queue.push_back((request_id, command));
+                    }
                 }
             }
         }
@@ -404,7 +408,7 @@ impl Coordinator {
             .flatten()
         {
             orphans.push(request_id);
-            orphans.extend(self.retries.remove(&key_of(&cmd)).unwrap_or_default());
+            orphans.extend(self.retries.remove(&key_of(&cmd)).unwrap_or_default().1);
         }
         for request_id in orphans {
             local.reply(
@@ -436,7 +440,7 @@ impl Coordinator {
                     leader_hint: Some(local.id),
                 }),
             };
-            let retries = self.retries.remove(&key_of(&cmd)).unwrap_or_default();
+            let retries = self.retries.remove(&key_of(&cmd)).unwrap_or_default().1;
             for request_id in retries {
                 local.reply(request_id, reply.clone());
             }
@@ -591,7 +595,7 @@ impl Coordinator {
             ..
         } = self;
         let mut answer = |request_id, cmd: &Command, error: RequestError| {
-            let retries = retries.remove(&key_of(cmd)).unwrap_or_default();
+            let retries = retries.remove(&key_of(cmd)).unwrap_or_default().1;
             for request_id in std::iter::once(request_id).chain(retries) {
                 out.replies.push((request_id, Err(error.clone())));
             }

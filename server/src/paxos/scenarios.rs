@@ -944,3 +944,40 @@ fn a_log_larger_than_one_message_reaches_a_lagging_replica_in_byte_bounded_piece
     assert!(catch_ups.len() > 2, "{catch_ups:?}");
     assert!(catch_ups.iter().all(|b| *b <= budget), "{catch_ups:?}");
 }
+
+#[test]
+fn a_different_command_under_a_used_client_id_and_seq_is_refused_and_not_applied() {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    let first = c.submit(0, 42, 1, put("a", "x"));
+    c.stabilize();
+    assert_eq!(c.reply(first), Some(Ok(OpResult::Done)));
+    // `client --client-id 42 put a y`, numbering from 1 again: not the
+    // cached "OK" of the first, but a refusal, and a stays x.
+    let second = c.submit(0, 42, 1, put("a", "y"));
+    c.stabilize();
+    assert!(matches!(
+        c.reply(second),
+        Some(Err(RequestError::Stale(StaleCommand::Reused {
+            client_id: 42,
+            seq: 1
+        })))
+    ));
+    // The same while the first is still queued: the second does not join it.
+    let third = c.submit(0, 43, 1, put("b", "1"));
+    let fourth = c.submit(0, 43, 1, put("b", "2"));
+    c.stabilize();
+    assert_eq!(c.reply(third), Some(Ok(OpResult::Done)));
+    assert!(matches!(
+        c.reply(fourth),
+        Some(Err(RequestError::Stale(StaleCommand::Reused { .. })))
+    ));
+    for id in 0..3 {
+        assert_eq!(c.replica(id).kv().read("a"), Some("x".into()));
+        assert_eq!(c.replica(id).kv().read("b"), Some("1".into()));
+    }
+    // A real retry still gets the first one's result.
+    let retry = c.submit(0, 42, 1, put("a", "x"));
+    c.stabilize();
+    assert_eq!(c.reply(retry), Some(Ok(OpResult::Done)));
+}
