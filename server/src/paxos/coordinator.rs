@@ -280,6 +280,12 @@ impl Coordinator {
                 return;
             }
         }
+        let pending = self.queue.len() + self.reads.len();
+        let joins = self.retries.contains_key(&key_of(&command));
+        if pending >= local.config.max_pending && !joins {
+            local.reply(request_id, Err(RequestError::Overloaded { pending }));
+            return;
+        }
         match (&command.op, local.config.read_mode) {
             (Op::Get { key }, ReadMode::Local) => {
                 let value = local.learner.kv().read(key);

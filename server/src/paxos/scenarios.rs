@@ -20,6 +20,7 @@ fn config() -> Config {
         snapshot_every: 0,
         max_catchup_entries: 16,
         max_message_bytes: 1 << 20,
+        max_pending: 100,
     }
 }
 
@@ -980,4 +981,37 @@ fn a_different_command_under_a_used_client_id_and_seq_is_refused_and_not_applied
     let retry = c.submit(0, 42, 1, put("a", "x"));
     c.stabilize();
     assert_eq!(c.reply(retry), Some(Ok(OpResult::Done)));
+}
+
+#[test]
+fn an_overloaded_coordinator_refuses_new_requests_as_not_applied() {
+    let mut c = Cluster::new(
+        3,
+        Config {
+            max_pending: 3,
+            ..config()
+        },
+    );
+    c.elect(0);
+    // Three commands wait for the next batch; the fourth is refused at
+    // once, while a retry of a waiting one still joins it.
+    let waiting: Vec<_> = (1..=3)
+        .map(|client| c.submit(0, client, 1, put("k", "v")))
+        .collect();
+    let refused = c.submit(0, 9, 1, put("k", "refused"));
+    let retry = c.submit(0, 1, 1, put("k", "v"));
+    c.flush(0);
+    assert_eq!(
+        c.reply(refused),
+        Some(Err(RequestError::Overloaded { pending: 3 }))
+    );
+    c.stabilize();
+    for w in waiting.iter().chain([&retry]) {
+        assert_eq!(c.reply(*w), Some(Ok(OpResult::Done)));
+    }
+    assert_eq!(c.replica(0).kv().read("k"), Some("v".into()));
+    // Once the queue drained, the refused client gets through.
+    let again = c.submit(0, 9, 1, put("k", "later"));
+    c.stabilize();
+    assert_eq!(c.reply(again), Some(Ok(OpResult::Done)));
 }

@@ -258,8 +258,10 @@ impl SimConfig {
                 max_inflight_slots: rng.random_range(1..=4),
                 snapshot_every: [0, 3, 10][rng.random_range(0..3)],
                 max_catchup_entries: rng.random_range(1..=8),
-                // Small enough that catch-ups and batches are cut by bytes.
+                // Small enough that catch-ups and batches are cut by bytes,
+                // and that clients meet an overloaded coordinator.
                 max_message_bytes: 400,
+                max_pending: 6,
             },
         };
         cfg.dup_delay = 3 * cfg.max_delay;
@@ -1198,6 +1200,9 @@ impl Sim {
             Err(RequestError::NotLeader { leader_hint }) => {
                 c.target = leader_hint.unwrap_or((from + 1) % self.cfg.replicas);
                 p.retry_at = Some(now + 1);
+            }
+            Err(RequestError::Overloaded { .. }) => {
+                p.retry_at = Some(now + 2);
             }
             Err(RequestError::OutcomeUnknown { leader_hint }) => {
                 c.target = leader_hint.unwrap_or((from + 1) % self.cfg.replicas);

@@ -119,6 +119,12 @@ pub struct Config {
     /// the budget still goes through). Keeps messages far below the
     /// transport's limit however large the log grows.
     pub max_message_bytes: usize,
+    /// At most this many client requests waiting at the coordinator
+    /// (queued commands and reads not yet confirmed); beyond it a request is
+    /// refused at once as not applied
+    /// ([`RequestError::Overloaded`](super::RequestError::Overloaded)), so
+    /// that an overloaded coordinator pushes back instead of growing.
+    pub max_pending: usize,
 }
 
 impl Default for Config {
@@ -132,6 +138,7 @@ impl Default for Config {
             snapshot_every: 1000,
             max_catchup_entries: 256,
             max_message_bytes: 4 << 20,
+            max_pending: 100_000,
         }
     }
 }
