@@ -424,10 +424,7 @@ async fn torn_wal_tail_is_discarded_on_restart() {
     }
     c.wait_converged(&[0, 1, 2], Duration::from_secs(20)).await;
     let log = std::fs::read_to_string(c.log_path(1)).expect("log");
-    assert!(
-        log.contains("discarded a torn WAL tail"),
-        "{log}"
-    );
+    assert!(log.contains("discarded a torn WAL tail"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
