@@ -199,6 +199,14 @@ pub(crate) fn snapshot_from_pb(s: pb::Snapshot) -> Result<Snapshot> {
 pub(crate) fn message_to_pb(m: &Message) -> pb::PaxosMessage {
     use pb::paxos_message::Kind as K;
     let kind = match m {
+        Message::PreVote { ballot, takeover } => K::PreVote(pb::PreVote {
+            ballot: Some(ballot_to_pb(*ballot)),
+            takeover: *takeover,
+        }),
+        Message::PreVoteReply { ballot, granted } => K::PreVoteReply(pb::PreVoteReply {
+            ballot: Some(ballot_to_pb(*ballot)),
+            granted: *granted,
+        }),
         Message::Prepare { ballot, first_slot } => K::Prepare(pb::Prepare {
             ballot: Some(ballot_to_pb(*ballot)),
             first_slot: *first_slot,
@@ -269,6 +277,14 @@ pub(crate) fn message_from_pb(m: pb::PaxosMessage, count: usize) -> Result<Messa
     use pb::paxos_message::Kind as K;
     let b = |x| ballot_from_pb(x, count);
     Ok(match m.kind.ok_or(ConvertError::Missing("message kind"))? {
+        K::PreVote(p) => Message::PreVote {
+            ballot: b(p.ballot)?,
+            takeover: p.takeover,
+        },
+        K::PreVoteReply(p) => Message::PreVoteReply {
+            ballot: b(p.ballot)?,
+            granted: p.granted,
+        },
         K::Prepare(p) => Message::Prepare {
             ballot: b(p.ballot)?,
             first_slot: p.first_slot,

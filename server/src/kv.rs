@@ -6,11 +6,22 @@
 //! the core hands commands in, one at a time, in log order.
 //!
 //! Exactly-once: a command carries `(client_id, seq)`. The session table keeps,
-//! per client, the last sequence number applied and its result. A command whose
-//! `seq` equals the last one is a retry and gets the cached result without being
-//! applied again; an older `seq` gets [`StaleCommand`]. This is what lets the
-//! same command be chosen in two slots (a client retried through another
-//! coordinator) while taking effect once.
+//! per client, the last sequence number applied, a digest of that command and
+//! its result. A command whose `seq` equals the last one and whose digest
+//! matches is a retry and gets the cached result without being applied again;
+//! a *different* command under that `seq` is refused
+//! ([`StaleCommand::Reused`]: a client id reused by another client, say), and
+//! so is an older `seq` ([`StaleCommand::Older`]). This is what lets the same
+//! command be chosen in two slots (a client retried through another
+//! coordinator) while taking effect once, and never answers one command with
+//! another's result.
+//!
+//! Sessions expire deterministically, as part of the replicated state: when
+//! more than [`MAX_SESSIONS`] clients have sessions, the ones that wrote least
+//! recently (counted in applied writes, the same on every replica) are
+//! dropped, down to nine tenths. A live client (one of the 90,000 most recent
+//! writers) keeps its session; a client idle that long that retries its last
+//! write has it applied again.
 //!
 //! Reads (`Get`) served by the read path never touch the session table: they
 //! have no effect to deduplicate.
@@ -51,23 +62,41 @@ pub enum OpResult {
     Appended(String),
 }
 
-/// A command older than the last one applied for its client: refused, because
-/// its result is no longer cached and applying it again could apply it twice.
+/// A command the session table refuses. It was **not applied**.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error(
-    "stale command: client {client_id} seq {seq} is older than the last applied seq {last_seq}"
-)]
-pub struct StaleCommand {
-    pub client_id: u64,
-    pub seq: u64,
-    pub last_seq: u64,
+pub enum StaleCommand {
+    /// Older than the last one applied for its client: its result is no
+    /// longer cached and applying it again could apply it twice.
+    #[error(
+        "stale command: client {client_id} seq {seq} is older than the last applied seq {last_seq}; it was not applied"
+    )]
+    Older {
+        client_id: u64,
+        seq: u64,
+        last_seq: u64,
+    },
+    /// `(client_id, seq)` was already used for a different command (another
+    /// client with the same id, or a client that restarted its numbering).
+    #[error(
+        "client {client_id} seq {seq} was already used for a different command; this one was not applied (use another client id)"
+    )]
+    Reused { client_id: u64, seq: u64 },
 }
+
+/// Sessions kept at most; beyond it the least recently used are dropped.
+pub const MAX_SESSIONS: usize = 100_000;
 
 /// What a client session remembers: its last applied command and its result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub last_seq: u64,
     pub last_result: OpResult,
+    /// [`op_digest`] of the last applied command.
+    #[serde(default)]
+    pub digest: u64,
+    /// The store's write count when it was last used (for expiry).
+    #[serde(default)]
+    pub last_used: u64,
 }
 
 /// The whole replicated state. `BTreeMap`s so that snapshots serialize in a
@@ -76,6 +105,9 @@ pub struct Session {
 pub struct KvStore {
     data: BTreeMap<String, String>,
     sessions: BTreeMap<u64, Session>,
+    /// Writes applied so far: the clock sessions expire by.
+    #[serde(default)]
+    writes: u64,
 }
 
 impl KvStore {
@@ -84,31 +116,71 @@ impl KvStore {
         Self::default()
     }
 
+    /// What the session table answers for `cmd` without applying it: the
+    /// cached result of a retry, a refusal, or `None` for a new command.
+    pub fn answer_from_session(&self, cmd: &Command) -> Option<Result<OpResult, StaleCommand>> {
+        let session = self.sessions.get(&cmd.client_id)?;
+        if cmd.seq > session.last_seq {
+            return None;
+        }
+        Some(if cmd.seq < session.last_seq {
+            Err(StaleCommand::Older {
+                client_id: cmd.client_id,
+                seq: cmd.seq,
+                last_seq: session.last_seq,
+            })
+        } else if session.digest != op_digest(&cmd.op) {
+            Err(StaleCommand::Reused {
+                client_id: cmd.client_id,
+                seq: cmd.seq,
+            })
+        } else {
+            Ok(session.last_result.clone())
+        })
+    }
+
     /// Apply a chosen command, deduplicating by session.
     pub fn apply(&mut self, cmd: &Command) -> Result<OpResult, StaleCommand> {
-        if let Some(session) = self.sessions.get(&cmd.client_id) {
-            if cmd.seq == session.last_seq {
-                return Ok(session.last_result.clone());
-            }
-            if cmd.seq < session.last_seq {
-                return Err(StaleCommand {
-                    client_id: cmd.client_id,
-                    seq: cmd.seq,
-                    last_seq: session.last_seq,
-                });
-            }
+        if let Some(answer) = self.answer_from_session(cmd) {
+            return answer;
         }
         let result = self.execute(&cmd.op);
         if !cmd.op.is_read_only() {
+            self.writes += 1;
             self.sessions.insert(
                 cmd.client_id,
                 Session {
                     last_seq: cmd.seq,
                     last_result: result.clone(),
+                    digest: op_digest(&cmd.op),
+                    last_used: self.writes,
                 },
             );
+            if self.sessions.len() > MAX_SESSIONS {
+                self.expire_sessions(MAX_SESSIONS / 10 * 9);
+            }
         }
         Ok(result)
+    }
+
+    /// Keep the `keep` most recently used sessions (ties: the lower client
+    /// id goes first), the same on every replica.
+    fn expire_sessions(&mut self, keep: usize) {
+        let mut by_age: Vec<(u64, u64)> = self
+            .sessions
+            .iter()
+            .map(|(client, s)| (s.last_used, *client))
+            .collect();
+        by_age.sort_unstable();
+        let drop = by_age.len().saturating_sub(keep);
+        for (_, client) in &by_age[..drop] {
+            self.sessions.remove(client);
+        }
+    }
+
+    /// Number of client sessions kept.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
     }
 
     /// Answer a read from the current state without touching sessions.
@@ -184,6 +256,9 @@ impl KvStore {
             h.write(b"s");
             h.write(&client.to_le_bytes());
             h.write(&session.last_seq.to_le_bytes());
+            h.write(&session.digest.to_le_bytes());
+            // `last_used` is left out: it records the order of writes, which
+            // every replica shares, not their content.
             hash_result(&mut h, &session.last_result);
             sum = sum.wrapping_add(h.finish());
         }
@@ -215,6 +290,46 @@ fn hash_result(h: &mut Fnv, result: &OpResult) {
             h.write_str(v);
         }
     }
+}
+
+/// A digest of an operation: the same on every replica and every run, and
+/// different for different operations (up to 64-bit collisions).
+pub fn op_digest(op: &Op) -> u64 {
+    let mut h = Fnv::new();
+    let opt = |h: &mut Fnv, v: &Option<String>| match v {
+        Some(v) => {
+            h.write(b"1");
+            h.write_str(v);
+        }
+        None => h.write(b"0"),
+    };
+    match op {
+        Op::Get { key } => {
+            h.write(b"g");
+            h.write_str(key);
+        }
+        Op::Put { key, value } => {
+            h.write(b"p");
+            h.write_str(key);
+            h.write_str(value);
+        }
+        Op::Delete { key } => {
+            h.write(b"d");
+            h.write_str(key);
+        }
+        Op::Cas { key, expected, new } => {
+            h.write(b"c");
+            h.write_str(key);
+            opt(&mut h, expected);
+            h.write_str(new);
+        }
+        Op::Append { key, value } => {
+            h.write(b"a");
+            h.write_str(key);
+            h.write_str(value);
+        }
+    }
+    h.finish()
 }
 
 /// 64-bit FNV-1a; strings are length-prefixed so `("ab","c")` ≠ `("a","bc")`.
@@ -290,12 +405,60 @@ mod tests {
         // An older command than the last applied is refused.
         assert_eq!(
             kv.apply(&append(7, 1, "k", "a")),
-            Err(StaleCommand {
+            Err(StaleCommand::Older {
                 client_id: 7,
                 seq: 1,
                 last_seq: 2
             })
         );
+    }
+
+    #[test]
+    fn a_different_command_under_a_used_seq_is_refused_not_answered_from_the_cache() {
+        let mut kv = KvStore::new();
+        assert_eq!(kv.apply(&put(42, 1, "a", "x")), Ok(OpResult::Done));
+        // Another client run with the same id and numbering: put a y.
+        let err = kv.apply(&put(42, 1, "a", "y")).unwrap_err();
+        assert_eq!(
+            err,
+            StaleCommand::Reused {
+                client_id: 42,
+                seq: 1
+            }
+        );
+        assert!(err.to_string().contains("not applied"), "{err}");
+        assert_eq!(kv.read("a"), Some("x".into()));
+        // The real retry still gets its cached result.
+        assert_eq!(kv.apply(&put(42, 1, "a", "x")), Ok(OpResult::Done));
+    }
+
+    #[test]
+    fn sessions_expire_least_recently_used_first_and_the_same_everywhere() {
+        // Client 1 writes once, then MAX_SESSIONS other clients write; client 2
+        // keeps writing in between: it is live, client 1 is not.
+        let run = || {
+            let mut kv = KvStore::new();
+            kv.apply(&put(1, 1, "k", "1")).unwrap();
+            let mut seq2 = 0;
+            for client in 10..10 + MAX_SESSIONS as u64 {
+                kv.apply(&put(client, 1, "k", "v")).unwrap();
+                if client % 1000 == 0 {
+                    seq2 += 1;
+                    kv.apply(&put(2, seq2, "k", "2")).unwrap();
+                }
+            }
+            (kv, seq2)
+        };
+        let (mut a, seq2) = run();
+        assert!(a.session_count() <= MAX_SESSIONS);
+        assert!(a.session(1).is_none(), "the idle session expired");
+        assert_eq!(a.session(2).map(|s| s.last_seq), Some(seq2));
+        // Client 2's retry of its last write is still deduplicated.
+        assert_eq!(a.apply(&put(2, seq2, "k", "2")), Ok(OpResult::Done));
+        // Another replica applying the same commands expires the same ones.
+        let (b, _) = run();
+        assert_eq!(b.session_count(), a.session_count());
+        assert_eq!(b.digest(), a.digest());
     }
 
     #[test]

@@ -278,7 +278,10 @@ async fn outbound(
 fn acceptor_bound(m: &Message) -> bool {
     matches!(
         m,
-        Message::Prepare { .. } | Message::Accept { .. } | Message::Heartbeat { .. }
+        Message::PreVote { .. }
+            | Message::Prepare { .. }
+            | Message::Accept { .. }
+            | Message::Heartbeat { .. }
     )
 }
 

@@ -1,16 +1,26 @@
-//! State of a replica that leads: a [`Candidate`] running phase 1, then a
-//! [`Coordinator`] running phase 2 per slot and serving reads.
+//! State and logic of a replica that leads: a [`Candidate`] running phase 1,
+//! then a [`Coordinator`] running phase 2 per slot and serving reads.
 //!
-//! These are plain data with small helpers (vote counting, read
-//! confirmation); [`Replica`](super::Replica) drives them, because every
-//! transition also involves the local acceptor and learner.
+//! The coordinator's handlers live here, as methods of [`Coordinator`] (as
+//! etcd's raft keeps `stepLeader` apart from `stepFollower`). They touch the
+//! rest of the replica only through [`Local`]: the local acceptor (the
+//! coordinator votes for its own proposals), the learner and the output. A
+//! handler that finds the coordinator deposed returns [`Deposed`]; the
+//! [`Replica`](super::Replica) then steps down, because changing roles
+//! involves more than the coordinator.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::mem;
 
-use super::messages::{AcceptedEntry, ChosenEntry};
+use super::acceptor::Acceptor;
+use super::learner::{Learner, SlotResults};
+use super::messages::{AcceptedEntry, ChosenEntry, Message};
+use super::ready::{Executed, Ready, Reply, RequestError};
 use super::storage::Snapshot;
-use super::types::{majority, Ballot, ReplicaId, RequestId, Slot, Value};
-use crate::kv::Command;
+use super::types::{
+    command_bytes, majority, Ballot, Config, ReadMode, ReplicaId, RequestId, Slot, Value,
+};
+use crate::kv::{op_digest, Command, Op, OpResult, StaleCommand};
 
 /// What one acceptor answered to our prepare.
 #[derive(Debug)]
@@ -33,81 +43,158 @@ pub struct Candidate {
     pub elapsed: u64,
 }
 
+/// The coordinator learned that it no longer leads (its own acceptor
+/// promised a higher ballot, or a majority stopped answering): the replica
+/// must step down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deposed;
+
+/// Deliberate bugs the simulator and the scenario tests must catch (see
+/// `sim.rs`): they exist only in test builds.
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PlantedBug {
+    /// Confirm a read with the heartbeat round already sent when it arrived
+    /// (`round: read_round` instead of `read_round + 1`).
+    ReadRoundNotAhead,
+    /// Count heartbeat acks of any ballot towards read confirmation.
+    AckOfAnyBallot,
+    /// The behaviour before pre-vote: campaign at once when the election
+    /// timer fires, take over as soon as caught up (no hysteresis).
+    NoPreVote,
+}
+
+/// The rest of the replica, as the coordinator's handlers see it.
+pub struct Local<'a> {
+    pub id: ReplicaId,
+    pub n: usize,
+    pub config: &'a Config,
+    pub acceptor: &'a mut Acceptor,
+    pub learner: &'a mut Learner,
+    pub out: &'a mut Ready,
+    #[cfg(test)]
+    pub(crate) planted: Option<PlantedBug>,
+}
+
+impl Local<'_> {
+    pub fn send(&mut self, to: ReplicaId, msg: Message) {
+        self.out.messages.push((to, msg));
+    }
+
+    pub fn broadcast(&mut self, msg: Message) {
+        for r in (0..self.n).filter(|r| *r != self.id) {
+            self.out.messages.push((r, msg.clone()));
+        }
+    }
+
+    pub fn reply(&mut self, request_id: RequestId, reply: Reply) {
+        self.out.replies.push((request_id, reply));
+    }
+
+    /// Send `to` what it needs from `first_slot` on: chosen entries (at most
+    /// `max_catchup_entries`), or our snapshot if they were compacted. Returns
+    /// the last slot sent, if anything was.
+    pub fn send_catch_up(&mut self, to: ReplicaId, first_slot: Slot) -> Option<Slot> {
+        if first_slot <= self.learner.snapshot_slot() {
+            let snapshot = self.learner.snapshot().clone();
+            let through = snapshot.last_slot;
+            self.send(to, Message::Snapshot { snapshot });
+            Some(through)
+        } else {
+            let entries = self.learner.entries_from(
+                first_slot,
+                self.config.max_catchup_entries,
+                self.config.max_message_bytes,
+            );
+            let through = entries.last()?.slot;
+            self.send(to, Message::Chosen { entries });
+            Some(through)
+        }
+    }
+
+    #[cfg(test)]
+    fn planted(&self, bug: PlantedBug) -> bool {
+        self.planted == Some(bug)
+    }
+}
+
 /// A value proposed in the current ballot and not yet chosen.
 #[derive(Debug)]
-pub struct Proposal {
-    pub value: Value,
+struct Proposal {
+    value: Value,
     /// `votes[r]`: replica r accepted it in our ballot.
-    pub votes: Vec<bool>,
+    votes: Vec<bool>,
 }
 
 impl Proposal {
-    pub fn vote_count(&self) -> usize {
+    fn vote_count(&self) -> usize {
         self.votes.iter().filter(|v| **v).count()
     }
 }
 
 /// A `Get` waiting for the read-index conditions.
 #[derive(Debug)]
-pub struct PendingRead {
-    pub request_id: RequestId,
-    pub key: String,
+struct PendingRead {
+    request_id: RequestId,
+    key: String,
     /// Last slot the coordinator had proposed (or recovered) when the read
     /// arrived: every write acknowledged before the read is at or below it.
-    pub read_index: Slot,
+    read_index: Slot,
     /// The first heartbeat round sent after the read arrived; a majority must
     /// acknowledge this round (or a later one) in our ballot.
-    pub round: u64,
+    round: u64,
 }
 
 /// A catch-up (chosen entries or a snapshot) sent to a lagging replica and
 /// not yet seen to arrive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CatchUpSent {
+struct CatchUpSent {
     /// The last slot it covers: once the replica reports a commit index at
     /// least this high, it arrived.
-    pub through: Slot,
+    through: Slot,
     /// Ticks since it was sent: after a timeout it counts as lost.
-    pub age: u64,
+    age: u64,
 }
 
-/// A replica that completed phase 1 for `ballot`: the only proposer.
+/// A replica that completed phase 1 for its ballot: the only proposer.
 #[derive(Debug)]
 pub struct Coordinator {
-    pub ballot: Ballot,
+    ballot: Ballot,
     /// The next slot to propose into.
-    pub next_slot: Slot,
+    next_slot: Slot,
     /// Proposed, not yet known chosen.
-    pub inflight: BTreeMap<Slot, Proposal>,
+    inflight: BTreeMap<Slot, Proposal>,
     /// Client commands not yet proposed (the next batches).
-    pub queue: VecDeque<(RequestId, Command)>,
+    queue: VecDeque<(RequestId, Command)>,
     /// Proposed commands waiting for their slot to be applied.
-    pub waiting: BTreeMap<Slot, Vec<(RequestId, Command)>>,
+    waiting: BTreeMap<Slot, Vec<(RequestId, Command)>>,
     /// Every command in `queue` or `waiting`, by `(client_id, seq)`, with the
     /// ids of later requests for the same command (client retries). A retry
     /// joins the first request and gets the same answer instead of being
     /// proposed again: retries must not multiply the load.
-    pub retries: BTreeMap<(u64, u64), Vec<RequestId>>,
+    /// The digest of the command is kept too: a different command under the
+    /// same key is refused, not joined.
+    retries: BTreeMap<(u64, u64), (u64, Vec<RequestId>)>,
     /// Reads waiting for confirmation and for the log to be applied.
-    pub reads: Vec<PendingRead>,
+    reads: Vec<PendingRead>,
     /// Number of the last heartbeat round sent.
-    pub read_round: u64,
+    read_round: u64,
     /// A read arrived since the last heartbeat: send a round now.
-    pub round_needed: bool,
+    round_needed: bool,
     /// Per replica, the highest heartbeat round it acknowledged in our ballot
     /// (our own entry is the last round sent).
-    pub acked_round: Vec<u64>,
+    acked_round: Vec<u64>,
     /// Per replica, ticks since it last answered us in our ballot
     /// (check-quorum).
-    pub silent_ticks: Vec<u64>,
+    silent_ticks: Vec<u64>,
     /// Per replica, the commit index it last reported.
-    pub follower_commit: Vec<Slot>,
+    follower_commit: Vec<Slot>,
     /// Per replica, the catch-up in flight to it, if any: at most one at a
     /// time, so a replica far behind is not flooded with a catch-up per
     /// heartbeat answer.
-    pub catchup: Vec<Option<CatchUpSent>>,
+    catchup: Vec<Option<CatchUpSent>>,
     /// Ticks since the last heartbeat.
-    pub heartbeat_elapsed: u64,
+    heartbeat_elapsed: u64,
 }
 
 impl Coordinator {
@@ -130,15 +217,20 @@ impl Coordinator {
         }
     }
 
+    /// The ballot this coordinator leads in.
+    pub fn ballot(&self) -> Ballot {
+        self.ballot
+    }
+
     /// The highest heartbeat round acknowledged by a majority (own included).
-    pub fn confirmed_round(&self) -> u64 {
+    fn confirmed_round(&self) -> u64 {
         let mut rounds = self.acked_round.clone();
         rounds.sort_unstable_by(|a, b| b.cmp(a));
         rounds[majority(rounds.len()) - 1]
     }
 
     /// Does a majority (own included) still answer us?
-    pub fn has_quorum(&self, me: ReplicaId, election_ticks: u64) -> bool {
+    fn has_quorum(&self, me: ReplicaId, election_ticks: u64) -> bool {
         let live = self
             .silent_ticks
             .iter()
@@ -147,4 +239,411 @@ impl Coordinator {
             .count();
         live >= majority(self.silent_ticks.len())
     }
+
+    // ----- inputs -------------------------------------------------------
+
+    /// One tick: age the silences and catch-ups, check the quorum, send the
+    /// heartbeat when due (and re-send unanswered accepts with it).
+    pub fn tick(&mut self, local: &mut Local) -> Result<(), Deposed> {
+        for (r, t) in self.silent_ticks.iter_mut().enumerate() {
+            if r != local.id {
+                *t += 1;
+            }
+        }
+        for sent in self.catchup.iter_mut().flatten() {
+            sent.age += 1;
+        }
+        if !self.has_quorum(local.id, local.config.election_ticks) {
+            // Check-quorum: cut off from a majority, we could neither decide
+            // nor confirm reads; answer everyone and stop.
+            return Err(Deposed);
+        }
+        self.heartbeat_elapsed += 1;
+        if self.heartbeat_elapsed >= local.config.heartbeat_ticks {
+            self.broadcast_heartbeat(local);
+            self.resend_accepts(local);
+        }
+        Ok(())
+    }
+
+    /// A client command: a retry of an applied write is answered from the
+    /// session cache, a read follows the read mode, a write joins the queue
+    /// (or the request it retries).
+    pub fn submit(&mut self, request_id: RequestId, command: Command, local: &mut Local) {
+        if !command.op.is_read_only() {
+            if let Some(answer) = local.learner.kv().answer_from_session(&command) {
+                // The slot it was applied in is not remembered.
+                let reply = answer
+                    .map(|result| Executed { result, slot: 0 })
+                    .map_err(RequestError::from);
+                local.reply(request_id, reply);
+                return;
+            }
+        }
+        let pending = self.queue.len() + self.reads.len();
+        let joins = self.retries.contains_key(&key_of(&command));
+        if pending >= local.config.max_pending && !joins {
+            local.reply(request_id, Err(RequestError::Overloaded { pending }));
+            return;
+        }
+        match (&command.op, local.config.read_mode) {
+            (Op::Get { key }, ReadMode::Local) => {
+                let value = local.learner.kv().read(key);
+                local.reply(request_id, Ok(read_result(value)));
+            }
+            (Op::Get { key }, ReadMode::Quorum) => {
+                #[allow(unused_mut)]
+                let mut round = self.read_round + 1;
+                #[cfg(test)]
+                if local.planted(PlantedBug::ReadRoundNotAhead) {
+                    round = self.read_round;
+                }
+                self.reads.push(PendingRead {
+                    request_id,
+                    key: key.clone(),
+                    read_index: (self.next_slot - 1).max(local.learner.commit_index()),
+                    round,
+                });
+                self.round_needed = true;
+            }
+            _ => {
+                let key = key_of(&command);
+                let digest = op_digest(&command.op);
+                match self.retries.get_mut(&key) {
+                    Some((first, retries)) if *first == digest => retries.push(request_id),
+                    // The same (client id, seq) for another command: never
+                    // proposed, and not answered with the first one's result.
+                    Some(_) => local.reply(
+                        request_id,
+                        Err(RequestError::Stale(StaleCommand::Reused {
+                            client_id: command.client_id,
+                            seq: command.seq,
+                        })),
+                    ),
+                    None => {
+                        self.retries.insert(key, (digest, Vec::new()));
+                        self.queue.push_back((request_id, command));
+                    }
+                }
+            }
+        }
+    }
+
+    /// An acceptor accepted `slot` in `ballot`. The caller applies what got
+    /// chosen.
+    pub fn on_accepted(&mut self, from: ReplicaId, ballot: Ballot, slot: Slot, local: &mut Local) {
+        if self.ballot != ballot {
+            return;
+        }
+        self.silent_ticks[from] = 0;
+        if let Some(p) = self.inflight.get_mut(&slot) {
+            p.votes[from] = true;
+        }
+        self.check_chosen(slot, local);
+    }
+
+    /// A replica answered our heartbeat: it is alive (check-quorum), confirms
+    /// a read round, and tells how far its log reaches, so that we catch it
+    /// up (or catch up from it).
+    pub fn on_heartbeat_ack(
+        &mut self,
+        from: ReplicaId,
+        ballot: Ballot,
+        round: u64,
+        commit: Slot,
+        local: &mut Local,
+    ) {
+        #[allow(unused_mut)]
+        let mut ours = self.ballot == ballot;
+        #[cfg(test)]
+        if local.planted(PlantedBug::AckOfAnyBallot) {
+            ours = true;
+        }
+        if !ours {
+            return;
+        }
+        self.silent_ticks[from] = 0;
+        self.acked_round[from] = self.acked_round[from].max(round);
+        let previous = mem::replace(&mut self.follower_commit[from], commit);
+        let own_commit = local.learner.commit_index();
+        // A follower a few slots behind is usually just behind our latest
+        // `Chosen` broadcasts, which are on their way; catch it up only when it
+        // made no progress since its last answer or is further behind than
+        // the pipeline.
+        let stalled = commit == previous;
+        let far_behind = commit + local.config.max_inflight_slots < own_commit;
+        // At most one catch-up in flight per replica: the next goes out once
+        // this answer shows the last one arrived, or once it is presumed lost.
+        let timeout = catchup_timeout(local.config);
+        let in_flight = self.catchup[from].is_some_and(|s| commit < s.through && s.age < timeout);
+        if !in_flight {
+            self.catchup[from] = None;
+        }
+        if commit < own_commit && (stalled || far_behind) {
+            if !in_flight {
+                let through = local.send_catch_up(from, commit + 1);
+                self.catchup[from] = through.map(|through| CatchUpSent { through, age: 0 });
+            }
+        } else if commit > own_commit {
+            local.send(
+                from,
+                Message::CatchUp {
+                    first_slot: own_commit + 1,
+                },
+            );
+        }
+        self.serve_reads(local);
+    }
+
+    /// `slot` is known chosen (from a `Chosen` message): stop proposing it.
+    pub fn on_chosen(&mut self, slot: Slot) {
+        self.inflight.remove(&slot);
+        self.next_slot = self.next_slot.max(slot + 1);
+    }
+
+    /// A snapshot through `through` was installed: slots it covers are no
+    /// longer ours to decide, and their waiting requests can only be told
+    /// that their command may have happened.
+    pub fn on_snapshot_installed(&mut self, through: Slot, local: &mut Local) {
+        self.inflight = self.inflight.split_off(&(through + 1));
+        self.next_slot = self.next_slot.max(through + 1);
+        let later = self.waiting.split_off(&(through + 1));
+        let mut orphans = Vec::new();
+        for (request_id, cmd) in mem::replace(&mut self.waiting, later)
+            .into_values()
+            .flatten()
+        {
+            orphans.push(request_id);
+            orphans.extend(self.retries.remove(&key_of(&cmd)).unwrap_or_default().1);
+        }
+        for request_id in orphans {
+            local.reply(
+                request_id,
+                Err(RequestError::OutcomeUnknown {
+                    leader_hint: Some(local.id),
+                }),
+            );
+        }
+    }
+
+    /// `slot` was applied with `results`: answer the requests waiting for it
+    /// (and their retries).
+    pub fn on_applied(&mut self, slot: Slot, results: &SlotResults, local: &mut Local) {
+        let Some(waiters) = self.waiting.remove(&slot) else {
+            return;
+        };
+        for (request_id, cmd) in waiters {
+            let reply = match results
+                .iter()
+                .find(|(key, _)| *key == key_of(&cmd))
+                .map(|(_, r)| r.clone())
+            {
+                Some(result) => result
+                    .map(|result| Executed { result, slot })
+                    .map_err(RequestError::from),
+                // Another value was chosen in that slot.
+                None => Err(RequestError::OutcomeUnknown {
+                    leader_hint: Some(local.id),
+                }),
+            };
+            let retries = self.retries.remove(&key_of(&cmd)).unwrap_or_default().1;
+            for request_id in retries {
+                local.reply(request_id, reply.clone());
+            }
+            local.reply(request_id, reply);
+        }
+    }
+
+    // ----- proposing ----------------------------------------------------
+
+    /// Propose `value` for `slot` in our ballot: vote for it ourselves, ask
+    /// everyone else.
+    pub fn propose(&mut self, slot: Slot, value: Value, local: &mut Local) -> Result<(), Deposed> {
+        let ballot = self.ballot;
+        if local
+            .acceptor
+            .accept(ballot, slot, &value, &mut local.out.persist)
+            .is_err()
+        {
+            // Our own acceptor promised a higher ballot: we are deposed.
+            return Err(Deposed);
+        }
+        let mut votes = vec![false; local.n];
+        votes[local.id] = true;
+        self.inflight.insert(
+            slot,
+            Proposal {
+                value: value.clone(),
+                votes,
+            },
+        );
+        self.next_slot = self.next_slot.max(slot + 1);
+        local.broadcast(Message::Accept {
+            ballot,
+            slot,
+            value,
+        });
+        self.check_chosen(slot, local);
+        Ok(())
+    }
+
+    /// If a majority accepted our proposal for `slot`, it is chosen: learn it
+    /// and tell everyone. The caller applies it.
+    fn check_chosen(&mut self, slot: Slot, local: &mut Local) {
+        let chosen = self
+            .inflight
+            .get(&slot)
+            .is_some_and(|p| p.vote_count() >= majority(local.n));
+        if !chosen {
+            return;
+        }
+        let Some(p) = self.inflight.remove(&slot) else {
+            return;
+        };
+        local
+            .learner
+            .learn(slot, p.value.clone(), &mut local.out.persist);
+        local.broadcast(Message::Chosen {
+            entries: vec![ChosenEntry {
+                slot,
+                value: p.value,
+            }],
+        });
+    }
+
+    /// Turn queued commands into batches, within the pipelining window, and
+    /// send a heartbeat round for reads that arrived since the last one.
+    pub fn flush(&mut self, local: &mut Local) -> Result<(), Deposed> {
+        while !self.queue.is_empty()
+            && (self.inflight.len() as u64) < local.config.max_inflight_slots
+        {
+            // At most `max_batch` commands and about `max_message_bytes`.
+            let mut bytes = 0;
+            let take = self
+                .queue
+                .iter()
+                .take(local.config.max_batch)
+                .take_while(|(_, cmd)| {
+                    let first = bytes == 0;
+                    bytes += command_bytes(cmd);
+                    first || bytes <= local.config.max_message_bytes
+                })
+                .count();
+            let batch: Vec<_> = self.queue.drain(..take).collect();
+            let slot = self.next_slot;
+            let commands = batch.iter().map(|(_, cmd)| cmd.clone()).collect();
+            self.waiting.insert(slot, batch);
+            self.propose(slot, Value::Batch(commands), local)?;
+        }
+        if self.round_needed {
+            self.broadcast_heartbeat(local);
+        }
+        Ok(())
+    }
+
+    pub fn broadcast_heartbeat(&mut self, local: &mut Local) {
+        self.read_round += 1;
+        self.acked_round[local.id] = self.read_round;
+        self.round_needed = false;
+        self.heartbeat_elapsed = 0;
+        local.broadcast(Message::Heartbeat {
+            ballot: self.ballot,
+            commit_index: local.learner.commit_index(),
+            read_round: self.read_round,
+        });
+    }
+
+    /// Re-send accepts nobody answered yet (messages get lost).
+    fn resend_accepts(&self, local: &mut Local) {
+        for (slot, p) in &self.inflight {
+            for (r, voted) in p.votes.iter().enumerate() {
+                if !voted && r != local.id {
+                    local.send(
+                        r,
+                        Message::Accept {
+                            ballot: self.ballot,
+                            slot: *slot,
+                            value: p.value.clone(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// Answer reads whose leadership round a majority confirmed and whose
+    /// read index is applied.
+    pub fn serve_reads(&mut self, local: &mut Local) {
+        if self.reads.is_empty() {
+            return;
+        }
+        let applied = local.learner.applied();
+        let confirmed = self.confirmed_round();
+        let (done, waiting): (Vec<_>, Vec<_>) = self
+            .reads
+            .drain(..)
+            .partition(|r| r.round <= confirmed && r.read_index <= applied);
+        self.reads = waiting;
+        for read in done {
+            let value = local.learner.kv().read(&read.key);
+            local.reply(read.request_id, Ok(read_result(value)));
+        }
+    }
+
+    /// Stop leading: answer every pending request. Queued commands and reads
+    /// were never proposed (not applied); proposed ones may still be chosen.
+    pub fn step_down(self, hint: Option<ReplicaId>, out: &mut Ready) {
+        let Coordinator {
+            queue,
+            waiting,
+            mut retries,
+            reads,
+            ..
+        } = self;
+        let mut answer = |request_id, cmd: &Command, error: RequestError| {
+            let retries = retries.remove(&key_of(cmd)).unwrap_or_default().1;
+            for request_id in std::iter::once(request_id).chain(retries) {
+                out.replies.push((request_id, Err(error.clone())));
+            }
+        };
+        for (request_id, cmd) in queue {
+            answer(
+                request_id,
+                &cmd,
+                RequestError::NotLeader { leader_hint: hint },
+            );
+        }
+        for (request_id, cmd) in waiting.into_values().flatten() {
+            answer(
+                request_id,
+                &cmd,
+                RequestError::OutcomeUnknown { leader_hint: hint },
+            );
+        }
+        for read in reads {
+            out.replies.push((
+                read.request_id,
+                Err(RequestError::NotLeader { leader_hint: hint }),
+            ));
+        }
+    }
+}
+
+/// Ticks after which a catch-up not seen to arrive counts as lost and may be
+/// sent again: two heartbeat intervals, time for the heartbeat after it to be
+/// answered.
+fn catchup_timeout(config: &Config) -> u64 {
+    2 * config.heartbeat_ticks
+}
+
+/// A read's answer: reads get no slot of their own.
+fn read_result(value: Option<String>) -> Executed {
+    Executed {
+        result: OpResult::Value(value),
+        slot: 0,
+    }
+}
+
+fn key_of(cmd: &Command) -> (u64, u64) {
+    (cmd.client_id, cmd.seq)
 }

@@ -131,11 +131,23 @@ impl Learner {
         self.chosen.get(&slot)
     }
 
-    /// Chosen entries from `first_slot` on, at most `limit`.
-    pub fn entries_from(&self, first_slot: Slot, limit: usize) -> Vec<ChosenEntry> {
+    /// Chosen entries from `first_slot` on, at most `limit` of them and
+    /// about `max_bytes` (always at least one, if there is one).
+    pub fn entries_from(
+        &self,
+        first_slot: Slot,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Vec<ChosenEntry> {
+        let mut bytes = 0;
         self.chosen
             .range(first_slot..)
             .take(limit)
+            .take_while(|(_, value)| {
+                let first = bytes == 0;
+                bytes += value.approx_bytes();
+                first || bytes <= max_bytes
+            })
             .map(|(slot, value)| ChosenEntry {
                 slot: *slot,
                 value: value.clone(),

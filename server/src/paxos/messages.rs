@@ -28,6 +28,15 @@ pub struct ChosenEntry {
 /// One replica-to-replica message.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Message {
+    /// Pre-vote: "would you promise `ballot` if I asked?" A replica asks
+    /// before campaigning and campaigns only with a majority's yes, so that
+    /// one that merely lost touch cannot raise promises and depose a
+    /// coordinator the others still hear. `takeover`: a higher-priority
+    /// replica that hears the coordinator and has caught up with it wants to
+    /// take over. Nothing is promised or persisted.
+    PreVote { ballot: Ballot, takeover: bool },
+    /// Answer to a pre-vote. A yes does not reset the voter's election timer.
+    PreVoteReply { ballot: Ballot, granted: bool },
     /// Phase 1a, sent by a candidate once for all slots from `first_slot` on.
     Prepare { ballot: Ballot, first_slot: Slot },
     /// Phase 1b: the acceptor promised `ballot`. It reports what it accepted
@@ -88,7 +97,13 @@ impl Message {
             | Message::Heartbeat { ballot, .. }
             | Message::HeartbeatAck { ballot, .. } => Some(*ballot),
             Message::Rejected { promised, .. } => Some(*promised),
-            Message::Chosen { .. } | Message::CatchUp { .. } | Message::Snapshot { .. } => None,
+            // A pre-vote ballot is only a question: no one may step down
+            // because of it.
+            Message::PreVote { .. }
+            | Message::PreVoteReply { .. }
+            | Message::Chosen { .. }
+            | Message::CatchUp { .. }
+            | Message::Snapshot { .. } => None,
         }
     }
 
@@ -114,13 +129,15 @@ impl Message {
             Message::Heartbeat { commit_index, .. }
             | Message::HeartbeatAck { commit_index, .. } => *commit_index,
             Message::Snapshot { snapshot } => snapshot.last_slot,
-            Message::Rejected { .. } => 0,
+            Message::Rejected { .. } | Message::PreVote { .. } | Message::PreVoteReply { .. } => 0,
         }
     }
 
     /// A short name, for logs and traces.
     pub fn kind(&self) -> &'static str {
         match self {
+            Message::PreVote { .. } => "pre-vote",
+            Message::PreVoteReply { .. } => "pre-vote-reply",
             Message::Prepare { .. } => "prepare",
             Message::Promise { .. } => "promise",
             Message::Accept { .. } => "accept",

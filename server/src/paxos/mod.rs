@@ -82,11 +82,25 @@
 //! # Leadership
 //! A follower that hears no coordinator heartbeat for `election_ticks` (plus
 //! `2 * heartbeat_ticks` per rank below the top, so that the first live
-//! replica normally campaigns alone) starts phase 1. A higher-priority
-//! replica that comes back follows the current coordinator until its log has
-//! caught up with the coordinator's announced commit index, then campaigns and
-//! takes over. A coordinator steps down at once when it sees a higher ballot,
-//! and when it has not heard from a majority for `election_ticks`.
+//! replica normally campaigns alone) first asks for a **pre-vote**: "would
+//! you promise my next ballot?". Nothing is promised or persisted; a replica
+//! says yes only if it does not hear a live coordinator itself, and a yes
+//! does not reset its own election timer. Only with a majority's yes does
+//! the replica start phase 1. So a replica that merely lost touch (a lossy
+//! link, a listener that receives nothing) can neither raise the promises
+//! that would depose a coordinator the others still hear, nor keep resetting
+//! the others' timers with prepares nobody can answer.
+//!
+//! A higher-priority replica that comes back follows the current
+//! coordinator until its log has caught up with the coordinator's announced
+//! commit index **and** it has heard every heartbeat for `3 *
+//! election_ticks` (hysteresis: a flaky one does not make leadership flap),
+//! then asks for a takeover pre-vote, which replicas grant to a replica that
+//! outranks their coordinator, and takes over. A coordinator steps down at
+//! once when it sees a higher ballot, and when it has not heard from a
+//! majority for `election_ticks` (check-quorum, so that its pending requests
+//! are answered; what keeps a deposed coordinator from deciding anything is
+//! the acceptors' promises, not this timer).
 //!
 //! # Reads
 //! [`ReadMode::Quorum`] (read-index): a `Get` is answered once a majority has
@@ -98,11 +112,14 @@
 //! # Tests
 //! `scenarios` tells the protocol as stories (a deposed coordinator waking up,
 //! a hole filled with a no-op, a returning replica catching up before it
-//! takes over...). `sim` runs 2000 random schedules per `cargo test` over 3
-//! and 5 replicas with a hostile network, crashes and pauses, and checks
-//! agreement, liveness after healing, exactly-once and linearizable reads;
-//! `PAXOS_SIM_SCHEDULES=n` runs more, and a failing seed prints its replay
-//! command.
+//! takes over, a lossy follower that cannot depose a healthy coordinator...).
+//! `sim` runs 2000 random schedules per `cargo test` over 3 and 5 replicas
+//! with a hostile network (clients included), crashes (some losing durable
+//! records), pauses and jittered clocks, and checks agreement, a leader
+//! while a majority is healthy, liveness after healing, exactly-once and
+//! linearizable reads; `PAXOS_SIM_SCHEDULES=n` runs more, and a failing seed
+//! prints its replay command. Bugs planted behind a test-only switch
+//! (`PlantedBug`) show that the tests catch them.
 
 pub mod acceptor;
 pub mod coordinator;

@@ -21,7 +21,15 @@ pub enum RequestError {
     /// `(client_id, seq)` is safe: it will not apply twice.
     #[error("outcome unknown: the coordinator lost leadership after proposing (leader hint: {leader_hint:?})")]
     OutcomeUnknown { leader_hint: Option<ReplicaId> },
-    /// The client sent a sequence number older than its last applied one.
+    /// The coordinator has `pending` requests waiting already: this one was
+    /// refused before anything was done, **definitely not applied**. Retry
+    /// later.
+    #[error(
+        "the coordinator is overloaded ({pending} requests waiting); the command was not applied"
+    )]
+    Overloaded { pending: usize },
+    /// The session table refused the command (an older sequence number, or
+    /// one already used for another command): not applied.
     #[error(transparent)]
     Stale(#[from] StaleCommand),
 }

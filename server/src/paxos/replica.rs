@@ -5,15 +5,17 @@
 use std::mem;
 
 use super::acceptor::Acceptor;
-use super::coordinator::{Candidate, CatchUpSent, Coordinator, PendingRead, PromiseInfo, Proposal};
+#[cfg(test)]
+use super::coordinator::PlantedBug;
+use super::coordinator::{Candidate, Coordinator, Deposed, Local, PromiseInfo};
 use super::learner::Learner;
 use super::messages::{ChosenEntry, Message};
-use super::ready::{Executed, Ready, Reply, RequestError};
+use super::ready::{Ready, Reply, RequestError};
 use super::storage::{PersistentState, Snapshot};
 use super::types::{
     majority, Ballot, Config, ReadMode, ReplicaId, RequestId, Role, Slot, Value, MAX_SLOT,
 };
-use crate::kv::{Command, KvStore, OpResult};
+use crate::kv::{Command, KvStore};
 
 /// A configuration the core refuses to run with.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +72,16 @@ pub struct Status {
     pub digest: u64,
 }
 
+/// A pre-vote in progress: we would campaign with `ballot` and count who
+/// said yes.
+struct PreVoting {
+    ballot: Ballot,
+    takeover: bool,
+    granted: std::collections::BTreeSet<ReplicaId>,
+    /// Ticks since we asked: after an election timeout we ask again.
+    elapsed: u64,
+}
+
 enum RoleState {
     Follower,
     Candidate(Candidate),
@@ -91,8 +103,14 @@ pub struct Replica {
     /// higher-priority replica knows it has caught up and may take over.
     leader_commit: Slot,
     /// Ticks since we last heard from a live coordinator (or granted a
-    /// prepare).
+    /// prepare; granting a pre-vote does not count).
     election_elapsed: u64,
+    /// Ticks we have followed `leader` without missing a heartbeat: a
+    /// higher-priority replica takes over only once this is long enough, so
+    /// that a flaky one does not make leadership flap.
+    steady_ticks: u64,
+    /// The pre-vote we are asking for, if any.
+    prevote: Option<PreVoting>,
     /// Highest round seen in any ballot: a new campaign goes above it.
     max_round_seen: u64,
     /// Output accumulated since the last `ready()`.
@@ -101,6 +119,9 @@ pub struct Replica {
     /// a jump): the simulator checks these against each other.
     #[cfg(test)]
     pub(crate) applied_log: Vec<AppliedEvent>,
+    /// A deliberate bug, to show that the tests catch it.
+    #[cfg(test)]
+    pub(crate) planted: Option<PlantedBug>,
 }
 
 impl Replica {
@@ -148,10 +169,14 @@ impl Replica {
             leader: None,
             leader_commit: 0,
             election_elapsed: 0,
+            steady_ticks: 0,
+            prevote: None,
             max_round_seen: restored.promised.round,
             out: Ready::default(),
             #[cfg(test)]
             applied_log: Vec::new(),
+            #[cfg(test)]
+            planted: None,
         };
         replica.apply_committed();
         Ok(replica)
@@ -181,7 +206,8 @@ impl Replica {
             return Err(StepError::SlotOutOfRange { slot });
         }
         match &msg {
-            Message::Prepare { ballot, .. }
+            Message::PreVote { ballot, .. }
+            | Message::Prepare { ballot, .. }
             | Message::Accept { ballot, .. }
             | Message::Heartbeat { ballot, .. }
                 if ballot.replica != from =>
@@ -204,6 +230,10 @@ impl Replica {
             }
         }
         match msg {
+            Message::PreVote { ballot, takeover } => self.on_prevote(from, ballot, takeover),
+            Message::PreVoteReply { ballot, granted } => {
+                self.on_prevote_reply(from, ballot, granted)
+            }
             Message::Prepare { ballot, first_slot } => self.on_prepare(from, ballot, first_slot),
             Message::Promise {
                 ballot,
@@ -225,7 +255,12 @@ impl Replica {
                 slot,
                 value,
             } => self.on_accept(from, ballot, slot, value),
-            Message::Accepted { ballot, slot } => self.on_accepted(from, ballot, slot),
+            Message::Accepted { ballot, slot } => {
+                if let Some((c, mut local)) = self.lead() {
+                    c.on_accepted(from, ballot, slot, &mut local);
+                    self.apply_committed();
+                }
+            }
             // The step-down above is all a rejection means.
             Message::Rejected { .. } => {}
             Message::Chosen { entries } => self.on_chosen(entries),
@@ -238,9 +273,13 @@ impl Replica {
                 ballot,
                 read_round,
                 commit_index,
-            } => self.on_heartbeat_ack(from, ballot, read_round, commit_index),
+            } => {
+                if let Some((c, mut local)) = self.lead() {
+                    c.on_heartbeat_ack(from, ballot, read_round, commit_index, &mut local);
+                }
+            }
             Message::CatchUp { first_slot } => {
-                self.send_catch_up(from, first_slot);
+                self.local().send_catch_up(from, first_slot);
             }
             Message::Snapshot { snapshot } => self.on_snapshot(snapshot),
         }
@@ -254,14 +293,28 @@ impl Replica {
         match &mut self.role {
             RoleState::Follower => {
                 self.election_elapsed += 1;
-                if self.election_elapsed >= election_timeout || self.may_take_over() {
-                    self.campaign();
+                if self.election_elapsed > 2 * heartbeat_ticks {
+                    self.steady_ticks = 0;
+                } else if self.leader.is_some() {
+                    self.steady_ticks += 1;
+                }
+                match &mut self.prevote {
+                    Some(p) => {
+                        p.elapsed += 1;
+                        if p.elapsed >= election_timeout {
+                            self.maybe_prevote();
+                        }
+                    }
+                    None => self.maybe_prevote(),
                 }
             }
             RoleState::Candidate(c) => {
                 c.elapsed += 1;
                 if c.elapsed >= election_timeout {
-                    self.campaign();
+                    // The campaign failed: ask again before the next one.
+                    self.step_down(None);
+                    self.election_elapsed = election_timeout;
+                    self.maybe_prevote();
                 } else if c.elapsed % heartbeat_ticks == 0 {
                     let (ballot, first_slot) = (c.ballot, c.first_slot);
                     let missing: Vec<_> = (0..self.n)
@@ -272,25 +325,10 @@ impl Replica {
                     }
                 }
             }
-            RoleState::Coordinator(c) => {
-                for (r, t) in c.silent_ticks.iter_mut().enumerate() {
-                    if r != self.id {
-                        *t += 1;
-                    }
-                }
-                for sent in c.catchup.iter_mut().flatten() {
-                    sent.age += 1;
-                }
-                if !c.has_quorum(self.id, self.config.election_ticks) {
-                    // Check-quorum: cut off from a majority, we could neither
-                    // decide nor confirm reads; answer everyone and stop.
-                    self.step_down(None);
-                    return;
-                }
-                c.heartbeat_elapsed += 1;
-                if c.heartbeat_elapsed >= heartbeat_ticks {
-                    self.broadcast_heartbeat();
-                    self.resend_accepts();
+            RoleState::Coordinator(_) => {
+                if let Some((c, mut local)) = self.lead() {
+                    let result = c.tick(&mut local);
+                    self.deposed_if(result);
                 }
             }
         }
@@ -308,52 +346,8 @@ impl Replica {
             );
             return;
         }
-        // A retry of a command already applied: its cached result, at once.
-        if let Some(session) = self.learner.kv().session(command.client_id) {
-            if !command.op.is_read_only() && command.seq <= session.last_seq {
-                let reply = if command.seq == session.last_seq {
-                    // The slot it was applied in is not remembered.
-                    Ok(Executed {
-                        result: session.last_result.clone(),
-                        slot: 0,
-                    })
-                } else {
-                    Err(RequestError::Stale(crate::kv::StaleCommand {
-                        client_id: command.client_id,
-                        seq: command.seq,
-                        last_seq: session.last_seq,
-                    }))
-                };
-                self.reply(request_id, reply);
-                return;
-            }
-        }
-        let RoleState::Coordinator(c) = &mut self.role else {
-            return;
-        };
-        match (&command.op, self.config.read_mode) {
-            (crate::kv::Op::Get { key }, ReadMode::Local) => {
-                let value = self.learner.kv().read(key);
-                self.reply(request_id, Ok(read_result(value)));
-            }
-            (crate::kv::Op::Get { key }, ReadMode::Quorum) => {
-                c.reads.push(PendingRead {
-                    request_id,
-                    key: key.clone(),
-                    read_index: (c.next_slot - 1).max(self.learner.commit_index()),
-                    round: c.read_round + 1,
-                });
-                c.round_needed = true;
-            }
-            _ => {
-                let key = (command.client_id, command.seq);
-                if let Some(retries) = c.retries.get_mut(&key) {
-                    retries.push(request_id);
-                } else {
-                    c.retries.insert(key, Vec::new());
-                    c.queue.push_back((request_id, command));
-                }
-            }
+        if let Some((c, mut local)) = self.lead() {
+            c.submit(request_id, command, &mut local);
         }
     }
 
@@ -441,7 +435,7 @@ impl Replica {
         match &self.role {
             RoleState::Follower => None,
             RoleState::Candidate(c) => Some(c.ballot),
-            RoleState::Coordinator(c) => Some(c.ballot),
+            RoleState::Coordinator(c) => Some(c.ballot()),
         }
     }
 
@@ -464,6 +458,7 @@ impl Replica {
             Some(leader) => {
                 leader > self.id
                     && self.election_elapsed < self.config.election_ticks
+                    && (self.steady_ticks >= self.takeover_ticks() || self.no_prevote())
                     && self.learner.commit_index() >= self.leader_commit
                     && self.learner.applied() == self.learner.commit_index()
             }
@@ -471,23 +466,112 @@ impl Replica {
         }
     }
 
-    /// While we follow a live coordinator (or are one), a campaign by a
-    /// replica of lower priority than that coordinator would only disrupt
-    /// it: we ignore its prepare (as if it were lost, which is always safe).
-    fn ignores_prepare_from(&self, from: ReplicaId) -> bool {
-        let live_leader = match self.role {
+    /// How long a higher-priority replica must have heard the coordinator
+    /// without a miss before it takes over (hysteresis).
+    fn takeover_ticks(&self) -> u64 {
+        3 * self.config.election_ticks
+    }
+
+    /// The planted bug that restores the behaviour before pre-vote.
+    fn no_prevote(&self) -> bool {
+        #[cfg(test)]
+        return self.planted == Some(PlantedBug::NoPreVote);
+        #[cfg(not(test))]
+        false
+    }
+
+    /// The coordinator we hear, if it is live: ourselves when leading, the
+    /// one whose heartbeats reach us as a follower.
+    fn live_leader(&self) -> Option<ReplicaId> {
+        match self.role {
             RoleState::Coordinator(_) => Some(self.id),
             RoleState::Candidate(_) => None,
             RoleState::Follower => self
                 .leader
                 .filter(|_| self.election_elapsed < self.config.election_ticks),
+        }
+    }
+
+    /// As a follower: start (or restart) a pre-vote when the coordinator
+    /// went silent, or when we may take over; give up one that is no longer
+    /// needed.
+    fn maybe_prevote(&mut self) {
+        #[cfg(test)]
+        if self.planted == Some(PlantedBug::NoPreVote) {
+            if self.election_elapsed >= self.election_timeout() || self.may_take_over() {
+                self.campaign();
+            }
+            return;
+        }
+        let takeover = if self.election_elapsed >= self.election_timeout() {
+            false
+        } else if self.may_take_over() {
+            true
+        } else {
+            self.prevote = None;
+            return;
         };
-        live_leader.is_some_and(|leader| from > leader)
+        let round = self.max_round_seen.max(self.acceptor.promised().round) + 1;
+        let ballot = Ballot::new(round, self.id);
+        self.prevote = Some(PreVoting {
+            ballot,
+            takeover,
+            granted: std::iter::once(self.id).collect(),
+            elapsed: 0,
+        });
+        self.broadcast(Message::PreVote { ballot, takeover });
+        self.maybe_campaign();
+    }
+
+    /// Campaign once a majority said yes to our pre-vote.
+    fn maybe_campaign(&mut self) {
+        if self
+            .prevote
+            .as_ref()
+            .is_some_and(|p| p.granted.len() >= majority(self.n))
+        {
+            self.campaign();
+        }
+    }
+
+    /// Would we promise `ballot` to `from`? Yes if no coordinator we hear is
+    /// live, or if `from` outranks it and asks to take over. A yes changes
+    /// nothing here (no promise, no timer reset): it is only advice.
+    fn on_prevote(&mut self, from: ReplicaId, ballot: Ballot, takeover: bool) {
+        let promised = self.acceptor.promised();
+        if ballot < promised {
+            // Tell it the ballot to beat.
+            self.send(from, Message::Rejected { ballot, promised });
+            return;
+        }
+        let granted = match self.live_leader() {
+            None => true,
+            Some(leader) => takeover && from < leader,
+        };
+        self.send(from, Message::PreVoteReply { ballot, granted });
+    }
+
+    fn on_prevote_reply(&mut self, from: ReplicaId, ballot: Ballot, granted: bool) {
+        let Some(p) = self.prevote.as_mut().filter(|p| p.ballot == ballot) else {
+            return;
+        };
+        if granted && matches!(self.role, RoleState::Follower) {
+            p.granted.insert(from);
+            self.maybe_campaign();
+        }
+    }
+
+    /// While we follow a live coordinator (or are one), a campaign by a
+    /// replica of lower priority than that coordinator would only disrupt
+    /// it: we ignore its prepare (as if it were lost, which is always safe).
+    fn ignores_prepare_from(&self, from: ReplicaId) -> bool {
+        self.live_leader().is_some_and(|leader| from > leader)
     }
 
     /// Start phase 1 with a ballot above every ballot seen.
     fn campaign(&mut self) {
         self.step_down(None);
+        self.prevote = None;
         let round = self.max_round_seen.max(self.acceptor.promised().round) + 1;
         self.max_round_seen = round;
         let ballot = Ballot::new(round, self.id);
@@ -577,10 +661,13 @@ impl Replica {
             RoleState::Coordinator(Box::new(Coordinator::new(ballot, self.n, last_slot + 1)));
         self.leader = Some(self.id);
         // 4. Phase 2 for them all in our ballot; holes become no-ops.
-        for (slot, value) in recovered {
-            self.propose(slot, value);
+        if let Some((c, mut local)) = self.lead() {
+            let result = recovered
+                .into_iter()
+                .try_for_each(|(slot, value)| c.propose(slot, value, &mut local))
+                .map(|()| c.broadcast_heartbeat(&mut local));
+            self.deposed_if(result);
         }
-        self.broadcast_heartbeat();
         self.apply_committed();
     }
 
@@ -590,31 +677,23 @@ impl Replica {
         let old = mem::replace(&mut self.role, RoleState::Follower);
         self.leader = None;
         self.election_elapsed = 0;
-        if let RoleState::Coordinator(mut c) = old {
-            for (request_id, cmd) in c.queue {
-                let retries = c.retries.remove(&key_of(&cmd)).unwrap_or_default();
-                for request_id in std::iter::once(request_id).chain(retries) {
-                    self.reply(
-                        request_id,
-                        Err(RequestError::NotLeader { leader_hint: hint }),
-                    );
-                }
-            }
-            for (request_id, cmd) in c.waiting.into_values().flatten() {
-                let retries = c.retries.remove(&key_of(&cmd)).unwrap_or_default();
-                for request_id in std::iter::once(request_id).chain(retries) {
-                    self.reply(
-                        request_id,
-                        Err(RequestError::OutcomeUnknown { leader_hint: hint }),
-                    );
-                }
-            }
-            for read in c.reads {
-                self.reply(
-                    read.request_id,
-                    Err(RequestError::NotLeader { leader_hint: hint }),
-                );
-            }
+        self.steady_ticks = 0;
+        self.prevote = None;
+        if let RoleState::Coordinator(c) = old {
+            c.step_down(hint, &mut self.out);
+        }
+    }
+
+    /// A message from the live coordinator `from` reached us as a follower.
+    fn heard_coordinator(&mut self, from: ReplicaId) {
+        if self.leader != Some(from) {
+            self.steady_ticks = 0;
+        }
+        self.leader = Some(from);
+        self.election_elapsed = 0;
+        // A pre-vote because the coordinator went silent is moot now.
+        if self.prevote.as_ref().is_some_and(|p| !p.takeover) {
+            self.prevote = None;
         }
     }
 
@@ -633,7 +712,14 @@ impl Replica {
                 }
                 let snapshot = (first_slot <= self.learner.snapshot_slot())
                     .then(|| self.learner.snapshot().clone());
-                let chosen = self.learner.entries_from(first_slot, usize::MAX);
+                // What we know chosen only saves the candidate work (the
+                // accepted values are what phase 1 needs), so a budget cuts
+                // it: the rest reaches the new coordinator by catch-up.
+                let chosen = self.learner.entries_from(
+                    first_slot,
+                    usize::MAX,
+                    self.config.max_message_bytes,
+                );
                 self.send(
                     from,
                     Message::Promise {
@@ -675,9 +761,8 @@ impl Replica {
             return;
         }
         if matches!(self.role, RoleState::Follower) {
-            self.leader = Some(from);
+            self.heard_coordinator(from);
             self.leader_commit = commit_index;
-            self.election_elapsed = 0;
         }
         self.send(
             from,
@@ -700,208 +785,56 @@ impl Replica {
         }
     }
 
-    /// Propose `value` for `slot` in our ballot: vote for it ourselves, ask
-    /// everyone else.
-    fn propose(&mut self, slot: Slot, value: Value) {
+    /// The coordinator's state and the rest of the replica, borrowed apart,
+    /// when this replica leads.
+    fn lead(&mut self) -> Option<(&mut Coordinator, Local<'_>)> {
         let RoleState::Coordinator(c) = &mut self.role else {
-            return;
+            return None;
         };
-        let ballot = c.ballot;
-        if self
-            .acceptor
-            .accept(ballot, slot, &value, &mut self.out.persist)
-            .is_err()
-        {
-            // Our own acceptor promised a higher ballot: we are deposed.
+        let local = Local {
+            id: self.id,
+            n: self.n,
+            config: &self.config,
+            acceptor: &mut self.acceptor,
+            learner: &mut self.learner,
+            out: &mut self.out,
+            #[cfg(test)]
+            planted: self.planted,
+        };
+        Some((c, local))
+    }
+
+    /// The rest of the replica, for the helpers followers share with the
+    /// coordinator (catch-up).
+    fn local(&mut self) -> Local<'_> {
+        Local {
+            id: self.id,
+            n: self.n,
+            config: &self.config,
+            acceptor: &mut self.acceptor,
+            learner: &mut self.learner,
+            out: &mut self.out,
+            #[cfg(test)]
+            planted: self.planted,
+        }
+    }
+
+    /// Step down if a coordinator's handler found itself deposed.
+    fn deposed_if(&mut self, result: Result<(), Deposed>) {
+        if result.is_err() {
             self.step_down(None);
-            return;
         }
-        let mut votes = vec![false; self.n];
-        votes[self.id] = true;
-        c.inflight.insert(
-            slot,
-            Proposal {
-                value: value.clone(),
-                votes,
-            },
-        );
-        c.next_slot = c.next_slot.max(slot + 1);
-        self.broadcast(Message::Accept {
-            ballot,
-            slot,
-            value,
-        });
-        self.check_chosen(slot);
     }
 
-    fn on_accepted(&mut self, from: ReplicaId, ballot: Ballot, slot: Slot) {
-        let RoleState::Coordinator(c) = &mut self.role else {
-            return;
-        };
-        if c.ballot != ballot {
-            return;
-        }
-        c.silent_ticks[from] = 0;
-        if let Some(p) = c.inflight.get_mut(&slot) {
-            p.votes[from] = true;
-        }
-        self.check_chosen(slot);
-    }
-
-    /// If a majority accepted our proposal for `slot`, it is chosen: learn it,
-    /// tell everyone, apply.
-    fn check_chosen(&mut self, slot: Slot) {
-        let RoleState::Coordinator(c) = &mut self.role else {
-            return;
-        };
-        let chosen = c
-            .inflight
-            .get(&slot)
-            .is_some_and(|p| p.vote_count() >= majority(self.n));
-        if !chosen {
-            return;
-        }
-        let Some(p) = c.inflight.remove(&slot) else {
-            return;
-        };
-        self.learner
-            .learn(slot, p.value.clone(), &mut self.out.persist);
-        self.broadcast(Message::Chosen {
-            entries: vec![ChosenEntry {
-                slot,
-                value: p.value,
-            }],
-        });
-        self.apply_committed();
-    }
-
-    fn on_heartbeat_ack(&mut self, from: ReplicaId, ballot: Ballot, round: u64, commit: Slot) {
-        let timeout = self.catchup_timeout();
-        let RoleState::Coordinator(c) = &mut self.role else {
-            return;
-        };
-        if c.ballot != ballot {
-            return;
-        }
-        c.silent_ticks[from] = 0;
-        c.acked_round[from] = c.acked_round[from].max(round);
-        let previous = mem::replace(&mut c.follower_commit[from], commit);
-        let own_commit = self.learner.commit_index();
-        // A follower a few slots behind is usually just behind our latest
-        // `Chosen` broadcasts, which are on their way; catch it up only when it
-        // made no progress since its last answer or is further behind than
-        // the pipeline.
-        let stalled = commit == previous;
-        let far_behind = commit + self.config.max_inflight_slots < own_commit;
-        // At most one catch-up in flight per replica: the next goes out once
-        // this answer shows the last one arrived, or once it is presumed lost.
-        let in_flight = c.catchup[from].is_some_and(|s| commit < s.through && s.age < timeout);
-        if !in_flight {
-            c.catchup[from] = None;
-        }
-        if commit < own_commit && (stalled || far_behind) {
-            if !in_flight {
-                let through = self.send_catch_up(from, commit + 1);
-                if let RoleState::Coordinator(c) = &mut self.role {
-                    c.catchup[from] = through.map(|through| CatchUpSent { through, age: 0 });
-                }
-            }
-        } else if commit > own_commit {
-            self.send(
-                from,
-                Message::CatchUp {
-                    first_slot: own_commit + 1,
-                },
-            );
-        }
-        self.serve_reads();
-    }
-
-    fn broadcast_heartbeat(&mut self) {
-        let commit_index = self.learner.commit_index();
-        let RoleState::Coordinator(c) = &mut self.role else {
-            return;
-        };
-        c.read_round += 1;
-        c.acked_round[self.id] = c.read_round;
-        c.round_needed = false;
-        c.heartbeat_elapsed = 0;
-        let msg = Message::Heartbeat {
-            ballot: c.ballot,
-            commit_index,
-            read_round: c.read_round,
-        };
-        self.broadcast(msg);
-    }
-
-    /// Re-send accepts nobody answered yet (messages get lost).
-    fn resend_accepts(&mut self) {
-        let RoleState::Coordinator(c) = &self.role else {
-            return;
-        };
-        let mut msgs = Vec::new();
-        for (slot, p) in &c.inflight {
-            for (r, voted) in p.votes.iter().enumerate() {
-                if !voted && r != self.id {
-                    msgs.push((
-                        r,
-                        Message::Accept {
-                            ballot: c.ballot,
-                            slot: *slot,
-                            value: p.value.clone(),
-                        },
-                    ));
-                }
-            }
-        }
-        self.out.messages.extend(msgs);
-    }
-
-    /// Turn queued commands into batches, within the pipelining window, and
-    /// send a heartbeat round for reads that arrived since the last one.
+    /// Turn queued commands into proposals and serve reads (coordinator
+    /// only).
     fn flush(&mut self) {
-        loop {
-            let RoleState::Coordinator(c) = &mut self.role else {
-                return;
-            };
-            if c.queue.is_empty() || c.inflight.len() as u64 >= self.config.max_inflight_slots {
-                break;
-            }
-            let take = c.queue.len().min(self.config.max_batch);
-            let batch: Vec<_> = c.queue.drain(..take).collect();
-            let slot = c.next_slot;
-            let commands = batch.iter().map(|(_, cmd)| cmd.clone()).collect();
-            c.waiting.insert(slot, batch);
-            self.propose(slot, Value::Batch(commands));
-        }
-        if let RoleState::Coordinator(c) = &self.role {
-            if c.round_needed {
-                self.broadcast_heartbeat();
-            }
-        }
-        self.serve_reads();
-    }
-
-    /// Answer reads whose leadership round a majority confirmed and whose
-    /// read index is applied.
-    fn serve_reads(&mut self) {
-        let applied = self.learner.applied();
-        let RoleState::Coordinator(c) = &mut self.role else {
+        let Some((c, mut local)) = self.lead() else {
             return;
         };
-        if c.reads.is_empty() {
-            return;
-        }
-        let confirmed = c.confirmed_round();
-        let (done, waiting): (Vec<_>, Vec<_>) = c
-            .reads
-            .drain(..)
-            .partition(|r| r.round <= confirmed && r.read_index <= applied);
-        c.reads = waiting;
-        for read in done {
-            let value = self.learner.kv().read(&read.key);
-            self.reply(read.request_id, Ok(read_result(value)));
-        }
+        let result = c.flush(&mut local);
+        self.deposed_if(result);
+        self.apply_committed();
     }
 
     // ----- learner side -------------------------------------------------
@@ -912,8 +845,7 @@ impl Replica {
                 continue;
             }
             if let RoleState::Coordinator(c) = &mut self.role {
-                c.inflight.remove(&e.slot);
-                c.next_slot = c.next_slot.max(e.slot + 1);
+                c.on_chosen(e.slot);
             }
             self.learner.learn(e.slot, e.value, &mut self.out.persist);
         }
@@ -933,52 +865,11 @@ impl Replica {
         self.acceptor.compact(through);
         #[cfg(test)]
         self.applied_log.push(AppliedEvent::Snapshot(through));
-        let mut orphans = Vec::new();
-        if let RoleState::Coordinator(c) = &mut self.role {
-            c.inflight = c.inflight.split_off(&(through + 1));
-            c.next_slot = c.next_slot.max(through + 1);
-            let later = c.waiting.split_off(&(through + 1));
-            for (request_id, cmd) in mem::replace(&mut c.waiting, later).into_values().flatten() {
-                orphans.push(request_id);
-                orphans.extend(c.retries.remove(&key_of(&cmd)).unwrap_or_default());
-            }
-        }
         // Their slots were applied inside the snapshot: we cannot tell them
         // their result, only that it may have happened.
-        for request_id in orphans {
-            self.reply(
-                request_id,
-                Err(RequestError::OutcomeUnknown {
-                    leader_hint: Some(self.id),
-                }),
-            );
+        if let Some((c, mut local)) = self.lead() {
+            c.on_snapshot_installed(through, &mut local);
         }
-    }
-
-    /// Send `to` what it needs from `first_slot` on: chosen entries (at most
-    /// `max_catchup_entries`), or our snapshot if they were compacted. Returns
-    /// the last slot sent, if anything was.
-    fn send_catch_up(&mut self, to: ReplicaId, first_slot: Slot) -> Option<Slot> {
-        if first_slot <= self.learner.snapshot_slot() {
-            let snapshot = self.learner.snapshot().clone();
-            let through = snapshot.last_slot;
-            self.send(to, Message::Snapshot { snapshot });
-            Some(through)
-        } else {
-            let entries = self
-                .learner
-                .entries_from(first_slot, self.config.max_catchup_entries);
-            let through = entries.last()?.slot;
-            self.send(to, Message::Chosen { entries });
-            Some(through)
-        }
-    }
-
-    /// Ticks after which a catch-up not seen to arrive counts as lost and may
-    /// be sent again: two heartbeat intervals, time for the heartbeat after it
-    /// to be answered.
-    fn catchup_timeout(&self) -> u64 {
-        2 * self.config.heartbeat_ticks
     }
 
     /// Apply every committed slot; as coordinator, answer the commands that
@@ -990,31 +881,8 @@ impl Replica {
                 let value = self.learner.value(slot).cloned().unwrap_or(Value::NoOp);
                 self.applied_log.push(AppliedEvent::Slot(slot, value));
             }
-            let RoleState::Coordinator(c) = &mut self.role else {
-                continue;
-            };
-            let Some(waiters) = c.waiting.remove(&slot) else {
-                continue;
-            };
-            for (request_id, cmd) in waiters {
-                let reply = match results
-                    .iter()
-                    .find(|(key, _)| *key == key_of(&cmd))
-                    .map(|(_, r)| r.clone())
-                {
-                    Some(result) => result
-                        .map(|result| Executed { result, slot })
-                        .map_err(RequestError::from),
-                    // Another value was chosen in that slot.
-                    None => Err(RequestError::OutcomeUnknown {
-                        leader_hint: Some(self.id),
-                    }),
-                };
-                let retries = c.retries.remove(&key_of(&cmd)).unwrap_or_default();
-                for request_id in retries {
-                    self.out.replies.push((request_id, reply.clone()));
-                }
-                self.out.replies.push((request_id, reply));
+            if let Some((c, mut local)) = self.lead() {
+                c.on_applied(slot, &results, &mut local);
             }
         }
         if let Some(through) = self
@@ -1023,7 +891,9 @@ impl Replica {
         {
             self.acceptor.compact(through);
         }
-        self.serve_reads();
+        if let Some((c, mut local)) = self.lead() {
+            c.serve_reads(&mut local);
+        }
     }
 
     // ----- plumbing -----------------------------------------------------
@@ -1051,16 +921,4 @@ pub(crate) enum AppliedEvent {
     Slot(Slot, Value),
     /// A snapshot installed: everything up to this slot, at once.
     Snapshot(Slot),
-}
-
-/// A read's answer: reads get no slot of their own.
-fn read_result(value: Option<String>) -> Executed {
-    Executed {
-        result: OpResult::Value(value),
-        slot: 0,
-    }
-}
-
-fn key_of(cmd: &Command) -> (u64, u64) {
-    (cmd.client_id, cmd.seq)
 }

@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 
+use super::coordinator::PlantedBug;
 use super::replica::AppliedEvent;
 use super::*;
 
@@ -18,6 +19,8 @@ fn config() -> Config {
         max_inflight_slots: 4,
         snapshot_every: 0,
         max_catchup_entries: 16,
+        max_message_bytes: 1 << 20,
+        max_pending: 100,
     }
 }
 
@@ -698,4 +701,317 @@ fn malformed_messages_are_rejected_without_panicking() {
         PersistentState::default()
     )
     .is_err());
+}
+
+/// Tick `ticks` times; true if `id` was the coordinator after every tick.
+fn stays_coordinator(c: &mut Cluster, id: ReplicaId, ticks: usize) -> bool {
+    (0..ticks).all(|_| {
+        c.tick(1);
+        c.replica(id).role() == Role::Coordinator
+    })
+}
+
+#[test]
+fn a_follower_that_missed_heartbeats_does_not_depose_a_healthy_coordinator() {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    let promised = c.replica(0).status().promised;
+    // Replica 2's acceptor is lossy (fail_rate): prepares, accepts and
+    // heartbeats to it are lost. It stops hearing the coordinator and would
+    // like to campaign; replicas 0 and 1 still hear each other fine.
+    c.lost = vec![(2, "prepare"), (2, "accept"), (2, "heartbeat")];
+    assert!(stays_coordinator(&mut c, 0, 60));
+    // It crashes and restarts in the middle of it, and asks again.
+    c.crash(2);
+    c.restart(2);
+    assert!(stays_coordinator(&mut c, 0, 60));
+    // It never promised a ballot of its own: nobody agreed that the
+    // coordinator was gone.
+    assert_eq!(c.replica(2).status().promised, promised);
+    // The loss stops. The coordinator's next heartbeat is not rejected, and
+    // a write in flight then is applied, with no change of leadership.
+    c.lost.clear();
+    let w = c.submit(0, 1, 1, put("k", "v"));
+    assert!(stays_coordinator(&mut c, 0, 30));
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
+    assert_eq!(c.replica(2).leader(), Some(0));
+    assert_eq!(c.replica(2).kv().read("k"), Some("v".into()));
+}
+
+#[test]
+fn a_replica_that_can_send_but_not_receive_does_not_block_elections() {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    // Replica 0's listener is wedged: everything sent to it is lost, while
+    // its own messages still go out. It steps down (check-quorum) and keeps
+    // asking to lead, but never hears the answers.
+    c.deaf[0] = true;
+    c.tick(100);
+    // Replicas 1 and 2, which hear each other, elect one of them.
+    let leader = (1..3)
+        .find(|id| c.replica(*id).role() == Role::Coordinator)
+        .expect("replica 1 or 2 leads");
+    assert!(stays_coordinator(&mut c, leader, 100));
+    let w = c.submit(leader, 1, 1, put("k", "v"));
+    c.stabilize();
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
+}
+
+#[test]
+fn a_flaky_higher_priority_replica_does_not_take_over_until_it_is_steady() {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    c.crash(0);
+    c.elect(1);
+    c.submit(1, 1, 1, put("k", "1"));
+    c.stabilize();
+    // Replica 0 comes back with a flaky link: it hears the coordinator for
+    // 12 ticks, then nothing for 6. It catches up, but is never steady, so
+    // it does not take over (and lose it again at the next silence).
+    c.restart(0);
+    for _ in 0..10 {
+        c.deaf[0] = false;
+        assert!(stays_coordinator(&mut c, 1, 12));
+        c.deaf[0] = true;
+        assert!(stays_coordinator(&mut c, 1, 6));
+    }
+    assert_eq!(c.replica(0).kv().read("k"), Some("1".into()));
+    // Once its link is steady, it takes over, within a bound.
+    c.deaf[0] = false;
+    c.elect(0);
+    assert_eq!(c.replica(1).leader(), Some(0));
+}
+
+/// The story of `heartbeat_acks_of_an_earlier_ballot_confirm_no_read`, with
+/// a bug planted or not; returns what replica 0 answered the read.
+fn stale_acks_story(planted: Option<PlantedBug>) -> Option<Result<OpResult, RequestError>> {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    let w = c.submit(0, 1, 1, put("x", "old"));
+    c.stabilize();
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
+    // Replica 2 is paused; the coordinator's heartbeats pile up in its
+    // socket buffer while 30 reads make it number 30 more rounds.
+    c.paused[2] = true;
+    for seq in 1..=30 {
+        let r = c.submit(0, 9, seq, get("x"));
+        c.stabilize();
+        assert_eq!(c.reply(r), Some(value("old")));
+    }
+    // Replica 0 crashes and is elected again with replica 1, in a new
+    // ballot whose heartbeat rounds start from 1 again.
+    c.crash(0);
+    c.restart(0);
+    c.replicas[0].as_mut().unwrap().planted = planted;
+    c.elect(0);
+    // Replica 2 resumes and answers the old heartbeats first: acks of the
+    // earlier ballot, with round numbers the new one has not reached.
+    c.paused[2] = false;
+    c.stabilize();
+    // Replica 0 is paused in turn; replicas 1 and 2 elect replica 1, which
+    // writes x = new.
+    c.paused[0] = true;
+    c.elect(1);
+    let w = c.submit(1, 2, 1, put("x", "new"));
+    c.stabilize();
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
+    // Replica 0 wakes up and is asked to read x before it reads its mail.
+    c.paused[0] = false;
+    let r = c.submit(0, 3, 1, get("x"));
+    c.flush(0);
+    let early = c.reply(r);
+    c.stabilize();
+    early.or_else(|| c.reply(r))
+}
+
+#[test]
+fn heartbeat_acks_of_an_earlier_ballot_confirm_no_read() {
+    // The acks replica 2 sent in the earlier ballot confirm nothing in the
+    // new one: the read waits for this ballot's round, which is rejected.
+    assert!(matches!(
+        stale_acks_story(None),
+        Some(Err(RequestError::NotLeader { .. }))
+    ));
+    // Counting them (the planted bug) serves the deposed value.
+    assert_eq!(
+        stale_acks_story(Some(PlantedBug::AckOfAnyBallot)),
+        Some(value("old"))
+    );
+}
+
+#[test]
+fn a_read_is_confirmed_only_by_a_round_sent_after_it_arrived() {
+    // The deposed coordinator wakes with the acks of its last round in its
+    // socket buffer, and a read arrives first.
+    let story = |planted| {
+        let mut c = Cluster::new(3, config());
+        c.elect(0);
+        c.replicas[0].as_mut().unwrap().planted = planted;
+        let w = c.submit(0, 1, 1, put("x", "old"));
+        c.stabilize();
+        assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
+        // A heartbeat round goes out; replica 0 is paused before the acks
+        // come back.
+        c.tick(c.config.heartbeat_ticks as usize - 1);
+        for id in 0..3 {
+            c.replicas[id].as_mut().unwrap().tick();
+        }
+        c.flush(0);
+        c.paused[0] = true;
+        c.stabilize();
+        c.elect(1);
+        let w = c.submit(1, 2, 1, put("x", "new"));
+        c.stabilize();
+        assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
+        // It wakes; the read is handled first, then the old acks.
+        c.paused[0] = false;
+        let r = c.submit(0, 3, 1, get("x"));
+        c.flush(0);
+        let acks: Vec<_> = c
+            .net
+            .iter()
+            .filter(|(_, to, m)| *to == 0 && m.kind() == "heartbeat-ack")
+            .cloned()
+            .collect();
+        c.net
+            .retain(|(_, to, m)| !(*to == 0 && m.kind() == "heartbeat-ack"));
+        for (from, to, m) in acks {
+            c.replicas[to].as_mut().unwrap().step(from, m).unwrap();
+            c.flush(to);
+        }
+        let early = c.reply(r);
+        c.stabilize();
+        early.or_else(|| c.reply(r))
+    };
+    assert!(matches!(
+        story(None),
+        Some(Err(RequestError::NotLeader { .. }))
+    ));
+    assert_eq!(
+        story(Some(PlantedBug::ReadRoundNotAhead)),
+        Some(value("old"))
+    );
+}
+
+#[test]
+fn a_log_larger_than_one_message_reaches_a_lagging_replica_in_byte_bounded_pieces() {
+    // 2 KiB per message; 40 writes of 500-byte values make a log of about
+    // 21 KiB that replica 2 missed.
+    let budget = 2048;
+    let mut c = Cluster::new(
+        3,
+        Config {
+            max_message_bytes: budget,
+            ..config()
+        },
+    );
+    c.elect(0);
+    c.deaf[2] = true;
+    let big = "v".repeat(500);
+    let writes: Vec<_> = (1..=40)
+        .map(|seq| c.submit(0, 1, seq, put(&format!("k{seq}"), &big)))
+        .collect();
+    c.stabilize();
+    c.tick(20);
+    for w in &writes {
+        assert_eq!(c.reply(*w), Some(Ok(OpResult::Done)));
+    }
+    // The 40 queued commands went out in batches of at most 2 KiB (three
+    // 532-byte commands each), not one 21 KiB batch.
+    let commit = c.replica(0).commit_index();
+    assert!(commit >= 14, "commit index {commit}");
+    // Replica 2 hears again: every catch-up it gets stays within the budget,
+    // and it converges.
+    c.deaf[2] = false;
+    let mark = c.sent.len();
+    for _ in 0..200 {
+        c.tick(1);
+        if c.replica(2).commit_index() == commit {
+            break;
+        }
+    }
+    assert_eq!(c.replica(2).commit_index(), commit);
+    assert_eq!(c.replica(2).digest(), c.replica(0).digest());
+    let catch_ups: Vec<usize> = c.sent[mark..]
+        .iter()
+        .filter(|(from, to, _)| (*from, *to) == (0, 2))
+        .filter_map(|(_, _, m)| match m {
+            Message::Chosen { entries } => {
+                Some(entries.iter().map(|e| e.value.approx_bytes()).sum())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(catch_ups.len() > 2, "{catch_ups:?}");
+    assert!(catch_ups.iter().all(|b| *b <= budget), "{catch_ups:?}");
+}
+
+#[test]
+fn a_different_command_under_a_used_client_id_and_seq_is_refused_and_not_applied() {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    let first = c.submit(0, 42, 1, put("a", "x"));
+    c.stabilize();
+    assert_eq!(c.reply(first), Some(Ok(OpResult::Done)));
+    // `client --client-id 42 put a y`, numbering from 1 again: not the
+    // cached "OK" of the first, but a refusal, and a stays x.
+    let second = c.submit(0, 42, 1, put("a", "y"));
+    c.stabilize();
+    assert!(matches!(
+        c.reply(second),
+        Some(Err(RequestError::Stale(StaleCommand::Reused {
+            client_id: 42,
+            seq: 1
+        })))
+    ));
+    // The same while the first is still queued: the second does not join it.
+    let third = c.submit(0, 43, 1, put("b", "1"));
+    let fourth = c.submit(0, 43, 1, put("b", "2"));
+    c.stabilize();
+    assert_eq!(c.reply(third), Some(Ok(OpResult::Done)));
+    assert!(matches!(
+        c.reply(fourth),
+        Some(Err(RequestError::Stale(StaleCommand::Reused { .. })))
+    ));
+    for id in 0..3 {
+        assert_eq!(c.replica(id).kv().read("a"), Some("x".into()));
+        assert_eq!(c.replica(id).kv().read("b"), Some("1".into()));
+    }
+    // A real retry still gets the first one's result.
+    let retry = c.submit(0, 42, 1, put("a", "x"));
+    c.stabilize();
+    assert_eq!(c.reply(retry), Some(Ok(OpResult::Done)));
+}
+
+#[test]
+fn an_overloaded_coordinator_refuses_new_requests_as_not_applied() {
+    let mut c = Cluster::new(
+        3,
+        Config {
+            max_pending: 3,
+            ..config()
+        },
+    );
+    c.elect(0);
+    // Three commands wait for the next batch; the fourth is refused at
+    // once, while a retry of a waiting one still joins it.
+    let waiting: Vec<_> = (1..=3)
+        .map(|client| c.submit(0, client, 1, put("k", "v")))
+        .collect();
+    let refused = c.submit(0, 9, 1, put("k", "refused"));
+    let retry = c.submit(0, 1, 1, put("k", "v"));
+    c.flush(0);
+    assert_eq!(
+        c.reply(refused),
+        Some(Err(RequestError::Overloaded { pending: 3 }))
+    );
+    c.stabilize();
+    for w in waiting.iter().chain([&retry]) {
+        assert_eq!(c.reply(*w), Some(Ok(OpResult::Done)));
+    }
+    assert_eq!(c.replica(0).kv().read("k"), Some("v".into()));
+    // Once the queue drained, the refused client gets through.
+    let again = c.submit(0, 9, 1, put("k", "later"));
+    c.stabilize();
+    assert_eq!(c.reply(again), Some(Ok(OpResult::Done)));
 }

@@ -1,10 +1,21 @@
 //! Deterministic simulation of a cluster under faults.
 //!
-//! One seed fixes everything: the network drops, duplicates, delays and
-//! reorders messages; partitions cut replicas off; replicas crash (losing all that was not persisted, even
-//! half of a `Ready`'s writes) and restart from their disk; replicas pause;
-//! acceptors fail messages (`fail_rate`); clients submit reads and writes to
-//! whichever replica they believe leads, time out and retry. After the fault
+//! One seed fixes everything: the network drops, duplicates (sometimes long
+//! after the original), delays (with rare stragglers) and reorders messages,
+//! keeping each link's messages that are due together in send order (each
+//! link is a stream); partitions cut replicas off, and one-way cuts make a
+//! replica deaf (it sends, hears nothing), mute, or break one direction of
+//! one link; replicas crash (losing all that was not persisted, even half of
+//! a `Ready`'s writes) and restart from their disk; a crash may also lose
+//! durable WAL records beyond the torn one, after which the replica refuses
+//! to start and stays down (the storage rule; at most a minority per
+//! schedule); replicas pause, and one that resumes handles the client
+//! requests in its socket buffers before its backlog of peer messages;
+//! replica clocks jitter (a tick skipped, two at once); acceptors fail
+//! messages (`fail_rate`). Clients send requests and get replies through the
+//! same lossy network, to whichever replica they believe leads; they time
+//! out and try the next replica, and may give up on a command (its outcome
+//! stays unknown) and move on to their next sequence number. After the fault
 //! phase everything heals and the run continues until every client command
 //! completes and the replicas converge.
 //!
@@ -12,6 +23,9 @@
 //! - no two replicas apply different values at the same slot, and each one
 //!   applies slots in order (so each applied sequence is a prefix of the
 //!   longest);
+//! - during faults: while a majority has been healthy (up, running,
+//!   connected both ways, no fail_rate) for `leaderless_bound` ticks, some
+//!   running replica leads;
 //! - once faults heal, every submitted command completes within a bound, and
 //!   all replicas converge to the same applied index and digest;
 //! - every acknowledged write takes effect exactly once in the chosen log,
@@ -19,16 +33,24 @@
 //! - reads (in quorum mode) are linearizable with respect to the chosen order
 //!   and real time.
 //!
-//! Schedules mix three profiles: a broad one, one that hunts stale reads
-//! (frequent pauses, clients sent anywhere) and a crash storm. How sharp this
-//! is was measured by breaking the core on purpose; the default run (2000
-//! schedules) fails on each of: adopting the lowest instead of the highest
+//! Schedules mix five profiles: a broad one, one that hunts stale reads
+//! (frequent pauses, clients sent anywhere), a crash storm, a slow network
+//! (long delays and one-way cuts, timeouts scaled to match) and a
+//! returning coordinator (crashes during pauses, mostly reads). How
+//! sharp this is was measured by breaking the core on purpose. Tests here
+//! assert that the default schedules catch: a read confirmed by the
+//! heartbeat round already sent when it arrived (planted bug
+//! `ReadRoundNotAhead`), an acceptor that forgets its promises, local reads,
+//! and a replica that votes again after losing durable records. Earlier
+//! measurements also caught adopting the lowest instead of the highest
 //! accepted value, a read index at the commit index instead of the last
-//! proposed slot, an acceptor accepting below its promise, an acceptor not
-//! persisting its promise, or not persisting accepted values. (Acks to
-//! heartbeats of a deposed ballot are not caught: check-quorum makes a cut
-//! off coordinator step down before another is elected, and a paused one
-//! finds the new ballot in its backlog.)
+//! proposed slot, an acceptor accepting below its promise, and not
+//! persisting promises or accepted values. Not caught yet: counting
+//! heartbeat acks of another ballot (`AckOfAnyBallot`): it needs acks of a
+//! coordinator's earlier ballot to arrive after it leads again with a
+//! lower round count, and then a deposal while it serves a read; the
+//! scenario test `heartbeat_acks_of_an_earlier_ballot_confirm_no_read`
+//! tells that story.
 //!
 //! A failure prints its seed and the command that replays it:
 //! `PAXOS_SIM_SEED=<seed> cargo test -p server --lib paxos::sim::replay -- --ignored --nocapture`.
@@ -40,7 +62,9 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::coordinator::PlantedBug;
 use super::replica::AppliedEvent;
+use super::types::majority;
 use super::*;
 
 /// The knobs of one schedule.
@@ -55,6 +79,9 @@ pub struct SimConfig {
     pub heal_bound: u64,
     pub drop_p: f64,
     pub dup_p: f64,
+    /// A duplicate arrives up to this many ticks after it was sent (a
+    /// retransmission long after the original).
+    pub dup_delay: u64,
     pub max_delay: u64,
     /// Per tick, probability of a crash, of a restart, of a pause, of a resume.
     pub crash_p: f64,
@@ -74,6 +101,32 @@ pub struct SimConfig {
     pub retarget_p: f64,
     /// Ticks before a client gives up an attempt and retries elsewhere.
     pub request_timeout: u64,
+    /// Out of ten commands, how many are reads.
+    pub read_tenths: u32,
+    /// Attempts after which a client gives up a command (its outcome stays
+    /// unknown) and moves on to its next sequence number; 0: never.
+    pub give_up_after: u32,
+    /// Per tick, probability of cutting one direction of one link, or of
+    /// making a replica deaf (it sends but receives nothing) or mute.
+    pub one_way_p: f64,
+    /// Per tick and replica, probability that its clock skips a tick, and
+    /// that it ticks twice.
+    pub jitter_p: f64,
+    /// Probability that a message is a straggler, delayed up to
+    /// `long_delay` ticks (a stuck connection, a retransmission).
+    pub long_delay_p: f64,
+    pub long_delay: u64,
+    /// Probability that a crash also loses durable records beyond the torn
+    /// one (a damaged WAL): the replica then refuses to start and stays down.
+    pub tail_loss_p: f64,
+    /// While a majority has been healthy (up, running, fully connected, no
+    /// fail_rate) for this many ticks, some replica must lead.
+    pub leaderless_bound: u64,
+    /// The old rule, a planted bug: a replica that lost durable records
+    /// restarts with what is left and votes again.
+    pub votes_after_tail_loss: bool,
+    /// A bug planted in the core, to show the simulator catches it.
+    pub planted: Option<PlantedBug>,
     /// Deliberately broken variants, to show the simulator can fail.
     pub read_mode: ReadMode,
     /// Restart with an empty disk (the acceptor forgets its promises).
@@ -84,9 +137,11 @@ pub struct SimConfig {
 impl SimConfig {
     pub fn new(replicas: usize, rng: &mut StdRng) -> Self {
         let base = Self::base(replicas, rng);
-        match rng.random_range(0..4) {
+        match rng.random_range(0..6) {
             0 => base.hunting_stale_reads(),
             1 => base.crash_storm(),
+            2 => base.slow_network(),
+            3 => base.returning_coordinator(),
             _ => base,
         }
     }
@@ -101,6 +156,47 @@ impl SimConfig {
             pause_p: 0.05,
             resume_p: 0.2,
             target_leader_p: 0.2,
+            tail_loss_p: 0.2,
+            ..self
+        }
+    }
+
+    /// A coordinator crashes while a follower is paused, and is elected
+    /// again; later it is paused and deposed, and asked to read when it
+    /// wakes. Mostly reads, so that a read has no write in flight to wait
+    /// for: this is where heartbeat acks of an earlier ballot would confirm
+    /// a read they must not.
+    pub fn returning_coordinator(self) -> Self {
+        SimConfig {
+            clients: 6,
+            crash_p: 0.03,
+            restart_p: 0.5,
+            pause_p: 0.04,
+            resume_p: 0.05,
+            target_leader_p: 0.5,
+            retarget_p: 0.5,
+            request_timeout: 15,
+            read_tenths: 8,
+            ..self
+        }
+    }
+
+    /// A slow, lumpy network: long delays, stragglers and one-way cuts, with
+    /// timeouts scaled to match.
+    pub fn slow_network(self) -> Self {
+        SimConfig {
+            max_delay: 8,
+            long_delay_p: 0.02,
+            long_delay: 60,
+            one_way_p: 0.02,
+            request_timeout: 80,
+            heal_bound: 600,
+            leaderless_bound: 400,
+            core: Config {
+                heartbeat_ticks: 3,
+                election_ticks: 24,
+                ..self.core
+            },
             ..self
         }
     }
@@ -115,12 +211,16 @@ impl SimConfig {
             resume_p: 0.1,
             retarget_p: 0.5,
             request_timeout: 15,
+            // Old heartbeat acks outlive a leadership change.
+            dup_p: 0.1,
+            long_delay_p: 0.03,
+            long_delay: 40,
             ..self
         }
     }
 
     fn base(replicas: usize, rng: &mut StdRng) -> Self {
-        SimConfig {
+        let mut cfg = SimConfig {
             replicas,
             clients: rng.random_range(2..=4),
             fault_ticks: rng.random_range(100..250),
@@ -128,6 +228,7 @@ impl SimConfig {
             drop_p: rng.random_range(0.0..0.2),
             dup_p: rng.random_range(0.0..0.1),
             max_delay: rng.random_range(1..=4),
+            dup_delay: 0,
             crash_p: rng.random_range(0.0..0.03),
             restart_p: 0.1,
             pause_p: rng.random_range(0.0..0.03),
@@ -137,6 +238,16 @@ impl SimConfig {
             max_fail_rate: rng.random_range(0.0..0.3),
             retarget_p: 0.1,
             request_timeout: 40,
+            give_up_after: [0, 3, 6][rng.random_range(0..3)],
+            read_tenths: 4,
+            one_way_p: rng.random_range(0.0..0.015),
+            jitter_p: rng.random_range(0.0..0.1),
+            long_delay_p: rng.random_range(0.0..0.01),
+            long_delay: 20,
+            tail_loss_p: rng.random_range(0.0..0.2),
+            leaderless_bound: 200,
+            votes_after_tail_loss: false,
+            planted: None,
             read_mode: ReadMode::Quorum,
             amnesia: false,
             core: Config {
@@ -147,8 +258,14 @@ impl SimConfig {
                 max_inflight_slots: rng.random_range(1..=4),
                 snapshot_every: [0, 3, 10][rng.random_range(0..3)],
                 max_catchup_entries: rng.random_range(1..=8),
+                // Small enough that catch-ups and batches are cut by bytes,
+                // and that clients meet an overloaded coordinator.
+                max_message_bytes: 400,
+                max_pending: 6,
             },
-        }
+        };
+        cfg.dup_delay = 3 * cfg.max_delay;
+        cfg
     }
 }
 
@@ -162,6 +279,14 @@ pub struct SimStats {
     pub crashes: u64,
     /// Crashes that left only part of a `Ready`'s writes on disk.
     pub torn_crashes: u64,
+    /// Crashes that lost durable records too (the replica stays down).
+    pub tail_losses: u64,
+    /// Commands whose client gave up on them.
+    pub given_up: u64,
+    /// Longest run of ticks with a healthy majority and no coordinator.
+    pub longest_leaderless: u64,
+    /// Times a new ballot started leading.
+    pub leader_changes: u64,
     pub slots_chosen: u64,
     /// Ticks from healing until every command completed and replicas
     /// converged (the maximum over schedules when summed up).
@@ -170,19 +295,67 @@ pub struct SimStats {
 
 struct Node {
     replica: Option<Replica>,
-    disk: PersistentState,
+    /// The disk: a checkpoint and the records written since, in order.
+    checkpoint: PersistentState,
+    wal: Vec<StorageWrite>,
+    /// It lost durable records and refuses to start: it stays down.
+    refused: bool,
     paused: bool,
+    /// Just resumed: it handles the client requests waiting in its socket
+    /// buffers before the peer messages.
+    clients_first: bool,
     /// Cut off by a network partition: all its messages, both ways, are lost.
     isolated: bool,
     fail_rate: f64,
     /// Last slot this incarnation applied (for the in-order check).
     last_applied: Slot,
+    /// Healthy (up, running, connected, no fail_rate) since this tick.
+    healthy_since: Option<u64>,
+}
+
+/// Records in a WAL before the simulated storage writes a checkpoint.
+const CHECKPOINT_EVERY: usize = 40;
+
+impl Node {
+    /// Make one write durable.
+    fn persist(&mut self, write: &StorageWrite) {
+        self.wal.push(write.clone());
+        if self.wal.len() >= CHECKPOINT_EVERY {
+            for w in self.wal.drain(..) {
+                self.checkpoint.apply(&w);
+            }
+        }
+    }
+
+    /// What a restart reads back.
+    fn disk(&self) -> PersistentState {
+        let mut state = self.checkpoint.clone();
+        for w in &self.wal {
+            state.apply(w);
+        }
+        state
+    }
 }
 
 struct Envelope {
     deliver_at: u64,
     to: ReplicaId,
     payload: Payload,
+    /// Send order: messages on one link that are due together arrive in
+    /// the order they were sent (each link is a stream).
+    sent: u64,
+}
+
+impl Envelope {
+    /// The stream it travels on: (sender, receiver), clients being
+    /// [`CLIENTS`].
+    fn link(&self) -> (ReplicaId, ReplicaId) {
+        match &self.payload {
+            Payload::Peer(from, _) => (*from, self.to),
+            Payload::Client(..) => (CLIENTS, self.to),
+            Payload::Reply(from, ..) => (*from, CLIENTS),
+        }
+    }
 }
 
 /// Peer messages and client requests share the network: a paused replica
@@ -190,6 +363,8 @@ struct Envelope {
 enum Payload {
     Peer(ReplicaId, Message),
     Client(RequestId, Command),
+    /// A replica's answer on its way back to the client.
+    Reply(ReplicaId, RequestId, Reply),
 }
 
 /// A client command in progress.
@@ -202,6 +377,8 @@ struct Pending {
     deadline: u64,
     /// Retry at this tick (after a NotLeader answer), to whom.
     retry_at: Option<u64>,
+    /// Attempts so far.
+    attempts: u32,
 }
 
 struct Client {
@@ -249,7 +426,18 @@ struct Sim {
     invocations: Invocations,
     stats: SimStats,
     trace: Option<Vec<String>>,
+    /// `cut[from][to]`: messages from `from` to `to` are lost (one way).
+    cut: Vec<Vec<bool>>,
+    /// Since when a healthy majority has had no coordinator.
+    leaderless_since: Option<u64>,
+    /// Messages sent so far (numbers envelopes).
+    sent: u64,
+    /// The ballot of the latest coordinator seen.
+    leading: Option<Ballot>,
 }
+
+/// Replies travel to clients as envelopes addressed to this pseudo-replica.
+const CLIENTS: ReplicaId = usize::MAX;
 
 const KEYS: [&str; 3] = ["a", "b", "c"];
 
@@ -260,16 +448,22 @@ impl Sim {
         let mut core = cfg.core.clone();
         core.read_mode = cfg.read_mode;
         let nodes = (0..n)
-            .map(|id| Node {
-                replica: Some(
-                    Replica::new(id, n, core.clone(), PersistentState::default())
-                        .expect("valid config"),
-                ),
-                disk: PersistentState::default(),
-                paused: false,
-                isolated: false,
-                fail_rate: 0.0,
-                last_applied: 0,
+            .map(|id| {
+                let mut replica = Replica::new(id, n, core.clone(), PersistentState::default())
+                    .expect("valid config");
+                replica.planted = cfg.planted;
+                Node {
+                    replica: Some(replica),
+                    checkpoint: PersistentState::default(),
+                    wal: Vec::new(),
+                    refused: false,
+                    paused: false,
+                    clients_first: false,
+                    isolated: false,
+                    fail_rate: 0.0,
+                    last_applied: 0,
+                    healthy_since: Some(0),
+                }
             })
             .collect();
         let clients = (0..cfg.clients)
@@ -299,6 +493,10 @@ impl Sim {
             invocations: HashMap::new(),
             stats: SimStats::default(),
             trace: trace.then(Vec::new),
+            cut: vec![vec![false; n]; n],
+            leaderless_since: None,
+            sent: 0,
+            leading: None,
         }
     }
 
@@ -313,6 +511,7 @@ impl Sim {
             self.faults()?;
             self.step_tick()?;
             self.client_actions(true)?;
+            self.check_leader_during_faults()?;
         }
         self.heal();
         let deadline = self.now + self.cfg.heal_bound;
@@ -389,6 +588,7 @@ impl Sim {
         if self.nodes[id].paused && self.rng.random_bool(self.cfg.resume_p) {
             self.log(|| format!("resume {id}"));
             self.nodes[id].paused = false;
+            self.nodes[id].clients_first = true;
         }
         let id = self.victim();
         if self.rng.random_bool(self.cfg.partition_p) {
@@ -400,7 +600,31 @@ impl Sim {
             self.log(|| format!("reconnect {id}"));
             self.nodes[id].isolated = false;
         }
-        if self.rng.random_bool(0.02) {
+        if self.rng.random_bool(self.cfg.one_way_p) {
+            let id = self.victim();
+            match self.rng.random_range(0..3) {
+                0 => {
+                    // A wedged listener: it sends, but hears nothing.
+                    self.log(|| format!("deafen {id}"));
+                    (0..n).for_each(|from| self.cut[from][id] = from != id);
+                }
+                1 => {
+                    self.log(|| format!("mute {id}"));
+                    (0..n).for_each(|to| self.cut[id][to] = to != id);
+                }
+                _ => {
+                    let to = self.rng.random_range(0..n);
+                    self.log(|| format!("cut {id}->{to}"));
+                    self.cut[id][to] = id != to;
+                }
+            }
+        }
+        let id = self.rng.random_range(0..n);
+        if self.rng.random_bool(self.cfg.resume_p / 2.0) {
+            (0..n).for_each(|to| self.cut[id][to] = false);
+            (0..n).for_each(|from| self.cut[from][id] = false);
+        }
+        if self.cfg.max_fail_rate > 0.0 && self.rng.random_bool(0.02) {
             let id = self.rng.random_range(0..n);
             self.nodes[id].fail_rate = self.rng.random_range(0.0..=self.cfg.max_fail_rate);
         }
@@ -424,23 +648,47 @@ impl Sim {
             self.rng.random_range(0..=ready.persist.len())
         };
         for w in &ready.persist[..keep] {
-            self.nodes[id].disk.apply(w);
+            self.nodes[id].persist(w);
         }
         if keep < ready.persist.len() {
             self.stats.torn_crashes += 1;
         }
         self.log(|| format!("crash {id} (persisted {keep}/{})", ready.persist.len()));
+        // A damaged WAL: records that were durable, and acknowledged, are
+        // gone too. At most a minority may be lost this way, so that the
+        // others can still go on.
+        let refused = self.nodes.iter().filter(|n| n.refused).count();
+        let wal = self.nodes[id].wal.len();
+        if wal > 0
+            && refused < (self.cfg.replicas - 1) / 2
+            && self.rng.random_bool(self.cfg.tail_loss_p)
+        {
+            let lost = self.rng.random_range(1..=wal.min(8));
+            self.nodes[id].wal.truncate(wal - lost);
+            self.stats.tail_losses += 1;
+            self.log(|| format!("{id} lost {lost} durable records"));
+            if !self.cfg.votes_after_tail_loss {
+                // The storage sees the damage and refuses to start: the
+                // replica stays down until an operator rebuilds it.
+                self.nodes[id].refused = true;
+            }
+        }
         Ok(())
     }
 
     fn restart(&mut self, id: ReplicaId) {
-        if self.cfg.amnesia {
-            self.nodes[id].disk = PersistentState::default();
+        if self.nodes[id].refused {
+            return;
         }
-        let disk = self.nodes[id].disk.clone();
+        if self.cfg.amnesia {
+            self.nodes[id].checkpoint = PersistentState::default();
+            self.nodes[id].wal.clear();
+        }
+        let disk = self.nodes[id].disk();
         self.nodes[id].last_applied = disk.snapshot_slot();
-        let replica =
+        let mut replica =
             Replica::new(id, self.cfg.replicas, self.cfg.core.clone(), disk).expect("valid config");
+        replica.planted = self.cfg.planted;
         self.nodes[id].replica = Some(replica);
         self.nodes[id].paused = false;
         self.log(|| format!("restart {id}"));
@@ -457,6 +705,74 @@ impl Sim {
             self.nodes[id].isolated = false;
             self.nodes[id].fail_rate = 0.0;
         }
+        self.cut = vec![vec![false; self.cfg.replicas]; self.cfg.replicas];
+    }
+
+    /// Up, running, connected both ways to everyone, failing nothing.
+    fn healthy(&self, id: ReplicaId) -> bool {
+        let node = &self.nodes[id];
+        self.running(id)
+            && !node.isolated
+            && node.fail_rate == 0.0
+            && (0..self.cfg.replicas).all(|r| !self.cut[id][r] && !self.cut[r][id])
+    }
+
+    /// Liveness during faults: while a majority has been healthy for
+    /// `leaderless_bound` ticks, some running replica leads.
+    fn check_leader_during_faults(&mut self) -> Result<(), String> {
+        let n = self.cfg.replicas;
+        let now = self.now;
+        for id in 0..n {
+            let healthy = self.healthy(id);
+            let node = &mut self.nodes[id];
+            node.healthy_since = match (healthy, node.healthy_since) {
+                (true, None) => Some(now),
+                (true, since) => since,
+                (false, _) => None,
+            };
+        }
+        let steady = self
+            .nodes
+            .iter()
+            .filter(|n| n.healthy_since.is_some())
+            .count();
+        let newest = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.replica.as_ref())
+            .filter(|r| r.role() == Role::Coordinator)
+            .filter_map(|r| r.status().own_ballot)
+            .max();
+        if newest.is_some_and(|b| Some(b) > self.leading) {
+            self.leading = newest;
+            self.stats.leader_changes += 1;
+        }
+        let led = (0..n).any(|id| {
+            self.running(id)
+                && self.nodes[id]
+                    .replica
+                    .as_ref()
+                    .is_some_and(|r| r.role() == Role::Coordinator)
+        });
+        if steady < majority(n) || led {
+            self.leaderless_since = None;
+            return Ok(());
+        }
+        // Leaderless with a healthy majority: since when?
+        let healthy_majority_since = {
+            let mut since: Vec<u64> = self.nodes.iter().filter_map(|n| n.healthy_since).collect();
+            since.sort_unstable();
+            since[majority(n) - 1]
+        };
+        let since = *self.leaderless_since.get_or_insert(now);
+        let waited = now - since.max(healthy_majority_since);
+        self.stats.longest_leaderless = self.stats.longest_leaderless.max(waited);
+        if waited > self.cfg.leaderless_bound {
+            return Err(format!(
+                "liveness: a majority has been healthy for {waited} ticks and nobody leads"
+            ));
+        }
+        Ok(())
     }
 
     fn running(&self, id: ReplicaId) -> bool {
@@ -469,8 +785,21 @@ impl Sim {
         self.now += 1;
         for id in 0..self.cfg.replicas {
             if self.running(id) {
-                if let Some(r) = self.nodes[id].replica.as_mut() {
-                    r.tick();
+                // Clocks are only roughly regular: now and then a replica's
+                // tick comes late (skipped) or two come at once.
+                let ticks = if self.healed || self.cfg.jitter_p == 0.0 {
+                    1
+                } else if self.rng.random_bool(self.cfg.jitter_p) {
+                    0
+                } else if self.rng.random_bool(self.cfg.jitter_p) {
+                    2
+                } else {
+                    1
+                };
+                for _ in 0..ticks {
+                    if let Some(r) = self.nodes[id].replica.as_mut() {
+                        r.tick();
+                    }
                 }
                 self.flush(id)?;
             }
@@ -485,9 +814,41 @@ impl Sim {
                 i += 1;
             }
         }
-        while !due.is_empty() {
-            let e = due.swap_remove(self.rng.random_range(0..due.len()));
+        // A replica just resumed handles the client requests in its socket
+        // buffers first (they sit on other connections), then the backlog
+        // of peer messages.
+        let (mut urgent, mut due): (Vec<_>, Vec<_>) = due.into_iter().partition(|e| {
+            e.to != CLIENTS
+                && matches!(e.payload, Payload::Client(..))
+                && self.nodes[e.to].clients_first
+                && !self.nodes[e.to].paused
+        });
+        urgent.reverse();
+        for node in &mut self.nodes {
+            if !node.paused {
+                node.clients_first = false;
+            }
+        }
+        while !urgent.is_empty() || !due.is_empty() {
+            let e = match urgent.pop() {
+                Some(e) => e,
+                None => {
+                    // A random stream, then its oldest due message.
+                    let link = due[self.rng.random_range(0..due.len())].link();
+                    let oldest = (0..due.len())
+                        .filter(|i| due[*i].link() == link)
+                        .min_by_key(|i| due[*i].sent)
+                        .expect("the stream has a message");
+                    due.swap_remove(oldest)
+                }
+            };
             let to = e.to;
+            if to == CLIENTS {
+                if let Payload::Reply(from, request, reply) = e.payload {
+                    self.on_reply(from, request, reply)?;
+                }
+                continue;
+            }
             if self.nodes[to].paused {
                 // Stays in the socket buffer until the process resumes.
                 self.net.push(Envelope {
@@ -548,6 +909,7 @@ impl Sim {
                         r.submit(request, cmd);
                     }
                 }
+                Payload::Reply(..) => {}
             }
             if !self.healed && self.rng.random_bool(self.cfg.crash_p / 4.0) {
                 // Dies while handling it: its writes may be half on disk, and
@@ -569,40 +931,63 @@ impl Sim {
         let ready = replica.ready();
         let applied = std::mem::take(&mut replica.applied_log);
         for w in &ready.persist {
-            self.nodes[id].disk.apply(w);
+            self.nodes[id].persist(w);
         }
         self.check_applied(id, applied)?;
         for (to, msg) in ready.messages {
             self.send(id, to, msg);
         }
         for (request, reply) in ready.replies {
-            self.on_reply(id, request, reply)?;
+            // Answers travel back over the same lossy network.
+            if self.lost_between_client_and(id) {
+                continue;
+            }
+            let deliver_at = self.now + self.delay();
+            self.post(deliver_at, CLIENTS, Payload::Reply(id, request, reply));
         }
         Ok(())
     }
 
+    /// A delay for one message: mostly up to `max_delay`, now and then a
+    /// straggler.
+    fn delay(&mut self) -> u64 {
+        if !self.healed && self.rng.random_bool(self.cfg.long_delay_p) {
+            self.rng.random_range(0..=self.cfg.long_delay)
+        } else {
+            self.rng.random_range(0..=self.cfg.max_delay)
+        }
+    }
+
+    /// Is a message between a client and replica `id` lost? (Partitions cut
+    /// clients off too; one-way cuts are between replicas only.)
+    fn lost_between_client_and(&mut self, id: ReplicaId) -> bool {
+        !self.healed && (self.nodes[id].isolated || self.rng.random_bool(self.cfg.drop_p))
+    }
+
+    fn post(&mut self, deliver_at: u64, to: ReplicaId, payload: Payload) {
+        self.sent += 1;
+        self.net.push(Envelope {
+            deliver_at,
+            to,
+            payload,
+            sent: self.sent,
+        });
+    }
+
     fn send(&mut self, from: ReplicaId, to: ReplicaId, msg: Message) {
         let faulty = !self.healed;
-        if faulty && (self.nodes[from].isolated || self.nodes[to].isolated) {
+        if faulty && (self.nodes[from].isolated || self.nodes[to].isolated || self.cut[from][to]) {
             return;
         }
         if faulty && self.rng.random_bool(self.cfg.drop_p) {
             return;
         }
         if faulty && self.rng.random_bool(self.cfg.dup_p) {
-            let deliver_at = self.now + self.rng.random_range(0..=self.cfg.max_delay * 3);
-            self.net.push(Envelope {
-                deliver_at,
-                to,
-                payload: Payload::Peer(from, msg.clone()),
-            });
+            let deliver_at = self.now + self.rng.random_range(0..=self.cfg.dup_delay);
+            self.post(deliver_at, to, Payload::Peer(from, msg.clone()));
         }
-        let deliver_at = self.now + self.rng.random_range(0..=self.cfg.max_delay);
-        self.net.push(Envelope {
-            deliver_at,
-            to,
-            payload: Payload::Peer(from, msg),
-        });
+        let deliver_at = self.now + self.delay();
+        self.post(deliver_at, to, Payload::Peer(from, msg));
     }
 
     // ----- safety: what replicas apply ------------------------------------
@@ -665,13 +1050,25 @@ impl Sim {
                         request: 0,
                         deadline: 0,
                         retry_at: Some(now),
+                        attempts: 0,
                     });
                     self.attempt(i)?;
                 }
                 Some(p) if p.retry_at.is_some_and(|t| t <= now) || p.deadline <= now => {
+                    let give_up = self.cfg.give_up_after;
+                    if !self.healed && give_up > 0 && p.attempts >= give_up {
+                        // Gives up: the outcome stays unknown, and the
+                        // client moves on to its next sequence number.
+                        let (client, seq) = (p.cmd.client_id, p.cmd.seq);
+                        self.log(|| format!("client {client} gives up {seq}"));
+                        self.clients[i].pending = None;
+                        self.stats.given_up += 1;
+                        continue;
+                    }
                     if p.deadline <= now && p.retry_at.is_none() {
-                        // Timed out: try someone else.
-                        self.clients[i].target = self.rng.random_range(0..self.cfg.replicas);
+                        // Timed out: try the next one.
+                        let n = self.cfg.replicas;
+                        self.clients[i].target = (self.clients[i].target + 1) % n;
                     }
                     self.attempt(i)?;
                 }
@@ -687,7 +1084,13 @@ impl Sim {
         c.next_seq += 1;
         let key = KEYS[self.rng.random_range(0..KEYS.len())].to_string();
         let value = format!("{client_id}.{seq}");
-        let op = match self.rng.random_range(0..10) {
+        let mut roll = self.rng.random_range(0..10);
+        if roll < self.cfg.read_tenths {
+            roll = 0;
+        } else if self.cfg.read_tenths != 4 {
+            roll = self.rng.random_range(4..10);
+        }
+        let op = match roll {
             0..=3 => Op::Get { key },
             4..=5 => Op::Put { key, value },
             6 => Op::Delete { key },
@@ -723,16 +1126,18 @@ impl Sim {
         p.request = request;
         p.deadline = now + self.cfg.request_timeout;
         p.retry_at = None;
+        p.attempts += 1;
         let cmd = p.cmd.clone();
         self.requests.insert(request, i);
         self.log(|| format!("client {} -> {target}: {cmd:?}", cmd.client_id));
-        // Delivered with the next tick's messages; lost if the replica is
-        // down then, held until it resumes if it is paused.
-        self.net.push(Envelope {
-            deliver_at: now + 1,
-            to: target,
-            payload: Payload::Client(request, cmd),
-        });
+        // Through the lossy network: dropped, cut off by a partition, or
+        // delivered a while later (held while the replica is paused, lost if
+        // it is down then).
+        if self.lost_between_client_and(target) {
+            return Ok(());
+        }
+        let deliver_at = now + 1 + self.delay();
+        self.post(deliver_at, target, Payload::Client(request, cmd));
         Ok(())
     }
 
@@ -796,6 +1201,9 @@ impl Sim {
                 c.target = leader_hint.unwrap_or((from + 1) % self.cfg.replicas);
                 p.retry_at = Some(now + 1);
             }
+            Err(RequestError::Overloaded { .. }) => {
+                p.retry_at = Some(now + 2);
+            }
             Err(RequestError::OutcomeUnknown { leader_hint }) => {
                 c.target = leader_hint.unwrap_or((from + 1) % self.cfg.replicas);
                 p.retry_at = Some(now + 1);
@@ -816,7 +1224,8 @@ impl Sim {
             .iter()
             .filter_map(|n| n.replica.as_ref().map(|r| r.status()))
             .collect();
-        statuses.len() == self.cfg.replicas
+        let refused = self.nodes.iter().filter(|n| n.refused).count();
+        statuses.len() == self.cfg.replicas - refused
             && statuses.iter().any(|s| s.role == Role::Coordinator)
             && statuses.iter().all(|s| {
                 s.applied_index == statuses[0].applied_index && s.digest == statuses[0].digest
@@ -827,10 +1236,13 @@ impl Sim {
 
     fn check_final(&mut self) -> Result<(), String> {
         // The chosen log must have no gaps up to the replicas' applied index.
-        let applied = self.nodes[0]
-            .replica
-            .as_ref()
-            .map_or(0, |r| r.applied_index());
+        let applied = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.replica.as_ref())
+            .map(|r| r.applied_index())
+            .max()
+            .unwrap_or(0);
         // Replay the chosen log; remember where each write took effect.
         let mut kv = KvStore::new();
         let mut effective: HashMap<(u64, u64), (usize, OpResult)> = HashMap::new();
@@ -1053,6 +1465,10 @@ fn run_many(name: &str, first: u64, count: u64) {
                 total.reads_acked += s.reads_acked;
                 total.crashes += s.crashes;
                 total.torn_crashes += s.torn_crashes;
+                total.tail_losses += s.tail_losses;
+                total.given_up += s.given_up;
+                total.leader_changes += s.leader_changes;
+                total.longest_leaderless = total.longest_leaderless.max(s.longest_leaderless);
                 total.slots_chosen += s.slots_chosen;
                 total.ticks_to_recover = total.ticks_to_recover.max(s.ticks_to_recover);
             }
@@ -1061,9 +1477,10 @@ fn run_many(name: &str, first: u64, count: u64) {
             ),
         }
     }
+    let elapsed = start.elapsed();
     eprintln!(
-        "{name}: {count} schedules in {:.1?}: {total:?}",
-        start.elapsed()
+        "{name}: {count} schedules in {elapsed:.1?} ({:.0}/s): {total:?}",
+        count as f64 / elapsed.as_secs_f64()
     );
 }
 
@@ -1095,6 +1512,9 @@ fn replay() {
         |cfg| match mode.as_str() {
             "local-reads" => cfg.read_mode = ReadMode::Local,
             "amnesia" => cfg.amnesia = true,
+            "read-round" => cfg.planted = Some(PlantedBug::ReadRoundNotAhead),
+            "any-ballot" => cfg.planted = Some(PlantedBug::AckOfAnyBallot),
+            "tail-votes" => cfg.votes_after_tail_loss = true,
             _ => {}
         },
         true,
@@ -1145,4 +1565,113 @@ fn the_simulator_catches_an_acceptor_that_forgets_its_promises() {
     );
     let (seed, violation) = found.expect("amnesia should be caught");
     eprintln!("amnesia: seed {seed}: {violation}");
+}
+
+#[test]
+fn the_simulator_catches_a_read_confirmed_by_a_heartbeat_sent_before_it() {
+    // Planted: a read waits for the round already sent, not the next one.
+    // The default schedules (both batches) must catch it.
+    let found = find_violation_in_default_schedules(|cfg| {
+        cfg.planted = Some(PlantedBug::ReadRoundNotAhead)
+    });
+    let (seed, violation) = found.expect("a read confirmed by an old round should be caught");
+    eprintln!("read round not ahead: seed {seed}: {violation}");
+    assert!(violation.contains("linearizable"), "{violation}");
+}
+
+#[test]
+fn a_replica_that_lost_durable_records_stays_down_and_the_old_rule_is_caught() {
+    // The rule: a replica whose disk lost records beyond a torn last one
+    // refuses to start. Under it, frequent tail losses are safe (the
+    // default schedules include them too)...
+    let frequent = |cfg: &mut SimConfig| {
+        *cfg = cfg.clone().crash_storm();
+        cfg.tail_loss_p = 0.5;
+    };
+    let mut losses = 0;
+    for seed in 0..200 {
+        let stats = run_seed(seed, frequent, false)
+            .unwrap_or_else(|e| panic!("seed {seed} failed under the safe rule: {e}"));
+        losses += stats.tail_losses;
+    }
+    assert!(losses > 50, "only {losses} tail losses");
+    // ...while restarting with what is left and voting again is caught.
+    let found = find_violation(
+        move |cfg| {
+            frequent(cfg);
+            cfg.votes_after_tail_loss = true;
+        },
+        2000,
+    );
+    let (seed, violation) = found.expect("voting after losing durable records should be caught");
+    eprintln!("votes after tail loss: seed {seed}: {violation}");
+}
+
+/// The first seed of the default run (batch A, then batch B) where the
+/// broken variant violates a property.
+fn find_violation_in_default_schedules(
+    tweak: impl Fn(&mut SimConfig) + Copy,
+) -> Option<(u64, String)> {
+    let count = schedules(1000);
+    (0..count)
+        .chain(1_000_000..1_000_000 + count)
+        .find_map(|seed| run_seed(seed, tweak, false).err().map(|e| (seed, e)))
+}
+
+/// Leadership changes with one lossy follower, with and without pre-vote
+/// (the measurement of issue 13): `cargo test -p server --lib
+/// paxos::sim::leadership_with_a_lossy_follower -- --ignored --nocapture`.
+/// Timing as deployed (10 ms ticks, heartbeat 5, election 30); replica 2
+/// fails that share of the messages it receives; no client load (accepts
+/// would reset its timer too); nothing else goes wrong.
+#[test]
+#[ignore]
+fn leadership_with_a_lossy_follower() {
+    let (minutes, runs) = (5, 3);
+    for fail_rate in [0.3, 0.6, 0.8] {
+        for planted in [Some(PlantedBug::NoPreVote), None] {
+            let mut changes = Vec::new();
+            for seed in 0..runs {
+                let mut rng = StdRng::seed_from_u64(seed);
+                let mut cfg = SimConfig::base(3, &mut rng);
+                cfg.fault_ticks = minutes * 6000;
+                (cfg.drop_p, cfg.dup_p, cfg.max_delay, cfg.dup_delay) = (0.0, 0.0, 1, 1);
+                (cfg.crash_p, cfg.pause_p, cfg.partition_p, cfg.one_way_p) = (0.0, 0.0, 0.0, 0.0);
+                (cfg.jitter_p, cfg.long_delay_p, cfg.max_fail_rate) = (0.0, 0.0, 0.0);
+                cfg.core.heartbeat_ticks = 5;
+                cfg.core.election_ticks = 30;
+                (cfg.core.snapshot_every, cfg.core.max_catchup_entries) = (1000, 256);
+                cfg.heal_bound = 5000;
+                // Idle: accepts would reset the lossy follower's timer too.
+                cfg.clients = 0;
+                cfg.planted = planted;
+                let mut sim = Sim::new(seed, cfg, false);
+                sim.nodes[2].fail_rate = fail_rate;
+                let stats = sim.run().expect("no violation");
+                changes.push(stats.leader_changes - 1);
+            }
+            let per_minute = changes.iter().sum::<u64>() as f64 / (runs * minutes) as f64;
+            let name = if planted.is_some() {
+                "before (no pre-vote)"
+            } else {
+                "with pre-vote"
+            };
+            eprintln!("fail_rate {fail_rate}, {name}: leadership changes after the first election in {runs} runs of {minutes} simulated minutes: {changes:?} ({per_minute:.2}/min)");
+        }
+    }
+}
+
+/// Which of the default schedules catch each planted core bug: `cargo test
+/// -p server --lib paxos::sim::count_planted_hits -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn count_planted_hits() {
+    let count = schedules(1000);
+    for bug in [PlantedBug::ReadRoundNotAhead, PlantedBug::AckOfAnyBallot] {
+        let hits: Vec<u64> = (0..count)
+            .chain(1_000_000..1_000_000 + count)
+            .filter(|seed| run_seed(*seed, |cfg| cfg.planted = Some(bug), false).is_err())
+            .collect();
+        eprintln!("{bug:?} hits: {hits:?}");
+    }
 }

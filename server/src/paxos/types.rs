@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::kv::Command;
+use crate::kv::{Command, Op};
 
 /// Index of a replica in the configured replica list. The order is the
 /// priority: replica 0 is the preferred coordinator, then 1, and so on.
@@ -60,6 +60,30 @@ pub enum Value {
     Batch(Vec<Command>),
 }
 
+impl Value {
+    /// Roughly how many bytes it takes on the wire: what batches, catch-ups
+    /// and promises are cut by.
+    pub fn approx_bytes(&self) -> usize {
+        match self {
+            Value::NoOp => 8,
+            Value::Batch(commands) => 8 + commands.iter().map(command_bytes).sum::<usize>(),
+        }
+    }
+}
+
+/// Roughly how many bytes a command takes on the wire (its strings plus a
+/// fixed overhead for ids and framing).
+pub fn command_bytes(command: &Command) -> usize {
+    let strings = match &command.op {
+        Op::Get { key } | Op::Delete { key } => key.len(),
+        Op::Put { key, value } | Op::Append { key, value } => key.len() + value.len(),
+        Op::Cas { key, expected, new } => {
+            key.len() + expected.as_ref().map_or(0, String::len) + new.len()
+        }
+    };
+    32 + strings
+}
+
 /// How the coordinator answers `Get` (the type all crates share; pure data).
 pub use paxoskv::ReadMode;
 
@@ -89,6 +113,18 @@ pub struct Config {
     /// At most this many chosen entries in one catch-up message; a follower
     /// further behind than the oldest entry still in the log gets a snapshot.
     pub max_catchup_entries: usize,
+    /// Byte budget of one message (by [`Value::approx_bytes`]): a batch, a
+    /// catch-up and the chosen entries of a promise are cut at this size
+    /// (each holds at least one command or entry, so a single command over
+    /// the budget still goes through). Keeps messages far below the
+    /// transport's limit however large the log grows.
+    pub max_message_bytes: usize,
+    /// At most this many client requests waiting at the coordinator
+    /// (queued commands and reads not yet confirmed); beyond it a request is
+    /// refused at once as not applied
+    /// ([`RequestError::Overloaded`](super::RequestError::Overloaded)), so
+    /// that an overloaded coordinator pushes back instead of growing.
+    pub max_pending: usize,
 }
 
 impl Default for Config {
@@ -101,6 +137,8 @@ impl Default for Config {
             max_inflight_slots: 16,
             snapshot_every: 1000,
             max_catchup_entries: 256,
+            max_message_bytes: 4 << 20,
+            max_pending: 100_000,
         }
     }
 }
