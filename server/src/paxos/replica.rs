@@ -281,9 +281,14 @@ impl Replica {
                 for sent in c.catchup.iter_mut().flatten() {
                     sent.age += 1;
                 }
-                if !c.has_quorum(self.id, self.config.election_ticks) {
-                    // Check-quorum: cut off from a majority, we could neither
-                    // decide nor confirm reads; answer everyone and stop.
+                // Check-quorum: cut off from a majority, we could neither
+                // decide nor confirm reads; answer everyone and stop. Not in
+                // the seed's local read mode: there, as in the seed, only a
+                // higher ballot deposes a coordinator, so one that is cut off
+                // keeps answering reads from its own state.
+                if self.config.read_mode == ReadMode::Quorum
+                    && !c.has_quorum(self.id, self.config.election_ticks)
+                {
                     self.step_down(None);
                     return;
                 }

@@ -70,8 +70,11 @@ pub enum ReadMode {
     #[default]
     Quorum,
     /// Answer at once from local state if this replica believes it is the
-    /// coordinator (the seed's behaviour). A deposed coordinator that does not
-    /// know it yet serves stale data: knowingly unsafe.
+    /// coordinator (the seed's behaviour). As in the seed, only a higher
+    /// ballot ends that belief: no check-quorum, so a coordinator cut off
+    /// from the others keeps serving its frozen state while they elect a new
+    /// one and move on. A deposed coordinator that does not know it yet
+    /// serves stale data: knowingly unsafe.
     Local,
 }
 
@@ -87,7 +90,8 @@ pub struct Config {
     /// priority replicas wait `heartbeat_ticks * 2` more ticks per rank so
     /// that the highest-priority live replica normally wins without a duel.
     /// A coordinator that has not heard from a majority for this many ticks
-    /// steps down (check-quorum), so requests do not hang on a minority.
+    /// steps down (check-quorum, [`ReadMode::Quorum`] only), so requests do
+    /// not hang on a minority.
     pub election_ticks: u64,
     /// How `Get` is answered.
     pub read_mode: ReadMode,
