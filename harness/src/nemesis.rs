@@ -181,6 +181,9 @@ impl Nemesis {
                     }
                 }
             }
+            FaultKind::Partition | FaultKind::Delay | FaultKind::Slow => {
+                errors.push("network faults run through the fault seam".into());
+            }
             FaultKind::FailRate => {
                 let rate = fail_rate.unwrap_or(0.0);
                 let addrs = self.addrs();
@@ -196,6 +199,9 @@ impl Nemesis {
             FaultKind::Pause => "pause",
             FaultKind::Kill => "kill",
             FaultKind::FailRate => "fail-rate",
+            FaultKind::Partition => "partition",
+            FaultKind::Delay => "delay",
+            FaultKind::Slow => "slow",
         };
         let extra = fail_rate
             .filter(|_| fault == FaultKind::FailRate)
@@ -249,6 +255,7 @@ impl Nemesis {
                 }
                 "heal-fail-rate"
             }
+            FaultKind::Partition | FaultKind::Delay | FaultKind::Slow => "heal-network",
         };
         let extra = (fault == FaultKind::FailRate).then_some(Edn::Float(self.base_fail_rate));
         self.record(
@@ -295,6 +302,9 @@ impl Nemesis {
                         FaultKind::Pause => "pause",
                         FaultKind::Kill => "kill",
                         FaultKind::FailRate => "fail-rate",
+                        FaultKind::Partition => "partition",
+                        FaultKind::Delay => "delay",
+                        FaultKind::Slow => "slow",
                     },
                     &[],
                     None,
