@@ -531,9 +531,11 @@ pub fn parse_bandwidth(text: &str) -> Result<u64, String> {
         "GB" => 1e9,
         "KiB" => 1024.0,
         "MiB" => 1024.0 * 1024.0,
-        other => return Err(format!(
+        other => {
+            return Err(format!(
             "invalid bandwidth unit {other:?} in {text:?} (use B, kB, MB, KiB or MiB, per second)"
-        )),
+        ))
+        }
     };
     let bytes = value * scale;
     if !bytes.is_finite() || bytes < 1.0 {

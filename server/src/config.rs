@@ -59,6 +59,10 @@ pub struct ServerConfig {
     pub my_paxos: String,
     /// Paxos addresses of all replicas, own included, in priority order.
     pub replicas: Vec<String>,
+    /// Where to connect to reach each replica, indexed like `replicas`: the
+    /// listed address unless `--peer-dial ID=HOST:PORT` names another (e.g.
+    /// a proxy between the replicas). Identities stay the list positions.
+    pub dial: Vec<String>,
     /// Position of this replica (`my_paxos`) in `replicas`.
     pub replica_id: usize,
     /// Probability in [0, 1] that this replica, as an acceptor, drops a Paxos
@@ -235,6 +239,11 @@ struct Cli {
     /// Log slots between snapshots (0: never).
     #[arg(long, default_value_t = 10_000, value_name = "SLOTS")]
     snapshot_every: u64,
+    /// Connect to replica ID (its position in the replica list, from 0) at
+    /// HOST:PORT instead of its listed address, e.g. through a proxy; repeat
+    /// for several replicas. The replica keeps its identity.
+    #[arg(long = "peer-dial", value_name = "ID=HOST:PORT")]
+    peer_dial: Vec<String>,
 }
 
 /// The settings found in the text format, before flags and checks.
@@ -327,10 +336,13 @@ where
         .data_dir
         .unwrap_or_else(|| PathBuf::from(format!("./data/paxos-{}", my_paxos_hp.port)));
 
+    let dial = parse_peer_dials(&cli.peer_dial, &replicas, replica_id)?;
+
     Ok(ServerConfig {
         my_addr,
         my_paxos,
         replicas,
+        dial,
         replica_id,
         fail_rate,
         data_dir,
@@ -340,6 +352,52 @@ where
         election_ticks: cli.election_ticks,
         snapshot_every: cli.snapshot_every,
     })
+}
+
+/// Resolves `--peer-dial ID=HOST:PORT` values into the dial address of each
+/// replica (the listed address where none is given).
+fn parse_peer_dials(
+    values: &[String],
+    replicas: &[String],
+    me: usize,
+) -> Result<Vec<String>, ConfigError> {
+    let mut dial = replicas.to_vec();
+    let mut given = vec![false; replicas.len()];
+    for v in values {
+        let bad = |reason: String| ConfigError::Invalid {
+            field: "peer_dial",
+            reason: format!("{v:?}: {reason}"),
+        };
+        let (id, addr) = v
+            .split_once('=')
+            .ok_or_else(|| bad("expected ID=HOST:PORT, e.g. 1=127.0.0.1:19001".into()))?;
+        let id: usize = id.trim().parse().map_err(|_| {
+            bad(format!(
+                "{:?} is not a replica id (the position in the replica list, 0..{})",
+                id.trim(),
+                replicas.len() - 1
+            ))
+        })?;
+        if id >= replicas.len() {
+            return Err(bad(format!(
+                "there is no replica {id}: the list has {} (ids 0..{})",
+                replicas.len(),
+                replicas.len() - 1
+            )));
+        }
+        if id == me {
+            return Err(bad(format!(
+                "replica {id} is this replica, which never dials itself"
+            )));
+        }
+        if given[id] {
+            return Err(bad(format!("replica {id} is given twice")));
+        }
+        check_address("peer_dial", addr)?;
+        given[id] = true;
+        dial[id] = addr.trim().to_owned();
+    }
+    Ok(dial)
 }
 
 /// Parses a fail rate: a number in [0, 1].
@@ -851,6 +909,51 @@ mod tests {
         assert_eq!(cfg.tick, Duration::from_millis(5));
         assert_eq!((cfg.heartbeat_ticks, cfg.election_ticks), (2, 10));
         assert_eq!(cfg.snapshot_every, 0);
+    }
+
+    #[test]
+    fn peer_dial_moves_where_a_peer_is_dialed_not_who_it_is() {
+        let base = [
+            "--my-addr",
+            "127.0.0.1:8001",
+            "--my-paxos",
+            "127.0.0.1:9001",
+            "--replica",
+            "127.0.0.1:9000,127.0.0.1:9001,127.0.0.1:9002",
+        ];
+        let with = |extra: &[&str]| {
+            let mut a = base.to_vec();
+            a.extend_from_slice(extra);
+            parse(&a)
+        };
+        let cfg = with(&[
+            "--peer-dial",
+            "2=127.0.0.1:19012",
+            "--peer-dial",
+            "0=localhost:19010",
+        ])
+        .expect("peer dial");
+        assert_eq!(cfg.replica_id, 1);
+        assert_eq!(cfg.replicas[2], "127.0.0.1:9002");
+        assert_eq!(
+            cfg.dial,
+            ["localhost:19010", "127.0.0.1:9001", "127.0.0.1:19012"]
+        );
+        assert_eq!(with(&[]).expect("no dial").dial, cfg.replicas);
+        for (bad, says) in [
+            ("2:127.0.0.1:1", "ID=HOST:PORT"),
+            ("x=127.0.0.1:1", "not a replica id"),
+            ("3=127.0.0.1:1", "no replica 3"),
+            ("1=127.0.0.1:1", "this replica"),
+            ("0=nowhere", "peer_dial address"),
+        ] {
+            let e = with(&["--peer-dial", bad]).expect_err(bad).to_string();
+            assert!(e.contains(says) && e.contains("peer_dial"), "{bad}: {e}");
+        }
+        let e = with(&["--peer-dial", "0=a:1", "--peer-dial", "0=b:2"])
+            .expect_err("twice")
+            .to_string();
+        assert!(e.contains("given twice"), "{e}");
     }
 
     #[test]
