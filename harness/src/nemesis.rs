@@ -64,6 +64,8 @@ pub struct Nemesis {
     pub rpc_timeout: Duration,
     /// Set when the run ends: scheduled faults stop being started.
     pub stop: Arc<AtomicBool>,
+    /// The link proxies, when the workload has network faults.
+    pub network: Option<Arc<crate::net::Network>>,
 }
 
 fn lock(c: &Mutex<Cluster>) -> std::sync::MutexGuard<'_, Cluster> {
@@ -85,7 +87,11 @@ impl Nemesis {
         let states = self.node_states();
         let n = states.len();
         let eligible: Vec<usize> = (0..n)
-            .filter(|&i| fault == FaultKind::FailRate || states[i] == NodeState::Running)
+            .filter(|&i| {
+                fault == FaultKind::FailRate
+                    || fault.is_network()
+                    || states[i] == NodeState::Running
+            })
             .collect();
         let mut pick = |k: usize| {
             let mut all: Vec<usize> = (0..n).collect();
@@ -291,7 +297,14 @@ impl Nemesis {
                 break;
             }
             let targets = self.resolve(spec.target, spec.fault, &mut rng).await;
-            if !targets.is_empty() {
+            if spec.fault.is_network()
+                && (!targets.is_empty() || !spec.partition_shape().uses_targets())
+            {
+                let (hit, w) = self.apply_network(&spec, &targets, &mut rng);
+                let heal_at = (Instant::now() + spec.duration.0).min(end_at);
+                self.sleep_until(heal_at).await;
+                self.heal_network(&spec, &hit, w);
+            } else if !targets.is_empty() {
                 let (hit, w) = self.apply(spec.fault, &targets, spec.fail_rate).await;
                 let heal_at = (Instant::now() + spec.duration.0).min(end_at);
                 self.sleep_until(heal_at).await;
@@ -313,6 +326,117 @@ impl Nemesis {
             }
             k += 1;
         }
+    }
+
+    fn push_window(&self, f: &str, nodes: &[usize]) -> usize {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.windows.push(Window {
+            fault: f.to_string(),
+            nodes: nodes.iter().map(|i| format!("n{i}")).collect(),
+            start: self.recorder.now(),
+            end: None,
+        });
+        st.windows.len() - 1
+    }
+
+    fn close_window(&self, w: usize) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.recorder.now();
+        if let Some(w) = st.windows.get_mut(w) {
+            w.end = Some(now);
+        }
+    }
+
+    fn apply_network(
+        &self,
+        spec: &FaultSpec,
+        targets: &[usize],
+        rng: &mut StdRng,
+    ) -> (Vec<usize>, usize) {
+        use crate::net::Cut;
+        let Some(net) = self.network.as_ref() else {
+            self.record("partition", &[], None, Some("no link proxies".into()));
+            return (vec![], usize::MAX);
+        };
+        let (f, hit, extra, error) = match spec.fault {
+            FaultKind::Partition => {
+                let shape = spec.partition_shape();
+                let cut = spec.mode.unwrap_or(Cut::Blackhole);
+                match shape.grudge(net.nodes(), targets, rng) {
+                    Ok(g) => {
+                        net.partition(&g, cut);
+                        let hit: Vec<usize> = (0..net.nodes())
+                            .filter(|&i| g.links().any(|(a, b)| a == i || b == i))
+                            .collect();
+                        let grudge = Edn::Map(
+                            g.by_receiver()
+                                .into_iter()
+                                .map(|(to, deaf)| {
+                                    (
+                                        Edn::string(format!("n{to}")),
+                                        Edn::Vector(
+                                            deaf.into_iter()
+                                                .map(|d| Edn::string(format!("n{d}")))
+                                                .collect(),
+                                        ),
+                                    )
+                                })
+                                .collect(),
+                        );
+                        let v = Edn::Vector(vec![
+                            Edn::keyword(shape.name()),
+                            Edn::keyword(cut.as_str()),
+                            grudge,
+                        ]);
+                        ("partition", hit, Some(v), None)
+                    }
+                    Err(e) => ("partition", vec![], None, Some(e.to_string())),
+                }
+            }
+            FaultKind::Delay => {
+                let (l, j) = (
+                    spec.latency.unwrap_or_default().0,
+                    spec.jitter.unwrap_or_default().0,
+                );
+                net.delay(&net.links_of(Some(targets)), l, j);
+                let v = Edn::Map(vec![
+                    (Edn::keyword("latency-ms"), Edn::Int(l.as_millis() as i64)),
+                    (Edn::keyword("jitter-ms"), Edn::Int(j.as_millis() as i64)),
+                ]);
+                ("delay", targets.to_vec(), Some(v), None)
+            }
+            _ => {
+                let bw = spec.bandwidth.map(|b| b.0).unwrap_or(1);
+                net.slow(&net.links_of(Some(targets)), Some(bw));
+                let v = Edn::Map(vec![(Edn::keyword("bytes-per-s"), Edn::Int(bw as i64))]);
+                ("slow", targets.to_vec(), Some(v), None)
+            }
+        };
+        self.record(f, &hit, extra, error);
+        let w = self.push_window(f, &hit);
+        (hit, w)
+    }
+
+    fn heal_network(&self, spec: &FaultSpec, hit: &[usize], w: usize) {
+        let Some(net) = self.network.as_ref() else {
+            return;
+        };
+        let f = match spec.fault {
+            FaultKind::Partition => {
+                net.heal_partition();
+                "heal-partition"
+            }
+            FaultKind::Delay => {
+                net.delay(&net.links_of(Some(hit)), Duration::ZERO, Duration::ZERO);
+                "heal-delay"
+            }
+            _ => {
+                net.slow(&net.links_of(Some(hit)), None);
+                "heal-slow"
+            }
+        };
+        self.record(f, hit, None, None);
+        self.close_window(w);
     }
 
     /// Sleeps until `at`; false if stopped meanwhile.
@@ -357,6 +481,13 @@ impl Nemesis {
                 .map(|(i, w)| (i, w.fault.clone()))
                 .collect()
         };
+        if let Some(net) = &self.network {
+            if !net.faulty_links().is_empty() {
+                net.heal_all();
+                let n = net.nodes();
+                self.record("heal-network", &(0..n).collect::<Vec<_>>(), None, None);
+            }
+        }
         if !paused.is_empty() {
             let w = self.open_window("pause", &paused);
             self.heal(FaultKind::Pause, &paused, w).await;

@@ -55,6 +55,7 @@ pub struct RunOptions {
     pub store: PathBuf,
     pub base_client_port: Option<u16>,
     pub base_paxos_port: Option<u16>,
+    pub base_proxy_port: Option<u16>,
     pub seed: Option<u64>,
     pub duration: Option<Duration>,
     /// Draw the progress bar (when stderr is a terminal).
@@ -71,6 +72,7 @@ impl RunOptions {
             store: PathBuf::from("store"),
             base_client_port: None,
             base_paxos_port: None,
+            base_proxy_port: None,
             seed: None,
             duration: None,
             progress: true,
@@ -182,6 +184,9 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>) -> Result<RunOutcome> 
     if let Some(p) = opts.base_paxos_port {
         workload.cluster.base_paxos_port = p;
     }
+    if let Some(p) = opts.base_proxy_port {
+        workload.cluster.base_proxy_port = p;
+    }
     if let Some(d) = opts.duration {
         workload.duration = crate::workload::Dur(d);
     }
@@ -232,7 +237,17 @@ async fn run_async(
         dir: dir.to_path_buf(),
     };
     let mut reasons: Vec<String> = Vec::new();
-    let cluster = Arc::new(Mutex::new(Cluster::new(config)?));
+    let mut cluster = Cluster::new(config)?;
+    // Network faults: every replica link through a proxy of ours.
+    let network = if w.uses_network() {
+        let paxos: Vec<String> = cluster.nodes.iter().map(|n| n.paxos_addr.clone()).collect();
+        let net = crate::net::Network::start(&w.cluster.host, w.cluster.base_proxy_port, &paxos)?;
+        cluster.peer_dials = (0..paxos.len()).map(|i| net.peer_dials(i)).collect();
+        Some(Arc::new(net))
+    } else {
+        None
+    };
+    let cluster = Arc::new(Mutex::new(cluster));
     let addrs = lock(&cluster).client_addrs();
     lock(&cluster).start_all()?;
 
@@ -289,6 +304,7 @@ async fn run_async(
             base_fail_rate: w.cluster.fail_rate,
             rpc_timeout: Duration::from_millis(500),
             stop: stop.clone(),
+            network: network.clone(),
         };
         let nem_handles: Vec<_> = w
             .nemesis
