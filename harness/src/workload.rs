@@ -147,6 +147,9 @@ pub struct Workload {
     /// targets). Absent: a random seed, written into the workload as run.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// The system under test.
+    #[serde(default)]
+    pub db: DbKind,
     /// How long the clients run (the final phase comes on top).
     pub duration: Dur,
     #[serde(default)]
@@ -162,6 +165,15 @@ pub struct Workload {
     pub final_phase: FinalSpec,
     #[serde(default)]
     pub checkers: CheckerSpec,
+}
+
+/// The system under test (`db:`): one adapter in [`crate::db`] per variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DbKind {
+    /// This repository's `server` ([`crate::db::paxoskv`]).
+    #[default]
+    Paxoskv,
 }
 
 /// How reads are served by the cluster (`--read-mode`).
@@ -485,6 +497,25 @@ pub struct FaultSpec {
 }
 
 impl FaultSpec {
+    /// An entry of `kind` with every optional setting at its default.
+    pub fn of_kind(kind: FaultKind) -> FaultSpec {
+        FaultSpec {
+            fault: kind,
+            target: Target::default(),
+            start: Dur::default(),
+            interval: None,
+            duration: Dur::secs(1),
+            count: None,
+            fail_rate: None,
+            shape: None,
+            groups: None,
+            mode: None,
+            latency: None,
+            jitter: None,
+            bandwidth: None,
+        }
+    }
+
     /// The partition's shape: `groups` if given, else `shape`, else
     /// `isolate`.
     pub fn partition_shape(&self) -> Shape {
