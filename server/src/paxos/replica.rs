@@ -283,7 +283,7 @@ impl Replica {
                 }
                 // Check-quorum: cut off from a majority, we could neither
                 // decide nor confirm reads; answer everyone and stop. Not in
-                // the seed's local read mode: there, as in the seed, only a
+                // the local read mode: there, as in the original, only a
                 // higher ballot deposes a coordinator, so one that is cut off
                 // keeps answering reads from its own state.
                 if self.config.read_mode == ReadMode::Quorum
@@ -315,7 +315,7 @@ impl Replica {
         }
         // A retry of a command already applied: its cached result, at once.
         if let Some(session) = self.learner.kv().session(command.client_id) {
-            if !command.op.is_read() && command.seq <= session.last_seq {
+            if !command.op.is_read_only() && command.seq <= session.last_seq {
                 let reply = if command.seq == session.last_seq {
                     // The slot it was applied in is not remembered.
                     Ok(Executed {
