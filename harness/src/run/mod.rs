@@ -103,6 +103,9 @@ pub struct Results {
     pub final_reads: FinalReads,
     pub stats: Stats,
     pub faults: Vec<Window>,
+    /// `:ok` ops per second without any fault (`none`) and during each kind
+    /// of fault.
+    pub availability: Vec<results::Availability>,
     /// Replicas that exited without being told to.
     pub unexpected_exits: Vec<String>,
     pub history_ops: usize,
@@ -426,6 +429,11 @@ impl Test<'_> {
             final_reads: phases.final_reads,
             stats: results::stats(history, &ops, client_phase_end),
             faults: windows.to_vec(),
+            availability: if windows.is_empty() {
+                Vec::new()
+            } else {
+                results::availability(history, &ops, windows, client_phase_end)
+            },
             unexpected_exits: phases.unexpected_exits,
             history_ops: history.ops.len(),
         }
