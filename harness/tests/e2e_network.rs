@@ -63,7 +63,8 @@ fn all_free(ports: std::ops::Range<u16>) -> Result<(), u16> {
 
 #[test]
 fn a_partition_run_is_valid_records_its_grudges_and_leaves_nothing_behind() {
-    let dir = scratch("partition");
+    let scratch_dir = scratch("partition");
+    let dir = scratch_dir.path();
     let wl = dir.join("partition.yaml");
     std::fs::write(&wl, PARTITION).unwrap();
     let store = dir.join("store");
@@ -111,12 +112,12 @@ fn a_partition_run_is_valid_records_its_grudges_and_leaves_nothing_behind() {
     assert_eq!(heals, 2, "{nemesis:#?}");
     let results = std::fs::read_to_string(run.join("results.json")).unwrap();
     assert!(results.contains("\"partition\""), "faults in results.json");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn local_reads_under_a_partition_are_caught() {
-    let dir = scratch("partition-local");
+    let scratch_dir = scratch("partition-local");
+    let dir = scratch_dir.path();
     let wl = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../workloads/partition-local-reads.yaml");
     let store = dir.join("store");
@@ -148,7 +149,6 @@ fn local_reads_under_a_partition_are_caught() {
         codes.push(r.code);
         if r.code == Some(1) {
             assert!(r.stdout.contains("not linearizable"), "{}", r.stdout);
-            let _ = std::fs::remove_dir_all(&dir);
             return;
         }
     }
@@ -157,7 +157,8 @@ fn local_reads_under_a_partition_are_caught() {
 
 #[test]
 fn a_proxy_port_in_use_stops_the_run_before_any_server_starts() {
-    let dir = scratch("partition-port");
+    let scratch_dir = scratch("partition-port");
+    let dir = scratch_dir.path();
     let wl = dir.join("partition.yaml");
     let yaml = PARTITION
         .replace("25300", "25500")
@@ -176,5 +177,4 @@ fn a_proxy_port_in_use_stops_the_run_before_any_server_starts() {
     );
     assert!(servers_on(25500).is_empty(), "servers left behind");
     assert_eq!(all_free(25520..25529), Ok(()));
-    let _ = std::fs::remove_dir_all(&dir);
 }
