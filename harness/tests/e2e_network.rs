@@ -15,7 +15,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{harness_run, scratch, servers_on};
+use common::{harness_run, scratch, server_bin, servers_on};
 
 const PARTITION: &str = r#"
 description: e2e test, partitions on 3 replicas
@@ -157,6 +157,8 @@ fn local_reads_under_a_partition_are_caught() {
 
 #[test]
 fn a_proxy_port_in_use_stops_the_run_before_any_server_starts() {
+    // Built (once per test binary) before the deadline starts.
+    server_bin();
     let scratch_dir = scratch("partition-port");
     let dir = scratch_dir.path();
     let wl = dir.join("partition.yaml");
@@ -167,7 +169,7 @@ fn a_proxy_port_in_use_stops_the_run_before_any_server_starts() {
     std::fs::write(&wl, yaml).unwrap();
     // Port of link n1->n2: 25520 + 1*3 + 2.
     let squatter = std::net::TcpListener::bind(("127.0.0.1", 25525)).unwrap();
-    let r = harness_run(&wl, &dir.join("store"), &[], Duration::from_secs(60));
+    let r = harness_run(&wl, &dir.join("store"), &[], Duration::from_secs(90));
     drop(squatter);
     assert_eq!(r.code, Some(2), "{}\n{}", r.stdout, r.stderr);
     assert!(

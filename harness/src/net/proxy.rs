@@ -93,13 +93,13 @@ struct State {
 /// A proxy could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("cannot listen on {addr} for link {link}: {source} (is the port in use? proxy ports are set by cluster.base_proxy_port)")]
+    #[error("cannot listen on {addr} for link {link} (is the port in use? proxy ports are set by cluster.base_proxy_port)")]
     Bind {
         addr: SocketAddr,
         link: String,
         source: std::io::Error,
     },
-    #[error("cannot serve the proxy of link {link}: {source}")]
+    #[error("cannot serve the proxy of link {link}")]
     Serve {
         link: String,
         source: std::io::Error,
