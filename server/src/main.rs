@@ -32,7 +32,7 @@ fn node_config(c: ServerConfig) -> NodeConfig {
         read_mode: c.read_mode,
         tick: c.tick,
         core,
-        sync: true,
+        sync: !c.unsafe_no_fsync,
     }
 }
 

@@ -73,7 +73,8 @@ pub struct NodeConfig {
     pub tick: Duration,
     /// Core timing and batching settings.
     pub core: paxos::Config,
-    /// fsync every write (only tests that measure nothing durable turn it off).
+    /// fsync files and directories; off only with `--unsafe-no-fsync`
+    /// (nothing is then durable, see [`crate::storage`]).
     pub sync: bool,
 }
 
@@ -218,7 +219,7 @@ impl NodeHandle {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The data directory could not be opened or recovered.
-    #[error("storage: {0}")]
+    #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
     /// What storage holds does not decode.
     #[error("data directory holds undecodable state: {0}")]
@@ -254,6 +255,12 @@ pub struct Started {
 /// thread and the peer tasks.
 pub fn start(config: NodeConfig, shutdown: Shutdown) -> Result<Started, StartError> {
     let n = config.replicas.len();
+    if !config.sync {
+        tracing::warn!(
+            "--unsafe-no-fsync: nothing is fsynced; a crash or power failure can lose \
+             acknowledged writes, and a damaged data directory is reset to empty"
+        );
+    }
     let (storage, durable, report) = Storage::open(
         &config.data_dir,
         StorageOptions {
@@ -261,10 +268,24 @@ pub fn start(config: NodeConfig, shutdown: Shutdown) -> Result<Started, StartErr
             ..StorageOptions::default()
         },
     )?;
-    if report.discarded_bytes > 0 {
+    if let Some(torn) = &report.torn_tail {
         tracing::warn!(
-            bytes = report.discarded_bytes,
-            "discarded a torn or corrupt WAL tail (never acknowledged)"
+            file = %torn.file.display(),
+            offset = torn.offset,
+            bytes = torn.bytes,
+            problem = %torn.problem,
+            "dropped a torn last WAL record (a crash interrupted its write; a vote is fsynced \
+             before it is sent and chosen entries are learned again, so nothing relied on it)"
+        );
+    }
+    if let Some(version) = report.upgraded_from {
+        tracing::info!(version, "upgraded the data directory to the current format");
+    }
+    if let Some(damage) = &report.reset_after_damage {
+        tracing::error!(
+            %damage,
+            "--unsafe-no-fsync: the data directory was damaged and has been reset to empty; \
+             this replica has forgotten its votes"
         );
     }
     let restored = convert::persistent_from_storage(&durable, n)?;
@@ -437,7 +458,11 @@ fn storage_thread(mut storage: Storage, jobs: std::sync::mpsc::Receiver<Job>, pe
         }
         if let Err(e) = storage.write(batch) {
             // Answering anyone now could break a promise after a crash.
-            tracing::error!(error = %e, "cannot make state durable; exiting");
+            tracing::error!(
+                error = %e,
+                "cannot make state durable (disk full or failing?); nothing that depends on it \
+                 was sent; exiting"
+            );
             std::process::exit(1);
         }
         for job in group {

@@ -61,6 +61,12 @@ pub(super) struct Cli {
     /// for several replicas. The replica keeps its identity.
     #[arg(long = "peer-dial", value_name = "ID=HOST:PORT")]
     pub(super) peer_dial: Vec<String>,
+    /// UNSAFE, for testing the harness only: never fsync or fdatasync any
+    /// file or directory. Acknowledged writes can be lost in a crash or power
+    /// failure, and a damaged data directory is reset to empty instead of
+    /// refused.
+    #[arg(long)]
+    pub(super) unsafe_no_fsync: bool,
 }
 
 /// `--read-mode`: the names of [`ReadMode`], each with its help line.
@@ -103,6 +109,10 @@ mod tests {
                 let help = e.to_string();
                 assert!(
                     help.contains("--my-paxos") && help.contains("--read-mode"),
+                    "{help}"
+                );
+                assert!(
+                    help.contains("--unsafe-no-fsync") && help.contains("UNSAFE"),
                     "{help}"
                 );
                 assert!(help.contains("my_addr:'0.0.0.0:8000'"), "{help}");

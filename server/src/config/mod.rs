@@ -65,6 +65,9 @@ pub struct ServerConfig {
     pub election_ticks: u32,
     /// Log slots between snapshots; 0 disables snapshots.
     pub snapshot_every: u64,
+    /// `--unsafe-no-fsync`: skip every fsync (knowingly unsafe, for the
+    /// harness to show what losing unsynced writes does).
+    pub unsafe_no_fsync: bool,
 }
 
 /// A configuration mistake, naming the field and the problem.

@@ -98,6 +98,7 @@ pub(super) fn resolve(cli: Cli, text: TextConfig) -> Result<ServerConfig, Config
         heartbeat_ticks: cli.heartbeat_ticks,
         election_ticks: cli.election_ticks,
         snapshot_every: cli.snapshot_every,
+        unsafe_no_fsync: cli.unsafe_no_fsync,
     })
 }
 
@@ -261,8 +262,10 @@ mod tests {
             "10",
             "--snapshot-every",
             "0",
+            "--unsafe-no-fsync",
         ])
         .expect("flags");
+        assert!(cfg.unsafe_no_fsync);
         assert_eq!(
             cfg.replicas,
             ["127.0.0.1:9000", "127.0.0.1:9001", "127.0.0.1:9002"]
@@ -327,6 +330,7 @@ mod tests {
         let cfg = parse(&[&line, "--fail-rate", "0", "--my-addr", "127.0.0.1:7002"]).expect("ok");
         assert_eq!(cfg.fail_rate, 0.0);
         assert_eq!(cfg.my_addr, "127.0.0.1:7002");
+        assert!(!cfg.unsafe_no_fsync, "fsync is on unless asked otherwise");
         assert_eq!(cfg.my_paxos, "0.0.0.0:9002");
         // --replica replaces the whole list.
         let cfg = parse(&[&line, "--replica", "0.0.0.0:9002,0.0.0.0:9005"]).expect("ok");
