@@ -15,9 +15,11 @@ pub enum ReadMode {
     #[default]
     Quorum,
     /// Answer at once from local state if this replica believes it is the
-    /// coordinator (the original C++ project's behaviour). A deposed
-    /// coordinator that does not know it yet serves stale data: knowingly
-    /// unsafe.
+    /// coordinator (the original C++ project's behaviour). As in the
+    /// original, only a higher ballot ends that belief: no check-quorum, so a
+    /// coordinator cut off from the others keeps serving its frozen state
+    /// while they elect a new one and move on. A deposed coordinator that
+    /// does not know it yet serves stale data: knowingly unsafe.
     Local,
 }
 

@@ -3,6 +3,9 @@
 # workload against a real local cluster and checks each verdict:
 #   smoke, kill, pause, fail-rate, mixed   must be valid       (exit 0)
 #   stale-reads                            must find an anomaly (exit 1)
+# Network faults (link proxies):
+#   partition, partition-5, delay, partition-quorum-reads   must be valid (exit 0)
+#   partition-local-reads                                    must find an anomaly (exit 1)
 # The runs stay in $STORE (default store/) for inspection; a table of
 # verdicts is printed and written to $STORE/nightly-summary.txt.
 #
@@ -11,8 +14,9 @@
 #   STORE=/tmp/nightly scripts/nightly.sh
 #   PROFILE=debug BASE_PORT=24000 scripts/nightly.sh smoke   # quick local check
 #
-# BASE_PORT (optional) moves the client ports to BASE_PORT+i and the Paxos
-# ports to BASE_PORT+100+i, away from anything already on 8000/9000.
+# BASE_PORT (optional) moves the client ports to BASE_PORT+i, the Paxos
+# ports to BASE_PORT+100+i and the link proxies to BASE_PORT+200..,
+# away from anything already on 8000/9000/10000.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +24,8 @@ STORE=${STORE:-store}
 WORKLOADS=("$@")
 if [ ${#WORKLOADS[@]} -eq 0 ]; then
   WORKLOADS=(smoke kill pause fail-rate mixed stale-reads)
+  # Network faults.
+  WORKLOADS+=(partition partition-5 delay partition-local-reads partition-quorum-reads)
 fi
 
 PROFILE=${PROFILE:-release}
@@ -32,18 +38,20 @@ HARNESS=target/$PROFILE/harness
 PORTS=()
 if [ -n "${BASE_PORT:-}" ]; then
   PORTS=(--base-client-port "$BASE_PORT" --base-paxos-port "$((BASE_PORT + 100))")
+  PORTS+=(--base-proxy-port "$((BASE_PORT + 200))")
 fi
 
 expected() {
   case "$1" in
     stale-reads) echo 1 ;;
+    partition-local-reads) echo 1 ;;
     *) echo 0 ;;
   esac
 }
 
 mkdir -p "$STORE"
 summary="$STORE/nightly-summary.txt"
-printf '%-12s %-9s %-9s %-8s %s\n' workload expected got result store > "$summary"
+printf '%-22s %-9s %-9s %-8s %s\n' workload expected got result store > "$summary"
 failures=0
 for w in "${WORKLOADS[@]}"; do
   echo "=== $w"
@@ -52,7 +60,7 @@ for w in "${WORKLOADS[@]}"; do
   want=$(expected "$w")
   if [ "$code" = "$want" ]; then result=ok; else result=FAILED; failures=$((failures + 1)); fi
   dir=$(readlink -f "$STORE/$w/latest" 2>/dev/null || echo "-")
-  printf '%-12s %-9s %-9s %-8s %s\n' "$w" "$want" "$code" "$result" "$dir" >> "$summary"
+  printf '%-22s %-9s %-9s %-8s %s\n' "$w" "$want" "$code" "$result" "$dir" >> "$summary"
 done
 echo
 cat "$summary"

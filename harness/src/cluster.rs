@@ -188,6 +188,10 @@ impl Node {
 pub struct Cluster {
     pub config: ClusterConfig,
     pub nodes: Vec<Node>,
+    /// `--peer-dial` values of each node (empty: the replicas dial each
+    /// other directly); set to route the links through proxies
+    /// ([`crate::net::Network::peer_dials`]).
+    pub peer_dials: Vec<Vec<String>>,
 }
 
 impl Cluster {
@@ -207,7 +211,11 @@ impl Cluster {
                 starts: 0,
             })
             .collect();
-        Ok(Cluster { config, nodes })
+        Ok(Cluster {
+            config,
+            nodes,
+            peer_dials: Vec::new(),
+        })
     }
 
     /// The `server` command line of node `i`.
@@ -231,6 +239,10 @@ impl Cluster {
             "--read-mode".to_string(),
             c.read_mode.as_str().to_string(),
         ]);
+        for d in self.peer_dials.get(i).into_iter().flatten() {
+            args.push("--peer-dial".into());
+            args.push(d.clone());
+        }
         args.extend(c.extra_flags.iter().cloned());
         args
     }

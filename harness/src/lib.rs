@@ -9,6 +9,7 @@
 //! - [`checker`]: linearizability checker (models, per-key WGL search).
 //! - [`report`]: human-facing outputs (timeline.html, plots, summary).
 //! - [`cli`]: the `harness` command line (subcommands).
+//! - [`net`]: per-link TCP proxies and partition shapes (network faults).
 
 pub mod checker;
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod db;
 pub mod generator;
 pub mod history;
 pub mod nemesis;
+pub mod net;
 pub mod progress;
 pub mod recorder;
 pub mod report;

@@ -18,6 +18,8 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::net::{Cut, Shape};
+
 /// A problem with a workload file: what is wrong, and where.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
@@ -193,6 +195,9 @@ pub struct ClusterSpec {
     pub base_client_port: u16,
     /// Paxos port of replica i is `base_paxos_port + i`.
     pub base_paxos_port: u16,
+    /// With network faults, replica i reaches replica j through a proxy on
+    /// port `base_proxy_port + i * replicas + j` (range: `replicas²` ports).
+    pub base_proxy_port: u16,
     /// Extra flags passed to every `server`, e.g. `["--tick-ms", "10"]`.
     pub server_flags: Vec<String>,
     /// How long to wait for the cluster to elect a coordinator at start.
@@ -208,6 +213,7 @@ impl Default for ClusterSpec {
             host: "127.0.0.1".into(),
             base_client_port: 8000,
             base_paxos_port: 9000,
+            base_proxy_port: 10000,
             server_flags: Vec::new(),
             startup_timeout: Dur::secs(30),
         }
@@ -326,14 +332,33 @@ pub enum FaultKind {
     Kill,
     /// Sets the acceptor fail_rate, healed by restoring the cluster's.
     FailRate,
+    // Network faults (through the link proxies, `crate::net`):
+    /// Cuts the links of a `shape` (or explicit `groups`), healed by
+    /// restoring every link.
+    Partition,
+    /// Adds `latency` (and `jitter`) to the links of the targets.
+    Delay,
+    /// Limits the links of the targets to `bandwidth`.
+    Slow,
+}
+
+impl FaultKind {
+    /// Whether the fault acts on links (needs the link proxies).
+    pub fn is_network(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Partition | FaultKind::Delay | FaultKind::Slow
+        )
+    }
 }
 
 /// Which replicas a fault hits; resolved anew each time the fault starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Target {
     /// The current coordinator.
     Leader,
     /// One replica chosen at random.
+    #[default]
     Random,
     /// A random minority (floor((n-1)/2) replicas); includes the leader
     /// half of the time.
@@ -416,6 +441,8 @@ impl Serialize for Target {
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
     pub fault: FaultKind,
+    /// Default: a random node.
+    #[serde(default)]
     pub target: Target,
     #[serde(default)]
     pub start: Dur,
@@ -430,6 +457,164 @@ pub struct FaultSpec {
     /// For `fail-rate`: the acceptor fail_rate to set, in [0, 1].
     #[serde(default)]
     pub fail_rate: Option<f64>,
+    /// For `partition`: `isolate` (default), `halves`, `bridge`,
+    /// `majorities-ring` or `one-way` ([`crate::net::grudge`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<Shape>,
+    /// For `partition`, instead of a shape: node groups, e.g.
+    /// `[[n0, n1], [n2]]`; two nodes see each other iff a group holds both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<Vec<Target>>>,
+    /// For `partition`: how cut links behave, `blackhole` (default) or
+    /// `reset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Cut>,
+    /// For `delay`: added to every message on the links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Dur>,
+    /// For `delay`: a random extra delay in [0, jitter] per message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<Dur>,
+    /// For `slow`: bytes per second per link direction, e.g. `100kB/s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<Bandwidth>,
+}
+
+impl FaultSpec {
+    /// An entry of `kind` with every optional setting at its default.
+    pub fn of_kind(kind: FaultKind) -> FaultSpec {
+        FaultSpec {
+            fault: kind,
+            target: Target::default(),
+            start: Dur::default(),
+            interval: None,
+            duration: Dur::secs(1),
+            count: None,
+            fail_rate: None,
+            shape: None,
+            groups: None,
+            mode: None,
+            latency: None,
+            jitter: None,
+            bandwidth: None,
+        }
+    }
+
+    /// The partition's shape: `groups` if given, else `shape`, else
+    /// `isolate`.
+    pub fn partition_shape(&self) -> Shape {
+        match (&self.groups, &self.shape) {
+            (Some(groups), _) => Shape::Groups(
+                groups
+                    .iter()
+                    .map(|g| {
+                        g.iter()
+                            .filter_map(|t| match t {
+                                Target::Node(i) => Some(*i),
+                                _ => None,
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            ),
+            (None, Some(shape)) => shape.clone(),
+            (None, None) => Shape::Isolate,
+        }
+    }
+}
+
+/// A bandwidth in bytes per second, written `100kB/s`, `1MB/s`, `64KiB/s`,
+/// `500B/s` or a bare number of bytes per second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bandwidth(pub u64);
+
+/// Parses `100kB/s`, `1.5MB/s`, `64KiB/s`, `500B/s`, `2000` (bytes/s).
+pub fn parse_bandwidth(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let t = t.strip_suffix("/s").unwrap_or(t).trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid bandwidth {text:?} (expected e.g. 100kB/s, 1MB/s)"))?;
+    let scale = match unit.trim() {
+        "" | "B" => 1.0,
+        "kB" | "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+            "invalid bandwidth unit {other:?} in {text:?} (use B, kB, MB, KiB or MiB, per second)"
+        ))
+        }
+    };
+    let bytes = value * scale;
+    if !bytes.is_finite() || bytes < 1.0 {
+        return Err(format!(
+            "invalid bandwidth {text:?}: must be at least 1 B/s"
+        ));
+    }
+    Ok(bytes as u64)
+}
+
+impl<'de> Deserialize<'de> for Bandwidth {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Bandwidth;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a bandwidth such as 100kB/s, 1MB/s or a number of bytes per second")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Bandwidth, E> {
+                if v == 0 {
+                    return Err(E::custom("bandwidth 0: must be at least 1 B/s"));
+                }
+                Ok(Bandwidth(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Bandwidth, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::custom(format!("negative bandwidth {v}")))
+                    .and_then(|v| self.visit_u64(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Bandwidth, E> {
+                parse_bandwidth(&v.to_string())
+                    .map(Bandwidth)
+                    .map_err(E::custom)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Bandwidth, E> {
+                parse_bandwidth(v).map(Bandwidth).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for Bandwidth {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}B/s", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Shape {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Shape::from_name(name.trim()).ok_or_else(|| {
+            de::Error::custom(format!(
+                "unknown shape {name:?} (expected {}; or give `groups:` instead)",
+                Shape::NAMES.join(", ")
+            ))
+        })
+    }
+}
+
+impl Serialize for Shape {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
 }
 
 /// The phase after the clients stop.
@@ -567,6 +752,30 @@ impl Workload {
                 format!("Paxos ports {pb}.. overlap client ports {cb}..",),
             ));
         }
+        if self.uses_network() {
+            let (xb, xn) = (usize::from(c.base_proxy_port), c.replicas * c.replicas);
+            if xb + xn > 65536 || xb == 0 {
+                return Err(bad(
+                    &["cluster", "base_proxy_port"],
+                    format!(
+                        "port {xb} leaves no room for the {xn} proxy ports of {} replicas",
+                        c.replicas
+                    ),
+                ));
+            }
+            for (name, base) in [("client", cb), ("Paxos", pb)] {
+                if xb < base + c.replicas && base < xb + xn {
+                    return Err(bad(
+                        &["cluster", "base_proxy_port"],
+                        format!(
+                            "proxy ports {xb}..{} overlap {name} ports {base}..{}",
+                            xb + xn - 1,
+                            base + c.replicas - 1
+                        ),
+                    ));
+                }
+            }
+        }
         if c.host.trim().is_empty() {
             return Err(bad(&["cluster", "host"], "empty host".into()));
         }
@@ -642,6 +851,8 @@ impl Workload {
                     ));
                 }
             }
+            let bad_at = |key: &str, message: String| bad(&["nemesis", idx.as_str(), key], message);
+            self.validate_network(f, &bad_at)?;
             match (f.fault, f.fail_rate) {
                 (FaultKind::FailRate, None) => {
                     return Err(bad(
@@ -652,7 +863,7 @@ impl Workload {
                 (FaultKind::FailRate, Some(r)) if !(0.0..=1.0).contains(&r) => {
                     return Err(bad(&at("fail_rate"), format!("{r} is not in [0, 1]")))
                 }
-                (FaultKind::Pause | FaultKind::Kill, Some(_)) => {
+                (_, Some(_)) if f.fault != FaultKind::FailRate => {
                     return Err(bad(
                         &at("fail_rate"),
                         "only a fail-rate fault takes a fail_rate".into(),
@@ -670,6 +881,87 @@ impl Workload {
                     ),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Whether a fault acts on links: the cluster then runs behind link
+    /// proxies ([`crate::net::Network`]).
+    pub fn uses_network(&self) -> bool {
+        self.nemesis.iter().any(|f| f.fault.is_network())
+    }
+
+    /// Checks the network fields of one nemesis entry: each belongs to one
+    /// fault kind, and the partition's shape fits the cluster.
+    fn validate_network(
+        &self,
+        f: &FaultSpec,
+        bad: &dyn Fn(&str, String) -> WorkloadError,
+    ) -> Result<(), WorkloadError> {
+        let fields: [(&'static str, bool, FaultKind); 6] = [
+            ("shape", f.shape.is_some(), FaultKind::Partition),
+            ("groups", f.groups.is_some(), FaultKind::Partition),
+            ("mode", f.mode.is_some(), FaultKind::Partition),
+            ("latency", f.latency.is_some(), FaultKind::Delay),
+            ("jitter", f.jitter.is_some(), FaultKind::Delay),
+            ("bandwidth", f.bandwidth.is_some(), FaultKind::Slow),
+        ];
+        for (field, given, kind) in fields {
+            if given && f.fault != kind {
+                let kind = serde_yaml::to_string(&kind).unwrap_or_default();
+                return Err(bad(
+                    field,
+                    format!("only a {} fault takes a {field}", kind.trim()),
+                ));
+            }
+        }
+        let n = self.cluster.replicas;
+        if f.fault.is_network() && n < 2 {
+            return Err(bad(
+                "fault",
+                format!("a network fault needs at least 2 replicas (the cluster has {n})"),
+            ));
+        }
+        match f.fault {
+            FaultKind::Partition => {
+                if let Some(groups) = &f.groups {
+                    if f.shape.is_some() {
+                        return Err(bad(
+                            "shape",
+                            "give either a shape or groups, not both".into(),
+                        ));
+                    }
+                    for g in groups.iter().flatten() {
+                        if !matches!(g, Target::Node(_)) {
+                            return Err(bad(
+                                "groups",
+                                format!("groups name nodes such as n0, not {g}"),
+                            ));
+                        }
+                    }
+                }
+                let field = if f.groups.is_some() {
+                    "groups"
+                } else {
+                    "shape"
+                };
+                f.partition_shape()
+                    .check(n)
+                    .map_err(|e| bad(field, e.to_string()))?;
+            }
+            FaultKind::Delay if f.latency.is_none() => {
+                return Err(bad(
+                    "fault",
+                    "fault delay needs a `latency` (e.g. latency: 50ms)".into(),
+                ))
+            }
+            FaultKind::Slow if f.bandwidth.is_none() => {
+                return Err(bad(
+                    "fault",
+                    "fault slow needs a `bandwidth` (e.g. bandwidth: 100kB/s)".into(),
+                ))
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -23,6 +23,7 @@ fn node_config(c: ServerConfig) -> NodeConfig {
     };
     NodeConfig {
         id: c.replica_id,
+        dial: c.dial,
         replicas: c.replicas,
         my_addr: c.my_addr,
         my_paxos: c.my_paxos,

@@ -54,6 +54,11 @@ pub struct NodeConfig {
     pub id: ReplicaId,
     /// Paxos addresses of all replicas, in priority order.
     pub replicas: Vec<String>,
+    /// The address this replica connects to in order to reach each replica,
+    /// indexed like `replicas`: normally the same, but `--peer-dial` may send
+    /// the connection elsewhere (e.g. through the harness's link proxy). The
+    /// replicas' identities stay the positions in `replicas`.
+    pub dial: Vec<String>,
     /// Client-facing address of this replica.
     pub my_addr: String,
     /// Replica-facing address of this replica.
@@ -115,6 +120,8 @@ pub struct Shared {
     pub cluster_size: usize,
     /// Paxos addresses of all replicas.
     pub replicas: Vec<String>,
+    /// Where to connect to reach each replica ([`NodeConfig::dial`]).
+    pub dial: Vec<String>,
     /// This replica's client address.
     pub my_addr: String,
     /// This replica's Paxos address.
@@ -299,6 +306,7 @@ pub fn start(config: NodeConfig, shutdown: Shutdown) -> Result<Started, StartErr
         id: config.id,
         cluster_size: n,
         replicas: config.replicas.clone(),
+        dial: config.dial.clone(),
         my_addr: config.my_addr.clone(),
         my_paxos: config.my_paxos.clone(),
         read_mode: config.read_mode,

@@ -92,7 +92,7 @@ impl Peers {
     pub fn start(shared: Arc<Shared>, shutdown: Shutdown) -> Peers {
         let mut queues = Vec::new();
         let mut channels = Vec::new();
-        for (to, addr) in shared.replicas.iter().enumerate() {
+        for (to, addr) in shared.dial.iter().enumerate() {
             if to == shared.id {
                 queues.push(None);
                 channels.push(None);

@@ -25,6 +25,9 @@ pub struct RunArgs {
     /// Overrides the workload's cluster.base_paxos_port.
     #[arg(long, value_name = "PORT")]
     pub base_paxos_port: Option<u16>,
+    /// Overrides the workload's cluster.base_proxy_port (network faults).
+    #[arg(long, value_name = "PORT")]
+    pub base_proxy_port: Option<u16>,
     /// Overrides the workload's seed.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -50,6 +53,7 @@ pub fn run(args: &RunArgs) -> i32 {
         store: args.store.clone(),
         base_client_port: args.base_client_port,
         base_paxos_port: args.base_paxos_port,
+        base_proxy_port: args.base_proxy_port,
         seed: args.seed,
         duration: args.duration,
         progress: !args.no_progress,

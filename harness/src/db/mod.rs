@@ -29,6 +29,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::history::{OpType, Value};
+use crate::net::Network;
 use crate::workload::{DbKind, Workload};
 
 pub use crate::cluster::NodeState;
@@ -141,6 +142,9 @@ pub trait Api: Send + Sync {
 pub struct Db {
     pub procs: Arc<Mutex<Box<dyn Processes>>>,
     pub api: Arc<dyn Api>,
+    /// The link proxies between the nodes, if the adapter started the
+    /// nodes behind them (for network faults).
+    pub network: Option<Arc<Network>>,
 }
 
 impl Db {
@@ -148,7 +152,13 @@ impl Db {
         Db {
             procs: Arc::new(Mutex::new(procs)),
             api,
+            network: None,
         }
+    }
+
+    /// The link proxies, if the nodes talk through them.
+    pub fn network(&self) -> Option<&Network> {
+        self.network.as_deref()
     }
 
     /// The processes (a poisoned lock is taken over: the state is plain data).

@@ -33,6 +33,7 @@ use super::{
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::generator::HistoryOp;
 use crate::history::OpType;
+use crate::net::Network;
 use crate::workload::Workload;
 
 /// The paxoskv cluster of workload `w`, laid out in `dir` (nothing started).
@@ -48,7 +49,20 @@ pub fn open(w: &Workload, server_bin: &Path, dir: &Path) -> Result<Db> {
         extra_flags: w.cluster.server_flags.clone(),
         dir: dir.to_path_buf(),
     };
-    Ok(from_cluster(Cluster::new(config)?))
+    let mut cluster = Cluster::new(config)?;
+    // Network faults: every replica-to-replica link through a proxy of ours
+    // (binds every proxy port now: one in use fails before any node starts).
+    let network = if w.uses_network() {
+        let paxos: Vec<String> = cluster.nodes.iter().map(|n| n.paxos_addr.clone()).collect();
+        let net = Network::start(&w.cluster.host, w.cluster.base_proxy_port, &paxos)?;
+        cluster.peer_dials = (0..paxos.len()).map(|i| net.peer_dials(i)).collect();
+        Some(Arc::new(net))
+    } else {
+        None
+    };
+    let mut db = from_cluster(cluster);
+    db.network = network;
+    Ok(db)
 }
 
 /// Wraps a laid-out cluster.

@@ -1,9 +1,10 @@
 //! The nemesis: faults injected into the cluster on the workload's schedule.
 //!
 //! A fault family is one type implementing [`Fault`] (`apply`, `heal`,
-//! `describe`), in a module of its own: [`process`] today (pause, kill,
-//! fail-rate). [`fault_of`] maps the workload's `fault:` to one; targets are
-//! resolved for every family alike ([`targets`]).
+//! `describe`), in a module of its own: [`process`] (pause, kill,
+//! fail-rate), [`network`] (partition, delay, slow). [`fault_for`] maps a
+//! workload's nemesis entry to one; targets are resolved for every family
+//! alike ([`targets`]).
 //!
 //! Each entry of the workload's `nemesis:` list runs as its own task: at
 //! `start`, then every `interval`, it resolves its target (the current
@@ -14,6 +15,7 @@
 //! for the plots. When the clients stop, [`Nemesis::heal_all`] undoes
 //! whatever is still in effect, so the final phase always sees a whole cluster.
 
+pub mod network;
 pub mod process;
 pub mod targets;
 
@@ -94,6 +96,8 @@ pub struct FaultEnv {
 }
 
 /// The fault for a workload's `fault:`; `fail_rate` is the entry's rate.
+/// Network faults get default settings (enough to heal them, as
+/// [`Nemesis::heal_all`] does); [`fault_for`] gives an entry's own.
 pub fn fault_of(kind: FaultKind, fail_rate: Option<f64>, env: &FaultEnv) -> Box<dyn Fault> {
     match kind {
         FaultKind::Pause => Box::new(process::Pause),
@@ -103,11 +107,31 @@ pub fn fault_of(kind: FaultKind, fail_rate: Option<f64>, env: &FaultEnv) -> Box<
             base: env.base_fail_rate,
             rpc_timeout: env.rpc_timeout,
         }),
+        FaultKind::Partition | FaultKind::Delay | FaultKind::Slow => {
+            network::of(&FaultSpec::of_kind(kind), 0)
+        }
+    }
+}
+
+/// The fault of one nemesis entry, with all its settings; `seed` drives its
+/// own random choices (how a partition splits the nodes).
+pub fn fault_for(spec: &FaultSpec, env: &FaultEnv, seed: u64) -> Box<dyn Fault> {
+    if spec.fault.is_network() {
+        network::of(spec, seed)
+    } else {
+        fault_of(spec.fault, spec.fail_rate, env)
     }
 }
 
 /// Every family, in the order [`Nemesis::heal_all`] heals them.
-const ALL: [FaultKind; 3] = [FaultKind::Pause, FaultKind::Kill, FaultKind::FailRate];
+const ALL: [FaultKind; 6] = [
+    FaultKind::Pause,
+    FaultKind::Kill,
+    FaultKind::FailRate,
+    FaultKind::Partition,
+    FaultKind::Delay,
+    FaultKind::Slow,
+];
 
 /// A fault as it happened: for the plots and results.json.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -221,7 +245,7 @@ impl Nemesis {
     /// at `end`.
     pub async fn run_schedule(self, spec: FaultSpec, end: Duration, seed: u64) {
         let mut rng = StdRng::seed_from_u64(seed);
-        let fault = self.fault(spec.fault, spec.fail_rate);
+        let fault = fault_for(&spec, &self.env, seed.wrapping_add(1));
         let t0 = Instant::from_std(self.recorder.start());
         let end_at = t0 + end;
         let mut k: u32 = 0;

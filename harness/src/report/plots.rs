@@ -5,7 +5,7 @@
 //! - rate: completions per second over time, one line per outcome.
 //!
 //! In both, the nemesis windows are shaded (pause blue, kill red, fail-rate
-//! yellow) so that a latency spike or a throughput dip can be matched with
+//! yellow, partition purple, delay teal, slow grey) so that a latency spike or a throughput dip can be matched with
 //! the fault that caused it. Only the SVG backend of plotters is used: no
 //! system fonts or image libraries are needed.
 
@@ -39,15 +39,28 @@ fn fault_kind(fault: &str) -> &'static str {
         "kill"
     } else if fault.contains("fail-rate") {
         "fail-rate"
+    } else if let Some(k) = network_kind(fault) {
+        k
     } else {
         "pause"
     }
+}
+
+/// Network faults (link proxies): their own legend entries and colours.
+fn network_kind(fault: &str) -> Option<&'static str> {
+    ["partition", "delay", "slow"]
+        .into_iter()
+        .find(|k| fault.contains(k))
 }
 
 fn fault_color(fault: &str) -> RGBAColor {
     match fault_kind(fault) {
         "kill" => RGBColor(230, 80, 80).mix(0.15),
         "fail-rate" => RGBColor(230, 200, 40).mix(0.2),
+        // Network faults.
+        "partition" => RGBColor(150, 70, 200).mix(0.15),
+        "delay" => RGBColor(40, 170, 170).mix(0.15),
+        "slow" => RGBColor(120, 120, 120).mix(0.18),
         _ => RGBColor(70, 110, 220).mix(0.15),
     }
 }
@@ -275,5 +288,15 @@ mod tests {
         let svg = std::fs::read_to_string(dir.join("rate.svg")).unwrap();
         assert!(svg.contains("<polyline") || svg.contains("<path"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn network_faults_have_their_own_legend_entries() {
+        assert_eq!(fault_kind("partition"), "partition");
+        assert_eq!(fault_kind("delay"), "delay");
+        assert_eq!(fault_kind("slow"), "slow");
+        assert_eq!(fault_kind("pause"), "pause");
+        assert_ne!(fault_color("partition"), fault_color("pause"));
+        assert_ne!(fault_color("delay"), fault_color("slow"));
     }
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::history::pairing::{ClientOp, Outcome};
 use crate::history::History;
+use crate::nemesis::Window;
 
 /// `:time` of the op at `pos` in `history` (0 if it has none).
 pub fn time_ns(history: &History, pos: usize) -> u64 {
@@ -136,11 +137,130 @@ pub fn stats(history: &History, ops: &[ClientOp<'_>], until_ns: u64) -> Stats {
     }
 }
 
+/// Throughput while a kind of fault was in effect, or while none was.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Availability {
+    /// A fault name ([`Window::fault`]), or `none` for the time without any.
+    pub during: String,
+    /// Seconds of the client phase covered.
+    pub seconds: f64,
+    /// `:ok` client ops completed in that time.
+    pub ok: usize,
+    /// `ok / seconds`.
+    pub ok_per_s: f64,
+}
+
+/// Time intervals `[start, end)` in ns, merged.
+fn union(mut iv: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    iv.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (a, b) in iv {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+/// For each kind of fault, and for the time without any (`none`, first),
+/// how many ops completed `:ok` per second, within the client phase
+/// (`until_ns`): availability inside versus outside the fault windows.
+pub fn availability(
+    history: &History,
+    ops: &[ClientOp<'_>],
+    windows: &[Window],
+    until_ns: u64,
+) -> Vec<Availability> {
+    let clip = |w: &Window| {
+        (
+            w.start.min(until_ns),
+            w.end.unwrap_or(until_ns).min(until_ns),
+        )
+    };
+    let ok_at: Vec<u64> = ops
+        .iter()
+        .filter(|o| o.outcome == Outcome::Ok && invoke_ns(history, o) < until_ns)
+        .filter_map(|o| complete_ns(history, o))
+        .filter(|&t| t < until_ns)
+        .collect();
+    let measure = |during: String, set: &[(u64, u64)]| {
+        let ns: u64 = set.iter().map(|(a, b)| b - a).sum();
+        let ok = ok_at
+            .iter()
+            .filter(|&&t| set.iter().any(|&(a, b)| a <= t && t < b))
+            .count();
+        let seconds = ns as f64 / 1e9;
+        Availability {
+            during,
+            seconds,
+            ok,
+            ok_per_s: if seconds > 0.0 {
+                ok as f64 / seconds
+            } else {
+                0.0
+            },
+        }
+    };
+    let faulty = union(windows.iter().map(clip).collect());
+    let mut free = Vec::new();
+    let mut at = 0;
+    for &(a, b) in &faulty {
+        if a > at {
+            free.push((at, a));
+        }
+        at = at.max(b);
+    }
+    if at < until_ns {
+        free.push((at, until_ns));
+    }
+    let mut out = vec![measure("none".into(), &free)];
+    let mut kinds: Vec<&str> = windows.iter().map(|w| w.fault.as_str()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    for kind in kinds {
+        let set = union(
+            windows
+                .iter()
+                .filter(|w| w.fault == kind)
+                .map(clip)
+                .collect(),
+        );
+        out.push(measure(kind.to_string(), &set));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::history::{OpType, Value};
     use crate::recorder::Recorder;
+
+    #[test]
+    fn availability_inside_and_outside_fault_windows() {
+        let r = Recorder::new();
+        let h0 = r.snapshot();
+        // No ops: zero rates, but the split of the time is right.
+        let w = |fault: &str, start: u64, end: Option<u64>| Window {
+            fault: fault.into(),
+            nodes: vec![],
+            start,
+            end,
+        };
+        let windows = [
+            w("partition", 2_000_000_000, Some(4_000_000_000)),
+            w("partition", 3_000_000_000, Some(5_000_000_000)),
+            w("delay", 8_000_000_000, None),
+        ];
+        let a = availability(&h0, &[], &windows, 10_000_000_000);
+        assert_eq!(a[0].during, "none");
+        assert!((a[0].seconds - 5.0).abs() < 1e-9, "{a:?}");
+        let part = a.iter().find(|x| x.during == "partition").unwrap();
+        assert!((part.seconds - 3.0).abs() < 1e-9);
+        let delay = a.iter().find(|x| x.during == "delay").unwrap();
+        assert!((delay.seconds - 2.0).abs() < 1e-9);
+    }
 
     #[test]
     fn percentiles() {

@@ -56,6 +56,14 @@ pub fn render(r: &Results, description: Option<&str>) -> String {
         }
         let list: Vec<String> = counts.iter().map(|(f, n)| format!("{f} x{n}")).collect();
         let _ = writeln!(out, "  {}", list.join(", "));
+        let avail: Vec<String> = r
+            .availability
+            .iter()
+            .map(|a| format!("{} {:.1} ({:.1} s)", a.during, a.ok_per_s, a.seconds))
+            .collect();
+        if !avail.is_empty() {
+            let _ = writeln!(out, "  ok/s during: {}", avail.join(", "));
+        }
     }
     let _ = writeln!(out, "\nchecks");
     match &r.linearizability {

@@ -56,6 +56,7 @@ pub struct RunOptions {
     pub store: PathBuf,
     pub base_client_port: Option<u16>,
     pub base_paxos_port: Option<u16>,
+    pub base_proxy_port: Option<u16>,
     pub seed: Option<u64>,
     pub duration: Option<Duration>,
     /// Draw the progress bar (when stderr is a terminal).
@@ -72,6 +73,7 @@ impl RunOptions {
             store: PathBuf::from("store"),
             base_client_port: None,
             base_paxos_port: None,
+            base_proxy_port: None,
             seed: None,
             duration: None,
             progress: true,
@@ -101,6 +103,9 @@ pub struct Results {
     pub final_reads: FinalReads,
     pub stats: Stats,
     pub faults: Vec<Window>,
+    /// `:ok` ops per second without any fault (`none`) and during each kind
+    /// of fault.
+    pub availability: Vec<results::Availability>,
     /// Replicas that exited without being told to.
     pub unexpected_exits: Vec<String>,
     pub history_ops: usize,
@@ -129,6 +134,9 @@ pub fn run(opts: &RunOptions, cancel: CancellationToken) -> Result<RunOutcome> {
     }
     if let Some(p) = opts.base_paxos_port {
         workload.cluster.base_paxos_port = p;
+    }
+    if let Some(p) = opts.base_proxy_port {
+        workload.cluster.base_proxy_port = p;
     }
     if let Some(d) = opts.duration {
         workload.duration = crate::workload::Dur(d);
@@ -196,7 +204,7 @@ impl Test<'_> {
             rpc_timeout: Duration::from_millis(500),
         };
         for (k, spec) in self.w.nemesis.iter().enumerate() {
-            let fault = crate::nemesis::fault_of(spec.fault, spec.fail_rate, &env);
+            let fault = crate::nemesis::fault_for(spec, &env, 0);
             fault
                 .check_available(&db)
                 .with_context(|| format!("nemesis.{k}: fault {} is not available", fault.name()))?;
@@ -421,6 +429,11 @@ impl Test<'_> {
             final_reads: phases.final_reads,
             stats: results::stats(history, &ops, client_phase_end),
             faults: windows.to_vec(),
+            availability: if windows.is_empty() {
+                Vec::new()
+            } else {
+                results::availability(history, &ops, windows, client_phase_end)
+            },
             unexpected_exits: phases.unexpected_exits,
             history_ops: history.ops.len(),
         }

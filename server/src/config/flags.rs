@@ -56,6 +56,11 @@ pub(super) struct Cli {
     /// Log slots between snapshots (0: never).
     #[arg(long, default_value_t = 10_000, value_name = "SLOTS")]
     pub(super) snapshot_every: u64,
+    /// Connect to replica ID (its position in the replica list, from 0) at
+    /// HOST:PORT instead of its listed address, e.g. through a proxy; repeat
+    /// for several replicas. The replica keeps its identity.
+    #[arg(long = "peer-dial", value_name = "ID=HOST:PORT")]
+    pub(super) peer_dial: Vec<String>,
     /// UNSAFE, for testing the harness only: never fsync or fdatasync any
     /// file or directory. Acknowledged writes can be lost in a crash or power
     /// failure, and a damaged data directory is reset to empty instead of

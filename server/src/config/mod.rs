@@ -43,6 +43,10 @@ pub struct ServerConfig {
     pub my_paxos: String,
     /// Paxos addresses of all replicas, own included, in priority order.
     pub replicas: Vec<String>,
+    /// Where to connect to reach each replica, indexed like `replicas`: the
+    /// listed address unless `--peer-dial ID=HOST:PORT` names another (e.g.
+    /// a proxy between the replicas). Identities stay the list positions.
+    pub dial: Vec<String>,
     /// Position of this replica (`my_paxos`) in `replicas`.
     pub replica_id: usize,
     /// Probability in [0, 1] that this replica, as an acceptor, drops a Paxos

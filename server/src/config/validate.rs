@@ -1,7 +1,8 @@
 //! From flags and text to a checked [`ServerConfig`]: a flag overrides the
 //! text, `--replica` replaces the text's replica list; then every setting is
 //! checked (addresses are `host:port`, this replica is in the replica list
-//! exactly once, the fail rate is in [0, 1], the timing makes sense).
+//! exactly once, the fail rate is in [0, 1], the timing makes sense, each
+//! `--peer-dial` names another replica once).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -82,10 +83,13 @@ pub(super) fn resolve(cli: Cli, text: TextConfig) -> Result<ServerConfig, Config
         .data_dir
         .unwrap_or_else(|| PathBuf::from(format!("./data/paxos-{}", my_paxos_hp.port())));
 
+    let dial = parse_peer_dials(&cli.peer_dial, &replicas, replica_id)?;
+
     Ok(ServerConfig {
         my_addr,
         my_paxos,
         replicas,
+        dial,
         replica_id,
         fail_rate,
         data_dir,
@@ -96,6 +100,52 @@ pub(super) fn resolve(cli: Cli, text: TextConfig) -> Result<ServerConfig, Config
         snapshot_every: cli.snapshot_every,
         unsafe_no_fsync: cli.unsafe_no_fsync,
     })
+}
+
+/// Resolves `--peer-dial ID=HOST:PORT` values into the dial address of each
+/// replica (the listed address where none is given).
+fn parse_peer_dials(
+    values: &[String],
+    replicas: &[String],
+    me: usize,
+) -> Result<Vec<String>, ConfigError> {
+    let mut dial = replicas.to_vec();
+    let mut given = vec![false; replicas.len()];
+    for v in values {
+        let bad = |reason: String| ConfigError::Invalid {
+            field: "peer_dial",
+            reason: format!("{v:?}: {reason}"),
+        };
+        let (id, addr) = v
+            .split_once('=')
+            .ok_or_else(|| bad("expected ID=HOST:PORT, e.g. 1=127.0.0.1:19001".into()))?;
+        let id: usize = id.trim().parse().map_err(|_| {
+            bad(format!(
+                "{:?} is not a replica id (the position in the replica list, 0..{})",
+                id.trim(),
+                replicas.len() - 1
+            ))
+        })?;
+        if id >= replicas.len() {
+            return Err(bad(format!(
+                "there is no replica {id}: the list has {} (ids 0..{})",
+                replicas.len(),
+                replicas.len() - 1
+            )));
+        }
+        if id == me {
+            return Err(bad(format!(
+                "replica {id} is this replica, which never dials itself"
+            )));
+        }
+        if given[id] {
+            return Err(bad(format!("replica {id} is given twice")));
+        }
+        check_address("peer_dial", addr)?;
+        given[id] = true;
+        dial[id] = addr.trim().to_owned();
+    }
+    Ok(dial)
 }
 
 /// Parses a fail rate: a number in [0, 1].
@@ -227,6 +277,51 @@ mod tests {
         assert_eq!(cfg.tick, Duration::from_millis(5));
         assert_eq!((cfg.heartbeat_ticks, cfg.election_ticks), (2, 10));
         assert_eq!(cfg.snapshot_every, 0);
+    }
+
+    #[test]
+    fn peer_dial_moves_where_a_peer_is_dialed_not_who_it_is() {
+        let base = [
+            "--my-addr",
+            "127.0.0.1:8001",
+            "--my-paxos",
+            "127.0.0.1:9001",
+            "--replica",
+            "127.0.0.1:9000,127.0.0.1:9001,127.0.0.1:9002",
+        ];
+        let with = |extra: &[&str]| {
+            let mut a = base.to_vec();
+            a.extend_from_slice(extra);
+            parse(&a)
+        };
+        let cfg = with(&[
+            "--peer-dial",
+            "2=127.0.0.1:19012",
+            "--peer-dial",
+            "0=localhost:19010",
+        ])
+        .expect("peer dial");
+        assert_eq!(cfg.replica_id, 1);
+        assert_eq!(cfg.replicas[2], "127.0.0.1:9002");
+        assert_eq!(
+            cfg.dial,
+            ["localhost:19010", "127.0.0.1:9001", "127.0.0.1:19012"]
+        );
+        assert_eq!(with(&[]).expect("no dial").dial, cfg.replicas);
+        for (bad, says) in [
+            ("2:127.0.0.1:1", "ID=HOST:PORT"),
+            ("x=127.0.0.1:1", "not a replica id"),
+            ("3=127.0.0.1:1", "no replica 3"),
+            ("1=127.0.0.1:1", "this replica"),
+            ("0=nowhere", "peer_dial address"),
+        ] {
+            let e = with(&["--peer-dial", bad]).expect_err(bad).to_string();
+            assert!(e.contains(says) && e.contains("peer_dial"), "{bad}: {e}");
+        }
+        let e = with(&["--peer-dial", "0=a:1", "--peer-dial", "0=b:2"])
+            .expect_err("twice")
+            .to_string();
+        assert!(e.contains("given twice"), "{e}");
     }
 
     #[test]

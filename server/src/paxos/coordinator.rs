@@ -253,9 +253,14 @@ impl Coordinator {
         for sent in self.catchup.iter_mut().flatten() {
             sent.age += 1;
         }
-        if !self.has_quorum(local.id, local.config.election_ticks) {
-            // Check-quorum: cut off from a majority, we could neither decide
-            // nor confirm reads; answer everyone and stop.
+        // Check-quorum: cut off from a majority, we could neither decide nor
+        // confirm reads; answer everyone and stop. Not in the local read
+        // mode: there, as in the original design, only a higher ballot
+        // deposes a coordinator, so one that is cut off keeps answering reads
+        // from its own state (knowingly unsafe; the harness catches it).
+        if local.config.read_mode == ReadMode::Quorum
+            && !self.has_quorum(local.id, local.config.election_ticks)
+        {
             return Err(Deposed);
         }
         self.heartbeat_elapsed += 1;

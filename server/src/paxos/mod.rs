@@ -70,7 +70,7 @@
 //!   answered at once with its cached result; a retry of one that is queued
 //!   or in flight joins it and gets the same answer (it is not proposed
 //!   twice). When the coordinator loses its majority, pending requests are
-//!   answered within `election_ticks` (check-quorum: `NotLeader` for those
+//!   answered within `election_ticks` (check-quorum, quorum read mode: `NotLeader` for those
 //!   not yet proposed, `OutcomeUnknown` for the others); the runtime should
 //!   still apply its own client deadline.
 //! - **Status.** [`Replica::status`] gives role, promised ballot, leader,
@@ -97,8 +97,8 @@
 //! election_ticks` (hysteresis: a flaky one does not make leadership flap),
 //! then asks for a takeover pre-vote, which replicas grant to a replica that
 //! outranks their coordinator, and takes over. A coordinator steps down at
-//! once when it sees a higher ballot, and when it has not heard from a
-//! majority for `election_ticks` (check-quorum, so that its pending requests
+//! once when it sees a higher ballot, and (in [`ReadMode::Quorum`]) when it
+//! has not heard from a majority for `election_ticks` (check-quorum, so that its pending requests
 //! are answered; what keeps a deposed coordinator from deciding anything is
 //! the acceptors' promises, not this timer).
 //!
@@ -106,8 +106,10 @@
 //! [`ReadMode::Quorum`] (read-index): a `Get` is answered once a majority has
 //! acknowledged, in the coordinator's ballot, a heartbeat sent after the read
 //! arrived, and the log is applied up to the last slot proposed when it
-//! arrived. [`ReadMode::Local`] answers at once from local state: the original
-//! C++ project's unsafe behaviour, kept so the harness can catch it.
+//! arrived. [`ReadMode::Local`] answers at once from local state and turns
+//! check-quorum off: the original C++ project's unsafe behaviour (a coordinator cut off by a
+//! partition serves stale reads until it sees a higher ballot), kept so the
+//! harness can catch it.
 //!
 //! # Tests
 //! `scenarios` tells the protocol as stories (a deposed coordinator waking up,

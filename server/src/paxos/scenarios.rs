@@ -30,6 +30,8 @@ struct Cluster {
     paused: Vec<bool>,
     /// Messages to these replicas are lost (a partition, or fail_rate 1).
     deaf: Vec<bool>,
+    /// Messages from these replicas are lost (with `deaf`: cut off).
+    mute: Vec<bool>,
     /// (to, message kind): such messages are lost.
     lost: Vec<(ReplicaId, &'static str)>,
     /// (from, to, message) in send order.
@@ -54,6 +56,7 @@ impl Cluster {
             disks: vec![PersistentState::default(); n],
             paused: vec![false; n],
             deaf: vec![false; n],
+            mute: vec![false; n],
             lost: Vec::new(),
             net: VecDeque::new(),
             sent: Vec::new(),
@@ -104,7 +107,7 @@ impl Cluster {
                 held.push_back((from, to, msg));
                 continue;
             }
-            if self.deaf[to] || self.lost.contains(&(to, msg.kind())) {
+            if self.deaf[to] || self.mute[from] || self.lost.contains(&(to, msg.kind())) {
                 continue;
             }
             let Some(replica) = self.replicas[to].as_mut() else {
@@ -317,6 +320,45 @@ fn in_local_read_mode_the_deposed_coordinator_serves_a_stale_read() {
     let read = c.submit(0, 3, 1, get("x"));
     c.flush(0);
     assert_eq!(c.reply(read), Some(value("old")), "stale, as expected");
+}
+
+#[test]
+fn in_local_read_mode_a_coordinator_cut_off_keeps_serving_stale_reads() {
+    // A partition instead of a pause: without check-quorum (the original's
+    // design) the cut off coordinator never learns that it was replaced.
+    let mut c = Cluster::new(
+        3,
+        Config {
+            read_mode: ReadMode::Local,
+            ..config()
+        },
+    );
+    c.elect(0);
+    c.submit(0, 1, 1, put("x", "old"));
+    c.stabilize();
+    c.deaf[0] = true;
+    c.mute[0] = true;
+    c.elect(1);
+    let w = c.submit(1, 2, 1, put("x", "new"));
+    c.stabilize();
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
+    c.tick(50);
+    assert_eq!(
+        c.replica(0).role(),
+        Role::Coordinator,
+        "still believes it leads"
+    );
+    let read = c.submit(0, 3, 1, get("x"));
+    c.flush(0);
+    assert_eq!(c.reply(read), Some(value("old")), "stale, as expected");
+    // The partition heals: the new ballot deposes it; it catches up (and,
+    // first by priority, takes over again on a higher ballot).
+    let before = c.replica(0).status().promised;
+    c.deaf[0] = false;
+    c.mute[0] = false;
+    c.tick(20);
+    assert!(c.replica(0).status().promised > before);
+    assert_eq!(c.replica(0).kv().read("x"), Some("new".into()));
 }
 
 #[test]

@@ -99,7 +99,8 @@ pub struct Config {
     /// priority replicas wait `heartbeat_ticks * 2` more ticks per rank so
     /// that the highest-priority live replica normally wins without a duel.
     /// A coordinator that has not heard from a majority for this many ticks
-    /// steps down (check-quorum), so requests do not hang on a minority.
+    /// steps down (check-quorum, [`ReadMode::Quorum`] only), so requests do
+    /// not hang on a minority.
     pub election_ticks: u64,
     /// How `Get` is answered.
     pub read_mode: ReadMode,
