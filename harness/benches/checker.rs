@@ -104,6 +104,7 @@ fn scaling(c: &mut Criterion) {
                 keys: ops / 1000,
                 info_rate: 0.01,
                 appends: true,
+                deletes: true,
                 seed: 42,
             };
             let history = generate(&config);

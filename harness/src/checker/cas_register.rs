@@ -40,6 +40,10 @@ impl Model for CasRegister<'_> {
         }
     }
 
+    fn is_read(&self, op: &RegisterOp) -> bool {
+        matches!(op, RegisterOp::Read(_))
+    }
+
     fn describe_op(&self, op: &RegisterOp) -> String {
         match *op {
             RegisterOp::Read(v) => format!("read {}", self.values.get(v)),
@@ -52,6 +56,25 @@ impl Model for CasRegister<'_> {
 
     fn describe_state(&self, state: &u32) -> String {
         self.values.get(*state).to_string()
+    }
+}
+
+impl super::unique::UniqueValues for CasRegister<'_> {
+    fn view(&self, op: &RegisterOp) -> super::unique::UniqueOp {
+        use super::unique::UniqueOp as U;
+        match *op {
+            RegisterOp::Read(v) => U::Read(v),
+            RegisterOp::Write(v) => U::Write(v),
+            RegisterOp::Cas { old, new } => U::Cas { old, new },
+        }
+    }
+
+    fn value(&self, id: u32) -> &Value {
+        self.values.get(id)
+    }
+
+    fn intern_computed(&mut self, value: Value) -> u32 {
+        self.values.intern_owned(value)
     }
 }
 

@@ -78,6 +78,10 @@ impl Model for KvKey<'_> {
         }
     }
 
+    fn is_read(&self, op: &KvOp) -> bool {
+        matches!(op, KvOp::Read(_))
+    }
+
     fn describe_op(&self, op: &KvOp) -> String {
         match *op {
             KvOp::Read(v) => format!("read {}", self.values.get(v)),
@@ -92,6 +96,27 @@ impl Model for KvKey<'_> {
 
     fn describe_state(&self, state: &u32) -> String {
         self.values.get(*state).to_string()
+    }
+}
+
+impl super::unique::UniqueValues for KvKey<'_> {
+    fn view(&self, op: &KvOp) -> super::unique::UniqueOp {
+        use super::unique::UniqueOp as U;
+        match *op {
+            KvOp::Read(v) => U::Read(v),
+            KvOp::Write(v) => U::Write(v),
+            KvOp::Delete => U::Write(NIL),
+            KvOp::Cas { old, new } => U::Cas { old, new },
+            KvOp::Append(v) => U::Append(v),
+        }
+    }
+
+    fn value(&self, id: u32) -> &Value {
+        self.values.get(id)
+    }
+
+    fn intern_computed(&mut self, value: Value) -> u32 {
+        self.values.intern_owned(value)
     }
 }
 

@@ -35,14 +35,16 @@ pub mod kv;
 pub mod linearizable;
 pub mod model;
 pub mod synth;
+pub mod unique;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-pub use linearizable::{Budget, Exhausted, SearchResult, SearchStats};
+pub use linearizable::{Budget, Exhausted, Interrupt, SearchResult, SearchStats};
 pub use model::{Model, ModelError, Partition, SearchOp};
 
 use crate::history::pairing::PairingError;
@@ -102,6 +104,12 @@ pub struct CheckOptions {
     pub budget: Budget,
     /// Check keys in parallel (rayon's global pool).
     pub parallel: bool,
+    /// Decide every key. By default the first key found not linearizable
+    /// decides the history and the other keys' searches are stopped.
+    pub all_keys: bool,
+    /// Use the polynomial check of [`unique`] where the key's values allow
+    /// it (the search otherwise). Off: always search (for comparisons).
+    pub fast_paths: bool,
 }
 
 impl Default for CheckOptions {
@@ -110,6 +118,29 @@ impl Default for CheckOptions {
             model: None,
             budget: Budget::default(),
             parallel: true,
+            all_keys: false,
+            fast_paths: true,
+        }
+    }
+}
+
+/// How a key was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// The WGL search ([`linearizable`]).
+    Search,
+    /// The polynomial check for unique values ([`unique`]).
+    UniqueValues,
+    /// Not checked (stopped before it started).
+    None,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Search => "wgl-search",
+            Method::UniqueValues => "unique-values",
+            Method::None => "none",
         }
     }
 }
@@ -204,6 +235,8 @@ pub struct Violation {
     pub prefix: Vec<OpRef>,
     /// The model state after the prefix (EDN text, e.g. `nil`, `3`).
     pub state: String,
+    /// Why, in words, when the polynomial check found it.
+    pub reason: Option<String>,
 }
 
 impl Violation {
@@ -234,6 +267,9 @@ impl Violation {
             self.op,
             line(&self.op)
         );
+        if let Some(reason) = &self.reason {
+            let _ = writeln!(s, "  why: {reason}");
+        }
         if !self.pending.is_empty() {
             let _ = writeln!(s, "  also pending then (none fits next):");
             for op in &self.pending {
@@ -274,6 +310,10 @@ pub struct KeyReport {
     /// Set when the verdict is [`Verdict::Unknown`].
     pub exhausted: Option<Exhausted>,
     pub stats: SearchStats,
+    /// How the verdict was reached.
+    pub method: Method,
+    /// Why the polynomial check did not apply, when it did not.
+    pub note: Option<String>,
 }
 
 /// The result for a history.
@@ -336,11 +376,11 @@ pub fn check(history: &History, options: &CheckOptions) -> Result<CheckReport, C
     let keys = match model {
         ModelKind::CasRegister => {
             let parts = cas_register::partition(&ops).map_err(model_error)?;
-            check_partitions(parts, &ops, model, options)
+            check_partitions(parts, &ops, model, options, started)
         }
         ModelKind::Kv => {
             let parts = kv::partition(&ops).map_err(model_error)?;
-            check_partitions(parts, &ops, model, options)
+            check_partitions(parts, &ops, model, options, started)
         }
     };
     let count = |o| ops.iter().filter(|op| op.outcome == o).count();
@@ -371,11 +411,23 @@ fn check_partitions<M>(
     ops: &[ClientOp<'_>],
     kind: ModelKind,
     options: &CheckOptions,
+    started: Instant,
 ) -> Vec<KeyReport>
 where
-    M: Model + Send,
+    M: unique::UniqueValues + Send,
 {
-    let run = |part: Partition<M>| check_partition(part, ops, kind, &options.budget);
+    let cancel = AtomicBool::new(false);
+    let interrupt = Interrupt {
+        cancel: (!options.all_keys).then_some(&cancel),
+        deadline: options.budget.time_limit.map(|t| (started + t, t)),
+    };
+    let run = |part: Partition<M>| {
+        let report = check_partition(part, ops, kind, options, interrupt);
+        if report.verdict == Verdict::NotLinearizable {
+            cancel.store(true, Ordering::Relaxed);
+        }
+        report
+    };
     if options.parallel && parts.len() > 1 {
         // One task per key (`with_max_len(1)`), so idle cores steal keys
         // instead of waiting for a chunk holding one big key.
@@ -385,37 +437,91 @@ where
     }
 }
 
-fn check_partition<M: Model>(
+/// The budget of the search that fills in the report of a key the
+/// polynomial check found not linearizable (its longest prefix).
+const REPORT_BUDGET: Budget = Budget {
+    max_states: 20_000,
+    max_memory: 64 << 20,
+    time_limit: Some(Duration::from_millis(50)),
+};
+
+fn check_partition<M: unique::UniqueValues>(
     mut part: Partition<M>,
     ops: &[ClientOp<'_>],
     kind: ModelKind,
-    budget: &Budget,
+    options: &CheckOptions,
+    interrupt: Interrupt<'_>,
 ) -> KeyReport {
-    let (result, stats) = linearizable::search(&mut part.model, &part.ops, budget);
+    let started = Instant::now();
+    let mut report = KeyReport {
+        key: part.key.clone(),
+        ops: part.ops.len(),
+        verdict: Verdict::Unknown,
+        violation: None,
+        exhausted: None,
+        stats: SearchStats::default(),
+        method: Method::None,
+        note: None,
+    };
+    if let Some(why) = interrupt.check() {
+        report.exhausted = Some(why);
+        return report;
+    }
     let op_ref = |i: usize| OpRef::new(&ops[part.ops[i].source]);
-    let (verdict, violation, exhausted) = match result {
-        SearchResult::Linearizable { .. } => (Verdict::Linearizable, None, None),
-        SearchResult::Unknown(why) => (Verdict::Unknown, None, Some(why)),
-        SearchResult::NotLinearizable(stuck) => {
-            let violation = Violation {
-                key: part.key.clone(),
-                model: kind,
-                op: op_ref(stuck.op),
-                pending: stuck.pending.iter().map(|&i| op_ref(i)).collect(),
-                prefix: stuck.prefix.iter().map(|&i| op_ref(i)).collect(),
-                state: part.model.describe_state(&stuck.state),
-            };
-            (Verdict::NotLinearizable, Some(violation), None)
+    let violation = |model: &M, stuck: linearizable::Stuck<u32>, reason: Option<String>| {
+        Violation {
+            key: part.key.clone(),
+            model: kind,
+            op: op_ref(stuck.op),
+            pending: stuck.pending.iter().map(|&i| op_ref(i)).collect(),
+            prefix: stuck.prefix.iter().map(|&i| op_ref(i)).collect(),
+            state: model.describe_state(&stuck.state),
+            reason,
         }
     };
-    KeyReport {
-        key: part.key,
-        ops: part.ops.len(),
-        verdict,
-        violation,
-        exhausted,
-        stats,
+    if options.fast_paths {
+        match unique::check(&mut part.model, &part.ops) {
+            unique::Decision::Linearizable => {
+                report.verdict = Verdict::Linearizable;
+                report.method = Method::UniqueValues;
+                report.stats.elapsed = started.elapsed();
+                return report;
+            }
+            unique::Decision::NotLinearizable { stuck, reason } => {
+                report.verdict = Verdict::NotLinearizable;
+                report.method = Method::UniqueValues;
+                // A short search usually finds the longest prefix for the report.
+                let (result, _) =
+                    linearizable::search_until(&mut part.model, &part.ops, &REPORT_BUDGET, interrupt);
+                let stuck = match result {
+                    SearchResult::NotLinearizable(found) => found,
+                    SearchResult::Linearizable { .. } => {
+                        debug_assert!(false, "unique-values check disagrees with the search");
+                        stuck
+                    }
+                    SearchResult::Unknown(_) => stuck,
+                };
+                report.violation = Some(violation(&part.model, stuck, Some(reason)));
+                report.stats.elapsed = started.elapsed();
+                return report;
+            }
+            unique::Decision::NotApplicable(why) => report.note = Some(why),
+        }
     }
+    let (result, stats) =
+        linearizable::search_until(&mut part.model, &part.ops, &options.budget, interrupt);
+    report.method = Method::Search;
+    report.stats = stats;
+    report.stats.elapsed = started.elapsed();
+    match result {
+        SearchResult::Linearizable { .. } => report.verdict = Verdict::Linearizable,
+        SearchResult::Unknown(why) => report.exhausted = Some(why),
+        SearchResult::NotLinearizable(stuck) => {
+            report.verdict = Verdict::NotLinearizable;
+            report.violation = Some(violation(&part.model, stuck, None));
+        }
+    }
+    report
 }
 
 impl OpRef {
@@ -450,6 +556,7 @@ impl Violation {
             "prefix_len": self.prefix.len(),
             "prefix_tail": self.prefix[tail..].iter().map(OpRef::to_json).collect::<Vec<_>>(),
             "state": self.state,
+            "reason": self.reason,
         })
     }
 }
@@ -476,6 +583,7 @@ impl CheckReport {
                 "key": k.key.as_ref().map(|v| v.to_string()),
                 "ops": k.ops,
                 "verdict": verdict(k.verdict),
+                "method": k.method.name(),
                 "states": k.stats.states,
                 "elapsed_ms": k.stats.elapsed.as_secs_f64() * 1e3,
                 "unknown_reason": k.exhausted.as_ref().map(|e| e.to_string()),

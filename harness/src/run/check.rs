@@ -54,6 +54,7 @@ pub fn check_history(history: &Path, dir: &Path, time_limit: Duration) -> LinRes
             ..Budget::default()
         },
         parallel: true,
+        ..CheckOptions::default()
     };
     let (h, report) = match check_file(history, &options) {
         Ok(r) => r,
