@@ -21,6 +21,8 @@ pub enum RegisterOp {
 #[derive(Debug, Clone, Default)]
 pub struct CasRegister<'h> {
     pub values: ValueTable<'h>,
+    /// The id of the value it starts with (`nil` unless `--initial`).
+    pub initial: u32,
 }
 
 impl Model for CasRegister<'_> {
@@ -28,7 +30,7 @@ impl Model for CasRegister<'_> {
     type State = u32;
 
     fn init(&self) -> u32 {
-        super::model::NIL
+        self.initial
     }
 
     #[inline]
@@ -80,7 +82,19 @@ impl super::unique::UniqueValues for CasRegister<'_> {
 
 /// Converts client ops into the one partition of a register history.
 pub fn partition<'h>(ops: &[ClientOp<'h>]) -> Result<Vec<Partition<CasRegister<'h>>>, ModelError> {
+    partition_from(ops, None)
+}
+
+/// [`partition`] for a register that starts with `initial` (Knossos' tests
+/// start at 0) instead of `nil`.
+pub fn partition_from<'h>(
+    ops: &[ClientOp<'h>],
+    initial: Option<&Value>,
+) -> Result<Vec<Partition<CasRegister<'h>>>, ModelError> {
     let mut model = CasRegister::default();
+    if let Some(v) = initial {
+        model.initial = model.values.intern_owned(v.clone());
+    }
     let mut search_ops = Vec::with_capacity(ops.len());
     for (source, op) in ops.iter().enumerate() {
         if op.outcome == Outcome::Fail {

@@ -110,6 +110,9 @@ pub struct CheckOptions {
     /// Use the polynomial check of [`unique`] where the key's values allow
     /// it (the search otherwise). Off: always search (for comparisons).
     pub fast_paths: bool,
+    /// The value the register (each key) starts with; `None` is `nil`
+    /// (Knossos' cas register starts at 0).
+    pub initial: Option<Value>,
 }
 
 impl Default for CheckOptions {
@@ -120,6 +123,7 @@ impl Default for CheckOptions {
             parallel: true,
             all_keys: false,
             fast_paths: true,
+            initial: None,
         }
     }
 }
@@ -373,13 +377,19 @@ pub fn check(history: &History, options: &CheckOptions) -> Result<CheckReport, C
         line: history.line_of(e.invoke),
         message: e.message,
     };
+    let initial = options.initial.as_ref();
     let keys = match model {
+        // Jepsen's `independent` tuples: one register per key.
+        ModelKind::CasRegister if kv::looks_independent(&ops) => {
+            let parts = kv::partition_from(&ops, initial).map_err(model_error)?;
+            check_partitions(parts, &ops, model, options, started)
+        }
         ModelKind::CasRegister => {
-            let parts = cas_register::partition(&ops).map_err(model_error)?;
+            let parts = cas_register::partition_from(&ops, initial).map_err(model_error)?;
             check_partitions(parts, &ops, model, options, started)
         }
         ModelKind::Kv => {
-            let parts = kv::partition(&ops).map_err(model_error)?;
+            let parts = kv::partition_from(&ops, initial).map_err(model_error)?;
             check_partitions(parts, &ops, model, options, started)
         }
     };

@@ -1,4 +1,4 @@
-//! `harness check [--model kv|cas-register] [--out DIR] FILE...`
+//! `harness check [--model kv|cas-register] [--initial VALUE] [--all-keys] [--out DIR] FILE...`
 //!
 //! Checks each history file, prints one line per file (verdict, ops, keys,
 //! model, time), the text report of each violation, and a summary. With
@@ -49,6 +49,10 @@ pub struct CheckArgs {
     /// Never use the polynomial unique-values check; search every key (WGL).
     #[arg(long)]
     pub search_only: bool,
+    /// The value the register (or each key) starts with, in EDN (default
+    /// nil; Knossos' cas-register tests start at 0).
+    #[arg(long, value_name = "VALUE", value_parser = parse_value)]
+    pub initial: Option<crate::history::Value>,
     /// Print only the per-file lines and the summary, not violation details.
     #[arg(long, short)]
     pub quiet: bool,
@@ -64,6 +68,10 @@ fn parse_model(s: &str) -> Result<ModelKind, String> {
     s.parse()
 }
 
+fn parse_value(s: &str) -> Result<crate::history::Value, String> {
+    crate::history::edn::read_value(s).map_err(|e| format!("not an EDN value: {e}"))
+}
+
 /// Runs `harness check`; returns the exit status.
 pub fn run(args: &CheckArgs) -> i32 {
     let options = CheckOptions {
@@ -76,6 +84,7 @@ pub fn run(args: &CheckArgs) -> i32 {
         parallel: true,
         all_keys: args.all_keys,
         fast_paths: !args.search_only,
+        initial: args.initial.clone(),
     };
     let name_width = args
         .files
