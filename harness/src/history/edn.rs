@@ -326,26 +326,71 @@ pub struct HistoryForms<'a> {
     failed: bool,
 }
 
-impl<'a> HistoryForms<'a> {
-    pub fn new(text: &'a str) -> Self {
-        HistoryForms {
-            reader: Reader::new(text),
+/// Where a [`HistoryForms`] stopped, to go on in the next piece of a file
+/// read in pieces ([`HistoryForms::resume`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormsState {
+    pub line: usize,
+    pub column: usize,
+    started: bool,
+    closing: Option<char>,
+}
+
+impl Default for FormsState {
+    fn default() -> Self {
+        FormsState {
+            line: 1,
+            column: 1,
             started: false,
             closing: None,
+        }
+    }
+}
+
+impl<'a> HistoryForms<'a> {
+    pub fn new(text: &'a str) -> Self {
+        Self::resume(text, FormsState::default())
+    }
+
+    /// Reads `text` as the continuation of a file whose earlier part ended
+    /// in `state` (lines and columns go on from there).
+    pub fn resume(text: &'a str, state: FormsState) -> Self {
+        let mut reader = Reader::new(text);
+        reader.line = state.line;
+        reader.column = state.column;
+        HistoryForms {
+            reader,
+            started: state.started,
+            closing: state.closing,
             failed: false,
         }
     }
 
-    fn next_form(&mut self) -> Result<Option<Form>, SyntaxError> {
+    /// The state after the last form returned, and its byte offset in the text.
+    pub fn state(&self) -> (FormsState, usize) {
+        let state = FormsState {
+            line: self.reader.line,
+            column: self.reader.column,
+            started: self.started,
+            closing: self.closing,
+        };
+        (state, self.reader.pos)
+    }
+
+    /// The next form; `Ok(None)` at the end of the text.
+    pub fn next_form(&mut self) -> Result<Option<Form>, SyntaxError> {
         let reader = &mut self.reader;
         if !self.started {
-            self.started = true;
             reader.skip_blank()?;
+            // Decided at the first non-blank character (a file read in
+            // pieces may have none in its first piece).
             match reader.peek() {
+                None => return Ok(None),
                 Some('[') => self.closing = Some(']'),
                 Some('(') => self.closing = Some(')'),
                 _ => {}
             }
+            self.started = true;
             if self.closing.is_some() {
                 reader.bump();
             }
