@@ -28,7 +28,6 @@
 pub mod edn;
 pub mod pairing;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -131,7 +130,62 @@ pub struct Op {
     /// Every other key of the op map, by keyword name (`:node` → `"node"`),
     /// written back after the standard keys in name order. Entries whose key is
     /// not a keyword are kept with the key written as EDN text.
-    pub extra: BTreeMap<String, Value>,
+    pub extra: Extra,
+}
+
+/// The extra fields of an op, sorted by name: a small vector (most ops have
+/// none or one, `:node`), not a tree map, whose every node is a few hundred
+/// bytes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extra(Vec<(String, Value)>);
+
+impl Extra {
+    pub fn new() -> Self {
+        Extra(Vec::new())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        let i = self.0.binary_search_by(|(k, _)| k.as_str().cmp(name)).ok()?;
+        Some(&self.0[i].1)
+    }
+
+    /// Sets a field; returns its previous value.
+    pub fn insert(&mut self, name: String, value: Value) -> Option<Value> {
+        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&name)) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (name, value));
+                None
+            }
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<Value> {
+        let i = self.0.binary_search_by(|(k, _)| k.as_str().cmp(name)).ok()?;
+        Some(self.0.remove(i).1)
+    }
+
+    /// The fields in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for &'a Extra {
+    type Item = (&'a String, &'a Value);
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, (String, Value)>, fn(&'a (String, Value)) -> (&'a String, &'a Value)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
 }
 
 impl Op {
@@ -144,7 +198,7 @@ impl Op {
             kind: OpType::Invoke,
             f: f.into(),
             value: value.into(),
-            extra: BTreeMap::new(),
+            extra: Extra::new(),
         }
     }
 
@@ -157,7 +211,7 @@ impl Op {
             kind,
             f: f.into(),
             value: value.into(),
-            extra: BTreeMap::new(),
+            extra: Extra::new(),
         }
     }
 
@@ -170,7 +224,7 @@ impl Op {
             kind,
             f: self.f.clone(),
             value: value.into(),
-            extra: BTreeMap::new(),
+            extra: Extra::new(),
         }
     }
 
@@ -212,7 +266,7 @@ impl Op {
         let mut kind = None;
         let mut f = None;
         let mut op_value = Value::Nil;
-        let mut extra = BTreeMap::new();
+        let mut extra = Extra::new();
         for (k, v) in entries {
             let name = match k {
                 Value::Keyword(name) => name,
