@@ -416,6 +416,10 @@ pub fn check_file(
     Ok((history, report))
 }
 
+/// Checks every key: first the polynomial check on all keys (cheap), then
+/// the search on the keys it left, in rounds of growing state budgets, so
+/// that easy keys are decided (and an invalid one ends the run) before any
+/// hard key gets the whole budget.
 fn check_partitions<M>(
     parts: Vec<Partition<M>>,
     ops: &[ClientOp<'_>],
@@ -431,19 +435,87 @@ where
         cancel: (!options.all_keys).then_some(&cancel),
         deadline: options.budget.time_limit.map(|t| (started + t, t)),
     };
-    let run = |part: Partition<M>| {
-        let report = check_partition(part, ops, kind, options, interrupt);
-        if report.verdict == Verdict::NotLinearizable {
-            cancel.store(true, Ordering::Relaxed);
+    let mut keys: Vec<(Partition<M>, KeyReport)> = parts
+        .into_iter()
+        .map(|part| {
+            let report = KeyReport {
+                key: part.key.clone(),
+                ops: part.ops.len(),
+                verdict: Verdict::Unknown,
+                violation: None,
+                exhausted: None,
+                stats: SearchStats::default(),
+                method: Method::None,
+                note: None,
+            };
+            (part, report)
+        })
+        .collect();
+    let each = |keys: &mut Vec<(Partition<M>, KeyReport)>,
+                step: &(dyn Fn(&mut Partition<M>, &mut KeyReport) + Sync)| {
+        let run = |(part, report): &mut (Partition<M>, KeyReport)| {
+            if report.verdict == Verdict::Unknown && !is_final(report) {
+                step(part, report);
+                if report.verdict == Verdict::NotLinearizable {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+            }
+        };
+        if options.parallel && keys.len() > 1 {
+            // One task per key (`with_max_len(1)`), so idle cores steal keys
+            // instead of waiting for a chunk holding one big key.
+            keys.par_iter_mut().with_max_len(1).for_each(run);
+        } else {
+            keys.iter_mut().for_each(run);
         }
-        report
     };
-    if options.parallel && parts.len() > 1 {
-        // One task per key (`with_max_len(1)`), so idle cores steal keys
-        // instead of waiting for a chunk holding one big key.
-        parts.into_par_iter().with_max_len(1).map(run).collect()
-    } else {
-        parts.into_iter().map(run).collect()
+    if options.fast_paths {
+        each(&mut keys, &|part, report| {
+            fast_path(part, report, ops, kind, interrupt)
+        });
+    }
+    let full = options.budget.max_states;
+    let mut rounds: Vec<u64> = [20_000, 500_000]
+        .into_iter()
+        .filter(|&r| r < full)
+        .collect();
+    rounds.push(full);
+    for (n, &max_states) in rounds.iter().enumerate() {
+        let last = n + 1 == rounds.len();
+        each(&mut keys, &|part, report| {
+            search(part, report, ops, kind, options, interrupt, max_states, last)
+        });
+    }
+    // Keys stopped by the cancel flag, or never started.
+    for (_, report) in &mut keys {
+        if report.verdict == Verdict::Unknown && report.exhausted.is_none() {
+            report.exhausted = interrupt.check().or(Some(Exhausted::Cancelled));
+        }
+    }
+    keys.into_iter().map(|(_, report)| report).collect()
+}
+
+/// True once an undecided key will not be searched further.
+fn is_final(report: &KeyReport) -> bool {
+    !matches!(report.exhausted, None | Some(Exhausted::States(_)))
+}
+
+fn violation_of<M: Model<State = u32>>(
+    part: &Partition<M>,
+    ops: &[ClientOp<'_>],
+    kind: ModelKind,
+    stuck: linearizable::Stuck<u32>,
+    reason: Option<String>,
+) -> Violation {
+    let op_ref = |i: usize| OpRef::new(&ops[part.ops[i].source]);
+    Violation {
+        key: part.key.clone(),
+        model: kind,
+        op: op_ref(stuck.op),
+        pending: stuck.pending.iter().map(|&i| op_ref(i)).collect(),
+        prefix: stuck.prefix.iter().map(|&i| op_ref(i)).collect(),
+        state: part.model.describe_state(&stuck.state),
+        reason,
     }
 }
 
@@ -455,83 +527,85 @@ const REPORT_BUDGET: Budget = Budget {
     time_limit: Some(Duration::from_millis(50)),
 };
 
-fn check_partition<M: unique::UniqueValues>(
-    mut part: Partition<M>,
+fn fast_path<M: unique::UniqueValues>(
+    part: &mut Partition<M>,
+    report: &mut KeyReport,
+    ops: &[ClientOp<'_>],
+    kind: ModelKind,
+    interrupt: Interrupt<'_>,
+) {
+    if let Some(why) = interrupt.check() {
+        report.exhausted = Some(why);
+        return;
+    }
+    let started = Instant::now();
+    match unique::check(&mut part.model, &part.ops) {
+        unique::Decision::Linearizable => {
+            report.verdict = Verdict::Linearizable;
+            report.method = Method::UniqueValues;
+        }
+        unique::Decision::NotLinearizable { stuck, reason } => {
+            report.verdict = Verdict::NotLinearizable;
+            report.method = Method::UniqueValues;
+            // A short search usually finds the longest prefix for the report.
+            let (result, _) =
+                linearizable::search_until(&mut part.model, &part.ops, &REPORT_BUDGET, interrupt);
+            let stuck = match result {
+                SearchResult::NotLinearizable(found) => found,
+                SearchResult::Linearizable { .. } => {
+                    debug_assert!(false, "unique-values check disagrees with the search");
+                    stuck
+                }
+                SearchResult::Unknown(_) => stuck,
+            };
+            report.violation = Some(violation_of(part, ops, kind, stuck, Some(reason)));
+        }
+        unique::Decision::NotApplicable(why) => report.note = Some(why),
+    }
+    report.stats.elapsed = started.elapsed();
+}
+
+#[allow(clippy::too_many_arguments)]
+fn search<M: unique::UniqueValues>(
+    part: &mut Partition<M>,
+    report: &mut KeyReport,
     ops: &[ClientOp<'_>],
     kind: ModelKind,
     options: &CheckOptions,
     interrupt: Interrupt<'_>,
-) -> KeyReport {
-    let started = Instant::now();
-    let mut report = KeyReport {
-        key: part.key.clone(),
-        ops: part.ops.len(),
-        verdict: Verdict::Unknown,
-        violation: None,
-        exhausted: None,
-        stats: SearchStats::default(),
-        method: Method::None,
-        note: None,
+    max_states: u64,
+    last_round: bool,
+) {
+    // The key's time limit counts all its rounds.
+    let spent = report.stats.elapsed;
+    let time_limit = options.budget.time_limit.map(|t| t.saturating_sub(spent));
+    let budget = Budget {
+        max_states,
+        time_limit,
+        ..options.budget
     };
-    if let Some(why) = interrupt.check() {
-        report.exhausted = Some(why);
-        return report;
-    }
-    let op_ref = |i: usize| OpRef::new(&ops[part.ops[i].source]);
-    let violation = |model: &M, stuck: linearizable::Stuck<u32>, reason: Option<String>| {
-        Violation {
-            key: part.key.clone(),
-            model: kind,
-            op: op_ref(stuck.op),
-            pending: stuck.pending.iter().map(|&i| op_ref(i)).collect(),
-            prefix: stuck.prefix.iter().map(|&i| op_ref(i)).collect(),
-            state: model.describe_state(&stuck.state),
-            reason,
-        }
-    };
-    if options.fast_paths {
-        match unique::check(&mut part.model, &part.ops) {
-            unique::Decision::Linearizable => {
-                report.verdict = Verdict::Linearizable;
-                report.method = Method::UniqueValues;
-                report.stats.elapsed = started.elapsed();
-                return report;
-            }
-            unique::Decision::NotLinearizable { stuck, reason } => {
-                report.verdict = Verdict::NotLinearizable;
-                report.method = Method::UniqueValues;
-                // A short search usually finds the longest prefix for the report.
-                let (result, _) =
-                    linearizable::search_until(&mut part.model, &part.ops, &REPORT_BUDGET, interrupt);
-                let stuck = match result {
-                    SearchResult::NotLinearizable(found) => found,
-                    SearchResult::Linearizable { .. } => {
-                        debug_assert!(false, "unique-values check disagrees with the search");
-                        stuck
-                    }
-                    SearchResult::Unknown(_) => stuck,
-                };
-                report.violation = Some(violation(&part.model, stuck, Some(reason)));
-                report.stats.elapsed = started.elapsed();
-                return report;
-            }
-            unique::Decision::NotApplicable(why) => report.note = Some(why),
-        }
-    }
-    let (result, stats) =
-        linearizable::search_until(&mut part.model, &part.ops, &options.budget, interrupt);
+    let (result, stats) = linearizable::search_until(&mut part.model, &part.ops, &budget, interrupt);
     report.method = Method::Search;
     report.stats = stats;
-    report.stats.elapsed = started.elapsed();
+    report.stats.elapsed += spent;
     match result {
-        SearchResult::Linearizable { .. } => report.verdict = Verdict::Linearizable,
+        SearchResult::Linearizable { .. } => {
+            report.verdict = Verdict::Linearizable;
+            report.exhausted = None;
+        }
+        SearchResult::Unknown(Exhausted::Time(_)) => {
+            report.exhausted = options.budget.time_limit.map(Exhausted::Time);
+        }
+        SearchResult::Unknown(Exhausted::States(_)) if !last_round => {
+            report.exhausted = Some(Exhausted::States(max_states));
+        }
         SearchResult::Unknown(why) => report.exhausted = Some(why),
         SearchResult::NotLinearizable(stuck) => {
             report.verdict = Verdict::NotLinearizable;
-            report.violation = Some(violation(&part.model, stuck, None));
+            report.exhausted = None;
+            report.violation = Some(violation_of(part, ops, kind, stuck, None));
         }
     }
-    report
 }
 
 impl OpRef {

@@ -76,8 +76,6 @@ const NEVER: i64 = i64::MAX;
 /// What is known about one observed value.
 #[derive(Debug, Clone)]
 struct Observed {
-    /// The op that made it, or [`INIT`].
-    producer: usize,
     /// Earliest return and latest call among its reads (and the reads).
     first_return: (i64, usize),
     last_call: (i64, usize),
@@ -97,15 +95,25 @@ struct Checker<'a, M: UniqueValues> {
     init: u32,
     /// value → ops writing it (write, delete, cas new).
     writers: FxHashMap<u32, Vec<usize>>,
-    /// appended string → op.
-    tokens: FxHashMap<String, usize>,
+    /// appended string → ops appending it.
+    tokens: FxHashMap<String, Vec<usize>>,
     token_lengths: Vec<usize>,
-    observed: FxHashMap<u32, Observed>,
-    /// For each append op resolved as a producer: (produced value, predecessor).
-    append_states: FxHashMap<usize, (u32, u32)>,
+    /// What each (value, its producer) was seen doing.
+    observed: FxHashMap<State, Observed>,
+    /// For each append op resolved as a producer: the value it made.
+    append_states: FxHashMap<usize, u32>,
+    /// For each cas and resolved append: the state it changed.
+    consumed: FxHashMap<usize, State>,
     /// Ops whose effect some read depends on (optional ones must then be placed).
     needed: Vec<bool>,
+    /// Some value had several possible producers and one was guessed (the
+    /// one invoked last before the observer returned). A linearization then
+    /// still proves the key linearizable; a failure proves nothing.
+    guessed: bool,
 }
+
+/// A value as made by one producer ([`INIT`] or an op).
+type State = (u32, usize);
 
 fn call(op: &SearchOp<impl Clone>) -> i64 {
     op.call as i64
@@ -129,7 +137,9 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             token_lengths: Vec::new(),
             observed: FxHashMap::default(),
             append_states: FxHashMap::default(),
+            consumed: FxHashMap::default(),
             needed: vec![false; ops.len()],
+            guessed: false,
         }
     }
 
@@ -153,13 +163,18 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         if let Some(why) = self.index() {
             return Decision::NotApplicable(why);
         }
-        match self.resolve() {
-            Ok(()) => {}
-            Err(d) => return d,
+        if let Some(d) = self.unwritten() {
+            return d;
         }
-        match self.blocks() {
+        let decision = match self.resolve().and_then(|()| self.blocks()) {
             Ok(blocks) => self.zones(blocks),
             Err(d) => d,
+        };
+        match decision {
+            Decision::NotLinearizable { .. } if self.guessed => Decision::NotApplicable(
+                "some values have several possible producers, and the guess of who made each did not fit".into(),
+            ),
+            d => d,
         }
     }
 
@@ -179,9 +194,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                     if s.is_empty() {
                         return Some("an append of the empty string".into());
                     }
-                    if self.tokens.insert(s.clone(), i).is_some() {
-                        return Some(format!("the string {} is appended twice", self.describe(x)));
-                    }
+                    self.tokens.entry(s.clone()).or_default().push(i);
                 }
                 UniqueOp::Read(_) => {}
             }
@@ -210,6 +223,39 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         None
     }
 
+    /// A read or cas that needs a value no op can have made (whatever the
+    /// reads-from guesses later): not linearizable.
+    fn unwritten(&self) -> Option<Decision> {
+        for (i, v) in self.view.iter().enumerate() {
+            let value = match *v {
+                UniqueOp::Read(x) => x,
+                UniqueOp::Cas { old, .. } if self.ops[i].ret.is_some() => old,
+                _ => continue,
+            };
+            let written = value == self.init
+                || self
+                    .writers
+                    .get(&value)
+                    .is_some_and(|w| w.iter().any(|&o| o != i))
+                || match self.model.value(value) {
+                    Value::Str(s) => self.token_lengths.iter().any(|&len| {
+                        len <= s.len()
+                            && s.is_char_boundary(s.len() - len)
+                            && self.tokens.contains_key(&s[s.len() - len..])
+                    }),
+                    _ => false,
+                };
+            if !written {
+                return Some(self.violation(
+                    i,
+                    Vec::new(),
+                    format!("it needs the value {}, which no op wrote", self.describe(value)),
+                ));
+            }
+        }
+        None
+    }
+
     /// Finds the producer of every observed value (reads-from).
     fn resolve(&mut self) -> Result<(), Decision> {
         // (value, the op observing it)
@@ -226,25 +272,33 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             }
         }
         while let Some((value, observer)) = work.pop() {
-            if let Some(seen) = self.observed.get_mut(&value) {
+            let (producer, predecessor) = self.producer(value, observer)?;
+            let state = (value, producer);
+            if !matches!(self.view[observer], UniqueOp::Read(_)) {
+                self.consumed.insert(observer, state);
+            }
+            if let Some(seen) = self.observed.get_mut(&state) {
                 note_read(seen, &self.view, self.ops, observer);
                 continue;
             }
-            let (producer, predecessor) = self.producer(value, observer)?;
             let mut seen = Observed {
-                producer,
                 first_return: (NEVER, usize::MAX),
                 last_call: (-1, usize::MAX),
                 successor: None,
             };
             note_read(&mut seen, &self.view, self.ops, observer);
-            self.observed.insert(value, seen);
+            self.observed.insert(state, seen);
             if producer == INIT {
                 continue;
             }
             if let Some(pred) = predecessor {
-                if let Some(&(other, _)) = self.append_states.get(&producer) {
+                if let Some(&other) = self.append_states.get(&producer) {
                     if other != value {
+                        if self.guessed {
+                            return Err(Decision::NotApplicable(
+                                "appends of equal strings could not be told apart".into(),
+                            ));
+                        }
                         return Err(self.violation(
                             observer,
                             vec![producer],
@@ -256,7 +310,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                         ));
                     }
                 }
-                self.append_states.insert(producer, (value, pred));
+                self.append_states.insert(producer, value);
                 work.push((pred, producer));
             }
             if !self.needed[producer] {
@@ -270,94 +324,100 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         Ok(())
     }
 
-    /// The one op (or the initial state) that can have made `value`, and for
-    /// an append the value it appended to.
+    /// The op (or the initial state) that made `value` as `observer` saw it,
+    /// and for an append the value it appended to. With several possible
+    /// producers, the one invoked last before `observer` returned is guessed.
     fn producer(&mut self, value: u32, observer: usize) -> Result<(usize, Option<u32>), Decision> {
-        let mut candidates: Vec<(usize, Option<u32>)> = Vec::new();
+        let mut candidates: Vec<usize> = Vec::new();
         if value == self.init {
-            candidates.push((INIT, None));
+            candidates.push(INIT);
         }
         if let Some(w) = self.writers.get(&value) {
-            candidates.extend(w.iter().map(|&i| (i, None)));
+            candidates.extend(w.iter().copied().filter(|&i| i != observer));
         }
-        if candidates.len() > 1 {
-            return Err(Decision::NotApplicable(format!(
-                "the value {} has several possible writers",
-                self.describe(value)
-            )));
-        }
-        let mut suffix: Option<(usize, String)> = None;
+        let mut rest: Option<String> = None;
         if let Value::Str(s) = self.model.value(value) {
             for &len in &self.token_lengths {
                 if len > s.len() || !s.is_char_boundary(s.len() - len) {
                     continue;
                 }
-                if let Some(&a) = self.tokens.get(&s[s.len() - len..]) {
-                    if suffix.is_some() || !candidates.is_empty() {
+                if let Some(appends) = self.tokens.get(&s[s.len() - len..]) {
+                    if rest.is_some() || !candidates.is_empty() {
                         return Err(Decision::NotApplicable(format!(
-                            "the value {} can be the result of several ops",
+                            "the value {} can be the result of different kinds of ops",
                             self.describe(value)
                         )));
                     }
-                    suffix = Some((a, s[..s.len() - len].to_string()));
+                    candidates.extend(appends.iter().copied().filter(|&i| i != observer));
+                    rest = Some(s[..s.len() - len].to_string());
                 }
             }
         }
-        if let Some((a, rest)) = suffix {
-            let pred = if rest.is_empty() {
-                // Appending to a missing key or to "" gives the same string.
-                let empty = self.model.intern_computed(Value::Str(String::new()));
-                let empty_made = empty == self.init || self.writers.contains_key(&empty);
-                let nil_made = NIL == self.init || self.writers.contains_key(&NIL);
-                if empty_made && nil_made {
-                    return Err(Decision::NotApplicable(
-                        "appends to both a missing key and an empty string".into(),
-                    ));
-                }
-                if empty_made {
-                    empty
-                } else {
-                    NIL
-                }
+        let producer = match candidates.len() {
+            0 => {
+                return Err(self.violation(
+                    observer,
+                    Vec::new(),
+                    format!(
+                        "it needs the value {}, which no op wrote",
+                        self.describe(value)
+                    ),
+                ))
+            }
+            1 => candidates[0],
+            _ => {
+                self.guessed = true;
+                let deadline = ret(&self.ops[observer]);
+                let taken = |c: usize| {
+                    rest.is_some() && self.append_states.get(&c).is_some_and(|&v| v != value)
+                };
+                let call_of = |c: usize| if c == INIT { -1 } else { call(&self.ops[c]) };
+                candidates
+                    .iter()
+                    .copied()
+                    .filter(|&c| call_of(c) < deadline && !taken(c))
+                    .max_by_key(|&c| call_of(c))
+                    .unwrap_or(candidates[0])
+            }
+        };
+        let Some(rest) = rest else {
+            return Ok((producer, None));
+        };
+        let pred = if rest.is_empty() {
+            // Appending to a missing key or to "" gives the same string.
+            let empty = self.model.intern_computed(Value::Str(String::new()));
+            let empty_made = empty == self.init || self.writers.contains_key(&empty);
+            let nil_made = NIL == self.init || self.writers.contains_key(&NIL);
+            if empty_made && nil_made {
+                return Err(Decision::NotApplicable(
+                    "appends to both a missing key and an empty string".into(),
+                ));
+            }
+            if empty_made {
+                empty
             } else {
-                self.model.intern_computed(Value::Str(rest))
-            };
-            return Ok((a, Some(pred)));
-        }
-        match candidates.pop() {
-            Some(c) => Ok(c),
-            None => Err(self.violation(
-                observer,
-                Vec::new(),
-                format!(
-                    "it needs the value {}, which no op wrote",
-                    self.describe(value)
-                ),
-            )),
-        }
+                NIL
+            }
+        } else {
+            self.model.intern_computed(Value::Str(rest))
+        };
+        Ok((producer, Some(pred)))
     }
 
     /// Links each observed value to the op that changed it next, and builds
     /// the blocks: from the initial state and from each blind write, the
     /// chain of changes that must follow one another.
     fn blocks(&mut self) -> Result<Vec<Block>, Decision> {
-        let mut successors: Vec<(u32, usize)> = Vec::new();
+        let mut successors: Vec<(State, usize)> = Vec::new();
         for i in 0..self.ops.len() {
-            if !self.needed[i] {
-                continue;
-            }
-            match self.view[i] {
-                UniqueOp::Cas { old, .. } => successors.push((old, i)),
-                UniqueOp::Append(_) => {
-                    if let Some(&(_, pred)) = self.append_states.get(&i) {
-                        successors.push((pred, i));
-                    }
+            if self.needed[i] && matches!(self.view[i], UniqueOp::Cas { .. } | UniqueOp::Append(_)) {
+                if let Some(&state) = self.consumed.get(&i) {
+                    successors.push((state, i));
                 }
-                _ => {}
             }
         }
-        for (value, op) in successors {
-            let seen = self.observed.get_mut(&value).expect("observed before");
+        for ((value, producer), op) in successors {
+            let seen = self.observed.get_mut(&(value, producer)).expect("observed before");
             if let Some(other) = seen.successor {
                 let (first, second) = if ret(&self.ops[other]) <= ret(&self.ops[op]) {
                     (other, op)
@@ -402,11 +462,10 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
     fn produced(&self, op: usize) -> Option<u32> {
         let v = match self.view[op] {
             UniqueOp::Write(x) | UniqueOp::Cas { new: x, .. } => x,
-            UniqueOp::Append(_) => self.append_states.get(&op)?.0,
+            UniqueOp::Append(_) => *self.append_states.get(&op)?,
             UniqueOp::Read(_) => return None,
         };
-        let seen = self.observed.get(&v)?;
-        (seen.producer == op).then_some(v)
+        self.observed.contains_key(&(v, op)).then_some(v)
     }
 
     fn block_from(&self, head: usize, placed: &mut [bool]) -> Result<Block, Decision> {
@@ -426,12 +485,12 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         let mut op = head;
         loop {
             let value = if op == INIT {
-                Some(self.init).filter(|v| self.observed.contains_key(v))
+                Some(self.init).filter(|&v| self.observed.contains_key(&(v, INIT)))
             } else {
                 placed[op] = true;
                 self.produced(op)
             };
-            let seen = value.and_then(|v| self.observed.get(&v));
+            let seen = value.and_then(|v| self.observed.get(&(v, op)));
             // Deadline of this change: its own return, and its value's reads.
             let own = if op == INIT {
                 (NEVER, INIT)
