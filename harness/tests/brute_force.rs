@@ -371,7 +371,12 @@ fn compare_unique(kv: bool, cases: u64, seed: u64) {
         let got = check_with(&history, model, true);
         assert_eq!(got, expected, "case {case}:\n{}", history.to_edn_string());
         let searched = check_with(&history, model, false);
-        assert_eq!(searched, expected, "search, case {case}:\n{}", history.to_edn_string());
+        assert_eq!(
+            searched,
+            expected,
+            "search, case {case}:\n{}",
+            history.to_edn_string()
+        );
         if used_fast_path(&history, model) {
             fast += 1;
         }
@@ -470,7 +475,13 @@ fn mutate(history: &mut History, rng: &mut StdRng) {
         return;
     }
     let i = reads[rng.random_range(0..reads.len())];
-    let Some([key, seen]) = history.ops[i].value.as_vector().map(|v| v.to_vec()).as_deref().map(|v| [v[0].clone(), v[1].clone()]) else {
+    let Some([key, seen]) = history.ops[i]
+        .value
+        .as_vector()
+        .map(|v| v.to_vec())
+        .as_deref()
+        .map(|v| [v[0].clone(), v[1].clone()])
+    else {
         return;
     };
     let new = match seen.as_str() {

@@ -403,7 +403,10 @@ fn a_history_may_be_one_list_with_comments_and_tags() {
 #[test]
 fn truncated_histories_name_the_line_where_the_op_started() {
     for (text, line) in [
-        ("({:process 0, :type :invoke, :f :write, :value 1}\n {:process 0, :type :ok,\n", 2),
+        (
+            "({:process 0, :type :invoke, :f :write, :value 1}\n {:process 0, :type :ok,\n",
+            2,
+        ),
         ("[{:process 0, :type :invoke, :f :write, :value 1}\n", 2),
         ("{:process 0, :type :invoke, :f :write, :value [1\n2", 1),
     ] {
@@ -449,7 +452,10 @@ fn independent_tuples_are_split_by_key() {
     assert_eq!(report.model, ModelKind::CasRegister);
     assert_eq!(report.keys.len(), 2);
     assert_eq!(report.keys[0].verdict, LIN, "key 1");
-    assert_eq!(report.keys[1].verdict, NOT, "key 2 read 6 after the cas to 7");
+    assert_eq!(
+        report.keys[1].verdict, NOT,
+        "key 2 read 6 after the cas to 7"
+    );
 }
 
 /// One invalid key decides the history; the other keys are stopped (or
@@ -476,7 +482,11 @@ fn the_first_invalid_key_decides_unless_all_keys_are_asked_for() {
     let v = bad.violation.as_ref().unwrap();
     assert!(v.reason.as_ref().unwrap().contains("no op wrote"), "{v:?}");
     // Keys are checked in key order here; "bad" sorts before "k…".
-    assert!(first.keys.iter().skip(1).all(|k| k.exhausted == Some(Exhausted::Cancelled)));
+    assert!(first
+        .keys
+        .iter()
+        .skip(1)
+        .all(|k| k.exhausted == Some(Exhausted::Cancelled)));
     let all = check(&h, &options(true)).unwrap();
     assert_eq!(all.verdict(), NOT);
     assert_eq!(all.keys.iter().filter(|k| k.verdict == LIN).count(), 50);
@@ -522,8 +532,28 @@ fn damaged_histories_give_errors_naming_a_line_never_panics() {
         {:process 3, :type :ok, :f :read, :value [\"k\" \"x1;\"]}\n\
         {:process :nemesis, :type :info, :f :start, :value nil})\n";
     let pieces = [
-        "(", ")", "[", "]", "{", "}", "\"", ";", ";c\n", "#inst \"t\"", "#uuid \"u\"", "#foo ",
-        "#_ ", "#", ":", "nil", "[1 2]", "[\"k\" [nil \"v\"]]", "\n", "1.5", "-", "\\",
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        "\"",
+        ";",
+        ";c\n",
+        "#inst \"t\"",
+        "#uuid \"u\"",
+        "#foo ",
+        "#_ ",
+        "#",
+        ":",
+        "nil",
+        "[1 2]",
+        "[\"k\" [nil \"v\"]]",
+        "\n",
+        "1.5",
+        "-",
+        "\\",
     ];
     let mut rng = StdRng::seed_from_u64(17);
     let mut errors = 0;
@@ -543,20 +573,25 @@ fn damaged_histories_give_errors_naming_a_line_never_panics() {
             }
         }
         let text: String = text.into_iter().collect();
-        let outcome = History::parse(&text).map_err(|e| e.to_string()).and_then(|h| {
-            for model in [None, Some(ModelKind::Kv), Some(ModelKind::CasRegister)] {
-                let options = CheckOptions {
-                    model,
-                    ..CheckOptions::default()
-                };
-                check(&h, &options).map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        });
+        let outcome = History::parse(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|h| {
+                for model in [None, Some(ModelKind::Kv), Some(ModelKind::CasRegister)] {
+                    let options = CheckOptions {
+                        model,
+                        ..CheckOptions::default()
+                    };
+                    check(&h, &options).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            });
         if let Err(e) = outcome {
             errors += 1;
             assert!(e.contains("line "), "case {case}: {e}\n{text}");
         }
     }
-    assert!(errors > 300, "{errors} of 3000 damaged histories were errors");
+    assert!(
+        errors > 300,
+        "{errors} of 3000 damaged histories were errors"
+    );
 }

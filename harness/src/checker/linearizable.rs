@@ -598,7 +598,9 @@ pub fn search_until<M: Model>(
                 linearized_required += 1;
                 if linearized_required == required {
                     stats.elapsed = started.elapsed();
-                    let order = stack.iter().map(|&(c, _, _)| events.op[c as usize] as usize);
+                    let order = stack
+                        .iter()
+                        .map(|&(c, _, _)| events.op[c as usize] as usize);
                     return (
                         SearchResult::Linearizable {
                             order: order.collect(),

@@ -483,7 +483,9 @@ where
     for (n, &max_states) in rounds.iter().enumerate() {
         let last = n + 1 == rounds.len();
         each(&mut keys, &|part, report| {
-            search(part, report, ops, kind, options, interrupt, max_states, last)
+            search(
+                part, report, ops, kind, options, interrupt, max_states, last,
+            )
         });
     }
     // Keys stopped by the cancel flag, or never started.
@@ -584,7 +586,8 @@ fn search<M: unique::UniqueValues>(
         time_limit,
         ..options.budget
     };
-    let (result, stats) = linearizable::search_until(&mut part.model, &part.ops, &budget, interrupt);
+    let (result, stats) =
+        linearizable::search_until(&mut part.model, &part.ops, &budget, interrupt);
     report.method = Method::Search;
     report.stats = stats;
     report.stats.elapsed += spent;

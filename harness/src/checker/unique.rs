@@ -64,7 +64,10 @@ pub trait UniqueValues: Model<State = u32> {
 pub enum Decision {
     Linearizable,
     /// Not linearizable: the ops that cannot all take effect, and why.
-    NotLinearizable { stuck: Stuck<u32>, reason: String },
+    NotLinearizable {
+        stuck: Stuck<u32>,
+        reason: String,
+    },
     /// The key's values are not unique enough; use the search.
     NotApplicable(String),
 }
@@ -85,8 +88,28 @@ struct Observed {
 
 /// Decides linearizability of one key's ops when its values allow it.
 pub fn check<M: UniqueValues>(model: &mut M, ops: &[SearchOp<M::Op>]) -> Decision {
-    Checker::new(model, ops).run()
+    let first = Checker::new(model, ops, Guess::LastInvoked).run();
+    match first {
+        // A guess did not fit: try the other rule once.
+        Decision::NotApplicable(why) if why == GUESS_FAILED => {
+            Checker::new(model, ops, Guess::LastCompleted).run()
+        }
+        d => d,
+    }
 }
+
+/// How to guess the producer of a value several ops wrote, for one observer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guess {
+    /// The one invoked last before the observer returned.
+    LastInvoked,
+    /// The one that completed last before the observer was invoked (else
+    /// the one invoked last before it returned).
+    LastCompleted,
+}
+
+const GUESS_FAILED: &str =
+    "some values have several possible producers, and no guess of who made each fit";
 
 struct Checker<'a, M: UniqueValues> {
     model: &'a mut M,
@@ -110,6 +133,7 @@ struct Checker<'a, M: UniqueValues> {
     /// one invoked last before the observer returned). A linearization then
     /// still proves the key linearizable; a failure proves nothing.
     guessed: bool,
+    guess: Guess,
 }
 
 /// A value as made by one producer ([`INIT`] or an op).
@@ -124,7 +148,7 @@ fn ret(op: &SearchOp<impl Clone>) -> i64 {
 }
 
 impl<'a, M: UniqueValues> Checker<'a, M> {
-    fn new(model: &'a mut M, ops: &'a [SearchOp<M::Op>]) -> Self {
+    fn new(model: &'a mut M, ops: &'a [SearchOp<M::Op>], guess: Guess) -> Self {
         let view: Vec<UniqueOp> = ops.iter().map(|o| model.view(&o.op)).collect();
         let init = model.init();
         Checker {
@@ -140,6 +164,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             consumed: FxHashMap::default(),
             needed: vec![false; ops.len()],
             guessed: false,
+            guess,
         }
     }
 
@@ -171,9 +196,9 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             Err(d) => d,
         };
         match decision {
-            Decision::NotLinearizable { .. } if self.guessed => Decision::NotApplicable(
-                "some values have several possible producers, and the guess of who made each did not fit".into(),
-            ),
+            Decision::NotLinearizable { .. } if self.guessed => {
+                Decision::NotApplicable(GUESS_FAILED.into())
+            }
             d => d,
         }
     }
@@ -249,7 +274,10 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                 return Some(self.violation(
                     i,
                     Vec::new(),
-                    format!("it needs the value {}, which no op wrote", self.describe(value)),
+                    format!(
+                        "it needs the value {}, which no op wrote",
+                        self.describe(value)
+                    ),
                 ));
             }
         }
@@ -372,12 +400,23 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                     rest.is_some() && self.append_states.get(&c).is_some_and(|&v| v != value)
                 };
                 let call_of = |c: usize| if c == INIT { -1 } else { call(&self.ops[c]) };
-                candidates
+                let ret_of = |c: usize| if c == INIT { -1 } else { ret(&self.ops[c]) };
+                let start = call(&self.ops[observer]);
+                let finished = candidates
+                    .iter()
+                    .copied()
+                    .filter(|&c| ret_of(c) < start && !taken(c))
+                    .max_by_key(|&c| ret_of(c));
+                let invoked = candidates
                     .iter()
                     .copied()
                     .filter(|&c| call_of(c) < deadline && !taken(c))
-                    .max_by_key(|&c| call_of(c))
-                    .unwrap_or(candidates[0])
+                    .max_by_key(|&c| call_of(c));
+                match self.guess {
+                    Guess::LastInvoked => invoked,
+                    Guess::LastCompleted => finished.or(invoked),
+                }
+                .unwrap_or(candidates[0])
             }
         };
         let Some(rest) = rest else {
@@ -410,14 +449,18 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
     fn blocks(&mut self) -> Result<Vec<Block>, Decision> {
         let mut successors: Vec<(State, usize)> = Vec::new();
         for i in 0..self.ops.len() {
-            if self.needed[i] && matches!(self.view[i], UniqueOp::Cas { .. } | UniqueOp::Append(_)) {
+            if self.needed[i] && matches!(self.view[i], UniqueOp::Cas { .. } | UniqueOp::Append(_))
+            {
                 if let Some(&state) = self.consumed.get(&i) {
                     successors.push((state, i));
                 }
             }
         }
         for ((value, producer), op) in successors {
-            let seen = self.observed.get_mut(&(value, producer)).expect("observed before");
+            let seen = self
+                .observed
+                .get_mut(&(value, producer))
+                .expect("observed before");
             if let Some(other) = seen.successor {
                 let (first, second) = if ret(&self.ops[other]) <= ret(&self.ops[op]) {
                     (other, op)
@@ -446,9 +489,9 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             let block = self.block_from(head, &mut placed)?;
             blocks.push(block);
         }
-        if let Some(stray) = (0..self.ops.len()).find(|&i| {
-            self.needed[i] && !placed[i] && !matches!(self.view[i], UniqueOp::Read(_))
-        }) {
+        if let Some(stray) = (0..self.ops.len())
+            .find(|&i| self.needed[i] && !placed[i] && !matches!(self.view[i], UniqueOp::Read(_)))
+        {
             return Err(self.violation(
                 stray,
                 Vec::new(),
@@ -510,7 +553,10 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                 let what = if op == INIT {
                     "the initial value".to_string()
                 } else {
-                    format!("the value {}", value.map_or("?".into(), |v| self.describe(v)))
+                    format!(
+                        "the value {}",
+                        value.map_or("?".into(), |v| self.describe(v))
+                    )
                 };
                 return Err(self.violation(
                     u.1,
@@ -609,7 +655,12 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
 
 /// Records `observer` reading `seen`'s value (only reads bound the value's
 /// span; a cas or append observing it is its successor instead).
-fn note_read<O: Clone>(seen: &mut Observed, view: &[UniqueOp], ops: &[SearchOp<O>], observer: usize) {
+fn note_read<O: Clone>(
+    seen: &mut Observed,
+    view: &[UniqueOp],
+    ops: &[SearchOp<O>],
+    observer: usize,
+) {
     if !matches!(view[observer], UniqueOp::Read(_)) {
         return;
     }

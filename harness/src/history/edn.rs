@@ -401,9 +401,9 @@ impl<'a> HistoryForms<'a> {
                 }
                 None => return Ok(None),
                 Some(c @ (')' | ']' | '}')) => {
-                    return Err(reader.error(&format!(
-                        "an op map or the end of the history, not `{c}`"
-                    )))
+                    return Err(
+                        reader.error(&format!("an op map or the end of the history, not `{c}`"))
+                    )
                 }
                 _ => {
                     let line = reader.line;
@@ -876,7 +876,14 @@ mod tests {
         let alphabet: Vec<char> = "{}[]()#_:\"\\,; \n0123456789+-.eNMabnil\u{e9}"
             .chars()
             .collect();
-        let words = ["#inst \"2020\"", "#uuid \"x\"", "#tag ", "; comment\n", "(", ")"];
+        let words = [
+            "#inst \"2020\"",
+            "#uuid \"x\"",
+            "#tag ",
+            "; comment\n",
+            "(",
+            ")",
+        ];
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         for _ in 0..5000 {
             let len = rng.random_range(0..30);

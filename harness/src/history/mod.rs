@@ -145,7 +145,10 @@ impl Extra {
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
-        let i = self.0.binary_search_by(|(k, _)| k.as_str().cmp(name)).ok()?;
+        let i = self
+            .0
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .ok()?;
         Some(&self.0[i].1)
     }
 
@@ -161,7 +164,10 @@ impl Extra {
     }
 
     pub fn remove(&mut self, name: &str) -> Option<Value> {
-        let i = self.0.binary_search_by(|(k, _)| k.as_str().cmp(name)).ok()?;
+        let i = self
+            .0
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .ok()?;
         Some(self.0.remove(i).1)
     }
 
@@ -181,7 +187,10 @@ impl Extra {
 
 impl<'a> IntoIterator for &'a Extra {
     type Item = (&'a String, &'a Value);
-    type IntoIter = std::iter::Map<std::slice::Iter<'a, (String, Value)>, fn(&'a (String, Value)) -> (&'a String, &'a Value)>;
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, Value)>,
+        fn(&'a (String, Value)) -> (&'a String, &'a Value),
+    >;
 
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter().map(|(k, v)| (k, v))
@@ -488,11 +497,12 @@ impl History {
                 match forms.next_form() {
                     Ok(Some(form)) => {
                         let line = form.line;
-                        let op = Op::from_edn(form.value).map_err(|message| HistoryError::BadOp {
-                            path: path.clone(),
-                            line,
-                            message,
-                        })?;
+                        let op =
+                            Op::from_edn(form.value).map_err(|message| HistoryError::BadOp {
+                                path: path.clone(),
+                                line,
+                                message,
+                            })?;
                         history.ops.push(op);
                         history.lines.push(line);
                         (state, consumed) = forms.state();
@@ -641,7 +651,11 @@ mod tests {
             let h = History::read_pieces(text.as_bytes(), 0, None, piece).unwrap();
             assert_eq!(h, whole, "piece {piece}");
         }
-        for bad in ["{:process 0,\n :type :ok :f}", "[{:process 0, :type :ok, :f :read}\n", "{:a 1}\n{:b"] {
+        for bad in [
+            "{:process 0,\n :type :ok :f}",
+            "[{:process 0, :type :ok, :f :read}\n",
+            "{:a 1}\n{:b",
+        ] {
             let whole = History::parse(bad).unwrap_err().to_string();
             for piece in [1, 5, 1 << 20] {
                 let e = History::read_pieces(bad.as_bytes(), 0, None, piece).unwrap_err();
