@@ -455,7 +455,10 @@ impl History {
             ops: Vec::with_capacity(estimate),
             lines: Vec::with_capacity(estimate),
         };
-        let mut buf: Vec<u8> = Vec::with_capacity(piece * 2);
+        // A small file is read in one piece of its own size (plus one byte
+        // to see the end), without zeroing megabytes.
+        let piece = piece.min(size_hint as usize + 1).max(1);
+        let mut buf: Vec<u8> = Vec::with_capacity(piece);
         let mut state = edn::FormsState::default();
         let mut at_end = false;
         loop {
@@ -648,7 +651,7 @@ mod tests {
                     {:process 1, :type :ok, :f :read, :value [1\n 2]}\n";
         let whole = History::parse(text).unwrap();
         for piece in [1, 2, 3, 7, 16, 64, 1 << 20] {
-            let h = History::read_pieces(text.as_bytes(), 0, None, piece).unwrap();
+            let h = History::read_pieces(text.as_bytes(), text.len() as u64, None, piece).unwrap();
             assert_eq!(h, whole, "piece {piece}");
         }
         for bad in [
@@ -658,7 +661,8 @@ mod tests {
         ] {
             let whole = History::parse(bad).unwrap_err().to_string();
             for piece in [1, 5, 1 << 20] {
-                let e = History::read_pieces(bad.as_bytes(), 0, None, piece).unwrap_err();
+                let e = History::read_pieces(bad.as_bytes(), bad.len() as u64, None, piece)
+                    .unwrap_err();
                 assert_eq!(e.to_string(), whole, "{bad:?}, piece {piece}");
             }
         }
