@@ -12,6 +12,11 @@
 //! - `scaling/register/10000ops-5procs`: one cas register holding 0..4 (no
 //!   splitting: the search alone on 10k ops).
 //!
+//! - `hot-key/<ops>ops-64procs-<variant>`: one key, 64 processes, 1% `:info`,
+//!   valid and with one corrupted read; `unique` leaves deletes out (every
+//!   value has one writer: the polynomial check decides), `deletes` keeps them
+//!   (`nil` is written many times: the WGL search decides).
+//!
 //! Set `CHECKER_BENCH_QUICK=1` to skip the 1M-op sizes.
 
 use std::path::PathBuf;
@@ -26,10 +31,13 @@ use harness::checker::{check, CheckOptions, ModelKind, Verdict};
 use harness::history::History;
 
 fn reference_files() -> Vec<(String, String)> {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/histories"
-    ));
+    // `shared/histories` beside the repository (or beside a worktree's ancestor).
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = crate_dir
+        .ancestors()
+        .map(|a| a.join("shared/histories"))
+        .find(|d| d.join("MANIFEST.tsv").is_file())
+        .unwrap_or_else(|| crate_dir.join("../../shared/histories"));
     let manifest = std::fs::read_to_string(dir.join("MANIFEST.tsv")).unwrap_or_else(|e| {
         panic!(
             "{}: {e} (shared/ must sit beside the repository)",
@@ -104,6 +112,7 @@ fn scaling(c: &mut Criterion) {
                 keys: ops / 1000,
                 info_rate: 0.01,
                 appends: true,
+                deletes: true,
                 seed: 42,
             };
             let history = generate(&config);
@@ -135,6 +144,7 @@ fn scaling(c: &mut Criterion) {
             keys: 1,
             info_rate: 0.001,
             appends: false,
+            deletes: false,
             seed: 42,
         };
         let history = generate(&config);
@@ -154,5 +164,38 @@ fn scaling(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, reference, scaling);
+fn hot_key(c: &mut Criterion) {
+    let mut group = c.benchmark_group("hot-key");
+    group.sample_size(10);
+    for (ops, deletes) in [(100_000usize, false), (10_000, true)] {
+        let config = SynthConfig {
+            model: ModelKind::Kv,
+            ops,
+            processes: 64,
+            keys: 1,
+            info_rate: 0.01,
+            appends: true,
+            deletes,
+            seed: 1,
+        };
+        let valid = generate(&config);
+        let mut invalid = valid.clone();
+        harness::checker::synth::corrupt_one_read(&mut invalid, 1);
+        let options = CheckOptions {
+            model: Some(ModelKind::Kv),
+            ..CheckOptions::default()
+        };
+        let variant = if deletes { "deletes" } else { "unique" };
+        for (name, h) in [("valid", &valid), ("invalid", &invalid)] {
+            group.bench_with_input(
+                BenchmarkId::new(format!("{ops}ops-64procs-{variant}"), name),
+                h,
+                |b, h| b.iter(|| check(h, &options).unwrap().verdict()),
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, reference, scaling, hot_key);
 criterion_main!(benches);

@@ -1,7 +1,9 @@
 //! Writes a synthetic (linearizable by construction) history to stdout.
 //!
-//! `cargo run -p harness --example synth -- MODEL OPS PROCESSES KEYS INFO_RATE SEED [corrupt]`
+//! `cargo run -p harness --example synth -- MODEL OPS PROCESSES KEYS INFO_RATE SEED [corrupt] [no-deletes]`
 //! e.g. `cargo run -p harness --example synth -- kv 10000 20 10 0.02 1 > h.edn`.
+//! `corrupt` makes one read see a value nobody wrote; `no-deletes` leaves
+//! `:delete` out of the kv mix (every value then has one writer).
 
 use harness::checker::synth::{corrupt_one_read, generate, SynthConfig};
 
@@ -15,10 +17,11 @@ fn main() {
         keys: arg(3, "10").parse().expect("keys"),
         info_rate: arg(4, "0.02").parse().expect("info rate"),
         appends: true,
+        deletes: !args.iter().skip(6).any(|a| a == "no-deletes"),
         seed: arg(5, "1").parse().expect("seed"),
     };
     let mut history = generate(&config);
-    if arg(6, "") == "corrupt" {
+    if args.iter().skip(6).any(|a| a == "corrupt") {
         corrupt_one_read(&mut history, config.seed);
     }
     print!("{}", history.to_edn_string());

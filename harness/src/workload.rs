@@ -649,8 +649,12 @@ pub struct CheckerSpec {
     pub convergence: bool,
     /// Throughput and latency report (never affects the verdict).
     pub perf: bool,
-    /// Time limit of the linearizability search; exceeded: exit 2.
+    /// Time limit of the linearizability check (each key, and the whole
+    /// history); exceeded: exit 2.
     pub time_limit: Dur,
+    /// Decide every key's linearizability; by default the first invalid key
+    /// decides the verdict and the other keys are not checked further.
+    pub all_keys: bool,
 }
 
 impl Default for CheckerSpec {
@@ -660,6 +664,7 @@ impl Default for CheckerSpec {
             convergence: true,
             perf: true,
             time_limit: Dur::secs(120),
+            all_keys: false,
         }
     }
 }

@@ -210,3 +210,295 @@ fn register_verdicts_match_brute_force() {
 fn kv_key_verdicts_match_brute_force() {
     compare(true, 20_000, 12);
 }
+
+// ---------------------------------------------------------------------------
+// The polynomial unique-values check (`checker::unique`) against the brute
+// force and against the WGL search, on histories whose written values are
+// unique (fresh strings for writes, cas and appends; cas expecting earlier
+// values or nil), with deletes, `:info` and `:fail` ops, and reads that see a
+// random plausible value (so both verdicts occur).
+
+/// `CHECKER_CASES=N` multiplies the number of cases (default 1).
+fn scale() -> u64 {
+    std::env::var("CHECKER_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+}
+
+fn check_with(history: &History, model: ModelKind, fast_paths: bool) -> Verdict {
+    let options = CheckOptions {
+        model: Some(model),
+        fast_paths,
+        ..CheckOptions::default()
+    };
+    check(history, &options).unwrap().verdict()
+}
+
+fn used_fast_path(history: &History, model: ModelKind) -> bool {
+    let options = CheckOptions {
+        model: Some(model),
+        ..CheckOptions::default()
+    };
+    let report = check(history, &options).unwrap();
+    report
+        .keys
+        .iter()
+        .all(|k| k.method == harness::checker::Method::UniqueValues)
+}
+
+/// A random small history over one key with unique written values.
+fn random_unique_history(rng: &mut StdRng, kv: bool) -> (History, Vec<BruteOp>) {
+    let processes = rng.random_range(1..=4);
+    let total = rng.random_range(1..=8);
+    let mut history = History::new();
+    let mut brute = Vec::new();
+    let mut running: Vec<Option<(Op, BruteOp)>> = vec![None; processes];
+    let mut ids: Vec<i64> = (0..processes as i64).collect();
+    let mut next_id = processes as i64;
+    let mut invoked = 0;
+    let mut fresh = 0;
+    // Values written so far (for cas expectations and reads), and appended strings.
+    let mut written: Vec<Value> = vec![Value::Nil];
+    let mut appended: Vec<String> = Vec::new();
+    let key = || Value::Str("k".into());
+    let wrap = |v: Value| if kv { Value::Vector(vec![key(), v]) } else { v };
+    let deletes = kv && rng.random_bool(0.3);
+    while invoked < total || running.iter().any(Option::is_some) {
+        let p = rng.random_range(0..processes);
+        match running[p].take() {
+            None if invoked < total => {
+                invoked += 1;
+                fresh += 1;
+                let new = if kv {
+                    Value::Str(format!("v{fresh}"))
+                } else {
+                    Value::Int(fresh)
+                };
+                let kinds = if kv { 5 } else { 3 };
+                let (f, kind, value) = match rng.random_range(0..kinds) {
+                    0 => ("read", Kind::Read(Value::Nil), wrap(Value::Nil)),
+                    1 => {
+                        written.push(new.clone());
+                        ("write", Kind::Write(new.clone()), wrap(new))
+                    }
+                    2 => {
+                        let old = written[rng.random_range(0..written.len())].clone();
+                        written.push(new.clone());
+                        let pair = Value::Vector(vec![old.clone(), new.clone()]);
+                        ("cas", Kind::Cas(old, new), wrap(pair))
+                    }
+                    3 if !deletes || rng.random_bool(0.5) => {
+                        let s = format!("a{fresh};");
+                        appended.push(s.clone());
+                        ("append", Kind::Append(s.clone()), wrap(Value::Str(s)))
+                    }
+                    _ => (
+                        "delete",
+                        Kind::Write(Value::Nil),
+                        Value::Vector(vec![key()]),
+                    ),
+                };
+                let op = Op::invoke(ids[p], f, value);
+                let b = BruteOp {
+                    kind,
+                    call: history.ops.len(),
+                    ret: None,
+                };
+                history.push(op.clone());
+                running[p] = Some((op, b));
+            }
+            None => {}
+            Some((op, mut b)) => {
+                let roll = rng.random_range(0..100);
+                if roll < 15 {
+                    history.push(op.complete(OpType::Info, op.value.clone()));
+                    if !matches!(b.kind, Kind::Read(_)) {
+                        brute.push(b);
+                    }
+                    ids[p] = next_id;
+                    next_id += 1;
+                } else if roll < 22 && !matches!(b.kind, Kind::Read(_)) {
+                    history.push(op.complete(OpType::Fail, op.value.clone()));
+                } else {
+                    let completion = if let Kind::Read(_) = b.kind {
+                        // A plausible value: something written, then maybe appends.
+                        let mut seen = written[rng.random_range(0..written.len())].clone();
+                        if kv && !appended.is_empty() && rng.random_bool(0.4) {
+                            let mut s = seen.as_str().unwrap_or("").to_string();
+                            for _ in 0..rng.random_range(1..=2) {
+                                s.push_str(&appended[rng.random_range(0..appended.len())]);
+                            }
+                            seen = Value::Str(s);
+                        }
+                        b.kind = Kind::Read(seen.clone());
+                        wrap(seen)
+                    } else {
+                        op.value.clone()
+                    };
+                    b.ret = Some(history.ops.len());
+                    history.push(op.complete(OpType::Ok, completion));
+                    brute.push(b);
+                }
+            }
+        }
+        if invoked == total && rng.random_bool(0.05) {
+            for (_, b) in running.iter_mut().filter_map(Option::take) {
+                if !matches!(b.kind, Kind::Read(_)) {
+                    brute.push(b);
+                }
+            }
+        }
+    }
+    (history, brute)
+}
+
+fn compare_unique(kv: bool, cases: u64, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let model = if kv {
+        ModelKind::Kv
+    } else {
+        ModelKind::CasRegister
+    };
+    let (mut lin, mut not, mut fast) = (0, 0, 0);
+    for case in 0..cases {
+        let (history, brute) = random_unique_history(&mut rng, kv);
+        let expected = if brute_force(&brute, &mut vec![false; brute.len()], &Value::Nil) {
+            Verdict::Linearizable
+        } else {
+            Verdict::NotLinearizable
+        };
+        let got = check_with(&history, model, true);
+        assert_eq!(got, expected, "case {case}:\n{}", history.to_edn_string());
+        let searched = check_with(&history, model, false);
+        assert_eq!(
+            searched,
+            expected,
+            "search, case {case}:\n{}",
+            history.to_edn_string()
+        );
+        if used_fast_path(&history, model) {
+            fast += 1;
+        }
+        if expected == Verdict::Linearizable {
+            lin += 1
+        } else {
+            not += 1
+        }
+    }
+    assert!(
+        lin > cases / 10 && not > cases / 10 && fast > cases / 2,
+        "{lin} linearizable, {not} not, {fast} by the unique-values check"
+    );
+}
+
+#[test]
+fn unique_register_verdicts_match_brute_force_and_search() {
+    compare_unique(false, 10_000 * scale(), 21);
+}
+
+#[test]
+fn unique_kv_key_verdicts_match_brute_force_and_search() {
+    compare_unique(true, 10_000 * scale(), 22);
+}
+
+/// Bigger histories (a few hundred ops, many concurrent processes) from the
+/// simulator, valid and then mutated (a read sees another written value, or
+/// an append string loses a piece): the unique-values check must agree with
+/// the search wherever the search decides.
+#[test]
+fn unique_values_agree_with_the_search_on_simulated_histories() {
+    use harness::checker::synth::{generate, SynthConfig};
+    let mut rng = StdRng::seed_from_u64(23);
+    let (mut agree, mut invalid, mut fast) = (0, 0, 0);
+    for seed in 0..300 * scale() {
+        let mut history = generate(&SynthConfig {
+            model: ModelKind::Kv,
+            ops: rng.random_range(20..200),
+            processes: rng.random_range(2..12),
+            keys: rng.random_range(1..4),
+            info_rate: [0.0, 0.02, 0.1][seed as usize % 3],
+            appends: true,
+            deletes: seed % 4 == 0,
+            seed,
+        });
+        if seed % 2 == 1 {
+            mutate(&mut history, &mut rng);
+        }
+        let options = |fast_paths| CheckOptions {
+            model: Some(ModelKind::Kv),
+            all_keys: true,
+            fast_paths,
+            ..CheckOptions::default()
+        };
+        let with = check(&history, &options(true)).unwrap();
+        let without = check(&history, &options(false)).unwrap();
+        for (a, b) in with.keys.iter().zip(&without.keys) {
+            if b.verdict == Verdict::Unknown {
+                continue;
+            }
+            assert_eq!(
+                a.verdict,
+                b.verdict,
+                "seed {seed}, key {:?}:\n{}",
+                a.key,
+                history.to_edn_string()
+            );
+            agree += 1;
+            invalid += usize::from(b.verdict == Verdict::NotLinearizable);
+            fast += usize::from(a.method == harness::checker::Method::UniqueValues);
+        }
+    }
+    assert!(
+        invalid > agree / 10 && fast > agree / 2,
+        "{agree} keys, {invalid} invalid, {fast} by the unique-values check"
+    );
+}
+
+/// Makes one `:ok` read see another value written in the history, or drop
+/// a piece of an appended string.
+fn mutate(history: &mut History, rng: &mut StdRng) {
+    let written: Vec<Value> = history
+        .ops
+        .iter()
+        .filter(|op| op.kind == OpType::Invoke && matches!(op.f.as_str(), "put" | "cas"))
+        .filter_map(|op| match op.value.as_vector() {
+            Some([_, Value::Vector(pair)]) => pair.get(1).cloned(),
+            Some([_, v]) => Some(v.clone()),
+            _ => None,
+        })
+        .collect();
+    let reads: Vec<usize> = (0..history.ops.len())
+        .filter(|&i| history.ops[i].kind == OpType::Ok && history.ops[i].f == "get")
+        .collect();
+    if reads.is_empty() || written.is_empty() {
+        return;
+    }
+    let i = reads[rng.random_range(0..reads.len())];
+    let Some([key, seen]) = history.ops[i]
+        .value
+        .as_vector()
+        .map(|v| v.to_vec())
+        .as_deref()
+        .map(|v| [v[0].clone(), v[1].clone()])
+    else {
+        return;
+    };
+    let new = match seen.as_str() {
+        Some(s) if s.matches(';').count() >= 2 && rng.random_bool(0.5) => {
+            // Drop one appended piece ("x3;") from the middle or the end.
+            let pieces: Vec<&str> = s.split_inclusive(';').collect();
+            let drop = rng.random_range(0..pieces.len());
+            Value::Str(
+                pieces
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != drop)
+                    .map(|(_, p)| *p)
+                    .collect(),
+            )
+        }
+        _ => written[rng.random_range(0..written.len())].clone(),
+    };
+    history.ops[i].value = Value::Vector(vec![key, new]);
+}

@@ -3,17 +3,20 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// `shared/histories` beside the repository: the first ancestor of the crate
+/// holding it (a worktree may sit deeper than the main checkout).
 fn histories() -> PathBuf {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/histories"
-    ));
-    assert!(
-        dir.is_dir(),
-        "reference histories not found at {}",
-        dir.display()
-    );
-    dir
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let found = crate_dir
+        .ancestors()
+        .map(|a| a.join("shared/histories"))
+        .find(|d| d.is_dir());
+    found.unwrap_or_else(|| {
+        panic!(
+            "reference histories not found: no shared/histories beside any ancestor of {}",
+            crate_dir.display()
+        )
+    })
 }
 
 fn harness(args: &[&str]) -> (i32, String) {

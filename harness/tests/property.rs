@@ -26,6 +26,7 @@ fn property(model: ModelKind, cases: u64, ops: usize, keys: usize) {
             keys,
             info_rate: [0.0, 0.02, 0.1][seed as usize % 3],
             appends: true,
+            deletes: true,
             seed,
         };
         let mut history = generate(&config);

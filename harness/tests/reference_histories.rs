@@ -8,17 +8,20 @@ use std::path::PathBuf;
 
 use harness::checker::{check_file, CheckOptions, ModelKind, Verdict};
 
+/// `shared/histories` beside the repository: the first ancestor of the crate
+/// holding it (a worktree may sit deeper than the main checkout).
 fn histories_dir() -> PathBuf {
-    let dir = PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/histories"
-    ));
-    assert!(
-        dir.join("MANIFEST.tsv").is_file(),
-        "reference histories not found at {} (expected shared/ beside the repository)",
-        dir.display()
-    );
-    dir
+    let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let found = crate_dir
+        .ancestors()
+        .map(|a| a.join("shared/histories"))
+        .find(|d| d.join("MANIFEST.tsv").is_file());
+    found.unwrap_or_else(|| {
+        panic!(
+            "reference histories not found: no shared/histories/MANIFEST.tsv beside any ancestor of {}",
+            crate_dir.display()
+        )
+    })
 }
 
 struct Entry {

@@ -343,7 +343,9 @@ fn the_budget_turns_a_long_search_into_unknown() {
             time_limit: Some(Duration::from_secs(5)),
             ..Budget::default()
         },
-        parallel: true,
+        // The unique-values check would see at once that nobody wrote 1000.
+        fast_paths: false,
+        ..CheckOptions::default()
     };
     let report = check(&history(&spec), &options).unwrap();
     assert_eq!(report.verdict(), Verdict::Unknown);
@@ -375,4 +377,221 @@ fn unusable_histories_are_errors_not_panics() {
     assert!(e.to_string().contains("[old new]"), "{e}");
     let e = err("0 invoke put 5\n0 ok put 5", Some(ModelKind::Kv));
     assert!(e.to_string().contains("[key"), "{e}");
+}
+
+// --- Jepsen interop -------------------------------------------------------
+
+/// Knossos' test data and Jepsen's older files: one EDN list of op maps,
+/// `;` comments anywhere, tagged literals in extra fields.
+#[test]
+fn a_history_may_be_one_list_with_comments_and_tags() {
+    let text = "; a Knossos-style history\n\
+                ({:process 0, :type :invoke, :f :write, :value 1} ; p0 w1\n\
+                 {:process 0, :type :ok, :f :write, :value 1, :wall #inst \"2020-01-01T00:00:00Z\"}\n\
+                 ;; a read after it\n\
+                 {:process 1, :type :invoke, :f :read, :value nil, :id #uuid \"0b0e8f5c-0000-0000-0000-000000000000\"}\n\
+                 {:process 1, :type :ok, :f :read, :value 1, :meta #unknown-tag {:a 1}})\n";
+    let h = History::parse(text).unwrap();
+    assert_eq!(h.ops.len(), 4);
+    assert_eq!(h.lines, vec![2, 3, 5, 6]);
+    let report = check(&h, &CheckOptions::default()).unwrap();
+    assert_eq!(report.verdict(), LIN);
+    // The tagged extra fields are kept and written back.
+    assert!(h.to_edn_string().contains("#uuid \"0b0e8f5c"));
+}
+
+#[test]
+fn truncated_histories_name_the_line_where_the_op_started() {
+    for (text, line) in [
+        (
+            "({:process 0, :type :invoke, :f :write, :value 1}\n {:process 0, :type :ok,\n",
+            2,
+        ),
+        ("[{:process 0, :type :invoke, :f :write, :value 1}\n", 2),
+        ("{:process 0, :type :invoke, :f :write, :value [1\n2", 1),
+    ] {
+        let e = History::parse(text).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("opened on line {line}")) || e.contains("closing the history"),
+            "{text:?}: {e}"
+        );
+        assert!(e.starts_with("line "), "{e}");
+    }
+    let e = History::parse("{:process 0, :type :invoke, :f :write, :value 1}\n]").unwrap_err();
+    assert!(e.to_string().contains("line 2"), "{e}");
+}
+
+/// Knossos checks with a cas register that starts at 0.
+#[test]
+fn the_initial_value_can_be_given() {
+    let spec = "0 invoke read nil\n0 ok read 0\n1 invoke cas [0 1]\n1 ok cas [0 1]";
+    assert_eq!(register(spec), NOT);
+    let options = CheckOptions {
+        model: Some(ModelKind::CasRegister),
+        initial: Some(0i64.into()),
+        ..CheckOptions::default()
+    };
+    assert_eq!(check(&history(spec), &options).unwrap().verdict(), LIN);
+}
+
+/// Jepsen's `independent` checker writes `[key value]` tuples: a cas-register
+/// history of tuples is one register per key.
+#[test]
+fn independent_tuples_are_split_by_key() {
+    let spec = "0 invoke write [1 5]\n0 ok write [1 5]\n\
+                1 invoke write [2 6]\n1 ok write [2 6]\n\
+                0 invoke read [1 nil]\n0 ok read [1 5]\n\
+                1 invoke cas [2 [6 7]]\n1 ok cas [2 [6 7]]\n\
+                0 invoke read [2 nil]\n0 ok read [2 6]";
+    let options = CheckOptions {
+        model: Some(ModelKind::CasRegister),
+        all_keys: true,
+        ..CheckOptions::default()
+    };
+    let report = check(&history(spec), &options).unwrap();
+    assert_eq!(report.model, ModelKind::CasRegister);
+    assert_eq!(report.keys.len(), 2);
+    assert_eq!(report.keys[0].verdict, LIN, "key 1");
+    assert_eq!(
+        report.keys[1].verdict, NOT,
+        "key 2 read 6 after the cas to 7"
+    );
+}
+
+/// One invalid key decides the history; the other keys are stopped (or
+/// never started) unless every key's verdict is asked for.
+#[test]
+fn the_first_invalid_key_decides_unless_all_keys_are_asked_for() {
+    use harness::checker::Exhausted;
+    let mut spec = String::from("0 invoke get [\"bad\" nil]\n0 ok get [\"bad\" \"never\"]\n");
+    for k in 0..50 {
+        spec.push_str(&format!(
+            "1 invoke put [\"k{k}\" \"v{k}\"]\n1 ok put [\"k{k}\" \"v{k}\"]\n"
+        ));
+    }
+    let h = history(&spec);
+    let options = |all_keys| CheckOptions {
+        model: Some(ModelKind::Kv),
+        all_keys,
+        parallel: false,
+        ..CheckOptions::default()
+    };
+    let first = check(&h, &options(false)).unwrap();
+    assert_eq!(first.verdict(), NOT);
+    let bad = first.keys.iter().find(|k| k.verdict == NOT).unwrap();
+    let v = bad.violation.as_ref().unwrap();
+    assert!(v.reason.as_ref().unwrap().contains("no op wrote"), "{v:?}");
+    // Keys are checked in key order here; "bad" sorts before "k…".
+    assert!(first
+        .keys
+        .iter()
+        .skip(1)
+        .all(|k| k.exhausted == Some(Exhausted::Cancelled)));
+    let all = check(&h, &options(true)).unwrap();
+    assert_eq!(all.verdict(), NOT);
+    assert_eq!(all.keys.iter().filter(|k| k.verdict == LIN).count(), 50);
+}
+
+#[test]
+fn the_run_time_limit_leaves_keys_undecided_and_says_so() {
+    let mut spec = String::new();
+    for k in 0..20 {
+        spec.push_str(&format!(
+            "1 invoke put [\"k{k}\" \"v{k}\"]\n1 ok put [\"k{k}\" \"v{k}\"]\n"
+        ));
+    }
+    let options = CheckOptions {
+        model: Some(ModelKind::Kv),
+        budget: Budget {
+            time_limit: Some(Duration::ZERO),
+            ..Budget::default()
+        },
+        ..CheckOptions::default()
+    };
+    let report = check(&history(&spec), &options).unwrap();
+    assert_eq!(report.verdict(), Verdict::Unknown);
+    let why = report.keys[0].exhausted.as_ref().unwrap().to_string();
+    assert!(why.contains("run's time limit"), "{why}");
+}
+
+/// Fuzz: random damage to a valid history (truncation, a deleted character,
+/// a stray list bracket, comment, tag, discard or value) never panics the
+/// reader or the checker, and every error names a line.
+#[test]
+fn damaged_histories_give_errors_naming_a_line_never_panics() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    let base = "; fuzz template\n(\
+        {:process 0, :type :invoke, :f :write, :value 1}\n\
+        {:process 0, :type :ok, :f :write, :value 1}\n\
+        {:process 1, :type :invoke, :f :cas, :value [1 2], :t #inst \"2020\"}\n\
+        {:process 2, :type :invoke, :f :append, :value [\"k\" \"x1;\"]}\n\
+        {:process 1, :type :info, :f :cas, :value [1 2]}\n\
+        {:process 2, :type :ok, :f :append, :value [\"k\" \"x1;\"]}\n\
+        {:process 3, :type :invoke, :f :read, :value [\"k\" nil]}\n\
+        {:process 3, :type :ok, :f :read, :value [\"k\" \"x1;\"]}\n\
+        {:process :nemesis, :type :info, :f :start, :value nil})\n";
+    let pieces = [
+        "(",
+        ")",
+        "[",
+        "]",
+        "{",
+        "}",
+        "\"",
+        ";",
+        ";c\n",
+        "#inst \"t\"",
+        "#uuid \"u\"",
+        "#foo ",
+        "#_ ",
+        "#",
+        ":",
+        "nil",
+        "[1 2]",
+        "[\"k\" [nil \"v\"]]",
+        "\n",
+        "1.5",
+        "-",
+        "\\",
+    ];
+    let mut rng = StdRng::seed_from_u64(17);
+    let mut errors = 0;
+    for case in 0..3000 {
+        let mut text: Vec<char> = base.chars().collect();
+        for _ in 0..rng.random_range(1..4) {
+            let at = rng.random_range(0..=text.len());
+            match rng.random_range(0..3) {
+                0 => text.truncate(at),
+                1 if at < text.len() => {
+                    text.remove(at);
+                }
+                _ => {
+                    let p = pieces[rng.random_range(0..pieces.len())];
+                    text.splice(at..at, p.chars());
+                }
+            }
+        }
+        let text: String = text.into_iter().collect();
+        let outcome = History::parse(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|h| {
+                for model in [None, Some(ModelKind::Kv), Some(ModelKind::CasRegister)] {
+                    let options = CheckOptions {
+                        model,
+                        ..CheckOptions::default()
+                    };
+                    check(&h, &options).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            });
+        if let Err(e) = outcome {
+            errors += 1;
+            assert!(e.contains("line "), "case {case}: {e}\n{text}");
+        }
+    }
+    assert!(
+        errors > 300,
+        "{errors} of 3000 damaged histories were errors"
+    );
 }

@@ -21,6 +21,8 @@ pub enum RegisterOp {
 #[derive(Debug, Clone, Default)]
 pub struct CasRegister<'h> {
     pub values: ValueTable<'h>,
+    /// The id of the value it starts with (`nil` unless `--initial`).
+    pub initial: u32,
 }
 
 impl Model for CasRegister<'_> {
@@ -28,7 +30,7 @@ impl Model for CasRegister<'_> {
     type State = u32;
 
     fn init(&self) -> u32 {
-        super::model::NIL
+        self.initial
     }
 
     #[inline]
@@ -38,6 +40,10 @@ impl Model for CasRegister<'_> {
             RegisterOp::Write(v) => Some(v),
             RegisterOp::Cas { old, new } => (*state == old).then_some(new),
         }
+    }
+
+    fn is_read(&self, op: &RegisterOp) -> bool {
+        matches!(op, RegisterOp::Read(_))
     }
 
     fn describe_op(&self, op: &RegisterOp) -> String {
@@ -55,9 +61,40 @@ impl Model for CasRegister<'_> {
     }
 }
 
+impl super::unique::UniqueValues for CasRegister<'_> {
+    fn view(&self, op: &RegisterOp) -> super::unique::UniqueOp {
+        use super::unique::UniqueOp as U;
+        match *op {
+            RegisterOp::Read(v) => U::Read(v),
+            RegisterOp::Write(v) => U::Write(v),
+            RegisterOp::Cas { old, new } => U::Cas { old, new },
+        }
+    }
+
+    fn value(&self, id: u32) -> &Value {
+        self.values.get(id)
+    }
+
+    fn intern_computed(&mut self, value: Value) -> u32 {
+        self.values.intern_owned(value)
+    }
+}
+
 /// Converts client ops into the one partition of a register history.
 pub fn partition<'h>(ops: &[ClientOp<'h>]) -> Result<Vec<Partition<CasRegister<'h>>>, ModelError> {
+    partition_from(ops, None)
+}
+
+/// [`partition`] for a register that starts with `initial` (Knossos' tests
+/// start at 0) instead of `nil`.
+pub fn partition_from<'h>(
+    ops: &[ClientOp<'h>],
+    initial: Option<&Value>,
+) -> Result<Vec<Partition<CasRegister<'h>>>, ModelError> {
     let mut model = CasRegister::default();
+    if let Some(v) = initial {
+        model.initial = model.values.intern_owned(v.clone());
+    }
     let mut search_ops = Vec::with_capacity(ops.len());
     for (source, op) in ops.iter().enumerate() {
         if op.outcome == Outcome::Fail {

@@ -35,6 +35,8 @@ pub struct KvKey<'h> {
     /// Memo of `append`: (value id, appended id) → result id, so that the
     /// search builds each concatenation once.
     appended: FxHashMap<(u32, u32), Option<u32>>,
+    /// The id of the value every key starts with (`nil`: missing).
+    pub initial: u32,
 }
 
 impl KvKey<'_> {
@@ -64,7 +66,7 @@ impl Model for KvKey<'_> {
     type State = u32;
 
     fn init(&self) -> u32 {
-        NIL
+        self.initial
     }
 
     #[inline]
@@ -76,6 +78,10 @@ impl Model for KvKey<'_> {
             KvOp::Cas { old, new } => (*state == old).then_some(new),
             KvOp::Append(v) => self.append(*state, v),
         }
+    }
+
+    fn is_read(&self, op: &KvOp) -> bool {
+        matches!(op, KvOp::Read(_))
     }
 
     fn describe_op(&self, op: &KvOp) -> String {
@@ -92,6 +98,27 @@ impl Model for KvKey<'_> {
 
     fn describe_state(&self, state: &u32) -> String {
         self.values.get(*state).to_string()
+    }
+}
+
+impl super::unique::UniqueValues for KvKey<'_> {
+    fn view(&self, op: &KvOp) -> super::unique::UniqueOp {
+        use super::unique::UniqueOp as U;
+        match *op {
+            KvOp::Read(v) => U::Read(v),
+            KvOp::Write(v) => U::Write(v),
+            KvOp::Delete => U::Write(NIL),
+            KvOp::Cas { old, new } => U::Cas { old, new },
+            KvOp::Append(v) => U::Append(v),
+        }
+    }
+
+    fn value(&self, id: u32) -> &Value {
+        self.values.get(id)
+    }
+
+    fn intern_computed(&mut self, value: Value) -> u32 {
+        self.values.intern_owned(value)
     }
 }
 
@@ -120,6 +147,16 @@ fn second(value: &Value) -> &Value {
 /// Two passes: group op indices by key (one hash of the key per op), then
 /// build each key's partition (interning its values) in parallel.
 pub fn partition<'h>(ops: &[ClientOp<'h>]) -> Result<Vec<Partition<KvKey<'h>>>, ModelError> {
+    partition_from(ops, None)
+}
+
+/// [`partition`] with every key starting as `initial` instead of missing
+/// (`nil`): Jepsen's `independent` registers checked with Knossos' cas
+/// register, which starts at 0.
+pub fn partition_from<'h>(
+    ops: &[ClientOp<'h>],
+    initial: Option<&Value>,
+) -> Result<Vec<Partition<KvKey<'h>>>, ModelError> {
     let mut index: FxHashMap<&'h Value, usize> = FxHashMap::default();
     let mut groups: Vec<(&'h Value, Vec<usize>)> = Vec::new();
     for (source, op) in ops.iter().enumerate() {
@@ -135,7 +172,7 @@ pub fn partition<'h>(ops: &[ClientOp<'h>]) -> Result<Vec<Partition<KvKey<'h>>>, 
     }
     let built: Vec<Result<Partition<KvKey<'h>>, ModelError>> = groups
         .into_par_iter()
-        .map(|(key, sources)| build_partition(key, &sources, ops))
+        .map(|(key, sources)| build_partition(key, &sources, ops, initial))
         .collect();
     let mut parts = Vec::with_capacity(built.len());
     let mut first_error: Option<ModelError> = None;
@@ -161,12 +198,16 @@ fn build_partition<'h>(
     key: &Value,
     sources: &[usize],
     ops: &[ClientOp<'h>],
+    initial: Option<&Value>,
 ) -> Result<Partition<KvKey<'h>>, ModelError> {
     let mut part = Partition {
         key: Some(key.clone()),
         model: KvKey::default(),
         ops: Vec::with_capacity(sources.len()),
     };
+    if let Some(v) = initial {
+        part.model.initial = part.model.values.intern_owned(v.clone());
+    }
     let values = &mut part.model.values;
     for &source in sources {
         let op = &ops[source];
@@ -235,6 +276,20 @@ pub fn looks_like_kv(ops: &[ClientOp<'_>]) -> bool {
         "cas" => matches!(op.input(), Value::Vector(v) if v.len() == 2 && matches!(v[1], Value::Vector(_))),
         _ => false,
     })
+}
+
+/// True when a register history carries Jepsen `independent` tuples: every
+/// op's value is `[key v]` (reads invoked with `[key nil]`, cas with
+/// `[key [old new]]`), so it is one register per key.
+pub fn looks_independent(ops: &[ClientOp<'_>]) -> bool {
+    let pair = |v: &Value| matches!(v, Value::Vector(items) if items.len() == 2);
+    !ops.is_empty()
+        && ops.iter().all(|op| match op.f {
+            "read" => pair(op.invoke_value),
+            "write" => pair(op.input()),
+            "cas" => matches!(op.input(), Value::Vector(v) if v.len() == 2 && pair(&v[1])),
+            _ => false,
+        })
 }
 
 /// The key a kv client op is about (`None` if its value has no key).

@@ -24,6 +24,7 @@
 //! and wall time. Running out yields [`SearchResult::Unknown`], never a hang.
 
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hashbrown::hash_table::{Entry, HashTable};
@@ -59,6 +60,34 @@ pub enum Exhausted {
     States(u64),
     Memory(u64),
     Time(Duration),
+    /// The whole run's time limit passed (this key's search was cut short or
+    /// never started).
+    RunTime(Duration),
+    /// Another key was found not linearizable, which decided the history;
+    /// this key's search was stopped (or never started).
+    Cancelled,
+}
+
+/// Stops a search from outside: a flag another thread sets (another key's
+/// verdict decided the history) and the whole run's deadline.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Interrupt<'a> {
+    pub cancel: Option<&'a AtomicBool>,
+    /// The run's deadline and its limit (for the message).
+    pub deadline: Option<(Instant, Duration)>,
+}
+
+impl Interrupt<'_> {
+    /// Why to stop now, if at all.
+    pub fn check(&self) -> Option<Exhausted> {
+        if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Some(Exhausted::Cancelled);
+        }
+        match self.deadline {
+            Some((at, limit)) if Instant::now() >= at => Some(Exhausted::RunTime(limit)),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for Exhausted {
@@ -69,6 +98,14 @@ impl std::fmt::Display for Exhausted {
                 write!(f, "memory limit reached ({} MiB of memo table)", b >> 20)
             }
             Exhausted::Time(t) => write!(f, "time limit reached ({:.1} s)", t.as_secs_f64()),
+            Exhausted::RunTime(t) => write!(
+                f,
+                "the run's time limit ({:.1} s) passed before this key was decided",
+                t.as_secs_f64()
+            ),
+            Exhausted::Cancelled => f.write_str(
+                "not checked: another key is not linearizable (use --all-keys for every key's verdict)",
+            ),
         }
     }
 }
@@ -371,7 +408,21 @@ pub fn search<M: Model>(
     ops: &[SearchOp<M::Op>],
     budget: &Budget,
 ) -> (SearchResult<M::State>, SearchStats) {
+    search_until(model, ops, budget, Interrupt::default())
+}
+
+/// [`search`] that also stops when `interrupt` says so (checked with the time
+/// limit, every 1024 steps).
+pub fn search_until<M: Model>(
+    model: &mut M,
+    ops: &[SearchOp<M::Op>],
+    budget: &Budget,
+    interrupt: Interrupt<'_>,
+) -> (SearchResult<M::State>, SearchStats) {
     let started = Instant::now();
+    if let Some(why) = interrupt.check() {
+        return (SearchResult::Unknown(why), SearchStats::default());
+    }
     let mut stats = SearchStats::default();
     let required = ops.iter().filter(|op| op.ret.is_some()).count();
     if required == 0 {
@@ -417,7 +468,8 @@ pub fn search<M: Model>(
     let mut state = model.init();
     let mut linearized_required = 0usize;
     // (call entry, state before it)
-    let mut stack: Vec<(u32, M::State)> = Vec::with_capacity(ops.len());
+    // (call entry, state before it, forced: see `fresh` below)
+    let mut stack: Vec<(u32, M::State, bool)> = Vec::with_capacity(ops.len());
     let mut best: Option<Stuck<M::State>> = None;
     let mut entry = events.next[0];
     // Candidates are tried in two passes over the list: required ops first,
@@ -425,6 +477,13 @@ pub fn search<M: Model>(
     // makes the memo's subsumption prune the later, larger variants instead
     // of re-exploring below each smaller one found later.
     let mut optional_pass = false;
+    // At a node just reached, a required *read* that is a candidate and fits
+    // the state is linearized at once, without branching ("forced"): any
+    // linearization from this node can be rewritten with that read first (a
+    // read leaves the state unchanged, and no pending op returned before it
+    // was called), so if the node has a solution, it has one with the read
+    // first. When the forced child fails, the node fails.
+    let mut fresh = true;
     let mut iterations: u64 = 0;
     let toggle = |slot: Slot, linearized: &mut LinearizedSet, optional: &mut [u64]| {
         if slot.required {
@@ -443,9 +502,41 @@ pub fn search<M: Model>(
                     return (SearchResult::Unknown(Exhausted::Time(limit)), stats);
                 }
             }
+            if let Some(why) = interrupt.check() {
+                stats.elapsed = started.elapsed();
+                return (SearchResult::Unknown(why), stats);
+            }
+        }
+        // The candidate to try, and whether it is forced.
+        let mut forced = false;
+        if fresh {
+            fresh = false;
+            let mut e = events.next[0];
+            while e != tail && events.is_call[e as usize] {
+                let i = events.op[e as usize] as usize;
+                if slots[i].required && model.is_read(&ops[i].op) {
+                    stats.steps += 1;
+                    if model.step(&state, &ops[i].op).as_ref() == Some(&state) {
+                        forced = true;
+                        entry = e;
+                        break;
+                    }
+                }
+                e = events.next[e as usize];
+            }
         }
         let e = entry as usize;
-        if entry != tail && events.is_call[e] {
+        let backtrack = if forced {
+            let i = events.op[e] as usize;
+            toggle(slots[i], &mut linearized, &mut optional);
+            if memo.visit(&linearized, &optional, &state) {
+                false
+            } else {
+                // Explored before: this node fails.
+                toggle(slots[i], &mut linearized, &mut optional);
+                true
+            }
+        } else if entry != tail && events.is_call[e] {
             let i = events.op[e] as usize;
             if slots[i].required == optional_pass {
                 entry = events.next[e];
@@ -457,77 +548,96 @@ pub fn search<M: Model>(
                 continue;
             }
             stats.steps += 1;
-            if let Some(next_state) = model.step(&state, &ops[i].op) {
+            let Some(next_state) = model.step(&state, &ops[i].op) else {
+                entry = events.next[e];
+                continue;
+            };
+            toggle(slots[i], &mut linearized, &mut optional);
+            if !memo.visit(&linearized, &optional, &next_state) {
                 toggle(slots[i], &mut linearized, &mut optional);
-                if memo.visit(&linearized, &optional, &next_state) {
-                    stats.expanded += 1;
-                    stats.states = memo.sets;
-                    let exhausted = if memo.sets > budget.max_states {
-                        Some(Exhausted::States(budget.max_states))
-                    } else if memo.bytes > budget.max_memory {
-                        Some(Exhausted::Memory(memo.bytes))
-                    } else {
-                        None
-                    };
-                    if let Some(why) = exhausted {
-                        stats.elapsed = started.elapsed();
-                        return (SearchResult::Unknown(why), stats);
-                    }
-                    let previous = std::mem::replace(&mut state, next_state);
-                    stack.push((entry, previous));
-                    events.lift(entry);
-                    if slots[i].required {
-                        linearized_required += 1;
-                        if linearized_required == required {
-                            stats.elapsed = started.elapsed();
-                            let order = stack.iter().map(|&(c, _)| events.op[c as usize] as usize);
-                            return (
-                                SearchResult::Linearizable {
-                                    order: order.collect(),
-                                },
-                                stats,
-                            );
-                        }
-                    }
-                    entry = events.next[0];
-                    optional_pass = false;
-                    continue;
-                }
-                toggle(slots[i], &mut linearized, &mut optional);
+                entry = events.next[e];
+                continue;
             }
-            entry = events.next[e];
+            let previous = std::mem::replace(&mut state, next_state);
+            stack.push((entry, previous, false));
+            false
         } else if !optional_pass {
             // End of the required candidates: now the optional ones, from the head.
             optional_pass = true;
             entry = events.next[0];
+            continue;
         } else {
             // A return event (or the end of the list, which holds only ops
-            // without return events: nothing left to try). Backtrack.
+            // without return events: nothing left to try).
             if entry != tail && best.as_ref().is_none_or(|b| stack.len() > b.prefix.len()) {
                 best = Some(stuck_here(&events, &stack, &state, entry));
             }
-            match stack.pop() {
-                None => {
+            true
+        };
+        if !backtrack {
+            // A new node: the candidate at `entry` is linearized.
+            if forced {
+                stack.push((entry, state.clone(), true));
+            }
+            let i = events.op[entry as usize] as usize;
+            stats.expanded += 1;
+            stats.states = memo.sets;
+            let exhausted = if memo.sets > budget.max_states {
+                Some(Exhausted::States(budget.max_states))
+            } else if memo.bytes > budget.max_memory {
+                Some(Exhausted::Memory(memo.bytes))
+            } else {
+                None
+            };
+            if let Some(why) = exhausted {
+                stats.elapsed = started.elapsed();
+                return (SearchResult::Unknown(why), stats);
+            }
+            events.lift(entry);
+            if slots[i].required {
+                linearized_required += 1;
+                if linearized_required == required {
                     stats.elapsed = started.elapsed();
-                    let stuck = best.unwrap_or_else(|| Stuck {
-                        prefix: Vec::new(),
-                        state: model.init(),
-                        op: 0,
-                        pending: Vec::new(),
-                    });
-                    return (SearchResult::NotLinearizable(stuck), stats);
+                    let order = stack
+                        .iter()
+                        .map(|&(c, _, _)| events.op[c as usize] as usize);
+                    return (
+                        SearchResult::Linearizable {
+                            order: order.collect(),
+                        },
+                        stats,
+                    );
                 }
-                Some((call, previous)) => {
-                    let i = events.op[call as usize] as usize;
-                    toggle(slots[i], &mut linearized, &mut optional);
-                    if slots[i].required {
-                        linearized_required -= 1;
-                    }
-                    state = previous;
-                    events.unlift(call);
-                    entry = events.next[call as usize];
-                    optional_pass = !slots[i].required;
-                }
+            }
+            entry = events.next[0];
+            optional_pass = false;
+            fresh = true;
+            continue;
+        }
+        // Backtrack: undo frames until one that was a choice (forced frames
+        // fail with their node), then try the candidate after it.
+        loop {
+            let Some((call, previous, was_forced)) = stack.pop() else {
+                stats.elapsed = started.elapsed();
+                let stuck = best.unwrap_or_else(|| Stuck {
+                    prefix: Vec::new(),
+                    state: model.init(),
+                    op: 0,
+                    pending: Vec::new(),
+                });
+                return (SearchResult::NotLinearizable(stuck), stats);
+            };
+            let i = events.op[call as usize] as usize;
+            toggle(slots[i], &mut linearized, &mut optional);
+            if slots[i].required {
+                linearized_required -= 1;
+            }
+            state = previous;
+            events.unlift(call);
+            if !was_forced {
+                entry = events.next[call as usize];
+                optional_pass = !slots[i].required;
+                break;
             }
         }
     }
@@ -536,7 +646,7 @@ pub fn search<M: Model>(
 /// Describes the search's position when it hits the return entry `ret_entry`.
 fn stuck_here<S: Clone>(
     events: &Events,
-    stack: &[(u32, S)],
+    stack: &[(u32, S, bool)],
     state: &S,
     ret_entry: u32,
 ) -> Stuck<S> {
@@ -555,7 +665,7 @@ fn stuck_here<S: Clone>(
     Stuck {
         prefix: stack
             .iter()
-            .map(|&(c, _)| events.op[c as usize] as usize)
+            .map(|&(c, _, _)| events.op[c as usize] as usize)
             .collect(),
         state: state.clone(),
         op,

@@ -35,14 +35,16 @@ pub mod kv;
 pub mod linearizable;
 pub mod model;
 pub mod synth;
+pub mod unique;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
-pub use linearizable::{Budget, Exhausted, SearchResult, SearchStats};
+pub use linearizable::{Budget, Exhausted, Interrupt, SearchResult, SearchStats};
 pub use model::{Model, ModelError, Partition, SearchOp};
 
 use crate::history::pairing::PairingError;
@@ -102,6 +104,15 @@ pub struct CheckOptions {
     pub budget: Budget,
     /// Check keys in parallel (rayon's global pool).
     pub parallel: bool,
+    /// Decide every key. By default the first key found not linearizable
+    /// decides the history and the other keys' searches are stopped.
+    pub all_keys: bool,
+    /// Use the polynomial check of [`unique`] where the key's values allow
+    /// it (the search otherwise). Off: always search (for comparisons).
+    pub fast_paths: bool,
+    /// The value the register (each key) starts with; `None` is `nil`
+    /// (Knossos' cas register starts at 0).
+    pub initial: Option<Value>,
 }
 
 impl Default for CheckOptions {
@@ -110,6 +121,30 @@ impl Default for CheckOptions {
             model: None,
             budget: Budget::default(),
             parallel: true,
+            all_keys: false,
+            fast_paths: true,
+            initial: None,
+        }
+    }
+}
+
+/// How a key was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// The WGL search ([`linearizable`]).
+    Search,
+    /// The polynomial check for unique values ([`unique`]).
+    UniqueValues,
+    /// Not checked (stopped before it started).
+    None,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Search => "wgl-search",
+            Method::UniqueValues => "unique-values",
+            Method::None => "none",
         }
     }
 }
@@ -204,6 +239,8 @@ pub struct Violation {
     pub prefix: Vec<OpRef>,
     /// The model state after the prefix (EDN text, e.g. `nil`, `3`).
     pub state: String,
+    /// Why, in words, when the polynomial check found it.
+    pub reason: Option<String>,
 }
 
 impl Violation {
@@ -234,6 +271,9 @@ impl Violation {
             self.op,
             line(&self.op)
         );
+        if let Some(reason) = &self.reason {
+            let _ = writeln!(s, "  why: {reason}");
+        }
         if !self.pending.is_empty() {
             let _ = writeln!(s, "  also pending then (none fits next):");
             for op in &self.pending {
@@ -274,6 +314,10 @@ pub struct KeyReport {
     /// Set when the verdict is [`Verdict::Unknown`].
     pub exhausted: Option<Exhausted>,
     pub stats: SearchStats,
+    /// How the verdict was reached.
+    pub method: Method,
+    /// Why the polynomial check did not apply, when it did not.
+    pub note: Option<String>,
 }
 
 /// The result for a history.
@@ -333,14 +377,20 @@ pub fn check(history: &History, options: &CheckOptions) -> Result<CheckReport, C
         line: history.line_of(e.invoke),
         message: e.message,
     };
+    let initial = options.initial.as_ref();
     let keys = match model {
+        // Jepsen's `independent` tuples: one register per key.
+        ModelKind::CasRegister if kv::looks_independent(&ops) => {
+            let parts = kv::partition_from(&ops, initial).map_err(model_error)?;
+            check_partitions(parts, &ops, model, options, started)
+        }
         ModelKind::CasRegister => {
-            let parts = cas_register::partition(&ops).map_err(model_error)?;
-            check_partitions(parts, &ops, model, options)
+            let parts = cas_register::partition_from(&ops, initial).map_err(model_error)?;
+            check_partitions(parts, &ops, model, options, started)
         }
         ModelKind::Kv => {
-            let parts = kv::partition(&ops).map_err(model_error)?;
-            check_partitions(parts, &ops, model, options)
+            let parts = kv::partition_from(&ops, initial).map_err(model_error)?;
+            check_partitions(parts, &ops, model, options, started)
         }
     };
     let count = |o| ops.iter().filter(|op| op.outcome == o).count();
@@ -366,55 +416,198 @@ pub fn check_file(
     Ok((history, report))
 }
 
+/// Checks every key: first the polynomial check on all keys (cheap), then
+/// the search on the keys it left, in rounds of growing state budgets, so
+/// that easy keys are decided (and an invalid one ends the run) before any
+/// hard key gets the whole budget.
 fn check_partitions<M>(
     parts: Vec<Partition<M>>,
     ops: &[ClientOp<'_>],
     kind: ModelKind,
     options: &CheckOptions,
+    started: Instant,
 ) -> Vec<KeyReport>
 where
-    M: Model + Send,
+    M: unique::UniqueValues + Send,
 {
-    let run = |part: Partition<M>| check_partition(part, ops, kind, &options.budget);
-    if options.parallel && parts.len() > 1 {
-        // One task per key (`with_max_len(1)`), so idle cores steal keys
-        // instead of waiting for a chunk holding one big key.
-        parts.into_par_iter().with_max_len(1).map(run).collect()
-    } else {
-        parts.into_iter().map(run).collect()
+    let cancel = AtomicBool::new(false);
+    let interrupt = Interrupt {
+        cancel: (!options.all_keys).then_some(&cancel),
+        deadline: options.budget.time_limit.map(|t| (started + t, t)),
+    };
+    let mut keys: Vec<(Partition<M>, KeyReport)> = parts
+        .into_iter()
+        .map(|part| {
+            let report = KeyReport {
+                key: part.key.clone(),
+                ops: part.ops.len(),
+                verdict: Verdict::Unknown,
+                violation: None,
+                exhausted: None,
+                stats: SearchStats::default(),
+                method: Method::None,
+                note: None,
+            };
+            (part, report)
+        })
+        .collect();
+    let each = |keys: &mut Vec<(Partition<M>, KeyReport)>,
+                step: &(dyn Fn(&mut Partition<M>, &mut KeyReport) + Sync)| {
+        let run = |(part, report): &mut (Partition<M>, KeyReport)| {
+            if report.verdict == Verdict::Unknown && !is_final(report) {
+                step(part, report);
+                if report.verdict == Verdict::NotLinearizable {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+            }
+        };
+        if options.parallel && keys.len() > 1 {
+            // One task per key (`with_max_len(1)`), so idle cores steal keys
+            // instead of waiting for a chunk holding one big key.
+            keys.par_iter_mut().with_max_len(1).for_each(run);
+        } else {
+            keys.iter_mut().for_each(run);
+        }
+    };
+    if options.fast_paths {
+        each(&mut keys, &|part, report| {
+            fast_path(part, report, ops, kind, interrupt)
+        });
+    }
+    let full = options.budget.max_states;
+    let mut rounds: Vec<u64> = [20_000, 500_000]
+        .into_iter()
+        .filter(|&r| r < full)
+        .collect();
+    rounds.push(full);
+    for (n, &max_states) in rounds.iter().enumerate() {
+        let last = n + 1 == rounds.len();
+        each(&mut keys, &|part, report| {
+            search(
+                part, report, ops, kind, options, interrupt, max_states, last,
+            )
+        });
+    }
+    // Keys stopped by the cancel flag, or never started.
+    for (_, report) in &mut keys {
+        if report.verdict == Verdict::Unknown && report.exhausted.is_none() {
+            report.exhausted = interrupt.check().or(Some(Exhausted::Cancelled));
+        }
+    }
+    keys.into_iter().map(|(_, report)| report).collect()
+}
+
+/// True once an undecided key will not be searched further.
+fn is_final(report: &KeyReport) -> bool {
+    !matches!(report.exhausted, None | Some(Exhausted::States(_)))
+}
+
+fn violation_of<M: Model<State = u32>>(
+    part: &Partition<M>,
+    ops: &[ClientOp<'_>],
+    kind: ModelKind,
+    stuck: linearizable::Stuck<u32>,
+    reason: Option<String>,
+) -> Violation {
+    let op_ref = |i: usize| OpRef::new(&ops[part.ops[i].source]);
+    Violation {
+        key: part.key.clone(),
+        model: kind,
+        op: op_ref(stuck.op),
+        pending: stuck.pending.iter().map(|&i| op_ref(i)).collect(),
+        prefix: stuck.prefix.iter().map(|&i| op_ref(i)).collect(),
+        state: part.model.describe_state(&stuck.state),
+        reason,
     }
 }
 
-fn check_partition<M: Model>(
-    mut part: Partition<M>,
+/// The budget of the search that fills in the report of a key the
+/// polynomial check found not linearizable (its longest prefix).
+const REPORT_BUDGET: Budget = Budget {
+    max_states: 20_000,
+    max_memory: 64 << 20,
+    time_limit: Some(Duration::from_millis(50)),
+};
+
+fn fast_path<M: unique::UniqueValues>(
+    part: &mut Partition<M>,
+    report: &mut KeyReport,
     ops: &[ClientOp<'_>],
     kind: ModelKind,
-    budget: &Budget,
-) -> KeyReport {
-    let (result, stats) = linearizable::search(&mut part.model, &part.ops, budget);
-    let op_ref = |i: usize| OpRef::new(&ops[part.ops[i].source]);
-    let (verdict, violation, exhausted) = match result {
-        SearchResult::Linearizable { .. } => (Verdict::Linearizable, None, None),
-        SearchResult::Unknown(why) => (Verdict::Unknown, None, Some(why)),
-        SearchResult::NotLinearizable(stuck) => {
-            let violation = Violation {
-                key: part.key.clone(),
-                model: kind,
-                op: op_ref(stuck.op),
-                pending: stuck.pending.iter().map(|&i| op_ref(i)).collect(),
-                prefix: stuck.prefix.iter().map(|&i| op_ref(i)).collect(),
-                state: part.model.describe_state(&stuck.state),
-            };
-            (Verdict::NotLinearizable, Some(violation), None)
+    interrupt: Interrupt<'_>,
+) {
+    if let Some(why) = interrupt.check() {
+        report.exhausted = Some(why);
+        return;
+    }
+    let started = Instant::now();
+    match unique::check(&mut part.model, &part.ops) {
+        unique::Decision::Linearizable => {
+            report.verdict = Verdict::Linearizable;
+            report.method = Method::UniqueValues;
         }
+        unique::Decision::NotLinearizable { stuck, reason } => {
+            report.verdict = Verdict::NotLinearizable;
+            report.method = Method::UniqueValues;
+            // A short search usually finds the longest prefix for the report.
+            let (result, _) =
+                linearizable::search_until(&mut part.model, &part.ops, &REPORT_BUDGET, interrupt);
+            let stuck = match result {
+                SearchResult::NotLinearizable(found) => found,
+                SearchResult::Linearizable { .. } => {
+                    debug_assert!(false, "unique-values check disagrees with the search");
+                    stuck
+                }
+                SearchResult::Unknown(_) => stuck,
+            };
+            report.violation = Some(violation_of(part, ops, kind, stuck, Some(reason)));
+        }
+        unique::Decision::NotApplicable(why) => report.note = Some(why),
+    }
+    report.stats.elapsed = started.elapsed();
+}
+
+#[allow(clippy::too_many_arguments)]
+fn search<M: unique::UniqueValues>(
+    part: &mut Partition<M>,
+    report: &mut KeyReport,
+    ops: &[ClientOp<'_>],
+    kind: ModelKind,
+    options: &CheckOptions,
+    interrupt: Interrupt<'_>,
+    max_states: u64,
+    last_round: bool,
+) {
+    // The key's time limit counts all its rounds.
+    let spent = report.stats.elapsed;
+    let time_limit = options.budget.time_limit.map(|t| t.saturating_sub(spent));
+    let budget = Budget {
+        max_states,
+        time_limit,
+        ..options.budget
     };
-    KeyReport {
-        key: part.key,
-        ops: part.ops.len(),
-        verdict,
-        violation,
-        exhausted,
-        stats,
+    let (result, stats) =
+        linearizable::search_until(&mut part.model, &part.ops, &budget, interrupt);
+    report.method = Method::Search;
+    report.stats = stats;
+    report.stats.elapsed += spent;
+    match result {
+        SearchResult::Linearizable { .. } => {
+            report.verdict = Verdict::Linearizable;
+            report.exhausted = None;
+        }
+        SearchResult::Unknown(Exhausted::Time(_)) => {
+            report.exhausted = options.budget.time_limit.map(Exhausted::Time);
+        }
+        SearchResult::Unknown(Exhausted::States(_)) if !last_round => {
+            report.exhausted = Some(Exhausted::States(max_states));
+        }
+        SearchResult::Unknown(why) => report.exhausted = Some(why),
+        SearchResult::NotLinearizable(stuck) => {
+            report.verdict = Verdict::NotLinearizable;
+            report.exhausted = None;
+            report.violation = Some(violation_of(part, ops, kind, stuck, None));
+        }
     }
 }
 
@@ -450,6 +643,7 @@ impl Violation {
             "prefix_len": self.prefix.len(),
             "prefix_tail": self.prefix[tail..].iter().map(OpRef::to_json).collect::<Vec<_>>(),
             "state": self.state,
+            "reason": self.reason,
         })
     }
 }
@@ -476,6 +670,7 @@ impl CheckReport {
                 "key": k.key.as_ref().map(|v| v.to_string()),
                 "ops": k.ops,
                 "verdict": verdict(k.verdict),
+                "method": k.method.name(),
                 "states": k.stats.states,
                 "elapsed_ms": k.stats.elapsed.as_secs_f64() * 1e3,
                 "unknown_reason": k.exhausted.as_ref().map(|e| e.to_string()),

@@ -36,6 +36,13 @@ pub trait Model {
     /// (e.g. a read that observed another value, a cas whose old value differs).
     fn step(&mut self, state: &Self::State, op: &Self::Op) -> Option<Self::State>;
 
+    /// True if `op` never changes the state: `step` gives `None` or the same
+    /// state. The search linearizes such ops as soon as they fit, without
+    /// branching (see [`super::linearizable`]).
+    fn is_read(&self, _op: &Self::Op) -> bool {
+        false
+    }
+
     /// Human-readable operation, for reports.
     fn describe_op(&self, op: &Self::Op) -> String;
 

@@ -32,8 +32,12 @@ pub struct SynthConfig {
     pub keys: usize,
     /// Probability that an in-flight op times out (becomes `:info`) rather than completing.
     pub info_rate: f64,
-    /// Include `:append` and `:delete` in the kv mix.
+    /// Include `:append` in the kv mix.
     pub appends: bool,
+    /// Include `:delete` in the kv mix (with `appends`). A delete makes `nil`
+    /// a value written more than once, which the unique-values check leaves
+    /// to the search.
+    pub deletes: bool,
     pub seed: u64,
 }
 
@@ -46,6 +50,7 @@ impl Default for SynthConfig {
             keys: 10,
             info_rate: 0.02,
             appends: true,
+            deletes: true,
             seed: 1,
         }
     }
@@ -109,7 +114,7 @@ pub fn generate(config: &SynthConfig) -> History {
                 (true, 70..85) if config.appends => {
                     ("append", Action::Append(Value::Str(format!("x{unique};"))))
                 }
-                (true, 85..90) if config.appends => ("delete", Action::Delete),
+                (true, 85..90) if config.appends && config.deletes => ("delete", Action::Delete),
                 _ => {
                     // Often compare against the current value so that some cas succeed.
                     let old = if rng.random_bool(0.5) {

@@ -1,4 +1,4 @@
-//! `harness check [--model kv|cas-register] [--out DIR] FILE...`
+//! `harness check [--model kv|cas-register] [--initial VALUE] [--all-keys] [--out DIR] FILE...`
 //!
 //! Checks each history file, prints one line per file (verdict, ops, keys,
 //! model, time), the text report of each violation, and a summary. With
@@ -38,9 +38,21 @@ pub struct CheckArgs {
     /// Per-key limit on explored search states before answering "unknown".
     #[arg(long, default_value_t = Budget::default().max_states)]
     pub max_states: u64,
-    /// Per-key time limit in seconds before answering "unknown".
+    /// Time limit in seconds, for each key and for the whole file, before
+    /// answering "unknown".
     #[arg(long, default_value_t = 60.0)]
     pub time_limit: f64,
+    /// Decide every key: by default the first key found not linearizable
+    /// decides the file and the other keys are not checked further.
+    #[arg(long)]
+    pub all_keys: bool,
+    /// Never use the polynomial unique-values check; search every key (WGL).
+    #[arg(long)]
+    pub search_only: bool,
+    /// The value the register (or each key) starts with, in EDN (default
+    /// nil; Knossos' cas-register tests start at 0).
+    #[arg(long, value_name = "VALUE", value_parser = parse_value)]
+    pub initial: Option<crate::history::Value>,
     /// Print only the per-file lines and the summary, not violation details.
     #[arg(long, short)]
     pub quiet: bool,
@@ -56,6 +68,10 @@ fn parse_model(s: &str) -> Result<ModelKind, String> {
     s.parse()
 }
 
+fn parse_value(s: &str) -> Result<crate::history::Value, String> {
+    crate::history::edn::read_value(s).map_err(|e| format!("not an EDN value: {e}"))
+}
+
 /// Runs `harness check`; returns the exit status.
 pub fn run(args: &CheckArgs) -> i32 {
     let options = CheckOptions {
@@ -66,6 +82,9 @@ pub fn run(args: &CheckArgs) -> i32 {
             ..Budget::default()
         },
         parallel: true,
+        all_keys: args.all_keys,
+        fast_paths: !args.search_only,
+        initial: args.initial.clone(),
     };
     let name_width = args
         .files
@@ -91,7 +110,11 @@ pub fn run(args: &CheckArgs) -> i32 {
                     Verdict::NotLinearizable => invalid += 1,
                     Verdict::Unknown => unknown += 1,
                 }
-                for key in report.keys.iter().filter(|k| k.verdict == Verdict::Unknown) {
+                let undecided = |k: &&crate::checker::KeyReport| {
+                    k.verdict == Verdict::Unknown
+                        && !matches!(k.exhausted, Some(crate::checker::Exhausted::Cancelled))
+                };
+                for key in report.keys.iter().filter(undecided) {
                     let why = key
                         .exhausted
                         .as_ref()
@@ -109,10 +132,20 @@ pub fn run(args: &CheckArgs) -> i32 {
                             .key
                             .as_ref()
                             .map_or("register".to_string(), |k| k.to_string());
+                        let note = key
+                            .note
+                            .as_ref()
+                            .map(|n| format!(" (unique-values check not applicable: {n})"))
+                            .unwrap_or_default();
+                        let stopped = match &key.exhausted {
+                            Some(crate::checker::Exhausted::Cancelled) => " (stopped)",
+                            _ => "",
+                        };
                         out!(
-                            "    {name}: {} ops, {}, {} states, {} expanded, {} steps, {}",
+                            "    {name}: {} ops, {}{stopped}, by {}{note}, {} states, {} expanded, {} steps, {}",
                             key.ops,
                             key.verdict,
+                            key.method.name(),
                             key.stats.states,
                             key.stats.expanded,
                             key.stats.steps,
@@ -165,7 +198,17 @@ pub fn summary_line(report: &CheckReport) -> String {
         .iter()
         .filter(|k| k.verdict == Verdict::NotLinearizable)
         .count();
-    let keys = if invalid_keys > 0 && report.keys.len() > 1 {
+    let stopped = report
+        .keys
+        .iter()
+        .filter(|k| matches!(k.exhausted, Some(crate::checker::Exhausted::Cancelled)))
+        .count();
+    let keys = if stopped > 0 {
+        format!(
+            "keys={} ({invalid_keys} invalid, {stopped} not checked)",
+            report.keys.len()
+        )
+    } else if invalid_keys > 0 && report.keys.len() > 1 {
         format!("keys={} ({invalid_keys} invalid)", report.keys.len())
     } else {
         format!("keys={}", report.keys.len())

@@ -305,49 +305,109 @@ pub fn read_forms_flattened(text: &str) -> Result<Vec<Form>, SyntaxError> {
 /// [`read_forms_flattened`] without holding them all: a caller converting
 /// each form into an op as it comes keeps half the memory.
 ///
-/// A leading `[` opens the whole-history vector, whose elements are yielded;
-/// forms after its closing `]`, if any, are yielded too.
+/// A leading `[` (or `(`, as Jepsen's older files and Knossos' test data
+/// have it) opens the whole-history vector or list, whose elements are
+/// yielded; forms after its closing bracket, if any, are yielded too.
 pub struct HistoryForms<'a> {
     reader: Reader<'a>,
     started: bool,
-    in_vector: bool,
+    /// The bracket closing the whole-history collection, while inside it.
+    closing: Option<char>,
     failed: bool,
+}
+
+/// Where a [`HistoryForms`] stopped, to go on in the next piece of a file
+/// read in pieces ([`HistoryForms::resume`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormsState {
+    pub line: usize,
+    pub column: usize,
+    started: bool,
+    closing: Option<char>,
+}
+
+impl Default for FormsState {
+    fn default() -> Self {
+        FormsState {
+            line: 1,
+            column: 1,
+            started: false,
+            closing: None,
+        }
+    }
 }
 
 impl<'a> HistoryForms<'a> {
     pub fn new(text: &'a str) -> Self {
+        Self::resume(text, FormsState::default())
+    }
+
+    /// Reads `text` as the continuation of a file whose earlier part ended
+    /// in `state` (lines and columns go on from there).
+    pub fn resume(text: &'a str, state: FormsState) -> Self {
+        let mut reader = Reader::new(text);
+        reader.line = state.line;
+        reader.column = state.column;
         HistoryForms {
-            reader: Reader::new(text),
-            started: false,
-            in_vector: false,
+            reader,
+            started: state.started,
+            closing: state.closing,
             failed: false,
         }
     }
 
-    fn next_form(&mut self) -> Result<Option<Form>, SyntaxError> {
+    /// The state after the last form returned, and its byte offset in the text.
+    pub fn state(&self) -> (FormsState, usize) {
+        let state = FormsState {
+            line: self.reader.line,
+            column: self.reader.column,
+            started: self.started,
+            closing: self.closing,
+        };
+        (state, self.reader.pos)
+    }
+
+    /// The next form; `Ok(None)` at the end of the text.
+    pub fn next_form(&mut self) -> Result<Option<Form>, SyntaxError> {
         let reader = &mut self.reader;
         if !self.started {
-            self.started = true;
             reader.skip_blank()?;
-            if reader.peek() == Some('[') {
+            // Decided at the first non-blank character (a file read in
+            // pieces may have none in its first piece).
+            match reader.peek() {
+                None => return Ok(None),
+                Some('[') => self.closing = Some(']'),
+                Some('(') => self.closing = Some(')'),
+                _ => {}
+            }
+            self.started = true;
+            if self.closing.is_some() {
                 reader.bump();
-                self.in_vector = true;
             }
         }
         loop {
             reader.skip_blank()?;
             match reader.peek() {
-                Some(']') if self.in_vector => {
+                Some(c) if Some(c) == self.closing => {
                     reader.bump();
-                    self.in_vector = false;
+                    self.closing = None;
                 }
-                None if self.in_vector => {
-                    return Err(reader.error("`]` closing the history vector"))
+                None if self.closing.is_some() => {
+                    let what = match self.closing {
+                        Some(')') => "`)` closing the history list (the file ends inside it)",
+                        _ => "`]` closing the history vector (the file ends inside it)",
+                    };
+                    return Err(reader.error(what));
                 }
                 None => return Ok(None),
+                Some(c @ (')' | ']' | '}')) => {
+                    return Err(
+                        reader.error(&format!("an op map or the end of the history, not `{c}`"))
+                    )
+                }
                 _ => {
                     let line = reader.line;
-                    let depth = usize::from(self.in_vector);
+                    let depth = usize::from(self.closing.is_some());
                     if let Some(value) = reader.read_value(depth)? {
                         return Ok(Some(Form { line, value }));
                     }
@@ -576,6 +636,7 @@ impl<'a> Reader<'a> {
 
     fn read_seq(&mut self, close: char, depth: usize) -> Result<Vec<Value>, SyntaxError> {
         let mut items = Vec::new();
+        let open_line = self.line;
         loop {
             self.skip_blank()?;
             match self.peek() {
@@ -583,7 +644,16 @@ impl<'a> Reader<'a> {
                     self.bump();
                     return Ok(items);
                 }
-                None => return Err(self.error(&format!("`{close}`"))),
+                None => {
+                    let what = match close {
+                        '}' => "map",
+                        ')' => "list",
+                        _ => "vector",
+                    };
+                    return Err(self.error(&format!(
+                        "`{close}` closing the {what} opened on line {open_line} (the input ends inside it)"
+                    )));
+                }
                 Some(c @ (')' | ']' | '}')) => {
                     return Err(self.error(&format!("`{close}` (or a value), not `{c}`")))
                 }
@@ -806,13 +876,28 @@ mod tests {
         let alphabet: Vec<char> = "{}[]()#_:\"\\,; \n0123456789+-.eNMabnil\u{e9}"
             .chars()
             .collect();
+        let words = [
+            "#inst \"2020\"",
+            "#uuid \"x\"",
+            "#tag ",
+            "; comment\n",
+            "(",
+            ")",
+        ];
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         for _ in 0..5000 {
             let len = rng.random_range(0..30);
             let s: String = (0..len)
-                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .map(|_| {
+                    if rng.random_bool(0.1) {
+                        words[rng.random_range(0..words.len())].to_string()
+                    } else {
+                        alphabet[rng.random_range(0..alphabet.len())].to_string()
+                    }
+                })
                 .collect();
             let _ = read_forms_flattened(&s);
+            let _ = read_value(&s);
         }
     }
 }

@@ -28,7 +28,6 @@
 pub mod edn;
 pub mod pairing;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -131,7 +130,71 @@ pub struct Op {
     /// Every other key of the op map, by keyword name (`:node` → `"node"`),
     /// written back after the standard keys in name order. Entries whose key is
     /// not a keyword are kept with the key written as EDN text.
-    pub extra: BTreeMap<String, Value>,
+    pub extra: Extra,
+}
+
+/// The extra fields of an op, sorted by name: a small vector (most ops have
+/// none or one, `:node`), not a tree map, whose every node is a few hundred
+/// bytes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Extra(Vec<(String, Value)>);
+
+impl Extra {
+    pub fn new() -> Self {
+        Extra(Vec::new())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        let i = self
+            .0
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .ok()?;
+        Some(&self.0[i].1)
+    }
+
+    /// Sets a field; returns its previous value.
+    pub fn insert(&mut self, name: String, value: Value) -> Option<Value> {
+        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&name)) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (name, value));
+                None
+            }
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<Value> {
+        let i = self
+            .0
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .ok()?;
+        Some(self.0.remove(i).1)
+    }
+
+    /// The fields in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for &'a Extra {
+    type Item = (&'a String, &'a Value);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (String, Value)>,
+        fn(&'a (String, Value)) -> (&'a String, &'a Value),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
 }
 
 impl Op {
@@ -144,7 +207,7 @@ impl Op {
             kind: OpType::Invoke,
             f: f.into(),
             value: value.into(),
-            extra: BTreeMap::new(),
+            extra: Extra::new(),
         }
     }
 
@@ -157,7 +220,7 @@ impl Op {
             kind,
             f: f.into(),
             value: value.into(),
-            extra: BTreeMap::new(),
+            extra: Extra::new(),
         }
     }
 
@@ -170,7 +233,7 @@ impl Op {
             kind,
             f: self.f.clone(),
             value: value.into(),
-            extra: BTreeMap::new(),
+            extra: Extra::new(),
         }
     }
 
@@ -212,7 +275,7 @@ impl Op {
         let mut kind = None;
         let mut f = None;
         let mut op_value = Value::Nil;
-        let mut extra = BTreeMap::new();
+        let mut extra = Extra::new();
         for (k, v) in entries {
             let name = match k {
                 Value::Keyword(name) => name,
@@ -362,14 +425,110 @@ impl History {
         Self::parse_inner(text, None)
     }
 
-    /// Reads a history file.
+    /// Reads a history file, in pieces of a few MiB: a big file's text is
+    /// never held whole next to its parsed ops.
     pub fn from_file(path: impl AsRef<Path>) -> Result<History, HistoryError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| HistoryError::Io {
+        let io_error = |source| HistoryError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
-        Self::parse_inner(&text, Some(path.to_path_buf()))
+        };
+        let file = std::fs::File::open(path).map_err(io_error)?;
+        let size = file.metadata().map_err(io_error)?.len();
+        Self::read_pieces(file, size, Some(path.to_path_buf()), 4 << 20)
+    }
+
+    /// Parses from `input`, `PIECE` bytes at a time (cut after a newline; a
+    /// form that runs past the cut is parsed again with the next piece).
+    fn read_pieces(
+        mut input: impl io::Read,
+        size_hint: u64,
+        path: Option<PathBuf>,
+        piece: usize,
+    ) -> Result<History, HistoryError> {
+        let io_error = |source| HistoryError::Io {
+            path: path.clone().unwrap_or_default(),
+            source,
+        };
+        let estimate = (size_hint as usize) / 96 + 1;
+        let mut history = History {
+            ops: Vec::with_capacity(estimate),
+            lines: Vec::with_capacity(estimate),
+        };
+        // A small file is read in one piece of its own size (plus one byte
+        // to see the end), without zeroing megabytes.
+        let piece = piece.min(size_hint as usize + 1).max(1);
+        let mut buf: Vec<u8> = Vec::with_capacity(piece);
+        let mut state = edn::FormsState::default();
+        let mut at_end = false;
+        loop {
+            if !at_end {
+                let before = buf.len();
+                buf.resize(before + piece, 0);
+                let mut filled = before;
+                while filled < buf.len() {
+                    match input.read(&mut buf[filled..]) {
+                        Ok(0) => {
+                            at_end = true;
+                            break;
+                        }
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(io_error(e)),
+                    }
+                }
+                buf.truncate(filled);
+            }
+            // Parse up to the last newline (everything at the end).
+            let end = if at_end {
+                buf.len()
+            } else {
+                match buf.iter().rposition(|&b| b == b'\n') {
+                    Some(i) => i + 1,
+                    None => continue,
+                }
+            };
+            let text = std::str::from_utf8(&buf[..end]).map_err(|e| {
+                io_error(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("not UTF-8 text ({e})"),
+                ))
+            })?;
+            let mut forms = edn::HistoryForms::resume(text, state);
+            let mut consumed = 0;
+            loop {
+                match forms.next_form() {
+                    Ok(Some(form)) => {
+                        let line = form.line;
+                        let op =
+                            Op::from_edn(form.value).map_err(|message| HistoryError::BadOp {
+                                path: path.clone(),
+                                line,
+                                message,
+                            })?;
+                        history.ops.push(op);
+                        history.lines.push(line);
+                        (state, consumed) = forms.state();
+                    }
+                    Ok(None) => {
+                        (state, consumed) = forms.state();
+                        break;
+                    }
+                    // A form cut by the end of the piece: read on.
+                    Err(e) if !at_end && e.found == "end of input" => break,
+                    Err(error) => {
+                        return Err(HistoryError::Syntax {
+                            path: path.clone(),
+                            error,
+                        })
+                    }
+                }
+            }
+            buf.drain(..consumed);
+            if at_end {
+                return Ok(history);
+            }
+        }
     }
 
     fn parse_inner(text: &str, path: Option<PathBuf>) -> Result<History, HistoryError> {
@@ -483,6 +642,30 @@ mod tests {
             h.ops[1].to_edn(),
             "{:index 1, :time 200, :process 1, :type :ok, :f :write, :value 3, :node \"n2\"}"
         );
+    }
+
+    #[test]
+    fn reading_in_pieces_gives_the_same_history_and_errors() {
+        let text = "; comment\n[{:process 0, :type :invoke,\n :f :write, :value \"a\\nb é\"}\n\
+                    {:process 0, :type :ok, :f :write, :value \"a\\nb é\"} {:process 1,\n :type :invoke, :f :read}\n]\n\
+                    {:process 1, :type :ok, :f :read, :value [1\n 2]}\n";
+        let whole = History::parse(text).unwrap();
+        for piece in [1, 2, 3, 7, 16, 64, 1 << 20] {
+            let h = History::read_pieces(text.as_bytes(), text.len() as u64, None, piece).unwrap();
+            assert_eq!(h, whole, "piece {piece}");
+        }
+        for bad in [
+            "{:process 0,\n :type :ok :f}",
+            "[{:process 0, :type :ok, :f :read}\n",
+            "{:a 1}\n{:b",
+        ] {
+            let whole = History::parse(bad).unwrap_err().to_string();
+            for piece in [1, 5, 1 << 20] {
+                let e = History::read_pieces(bad.as_bytes(), bad.len() as u64, None, piece)
+                    .unwrap_err();
+                assert_eq!(e.to_string(), whole, "{bad:?}, piece {piece}");
+            }
+        }
     }
 
     #[test]

@@ -48,6 +48,17 @@ pub struct LinResult {
 /// Checks `h` with the `kv` model (per key, in parallel); writes a
 /// `timeline-<key>.html` for each invalid key into `dir`.
 pub fn check_history(h: &History, dir: &Path, time_limit: Duration) -> LinResult {
+    check_history_with(h, dir, time_limit, false)
+}
+
+/// [`check_history`]; `all_keys` (the workload's `checkers.all_keys`) asks
+/// for every key's verdict instead of stopping at the first invalid key.
+pub fn check_history_with(
+    h: &History,
+    dir: &Path,
+    time_limit: Duration,
+    all_keys: bool,
+) -> LinResult {
     use crate::checker::{check, Budget, CheckOptions, ModelKind, Verdict};
     use crate::report::timeline;
     let started = std::time::Instant::now();
@@ -58,6 +69,8 @@ pub fn check_history(h: &History, dir: &Path, time_limit: Duration) -> LinResult
             ..Budget::default()
         },
         parallel: true,
+        all_keys,
+        ..CheckOptions::default()
     };
     let report = match check(h, &options) {
         Ok(r) => r,
@@ -91,7 +104,11 @@ pub fn check_history(h: &History, dir: &Path, time_limit: Duration) -> LinResult
     let unknown_keys = report
         .keys
         .iter()
-        .filter(|k| k.verdict == Verdict::Unknown)
+        // Keys stopped because another key was invalid are not undecided.
+        .filter(|k| {
+            k.verdict == Verdict::Unknown
+                && k.exhausted != Some(crate::checker::Exhausted::Cancelled)
+        })
         .map(|k| key_name(&k.key))
         .collect();
     LinResult {

@@ -380,12 +380,13 @@ impl Test<'_> {
         if !started || !self.w.checkers.linearizable {
             return None;
         }
-        let (h, dir, limit) = (
+        let (h, dir, limit, all_keys) = (
             history.clone(),
             self.dir.to_path_buf(),
             self.w.checkers.time_limit.0,
+            self.w.checkers.all_keys,
         );
-        tokio::task::spawn_blocking(move || check::check_history(&h, &dir, limit))
+        tokio::task::spawn_blocking(move || check::check_history_with(&h, &dir, limit, all_keys))
             .await
             .ok()
     }

@@ -1,0 +1,687 @@
+//! A polynomial check for keys whose observed values each have one producer.
+//!
+//! When every value a read (or a cas, or an append) observed can have been
+//! made by exactly one op — Jepsen's practice of writing unique values —
+//! linearizability needs no search (Gibbons & Korach 1997: a register with a
+//! known reads-from mapping is decidable in polynomial time). This module
+//! extends their construction to cas and to appends of unique strings:
+//!
+//! 1. **Reads-from.** For each observed value find its producer: the op that
+//!    wrote it (`write`/`put` v, `cas [_ v]`, `delete` for `nil`), the initial
+//!    state, or the `append` whose string is a suffix of it (then the rest of
+//!    the string is observed too: a read of `"x1;x2;x3;"` reveals the order of
+//!    three appends, Elle's insight). No producer: not linearizable (a value
+//!    nobody wrote). Several possible producers (`nil` after several deletes,
+//!    a value written twice): not applicable, the key goes to the WGL search.
+//! 2. **Chains.** A cas or an append needs its predecessor value, which
+//!    exists once: it must be the very next change after that value's
+//!    producer. Following these links from each blind write (and from the
+//!    initial state) gives *blocks*, whose order of changes is fixed. Two ops
+//!    needing the same predecessor: not linearizable.
+//! 3. **Zones.** A block started at point `x` (its head's linearization point)
+//!    places each change as early as the reads and calls allow; it is feasible
+//!    iff `x < S` (the earliest deadline among its changes and the reads of
+//!    its values) and it holds the state until `X` (the latest call among its
+//!    changes and reads). So a block with `S <= X` certainly spans
+//!    `[S - 1, X]` (a *forward zone*), and one with `X < S` can shrink to a
+//!    point anywhere in `[X, S - 1]` (a *backward zone*). The history is
+//!    linearizable iff no two forward zones overlap and no backward zone lies
+//!    inside a forward zone. Changes nobody observed (a write whose value no
+//!    read saw, an append no read contains) are backward zones of their own.
+//!
+//! Times are history positions; a linearization point "at slot `x`" lies just
+//! after position `x`, so `x >= call` and `x < return` place it inside an op.
+//! Ops of unknown outcome have no return; those whose value nobody observed
+//! may not have taken effect and are left out. The result is checked against
+//! the WGL search and a brute force on random histories
+//! (`tests/fast_paths.rs`).
+
+use rustc_hash::FxHashMap;
+
+use super::linearizable::Stuck;
+use super::model::{Model, SearchOp, NIL};
+use crate::history::Value;
+
+/// An op as this check sees it (a `delete` is a write of `nil`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UniqueOp {
+    Read(u32),
+    Write(u32),
+    Cas { old: u32, new: u32 },
+    Append(u32),
+}
+
+/// A model whose ops and values this check understands.
+pub trait UniqueValues: Model<State = u32> {
+    fn view(&self, op: &Self::Op) -> UniqueOp;
+    fn value(&self, id: u32) -> &Value;
+    /// The id of a value the check computed (a prefix of an appended string).
+    fn intern_computed(&mut self, value: Value) -> u32;
+}
+
+/// The outcome of [`check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Linearizable,
+    /// Not linearizable: the ops that cannot all take effect, and why.
+    NotLinearizable {
+        stuck: Stuck<u32>,
+        reason: String,
+    },
+    /// The key's values are not unique enough; use the search.
+    NotApplicable(String),
+}
+
+const INIT: usize = usize::MAX;
+/// "No return": an op of unknown outcome.
+const NEVER: i64 = i64::MAX;
+
+/// What is known about one observed value.
+#[derive(Debug, Clone)]
+struct Observed {
+    /// Earliest return and latest call among its reads (and the reads).
+    first_return: (i64, usize),
+    last_call: (i64, usize),
+    /// The cas or append that changed it next, if any.
+    successor: Option<usize>,
+}
+
+/// Decides linearizability of one key's ops when its values allow it.
+pub fn check<M: UniqueValues>(model: &mut M, ops: &[SearchOp<M::Op>]) -> Decision {
+    let first = Checker::new(model, ops, Guess::LastInvoked).run();
+    match first {
+        // A guess did not fit: try the other rule once.
+        Decision::NotApplicable(why) if why == GUESS_FAILED => {
+            Checker::new(model, ops, Guess::LastCompleted).run()
+        }
+        d => d,
+    }
+}
+
+/// How to guess the producer of a value several ops wrote, for one observer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guess {
+    /// The one invoked last before the observer returned.
+    LastInvoked,
+    /// The one that completed last before the observer was invoked (else
+    /// the one invoked last before it returned).
+    LastCompleted,
+}
+
+const GUESS_FAILED: &str =
+    "some values have several possible producers, and no guess of who made each fit";
+
+struct Checker<'a, M: UniqueValues> {
+    model: &'a mut M,
+    ops: &'a [SearchOp<M::Op>],
+    view: Vec<UniqueOp>,
+    init: u32,
+    /// value → ops writing it (write, delete, cas new).
+    writers: FxHashMap<u32, Vec<usize>>,
+    /// appended string → ops appending it.
+    tokens: FxHashMap<String, Vec<usize>>,
+    token_lengths: Vec<usize>,
+    /// What each (value, its producer) was seen doing.
+    observed: FxHashMap<State, Observed>,
+    /// For each append op resolved as a producer: the value it made.
+    append_states: FxHashMap<usize, u32>,
+    /// For each cas and resolved append: the state it changed.
+    consumed: FxHashMap<usize, State>,
+    /// Ops whose effect some read depends on (optional ones must then be placed).
+    needed: Vec<bool>,
+    /// Some value had several possible producers and one was guessed (the
+    /// one invoked last before the observer returned). A linearization then
+    /// still proves the key linearizable; a failure proves nothing.
+    guessed: bool,
+    guess: Guess,
+}
+
+/// A value as made by one producer ([`INIT`] or an op).
+type State = (u32, usize);
+
+fn call(op: &SearchOp<impl Clone>) -> i64 {
+    op.call as i64
+}
+
+fn ret(op: &SearchOp<impl Clone>) -> i64 {
+    op.ret.map_or(NEVER, |r| r as i64)
+}
+
+impl<'a, M: UniqueValues> Checker<'a, M> {
+    fn new(model: &'a mut M, ops: &'a [SearchOp<M::Op>], guess: Guess) -> Self {
+        let view: Vec<UniqueOp> = ops.iter().map(|o| model.view(&o.op)).collect();
+        let init = model.init();
+        Checker {
+            model,
+            ops,
+            view,
+            init,
+            writers: FxHashMap::default(),
+            tokens: FxHashMap::default(),
+            token_lengths: Vec::new(),
+            observed: FxHashMap::default(),
+            append_states: FxHashMap::default(),
+            consumed: FxHashMap::default(),
+            needed: vec![false; ops.len()],
+            guessed: false,
+            guess,
+        }
+    }
+
+    fn describe(&self, id: u32) -> String {
+        self.model.value(id).to_string()
+    }
+
+    fn violation(&self, op: usize, pending: Vec<usize>, reason: String) -> Decision {
+        Decision::NotLinearizable {
+            stuck: Stuck {
+                prefix: Vec::new(),
+                state: self.init,
+                op,
+                pending,
+            },
+            reason,
+        }
+    }
+
+    fn run(mut self) -> Decision {
+        if let Some(why) = self.index() {
+            return Decision::NotApplicable(why);
+        }
+        if let Some(d) = self.unwritten() {
+            return d;
+        }
+        let decision = match self.resolve().and_then(|()| self.blocks()) {
+            Ok(blocks) => self.zones(blocks),
+            Err(d) => d,
+        };
+        match decision {
+            Decision::NotLinearizable { .. } if self.guessed => {
+                Decision::NotApplicable(GUESS_FAILED.into())
+            }
+            d => d,
+        }
+    }
+
+    /// Indexes writers and appended strings; `Some` if the key does not fit.
+    fn index(&mut self) -> Option<String> {
+        let mut has_appends = false;
+        for (i, v) in self.view.iter().enumerate() {
+            match *v {
+                UniqueOp::Write(x) | UniqueOp::Cas { new: x, .. } => {
+                    self.writers.entry(x).or_default().push(i)
+                }
+                UniqueOp::Append(x) => {
+                    has_appends = true;
+                    let Value::Str(s) = self.model.value(x) else {
+                        return Some("an append of a non-string value".into());
+                    };
+                    if s.is_empty() {
+                        return Some("an append of the empty string".into());
+                    }
+                    self.tokens.entry(s.clone()).or_default().push(i);
+                }
+                UniqueOp::Read(_) => {}
+            }
+        }
+        if has_appends {
+            let non_string = self.view.iter().find_map(|v| match *v {
+                UniqueOp::Read(x) | UniqueOp::Write(x) | UniqueOp::Cas { new: x, .. } => {
+                    (!matches!(self.model.value(x), Value::Str(_) | Value::Nil)).then_some(x)
+                }
+                _ => None,
+            });
+            if let Some(x) = non_string.or_else(|| {
+                (!matches!(self.model.value(self.init), Value::Str(_) | Value::Nil))
+                    .then_some(self.init)
+            }) {
+                return Some(format!(
+                    "appends mixed with the non-string value {}",
+                    self.describe(x)
+                ));
+            }
+            let mut lengths: Vec<usize> = self.tokens.keys().map(String::len).collect();
+            lengths.sort_unstable();
+            lengths.dedup();
+            self.token_lengths = lengths;
+        }
+        None
+    }
+
+    /// A read or cas that needs a value no op can have made (whatever the
+    /// reads-from guesses later): not linearizable.
+    fn unwritten(&self) -> Option<Decision> {
+        for (i, v) in self.view.iter().enumerate() {
+            let value = match *v {
+                UniqueOp::Read(x) => x,
+                UniqueOp::Cas { old, .. } if self.ops[i].ret.is_some() => old,
+                _ => continue,
+            };
+            let written = value == self.init
+                || self
+                    .writers
+                    .get(&value)
+                    .is_some_and(|w| w.iter().any(|&o| o != i))
+                || match self.model.value(value) {
+                    Value::Str(s) => self.token_lengths.iter().any(|&len| {
+                        len <= s.len()
+                            && s.is_char_boundary(s.len() - len)
+                            && self.tokens.contains_key(&s[s.len() - len..])
+                    }),
+                    _ => false,
+                };
+            if !written {
+                return Some(self.violation(
+                    i,
+                    Vec::new(),
+                    format!(
+                        "it needs the value {}, which no op wrote",
+                        self.describe(value)
+                    ),
+                ));
+            }
+        }
+        None
+    }
+
+    /// Finds the producer of every observed value (reads-from).
+    fn resolve(&mut self) -> Result<(), Decision> {
+        // (value, the op observing it)
+        let mut work: Vec<(u32, usize)> = Vec::new();
+        for (i, v) in self.view.iter().enumerate() {
+            let required = self.ops[i].ret.is_some();
+            match *v {
+                UniqueOp::Read(x) => work.push((x, i)),
+                UniqueOp::Cas { old, .. } if required => work.push((old, i)),
+                _ => {}
+            }
+            if required {
+                self.needed[i] = true;
+            }
+        }
+        while let Some((value, observer)) = work.pop() {
+            let (producer, predecessor) = self.producer(value, observer)?;
+            let state = (value, producer);
+            if !matches!(self.view[observer], UniqueOp::Read(_)) {
+                self.consumed.insert(observer, state);
+            }
+            if let Some(seen) = self.observed.get_mut(&state) {
+                note_read(seen, &self.view, self.ops, observer);
+                continue;
+            }
+            let mut seen = Observed {
+                first_return: (NEVER, usize::MAX),
+                last_call: (-1, usize::MAX),
+                successor: None,
+            };
+            note_read(&mut seen, &self.view, self.ops, observer);
+            self.observed.insert(state, seen);
+            if producer == INIT {
+                continue;
+            }
+            if let Some(pred) = predecessor {
+                if let Some(&other) = self.append_states.get(&producer) {
+                    if other != value {
+                        if self.guessed {
+                            return Err(Decision::NotApplicable(
+                                "appends of equal strings could not be told apart".into(),
+                            ));
+                        }
+                        return Err(self.violation(
+                            observer,
+                            vec![producer],
+                            format!(
+                                "{} and {} both end with the string appended by one op, which took effect once",
+                                self.describe(other),
+                                self.describe(value)
+                            ),
+                        ));
+                    }
+                }
+                self.append_states.insert(producer, value);
+                work.push((pred, producer));
+            }
+            if !self.needed[producer] {
+                // An op of unknown outcome that some read depends on.
+                self.needed[producer] = true;
+                if let UniqueOp::Cas { old, .. } = self.view[producer] {
+                    work.push((old, producer));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The op (or the initial state) that made `value` as `observer` saw it,
+    /// and for an append the value it appended to. With several possible
+    /// producers, the one invoked last before `observer` returned is guessed.
+    fn producer(&mut self, value: u32, observer: usize) -> Result<(usize, Option<u32>), Decision> {
+        let mut candidates: Vec<usize> = Vec::new();
+        if value == self.init {
+            candidates.push(INIT);
+        }
+        if let Some(w) = self.writers.get(&value) {
+            candidates.extend(w.iter().copied().filter(|&i| i != observer));
+        }
+        let mut rest: Option<String> = None;
+        if let Value::Str(s) = self.model.value(value) {
+            for &len in &self.token_lengths {
+                if len > s.len() || !s.is_char_boundary(s.len() - len) {
+                    continue;
+                }
+                if let Some(appends) = self.tokens.get(&s[s.len() - len..]) {
+                    if rest.is_some() || !candidates.is_empty() {
+                        return Err(Decision::NotApplicable(format!(
+                            "the value {} can be the result of different kinds of ops",
+                            self.describe(value)
+                        )));
+                    }
+                    candidates.extend(appends.iter().copied().filter(|&i| i != observer));
+                    rest = Some(s[..s.len() - len].to_string());
+                }
+            }
+        }
+        let producer = match candidates.len() {
+            0 => {
+                return Err(self.violation(
+                    observer,
+                    Vec::new(),
+                    format!(
+                        "it needs the value {}, which no op wrote",
+                        self.describe(value)
+                    ),
+                ))
+            }
+            1 => candidates[0],
+            _ => {
+                self.guessed = true;
+                let deadline = ret(&self.ops[observer]);
+                let taken = |c: usize| {
+                    rest.is_some() && self.append_states.get(&c).is_some_and(|&v| v != value)
+                };
+                let call_of = |c: usize| if c == INIT { -1 } else { call(&self.ops[c]) };
+                let ret_of = |c: usize| if c == INIT { -1 } else { ret(&self.ops[c]) };
+                let start = call(&self.ops[observer]);
+                let finished = candidates
+                    .iter()
+                    .copied()
+                    .filter(|&c| ret_of(c) < start && !taken(c))
+                    .max_by_key(|&c| ret_of(c));
+                let invoked = candidates
+                    .iter()
+                    .copied()
+                    .filter(|&c| call_of(c) < deadline && !taken(c))
+                    .max_by_key(|&c| call_of(c));
+                match self.guess {
+                    Guess::LastInvoked => invoked,
+                    Guess::LastCompleted => finished.or(invoked),
+                }
+                .unwrap_or(candidates[0])
+            }
+        };
+        let Some(rest) = rest else {
+            return Ok((producer, None));
+        };
+        let pred = if rest.is_empty() {
+            // Appending to a missing key or to "" gives the same string.
+            let empty = self.model.intern_computed(Value::Str(String::new()));
+            let empty_made = empty == self.init || self.writers.contains_key(&empty);
+            let nil_made = NIL == self.init || self.writers.contains_key(&NIL);
+            if empty_made && nil_made {
+                return Err(Decision::NotApplicable(
+                    "appends to both a missing key and an empty string".into(),
+                ));
+            }
+            if empty_made {
+                empty
+            } else {
+                NIL
+            }
+        } else {
+            self.model.intern_computed(Value::Str(rest))
+        };
+        Ok((producer, Some(pred)))
+    }
+
+    /// Links each observed value to the op that changed it next, and builds
+    /// the blocks: from the initial state and from each blind write, the
+    /// chain of changes that must follow one another.
+    fn blocks(&mut self) -> Result<Vec<Block>, Decision> {
+        let mut successors: Vec<(State, usize)> = Vec::new();
+        for i in 0..self.ops.len() {
+            if self.needed[i] && matches!(self.view[i], UniqueOp::Cas { .. } | UniqueOp::Append(_))
+            {
+                if let Some(&state) = self.consumed.get(&i) {
+                    successors.push((state, i));
+                }
+            }
+        }
+        for ((value, producer), op) in successors {
+            let seen = self
+                .observed
+                .get_mut(&(value, producer))
+                .expect("observed before");
+            if let Some(other) = seen.successor {
+                let (first, second) = if ret(&self.ops[other]) <= ret(&self.ops[op]) {
+                    (other, op)
+                } else {
+                    (op, other)
+                };
+                let value = self.describe(value);
+                return Err(self.violation(
+                    second,
+                    vec![first],
+                    format!("both need the value {value}, which held once, and only one op can change it"),
+                ));
+            }
+            seen.successor = Some(op);
+        }
+        let mut blocks = Vec::new();
+        let mut placed = vec![false; self.ops.len()];
+        let heads = std::iter::once(INIT).chain((0..self.ops.len()).filter(|&i| {
+            (self.needed[i] && matches!(self.view[i], UniqueOp::Write(_)))
+                || (self.needed[i]
+                    && matches!(self.view[i], UniqueOp::Append(_))
+                    && !self.append_states.contains_key(&i))
+        }));
+        let heads: Vec<usize> = heads.collect();
+        for head in heads {
+            let block = self.block_from(head, &mut placed)?;
+            blocks.push(block);
+        }
+        if let Some(stray) = (0..self.ops.len())
+            .find(|&i| self.needed[i] && !placed[i] && !matches!(self.view[i], UniqueOp::Read(_)))
+        {
+            return Err(self.violation(
+                stray,
+                Vec::new(),
+                "the value it needs is only made by ops that need its own result first".into(),
+            ));
+        }
+        Ok(blocks)
+    }
+
+    /// The value an op produced, if someone observed it.
+    fn produced(&self, op: usize) -> Option<u32> {
+        let v = match self.view[op] {
+            UniqueOp::Write(x) | UniqueOp::Cas { new: x, .. } => x,
+            UniqueOp::Append(_) => *self.append_states.get(&op)?,
+            UniqueOp::Read(_) => return None,
+        };
+        self.observed.contains_key(&(v, op)).then_some(v)
+    }
+
+    fn block_from(&self, head: usize, placed: &mut [bool]) -> Result<Block, Decision> {
+        let mut block = Block {
+            start: -1,
+            deadline: (NEVER, usize::MAX),
+            exit: (-1, usize::MAX),
+            head,
+        };
+        // Earliest slot of the current change.
+        let mut k: (i64, usize) = if head == INIT {
+            (-1, INIT)
+        } else {
+            block.start = call(&self.ops[head]);
+            (block.start, head)
+        };
+        let mut op = head;
+        loop {
+            let value = if op == INIT {
+                Some(self.init).filter(|&v| self.observed.contains_key(&(v, INIT)))
+            } else {
+                placed[op] = true;
+                self.produced(op)
+            };
+            let seen = value.and_then(|v| self.observed.get(&(v, op)));
+            // Deadline of this change: its own return, and its value's reads.
+            let own = if op == INIT {
+                (NEVER, INIT)
+            } else {
+                (ret(&self.ops[op]), op)
+            };
+            let u = match seen {
+                Some(s) if s.first_return.0 < own.0 => s.first_return,
+                _ => own,
+            };
+            if k.0 >= u.0 {
+                let mut pending = vec![op];
+                if k.1 != op && k.1 != INIT {
+                    pending.push(k.1);
+                }
+                pending.retain(|&p| p != u.1 && p != INIT);
+                let what = if op == INIT {
+                    "the initial value".to_string()
+                } else {
+                    format!(
+                        "the value {}",
+                        value.map_or("?".into(), |v| self.describe(v))
+                    )
+                };
+                return Err(self.violation(
+                    u.1,
+                    pending,
+                    format!("{what} cannot take effect before this op returned: the ops that must come before it were not even invoked"),
+                ));
+            }
+            if u.0 < block.deadline.0 {
+                block.deadline = u;
+            }
+            let exit = match seen {
+                Some(s) if s.last_call.0 > k.0 => s.last_call,
+                _ => k,
+            };
+            match seen.and_then(|s| s.successor) {
+                Some(next) => {
+                    let c = (call(&self.ops[next]), next);
+                    k = if c.0 > exit.0 { c } else { exit };
+                    op = next;
+                }
+                None => {
+                    block.exit = exit;
+                    return Ok(block);
+                }
+            }
+        }
+    }
+
+    /// The zone test over all blocks.
+    fn zones(&self, blocks: Vec<Block>) -> Decision {
+        let mut forward: Vec<&Block> = Vec::new();
+        let mut backward: Vec<&Block> = Vec::new();
+        for b in &blocks {
+            if b.head == INIT || b.deadline.0 <= b.exit.0 {
+                forward.push(b);
+            } else {
+                backward.push(b);
+            }
+        }
+        // A forward block spans [a, exit] with a = deadline - 1 (the initial
+        // block from the start).
+        let a = |b: &Block| {
+            if b.head == INIT {
+                -1
+            } else {
+                b.deadline.0 - 1
+            }
+        };
+        forward.sort_by_key(|b| (a(b), b.exit.0));
+        for pair in forward.windows(2) {
+            let (f, g) = (pair[0], pair[1]);
+            if f.exit.0 > a(g) {
+                return self.overlap(g, f);
+            }
+        }
+        for p in backward {
+            let (lo, hi) = (p.exit.0, p.deadline.0 - 1);
+            // The forward zone with the largest start before `lo`.
+            let n = forward.partition_point(|f| a(f) < lo);
+            if n > 0 {
+                let f = forward[n - 1];
+                if hi < f.exit.0 {
+                    return self.overlap(p, f);
+                }
+            }
+        }
+        Decision::Linearizable
+    }
+
+    /// Block `inner` has to take effect while `outer`'s value must hold.
+    fn overlap(&self, inner: &Block, outer: &Block) -> Decision {
+        let name = |b: &Block| match b.head {
+            INIT => "the initial value".to_string(),
+            h => match self.produced(h) {
+                Some(v) => format!("the value {}", self.describe(v)),
+                None => "an unobserved change".to_string(),
+            },
+        };
+        let op = inner.deadline.1;
+        let mut pending: Vec<usize> = [inner.head, outer.exit.1, outer.head]
+            .into_iter()
+            .filter(|&p| p != INIT && p != usize::MAX && p != op)
+            .collect();
+        pending.dedup();
+        self.violation(
+            op,
+            pending,
+            format!(
+                "{} must take effect before this op returned, but {} must hold until an op invoked later has seen it",
+                name(inner),
+                name(outer)
+            ),
+        )
+    }
+}
+
+/// Records `observer` reading `seen`'s value (only reads bound the value's
+/// span; a cas or append observing it is its successor instead).
+fn note_read<O: Clone>(
+    seen: &mut Observed,
+    view: &[UniqueOp],
+    ops: &[SearchOp<O>],
+    observer: usize,
+) {
+    if !matches!(view[observer], UniqueOp::Read(_)) {
+        return;
+    }
+    let op = &ops[observer];
+    if ret(op) < seen.first_return.0 {
+        seen.first_return = (ret(op), observer);
+    }
+    if call(op) > seen.last_call.0 {
+        seen.last_call = (call(op), observer);
+    }
+}
+
+/// A chain of changes that follow one another.
+#[derive(Debug, Clone)]
+struct Block {
+    head: usize,
+    /// The head's call (`-1` for the initial state).
+    start: i64,
+    /// The earliest deadline among the changes and reads: the head must take
+    /// effect at a slot below it (and the op setting it).
+    deadline: (i64, usize),
+    /// The slot from which the next block may start (and the op setting it).
+    exit: (i64, usize),
+}
