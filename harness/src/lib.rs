@@ -8,6 +8,7 @@
 //! - [`history`]: Jepsen histories (op model, EDN read/write, pairing).
 //! - [`checker`]: linearizability checker (models, per-key WGL search).
 //! - [`report`]: human-facing outputs (timeline.html, plots, summary).
+//! - [`lazyfs`]: a FUSE data dir that loses what was never fsynced.
 //! - [`cli`]: the `harness` command line (subcommands).
 
 pub mod checker;
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod cluster;
 pub mod generator;
 pub mod history;
+pub mod lazyfs;
 pub mod nemesis;
 pub mod progress;
 pub mod recorder;
