@@ -239,15 +239,10 @@ fn a_real_cluster_runs_on_lazyfs_and_survives_a_loss() {
         dir: dir.clone(),
     };
     let mut cluster = Cluster::new(config).unwrap();
-    // Declared after the cluster: dropped (unmounted) after it stops.
-    let mut mounts = Vec::new();
-    for i in 0..3 {
-        let node = &mut cluster.nodes[i];
-        let m = LazyMount::mount(&node.data_dir, &dir.join(format!("mnt/n{i}"))).unwrap();
-        node.data_dir = m.mountpoint().to_path_buf();
-        mounts.push(m);
-    }
-    let mut cluster = scopeguard(cluster);
+    cluster.mount_lazyfs().unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(cluster.on_lazyfs());
+    let mountpoints: Vec<PathBuf> = cluster.nodes.iter().map(|n| n.data_dir.clone()).collect();
+    let mut cluster = ClusterGuard(cluster);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let addrs = cluster.0.client_addrs();
     rt.block_on(async {
@@ -264,7 +259,7 @@ fn a_real_cluster_runs_on_lazyfs_and_survives_a_loss() {
         let leader = harness::cluster::leader_of(&st).unwrap();
         let victim = (leader + 1) % 3;
         cluster.0.kill(victim).unwrap();
-        let loss = mounts[victim].lose_unsynced().unwrap();
+        let loss = cluster.0.lose_unsynced(victim).unwrap();
         eprintln!("n{victim} lost {loss:?}");
         cluster.0.start(victim).unwrap();
         for i in 10..15 {
@@ -280,8 +275,8 @@ fn a_real_cluster_runs_on_lazyfs_and_survives_a_loss() {
     });
     cluster.0.stop_all(Duration::from_secs(5));
     drop(cluster);
-    for m in mounts {
-        m.unmount().unwrap();
+    for m in &mountpoints {
+        assert!(!is_mounted(m), "{} still mounted", m.display());
     }
     // The data stayed in the backing dirs.
     for i in 0..3 {
@@ -294,11 +289,9 @@ fn a_real_cluster_runs_on_lazyfs_and_survives_a_loss() {
     let _ = fs::remove_dir_all(&dir);
 }
 
-/// Stops the cluster on drop, before the mounts it uses are unmounted.
+/// Stops the cluster (and so unmounts its mounts) even when an assertion
+/// fails.
 struct ClusterGuard(harness::cluster::Cluster);
-fn scopeguard(c: harness::cluster::Cluster) -> ClusterGuard {
-    ClusterGuard(c)
-}
 impl Drop for ClusterGuard {
     fn drop(&mut self) {
         self.0.stop_all(Duration::from_secs(2));
