@@ -75,7 +75,7 @@ impl Pending {
             self.cut = self.cut.min(len);
             let first_dropped = len.div_ceil(PAGE);
             self.pages.split_off(&first_dropped);
-            if len % PAGE != 0 {
+            if !len.is_multiple_of(PAGE) {
                 if let Some(page) = self.pages.get_mut(&(len / PAGE)) {
                     page[(len % PAGE) as usize..].fill(0);
                 }
