@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Nightly fault-injection run: builds in release mode, runs every fault
 # workload against a real local cluster and checks each verdict:
-#   smoke, kill, pause, fail-rate, mixed   must be valid       (exit 0)
-#   stale-reads                            must find an anomaly (exit 1)
+#   smoke, kill, pause, fail-rate, mixed,
+#   lose-unsynced, lose-unsynced-5, corrupt   must be valid         (exit 0)
+#   stale-reads, no-fsync                     must find an anomaly  (exit 1)
+# lose-unsynced* and no-fsync run the replicas on lazyfs mounts: they need
+# /dev/fuse and fusermount3 (Debian/Ubuntu: apt-get install fuse3).
 # The runs stay in $STORE (default store/) for inspection; a table of
 # verdicts is printed and written to $STORE/nightly-summary.txt.
 #
@@ -19,7 +22,7 @@ cd "$(dirname "$0")/.."
 STORE=${STORE:-store}
 WORKLOADS=("$@")
 if [ ${#WORKLOADS[@]} -eq 0 ]; then
-  WORKLOADS=(smoke kill pause fail-rate mixed stale-reads)
+  WORKLOADS=(smoke kill pause fail-rate mixed lose-unsynced lose-unsynced-5 corrupt stale-reads no-fsync)
 fi
 
 PROFILE=${PROFILE:-release}
@@ -36,14 +39,14 @@ fi
 
 expected() {
   case "$1" in
-    stale-reads) echo 1 ;;
+    stale-reads | no-fsync) echo 1 ;;
     *) echo 0 ;;
   esac
 }
 
 mkdir -p "$STORE"
 summary="$STORE/nightly-summary.txt"
-printf '%-12s %-9s %-9s %-8s %s\n' workload expected got result store > "$summary"
+printf '%-16s %-9s %-9s %-8s %s\n' workload expected got result store > "$summary"
 failures=0
 for w in "${WORKLOADS[@]}"; do
   echo "=== $w"
@@ -52,7 +55,7 @@ for w in "${WORKLOADS[@]}"; do
   want=$(expected "$w")
   if [ "$code" = "$want" ]; then result=ok; else result=FAILED; failures=$((failures + 1)); fi
   dir=$(readlink -f "$STORE/$w/latest" 2>/dev/null || echo "-")
-  printf '%-12s %-9s %-9s %-8s %s\n' "$w" "$want" "$code" "$result" "$dir" >> "$summary"
+  printf '%-16s %-9s %-9s %-8s %s\n' "$w" "$want" "$code" "$result" "$dir" >> "$summary"
 done
 echo
 cat "$summary"

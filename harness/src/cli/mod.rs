@@ -77,7 +77,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
 
 /// Listens for SIGINT and SIGTERM on a thread of its own: the first sets
 /// `flag` (the command stops early and cleans up); a second kills every child
-/// process by PID and exits with status 2 at once.
+/// process by PID, detaches every lazyfs mount and exits with status 2 at once.
 pub fn install_signal_handler(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
     use std::sync::atomic::Ordering;
     let _ = std::thread::Builder::new()
@@ -112,6 +112,7 @@ pub fn install_signal_handler(flag: std::sync::Arc<std::sync::atomic::AtomicBool
                     } else {
                         let n = crate::cluster::kill_registered();
                         eprintln!("harness: killed {n} processes");
+                        crate::lazyfs::unmount_registered();
                         std::process::exit(EXIT_ERROR);
                     }
                 }

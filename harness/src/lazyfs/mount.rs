@@ -100,9 +100,38 @@ pub fn registered_mounts() -> Vec<PathBuf> {
 pub fn unmount_registered() -> usize {
     let mounts: Vec<PathBuf> = std::mem::take(&mut *registry_lock()).into_iter().collect();
     for m in &mounts {
-        let _ = umount2(m, MntFlags::MNT_DETACH);
+        let _ = detach(m);
     }
     mounts.len()
+}
+
+/// Lazy unmount: at once for new users, for good when the last one lets go.
+/// Without the privilege (not root) through `fusermount3 -u -z`.
+fn detach(mountpoint: &Path) -> io::Result<()> {
+    match umount2(mountpoint, MntFlags::MNT_DETACH) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EPERM) => {
+            let helper = if find_on_path("fusermount3").is_some() {
+                "fusermount3"
+            } else {
+                "fusermount"
+            };
+            let out = std::process::Command::new(helper)
+                .args(["-u", "-z", "--"])
+                .arg(mountpoint)
+                .output()?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(io::Error::other(format!(
+                    "{helper} -u -z {}: {}",
+                    mountpoint.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )))
+            }
+        }
+        Err(e) => Err(io::Error::from_raw_os_error(e as i32)),
+    }
 }
 
 /// Detaches lazyfs mounts left by harness processes that are gone (see the
@@ -118,7 +147,7 @@ pub fn clean_stale_mounts() -> Vec<PathBuf> {
                 kill(Pid::from_raw(pid as i32), None),
                 Err(nix::errno::Errno::ESRCH)
             );
-        if !alive && umount2(&mountpoint, MntFlags::MNT_DETACH).is_ok() {
+        if !alive && detach(&mountpoint).is_ok() {
             let _ = fs::remove_dir(&mountpoint);
             cleaned.push(mountpoint);
         }
@@ -255,12 +284,13 @@ impl LazyMount {
         if session.umount_and_join().is_err() {
             // Busy (a process still has a file open) or already gone: detach
             // it; the serving thread ends when the last user lets go.
-            match umount2(&self.mountpoint, MntFlags::MNT_DETACH) {
-                Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
-                Err(e) => {
+            match detach(&self.mountpoint) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                Err(source) => {
                     return Err(LazyFsError::Io {
                         mountpoint: self.mountpoint.clone(),
-                        source: io::Error::from_raw_os_error(e as i32),
+                        source,
                     })
                 }
             }
