@@ -453,7 +453,7 @@ pub fn write_to_storage(w: &StorageWrite) -> storage::Write {
         StorageWrite::Chosen { slot, value } => {
             storage::Write::Chosen(*slot, value_to_pb(value).encode_to_vec().into())
         }
-        StorageWrite::Snapshot(s) => storage::Write::Snapshot(storage::Snapshot {
+        StorageWrite::Snapshot(s) => storage::Write::Snapshot(storage::EncodedSnapshot {
             last_slot: s.last_slot,
             data: snapshot_to_pb(s).encode_to_vec().into(),
         }),

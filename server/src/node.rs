@@ -211,7 +211,7 @@ impl NodeHandle {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The data directory could not be opened or recovered.
-    #[error("storage: {0}")]
+    #[error(transparent)]
     Storage(#[from] crate::storage::StorageError),
     /// What storage holds does not decode.
     #[error("data directory holds undecodable state: {0}")]
@@ -254,10 +254,24 @@ pub fn start(config: NodeConfig, shutdown: Shutdown) -> Result<Started, StartErr
             ..StorageOptions::default()
         },
     )?;
-    if report.discarded_bytes > 0 {
+    if let Some(torn) = &report.torn_tail {
         tracing::warn!(
-            bytes = report.discarded_bytes,
-            "discarded a torn or corrupt WAL tail (never acknowledged)"
+            file = %torn.file.display(),
+            offset = torn.offset,
+            bytes = torn.bytes,
+            problem = %torn.problem,
+            "dropped a torn last WAL record (a crash interrupted its write; a vote is fsynced \
+             before it is sent and chosen entries are learned again, so nothing relied on it)"
+        );
+    }
+    if let Some(version) = report.upgraded_from {
+        tracing::info!(version, "upgraded the data directory to the current format");
+    }
+    if let Some(damage) = &report.reset_after_damage {
+        tracing::error!(
+            %damage,
+            "--unsafe-no-fsync: the data directory was damaged and has been reset to empty; \
+             this replica has forgotten its votes"
         );
     }
     let restored = convert::persistent_from_storage(&durable, n)?;
