@@ -1,4 +1,7 @@
-//! A local cluster of `server` processes, managed by PID.
+//! A local cluster of `server` processes, managed by PID: the process side
+//! of the paxoskv adapter ([`crate::db::paxoskv`], which also holds its
+//! RPCs). [`spawn_child`] and the PID registry serve any adapter whose
+//! nodes are OS processes.
 //!
 //! Each replica is an OS process with its own data dir and log file. The
 //! harness pauses (SIGSTOP/SIGCONT), kills (SIGKILL) and restarts them on the
@@ -31,8 +34,6 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use paxoskv::kv::kv_client::KvClient;
-use paxoskv::kv::StatusReply;
 
 use crate::lazyfs::{LazyMount, Loss};
 use crate::workload::ReadMode;
@@ -435,108 +436,6 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop_all(Duration::from_secs(2));
-    }
-}
-
-/// A gRPC client of one node, connecting lazily.
-pub fn kv_client(
-    addr: &str,
-    connect_timeout: Duration,
-) -> Result<KvClient<tonic::transport::Channel>> {
-    let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .with_context(|| format!("bad address {addr}"))?
-        .connect_timeout(connect_timeout)
-        .tcp_nodelay(true);
-    Ok(KvClient::new(ep.connect_lazy()))
-}
-
-/// Status of one node, within `timeout` ([`client::status`]).
-pub async fn node_status(addr: &str, timeout: Duration) -> Result<StatusReply> {
-    client::status(addr, timeout)
-        .await
-        .map_err(|e| anyhow!("status of {addr}: {e}"))
-}
-
-/// Sets a node's acceptor fail_rate; returns the previous one
-/// ([`client::set_fail_rate`]).
-pub async fn set_node_fail_rate(addr: &str, rate: f64, timeout: Duration) -> Result<f64> {
-    client::set_fail_rate(addr, rate, timeout)
-        .await
-        .map_err(|e| anyhow!("set_fail_rate on {addr}: {e}"))
-}
-
-/// Statuses of the given nodes, queried concurrently (None: no answer).
-pub async fn statuses(addrs: &[String], timeout: Duration) -> Vec<Option<StatusReply>> {
-    let handles: Vec<_> = addrs
-        .iter()
-        .cloned()
-        .map(|a| tokio::spawn(async move { node_status(&a, timeout).await.ok() }))
-        .collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        out.push(h.await.ok().flatten());
-    }
-    out
-}
-
-/// Who leads, according to the answering nodes: the index of a node that says
-/// it is the coordinator (the highest ballot if several do), else the leader
-/// most nodes name.
-pub fn leader_of(statuses: &[Option<StatusReply>]) -> Option<usize> {
-    let coordinator = statuses
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| s.as_ref().map(|s| (i, s)))
-        .filter(|(_, s)| s.role == "coordinator")
-        .max_by_key(|(_, s)| (s.ballot_round, s.ballot_replica))
-        .map(|(i, _)| i);
-    if coordinator.is_some() {
-        return coordinator;
-    }
-    let mut votes = std::collections::BTreeMap::new();
-    for s in statuses.iter().flatten() {
-        if let Some(l) = s.leader {
-            *votes.entry(l as usize).or_insert(0usize) += 1;
-        }
-    }
-    votes.into_iter().max_by_key(|&(_, v)| v).map(|(l, _)| l)
-}
-
-/// Waits until the nodes in `addrs` all answer Status and one of them is the
-/// coordinator recognised by the others. Returns the leader's index.
-pub async fn wait_for_coordinator(addrs: &[String], timeout: Duration) -> Result<usize> {
-    let deadline = Instant::now() + timeout;
-    let mut last: String;
-    loop {
-        let st = statuses(addrs, Duration::from_millis(500)).await;
-        let answering = st.iter().filter(|s| s.is_some()).count();
-        if let Some(l) = st
-            .iter()
-            .enumerate()
-            .find(|(_, s)| s.as_ref().is_some_and(|s| s.role == "coordinator"))
-            .map(|(i, _)| i)
-        {
-            let agree = st
-                .iter()
-                .flatten()
-                .all(|s| s.leader == Some(l as u32) || s.leader_addr == addrs[l]);
-            if answering == addrs.len() && agree {
-                return Ok(l);
-            }
-            last = format!(
-                "n{l} is coordinator, {answering}/{} nodes answer, agree: {agree}",
-                addrs.len()
-            );
-        } else {
-            last = format!(
-                "{answering}/{} nodes answer, none is coordinator",
-                addrs.len()
-            );
-        }
-        if Instant::now() >= deadline {
-            bail!("no coordinator after {:?}: {last}", timeout);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

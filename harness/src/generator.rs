@@ -13,7 +13,7 @@ use client::Op;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::recorder::Edn;
+use crate::history::Value as Edn;
 use crate::workload::{KeyDistribution, OpSpec};
 
 /// How a [`client::Op`] appears in the history (the `kv` model's shapes).

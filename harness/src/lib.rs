@@ -1,7 +1,7 @@
 //! paxoskv harness: Jepsen-style testing of a real cluster.
 //!
 //! `harness run workload.yaml` starts a cluster of `server` processes
-//! ([`cluster`]), drives concurrent clients ([`generator`], [`run`]) while the
+//! ([`cluster`], behind the database seam [`db`]), drives concurrent clients ([`generator`], [`run`]) while the
 //! [`nemesis`] breaks it on schedule, records the history ([`recorder`]),
 //! checks it and writes a report ([`report`]) into the store ([`store`]).
 //!
@@ -14,6 +14,7 @@
 pub mod checker;
 pub mod cli;
 pub mod cluster;
+pub mod db;
 pub mod generator;
 pub mod history;
 pub mod lazyfs;

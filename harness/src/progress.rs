@@ -2,23 +2,23 @@
 //! and the faults in effect. Drawn on stderr, only when it is a terminal.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio_util::sync::CancellationToken;
 
 use crate::nemesis::NemesisState;
 use crate::run::worker::Counters;
 
-/// Spawns the task that redraws the bar every 200 ms until `done` is set;
+/// Spawns the task that redraws the bar every 200 ms until `done` is cancelled;
 /// returns the bar (finish it with [`ProgressBar::finish_and_clear`]).
 pub fn spawn(
     enabled: bool,
     duration: Duration,
     counters: Arc<Counters>,
     nemesis: Arc<Mutex<NemesisState>>,
-    done: Arc<AtomicBool>,
+    done: CancellationToken,
 ) -> ProgressBar {
     let show = enabled && std::io::stderr().is_terminal();
     let bar = ProgressBar::with_draw_target(
@@ -37,7 +37,7 @@ pub fn spawn(
     let b = bar.clone();
     let start = std::time::Instant::now();
     tokio::spawn(async move {
-        while !done.load(Ordering::Relaxed) {
+        while !done.is_cancelled() {
             let (ok, fail, info) = counters.get();
             let faults = nemesis.lock().map(|n| n.active()).unwrap_or_default();
             let faults = if faults.is_empty() {
@@ -50,7 +50,10 @@ pub fn spawn(
                 "{} ops: {ok} ok {fail} fail {info} info | {faults}",
                 ok + fail + info
             ));
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = done.cancelled() => {}
+            }
         }
     });
     bar

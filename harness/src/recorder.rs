@@ -1,97 +1,26 @@
-//! Records the history of a run as it happens.
+//! Records the history of a run as it happens, as [`history::Op`]s.
 //!
 //! Every client operation is recorded twice, Jepsen style: an `:invoke` when
 //! it is sent and an `:ok`, `:fail` or `:info` when its outcome is known. The
 //! nemesis records each fault and heal as `:info` ops of process `:nemesis`.
-//! Indexes are assigned under one lock, in the order events are recorded, and
+//! `:index` is assigned under one lock, in the order ops are recorded, and
 //! `:time` is nanoseconds since the start of the test on the monotonic clock,
 //! so index order and time order agree.
 //!
-//! The history is written as Jepsen EDN, one op map a line (`history.edn`),
-//! which is what `harness check` (and Jepsen's own tools) read.
+//! The recorder holds a [`History`]: the checker, the statistics and the
+//! plots read it in memory, and `history.edn` is written from it by the
+//! history module's writer ([`History::write_file`]).
 
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// A value in an op: the history reader's EDN value, written by its
-/// `Display` (reading a written history gives the same values back).
-pub use crate::history::edn::Value as Edn;
-
-use crate::history::edn::EdnStr;
-
-/// `:type` of an op (the same type the history reader uses).
-pub use crate::history::OpType;
-
-/// `:process` of an op: a client's logical process, or the nemesis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Process {
-    Client(u64),
-    Nemesis,
-}
-
-/// One recorded event (a line of history.edn).
-#[derive(Debug, Clone)]
-pub struct Event {
-    pub index: u64,
-    /// Nanoseconds since the start of the test (monotonic).
-    pub time: u64,
-    pub process: Process,
-    pub kind: OpType,
-    /// `read`, `write`, `cas`, `delete`, `append`; for the nemesis `pause`,
-    /// `resume`, `kill`, `restart`, `fail-rate`, `heal-fail-rate`.
-    pub f: String,
-    pub value: Edn,
-    /// Client address of the replica the op went to.
-    pub node: Option<String>,
-    /// Why an op failed or is indeterminate.
-    pub error: Option<String>,
-}
-
-impl Event {
-    /// One EDN map, without newline.
-    pub fn to_edn(&self) -> String {
-        let mut s = String::with_capacity(128);
-        let _ = write!(s, "{{:index {}, :time {}, :process ", self.index, self.time);
-        match self.process {
-            Process::Client(p) => {
-                let _ = write!(s, "{p}");
-            }
-            Process::Nemesis => s.push_str(":nemesis"),
-        }
-        let _ = write!(
-            s,
-            ", :type :{}, :f :{}, :value ",
-            self.kind.as_str(),
-            self.f
-        );
-        let _ = write!(s, "{}", self.value);
-        if let Some(n) = &self.node {
-            let _ = write!(s, ", :node {}", EdnStr(n));
-        }
-        if let Some(e) = &self.error {
-            let _ = write!(s, ", :error {}", EdnStr(e));
-        }
-        s.push('}');
-        s
-    }
-
-    /// Latency-relevant: a client op.
-    pub fn is_client(&self) -> bool {
-        matches!(self.process, Process::Client(_))
-    }
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    events: Vec<Event>,
-}
+use crate::history::{History, Op, OpType, Value};
 
 /// The shared, append-only history of a run. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Recorder {
     start: Instant,
-    inner: Arc<Mutex<Inner>>,
+    history: Arc<Mutex<History>>,
 }
 
 impl Recorder {
@@ -99,7 +28,7 @@ impl Recorder {
     pub fn new() -> Recorder {
         Recorder {
             start: Instant::now(),
-            inner: Arc::new(Mutex::new(Inner::default())),
+            history: Arc::new(Mutex::new(History::new())),
         }
     }
 
@@ -113,36 +42,50 @@ impl Recorder {
         self.start.elapsed().as_nanos() as u64
     }
 
-    /// Appends an event stamped with the current time; returns its index.
-    pub fn record(
-        &self,
-        process: Process,
-        kind: OpType,
-        f: &str,
-        value: Edn,
-        node: Option<&str>,
-        error: Option<String>,
-    ) -> u64 {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+    /// Appends `op`, stamped with its index and the current time; returns
+    /// the index.
+    pub fn record(&self, mut op: Op) -> u64 {
+        let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
         // Time is taken under the lock so that index order is time order.
-        let time = self.now();
-        let index = g.events.len() as u64;
-        g.events.push(Event {
-            index,
-            time,
-            process,
-            kind,
-            f: f.to_string(),
-            value,
-            node: node.map(str::to_string),
-            error,
-        });
+        let index = h.ops.len() as u64;
+        op.index = Some(index);
+        op.time = Some(self.now() as i64);
+        h.ops.push(op);
         index
     }
 
-    /// Number of events so far.
+    /// Records an event of client process `process`: `node` is the client
+    /// address of the replica it went to, `error` why it failed or is
+    /// indeterminate.
+    pub fn record_client(
+        &self,
+        process: u64,
+        kind: OpType,
+        f: &str,
+        value: Value,
+        node: &str,
+        error: Option<String>,
+    ) -> u64 {
+        let mut op = Op::invoke(process as i64, f, value).with_extra("node", node);
+        op.kind = kind;
+        if let Some(e) = error {
+            op = op.with_extra("error", e);
+        }
+        self.record(op)
+    }
+
+    /// Records a nemesis op (`:info` of process `:nemesis`).
+    pub fn record_nemesis(&self, f: &str, value: Value, error: Option<String>) -> u64 {
+        let mut op = Op::nemesis(OpType::Info, f, value);
+        if let Some(e) = error {
+            op = op.with_extra("error", e);
+        }
+        self.record(op)
+    }
+
+    /// Number of ops so far.
     pub fn len(&self) -> usize {
-        self.inner.lock().map(|g| g.events.len()).unwrap_or(0)
+        self.history.lock().map(|h| h.ops.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -150,11 +93,10 @@ impl Recorder {
     }
 
     /// A copy of the history so far.
-    pub fn snapshot(&self) -> Vec<Event> {
-        self.inner
+    pub fn snapshot(&self) -> History {
+        self.history
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .events
             .clone()
     }
 }
@@ -165,16 +107,6 @@ impl Default for Recorder {
     }
 }
 
-/// The history as EDN text, one op a line.
-pub fn to_edn(events: &[Event]) -> String {
-    let mut s = String::with_capacity(events.len() * 120);
-    for e in events {
-        s.push_str(&e.to_edn());
-        s.push('\n');
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,34 +114,33 @@ mod tests {
     #[test]
     fn edn_lines_look_like_jepsen() {
         let r = Recorder::new();
-        r.record(
-            Process::Client(3),
+        r.record_client(
+            3,
             OpType::Invoke,
             "cas",
-            Edn::Vector(vec![
-                Edn::string("k1"),
-                Edn::Vector(vec![Edn::Nil, Edn::string("a\"b")]),
+            Value::Vector(vec![
+                Value::string("k1"),
+                Value::Vector(vec![Value::Nil, Value::string("a\"b")]),
             ]),
-            Some("127.0.0.1:8001"),
+            "127.0.0.1:8001",
             None,
         );
-        r.record(
-            Process::Nemesis,
-            OpType::Info,
+        r.record_nemesis(
             "pause",
-            Edn::Vector(vec![Edn::string("127.0.0.1:8000")]),
-            None,
+            Value::Vector(vec![Value::string("127.0.0.1:8000")]),
             None,
         );
         let h = r.snapshot();
-        let line = h[0].to_edn();
+        let line = h.ops[0].to_edn();
         assert!(line.starts_with("{:index 0, :time "), "{line}");
         assert!(line.ends_with(
             ", :process 3, :type :invoke, :f :cas, :value [\"k1\" [nil \"a\\\"b\"]], :node \"127.0.0.1:8001\"}"
         ), "{line}");
-        assert!(h[1]
+        assert!(h.ops[1]
             .to_edn()
             .contains(":process :nemesis, :type :info, :f :pause"));
-        assert!(h[0].time <= h[1].time);
+        assert!(h.ops[0].time <= h.ops[1].time);
+        // What is written reads back as the same ops.
+        assert_eq!(History::parse(&h.to_edn_string()).unwrap().ops, h.ops);
     }
 }

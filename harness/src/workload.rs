@@ -145,6 +145,9 @@ pub struct Workload {
     /// targets). Absent: a random seed, written into the workload as run.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// The system under test.
+    #[serde(default)]
+    pub db: DbKind,
     /// How long the clients run (the final phase comes on top).
     pub duration: Dur,
     #[serde(default)]
@@ -160,6 +163,15 @@ pub struct Workload {
     pub final_phase: FinalSpec,
     #[serde(default)]
     pub checkers: CheckerSpec,
+}
+
+/// The system under test (`db:`): one adapter in [`crate::db`] per variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DbKind {
+    /// This repository's `server` ([`crate::db::paxoskv`]).
+    #[default]
+    Paxoskv,
 }
 
 /// How reads are served by the cluster (`--read-mode`).

@@ -315,11 +315,10 @@ fn a_server_that_cannot_start_is_reported_quickly_with_its_log() {
 
 #[test]
 fn nemesis_targets_faults_heals_and_records() {
-    use harness::nemesis::{Nemesis, NemesisState};
+    use harness::nemesis::{FaultEnv, Nemesis, NemesisState};
     use harness::recorder::Recorder;
     use harness::workload::{FaultKind, Target};
     use rand::SeedableRng;
-    use std::sync::atomic::AtomicBool;
     use std::sync::{Arc, Mutex};
 
     let dir = tmp("nemesis");
@@ -327,15 +326,21 @@ fn nemesis_targets_faults_heals_and_records() {
     cfg.replicas = 5;
     let mut cluster = Cluster::new(cfg).unwrap();
     cluster.start_all().unwrap();
-    let cluster = Arc::new(Mutex::new(cluster));
+    let db = harness::db::paxoskv::from_cluster(cluster);
     let nemesis = Nemesis {
-        cluster: cluster.clone(),
+        db: db.clone(),
         recorder: Recorder::new(),
         state: Arc::new(Mutex::new(NemesisState::default())),
-        base_fail_rate: 0.0,
-        rpc_timeout: Duration::from_millis(200),
-        stop: Arc::new(AtomicBool::new(false)),
+        env: FaultEnv {
+            base_fail_rate: 0.0,
+            rpc_timeout: Duration::from_millis(200),
+        },
+        stop: tokio_util::sync::CancellationToken::new(),
     };
+    let pause = nemesis.fault(FaultKind::Pause, None);
+    let kill = nemesis.fault(FaultKind::Kill, None);
+    let fail_rate = nemesis.fault(FaultKind::FailRate, Some(0.5));
+    let (pause, kill, fail_rate) = (pause.as_ref(), kill.as_ref(), fail_rate.as_ref());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -343,69 +348,42 @@ fn nemesis_targets_faults_heals_and_records() {
     rt.block_on(async {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let n = &nemesis;
+        assert_eq!(n.resolve(Target::Minority, pause, &mut rng).await.len(), 2);
+        assert_eq!(n.resolve(Target::Majority, pause, &mut rng).await.len(), 3);
         assert_eq!(
-            n.resolve(Target::Minority, FaultKind::Pause, &mut rng)
-                .await
-                .len(),
-            2
-        );
-        assert_eq!(
-            n.resolve(Target::Majority, FaultKind::Pause, &mut rng)
-                .await
-                .len(),
-            3
-        );
-        assert_eq!(
-            n.resolve(Target::All, FaultKind::Kill, &mut rng).await,
+            n.resolve(Target::All, kill, &mut rng).await,
             vec![0, 1, 2, 3, 4]
         );
-        assert_eq!(
-            n.resolve(Target::Random, FaultKind::Kill, &mut rng)
-                .await
-                .len(),
-            1
-        );
+        assert_eq!(n.resolve(Target::Random, kill, &mut rng).await.len(), 1);
         // The stand-ins answer no Status: no leader, no target.
-        assert!(n
-            .resolve(Target::Leader, FaultKind::Pause, &mut rng)
-            .await
-            .is_empty());
+        assert!(n.resolve(Target::Leader, pause, &mut rng).await.is_empty());
 
-        let (hit, w) = n.apply(FaultKind::Pause, &[2], None).await;
+        let (hit, w) = n.apply(pause, &[2]).await;
         assert_eq!(hit, vec![2]);
         assert_eq!(
             n.state.lock().unwrap().active(),
             vec!["pause n2".to_string()]
         );
         // A paused node is not paused or killed again, but its fail_rate may change.
-        assert!(n
-            .resolve(Target::Node(2), FaultKind::Pause, &mut rng)
-            .await
-            .is_empty());
-        assert!(n
-            .resolve(Target::Node(2), FaultKind::Kill, &mut rng)
-            .await
-            .is_empty());
+        assert!(n.resolve(Target::Node(2), pause, &mut rng).await.is_empty());
+        assert!(n.resolve(Target::Node(2), kill, &mut rng).await.is_empty());
         assert_eq!(
-            n.resolve(Target::Node(2), FaultKind::FailRate, &mut rng)
-                .await,
+            n.resolve(Target::Node(2), fail_rate, &mut rng).await,
             vec![2]
         );
-        let (killed, _) = n.apply(FaultKind::Kill, &[4], None).await;
+        let (killed, _) = n.apply(kill, &[4]).await;
         assert_eq!(killed, vec![4]);
-        n.heal(FaultKind::Pause, &hit, w).await;
+        n.heal(pause, &hit, Some(w)).await;
         assert!(n.state.lock().unwrap().windows[0].end.is_some());
         // Everything left is healed at the end: n4 restarts.
         n.heal_all().await;
     });
-    {
-        let c = cluster.lock().unwrap();
-        assert!(c.nodes.iter().all(|n| n.state == NodeState::Running));
-        assert_eq!(c.nodes[4].starts, 2);
-    }
+    assert!(db.states().iter().all(|s| *s == NodeState::Running));
+    assert_eq!(db.procs().starts(4), 2);
     let h: Vec<String> = nemesis
         .recorder
         .snapshot()
+        .ops
         .iter()
         .map(|e| e.to_edn())
         .collect();
@@ -416,6 +394,6 @@ fn nemesis_targets_faults_heals_and_records() {
     assert_eq!(fs, vec!["pause", "kill", "resume", "restart"], "{h:#?}");
     assert!(h[0].contains(":process :nemesis") && h[0].contains("[\"127.0.0.1:24102\"]"));
     drop(nemesis);
-    cluster.lock().unwrap().stop_all(Duration::from_secs(1));
+    db.procs().stop_all(Duration::from_secs(1));
     let _ = std::fs::remove_dir_all(&dir);
 }

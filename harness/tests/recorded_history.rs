@@ -1,22 +1,24 @@
 //! The histories the recorder writes are read and judged by the checker:
 //! every op shape the runner produces (read/write/cas/delete/append, `:info`,
 //! `:fail`, nemesis ops, `:node` and `:error` extras), a valid history and
-//! one with a stale read.
+//! one with a stale read. The history the run writes (history.edn) reads back
+//! as the same ops, with the same verdict.
 
 use std::time::Duration;
 
 use client::Op;
 use harness::generator::HistoryOp;
-use harness::recorder::{to_edn, Edn, OpType, Process, Recorder};
+use harness::history::{History, OpType, Value as Edn};
+use harness::recorder::Recorder;
 use harness::run::check::{check_history, LinVerdict};
 
 fn op(r: &Recorder, p: u64, op: &Op, kind: OpType, read: Option<&str>) {
-    r.record(
-        Process::Client(p),
+    r.record_client(
+        p,
         OpType::Invoke,
         op.f(),
         op.invoke_value(),
-        Some("127.0.0.1:8000"),
+        "127.0.0.1:8000",
         None,
     );
     let value = if kind == OpType::Ok {
@@ -25,14 +27,7 @@ fn op(r: &Recorder, p: u64, op: &Op, kind: OpType, read: Option<&str>) {
         op.invoke_value()
     };
     let err = (kind != OpType::Ok).then(|| "timeout".to_string());
-    r.record(
-        Process::Client(p),
-        kind,
-        op.f(),
-        value,
-        Some("127.0.0.1:8000"),
-        err,
-    );
+    r.record_client(p, kind, op.f(), value, "127.0.0.1:8000", err);
 }
 
 fn put(k: &str, v: &str) -> Op {
@@ -49,8 +44,13 @@ fn check(r: &Recorder, name: &str) -> harness::run::check::LinResult {
     let dir = std::env::temp_dir().join(format!("harness-recorded-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("history.edn");
-    std::fs::write(&path, to_edn(&r.snapshot())).unwrap();
-    let res = check_history(&path, &dir, Duration::from_secs(10));
+    let history = r.snapshot();
+    history.write_file(&path).unwrap();
+    let read_back = History::from_file(&path).unwrap();
+    assert_eq!(read_back.ops, history.ops);
+    let res = check_history(&history, &dir, Duration::from_secs(10));
+    let again = check_history(&read_back, &dir, Duration::from_secs(10));
+    assert_eq!(res.verdict, again.verdict);
     let files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -66,12 +66,9 @@ fn check(r: &Recorder, name: &str) -> harness::run::check::LinResult {
 #[test]
 fn every_op_shape_checks_as_linearizable() {
     let r = Recorder::new();
-    r.record(
-        Process::Nemesis,
-        OpType::Info,
+    r.record_nemesis(
         "pause",
         Edn::Vector(vec![Edn::string("127.0.0.1:8000")]),
-        None,
         None,
     );
     op(&r, 0, &put("k1", "a"), OpType::Ok, None);
@@ -113,12 +110,9 @@ fn every_op_shape_checks_as_linearizable() {
     op(&r, 1, &get("k1"), OpType::Ok, None);
     op(&r, 2, &put("k2", "q"), OpType::Info, None);
     op(&r, 3, &get("k2"), OpType::Ok, Some("q"));
-    r.record(
-        Process::Nemesis,
-        OpType::Info,
+    r.record_nemesis(
         "resume",
         Edn::Vector(vec![Edn::string("127.0.0.1:8000")]),
-        None,
         None,
     );
     let res = check(&r, "valid");

@@ -178,3 +178,14 @@ fn harness_run_rejects_a_bad_workload_with_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read workload"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_database_defaults_to_paxoskv_and_an_unknown_one_is_named() {
+    use harness::workload::DbKind;
+    let w = Workload::parse("duration: 5s\n", "w.yaml").unwrap();
+    assert_eq!(w.db, DbKind::Paxoskv);
+    let w = Workload::parse("db: paxoskv\nduration: 5s\n", "w.yaml").unwrap();
+    assert_eq!(w.db, DbKind::Paxoskv);
+    let e = err("db: mongodb\nduration: 5s\n");
+    assert!(e.contains("mongodb") && e.contains("paxoskv"), "{e}");
+}

@@ -4,14 +4,13 @@
 //! PID. A replica that exits on its own is reported.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 
 use super::{EXIT_ERROR, EXIT_VALID};
-use crate::cluster::{find_server_bin, wait_for_coordinator, Cluster, ClusterConfig};
+use crate::cluster::{find_server_bin, Cluster, ClusterConfig};
+use crate::db::paxoskv::wait_for_coordinator;
 use crate::workload::ReadMode;
 
 #[derive(Debug, Clone, Args)]
@@ -68,7 +67,7 @@ fn run_inner(args: &ClusterArgs) -> anyhow::Result<i32> {
     if !(0.0..=1.0).contains(&args.fail_rate) {
         anyhow::bail!("--fail-rate {} is not in [0, 1]", args.fail_rate);
     }
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = tokio_util::sync::CancellationToken::new();
     super::install_signal_handler(stop.clone());
     let dir = match &args.data_dir {
         Some(d) => d.clone(),
@@ -105,11 +104,7 @@ fn run_inner(args: &ClusterArgs) -> anyhow::Result<i32> {
     let waited = rt.block_on(async {
         tokio::select! {
             r = wait_for_coordinator(&addrs, Duration::from_secs(20)) => Some(r),
-            _ = async {
-                while !stop.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            } => None,
+            _ = stop.cancelled() => None,
         }
     });
     match waited {
@@ -118,9 +113,9 @@ fn run_inner(args: &ClusterArgs) -> anyhow::Result<i32> {
         None => {}
     }
     println!("client addresses: {}", addrs.join(","));
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.is_cancelled() {
         std::thread::sleep(Duration::from_millis(200));
-        if stop.load(Ordering::SeqCst) {
+        if stop.is_cancelled() {
             break;
         }
         for i in 0..cluster.nodes.len() {

@@ -34,12 +34,8 @@ pub enum Command {
     Cluster(cluster::ClusterArgs),
 }
 
-/// Exit status: everything checked out.
-pub const EXIT_VALID: i32 = 0;
-/// Exit status: an anomaly was found.
-pub const EXIT_ANOMALY: i32 = 1;
-/// Exit status: the test could not run or the check could not decide.
-pub const EXIT_ERROR: i32 = 2;
+/// Exit statuses of every subcommand (0 valid, 1 anomaly, 2 error).
+pub use crate::run::verdict::{EXIT_ANOMALY, EXIT_ERROR, EXIT_VALID};
 
 /// Inserts the implicit `run` subcommand: `harness x.yaml ...` →
 /// `harness run x.yaml ...`.
@@ -76,10 +72,10 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
 }
 
 /// Listens for SIGINT and SIGTERM on a thread of its own: the first sets
-/// `flag` (the command stops early and cleans up); a second kills every child
-/// process by PID, detaches every lazyfs mount and exits with status 2 at once.
-pub fn install_signal_handler(flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    use std::sync::atomic::Ordering;
+/// `cancel` (the command stops early and cleans up); a second kills every
+/// child process by PID, detaches every lazyfs mount and exits with status 2
+/// at once.
+pub fn install_signal_handler(cancel: tokio_util::sync::CancellationToken) {
     let _ = std::thread::Builder::new()
         .name("harness-signals".into())
         .spawn(move || {
@@ -107,7 +103,7 @@ pub fn install_signal_handler(flag: std::sync::Arc<std::sync::atomic::AtomicBool
                         eprintln!(
                             "\nharness: interrupted, stopping the cluster (again to kill at once)"
                         );
-                        flag.store(true, Ordering::SeqCst);
+                        cancel.cancel();
                         first = false;
                     } else {
                         let n = crate::cluster::kill_registered();

@@ -1,10 +1,9 @@
 //! `harness run WORKLOAD.yaml`: see [`crate::run`].
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 use clap::Args;
+use tokio_util::sync::CancellationToken;
 
 use super::EXIT_ERROR;
 use crate::run::{run as run_workload, RunOptions};
@@ -43,8 +42,8 @@ fn parse_dur(s: &str) -> Result<std::time::Duration, String> {
 
 /// Runs `harness run`; returns the exit status.
 pub fn run(args: &RunArgs) -> i32 {
-    let interrupt = Arc::new(AtomicBool::new(false));
-    super::install_signal_handler(interrupt.clone());
+    let cancel = CancellationToken::new();
+    super::install_signal_handler(cancel.clone());
     let opts = RunOptions {
         workload: args.workload.clone(),
         server_bin: args.server_bin.clone(),
@@ -56,7 +55,7 @@ pub fn run(args: &RunArgs) -> i32 {
         progress: !args.no_progress,
         print_summary: true,
     };
-    match run_workload(&opts, interrupt) {
+    match run_workload(&opts, cancel) {
         Ok(outcome) => outcome.exit_code(),
         Err(e) => {
             eprintln!("harness: {e:#}");

@@ -243,16 +243,6 @@ fn write_seq(f: &mut fmt::Formatter<'_>, open: &str, items: &[Value], close: &st
     f.write_str(close)
 }
 
-/// Displays a string as an EDN string literal (as [`Value::Str`] does),
-/// without copying it.
-pub(crate) struct EdnStr<'a>(pub &'a str);
-
-impl fmt::Display for EdnStr<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_string(f, self.0)
-    }
-}
-
 fn write_string(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
     f.write_str("\"")?;
     for c in s.chars() {

@@ -16,19 +16,20 @@ use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
+use crate::history::pairing::{ClientOp, Outcome};
+use crate::history::History;
 use crate::nemesis::Window;
-use crate::recorder::OpType;
-use crate::report::results::Completed;
+use crate::report::results::{complete_ns, invoke_ns, latency_ms};
 
 const OK: RGBColor = RGBColor(46, 160, 67);
 const FAIL: RGBColor = RGBColor(215, 48, 39);
 const INFO: RGBColor = RGBColor(245, 150, 30);
 
-fn outcome_color(t: OpType) -> RGBColor {
+fn outcome_color(t: Outcome) -> RGBColor {
     match t {
-        OpType::Ok => OK,
-        OpType::Fail => FAIL,
-        _ => INFO,
+        Outcome::Ok => OK,
+        Outcome::Fail => FAIL,
+        Outcome::Info => INFO,
     }
 }
 
@@ -133,16 +134,16 @@ where
 pub fn latency_svg(
     path: &Path,
     title: &str,
-    ops: &[Completed],
+    history: &History,
+    ops: &[ClientOp<'_>],
     windows: &[Window],
     end_ns: u64,
 ) -> Result<()> {
     let t_max = secs(end_ns).max(1.0);
-    let lat: Vec<(f64, f64, OpType)> = ops
+    let lat: Vec<(f64, f64, Outcome)> = ops
         .iter()
         .filter_map(|o| {
-            o.latency_ms()
-                .map(|l| (secs(o.invoke), l.max(0.01), o.kind))
+            latency_ms(history, o).map(|l| (secs(invoke_ns(history, o)), l.max(0.01), o.outcome))
         })
         .collect();
     let y_max = lat.iter().map(|p| p.1).fold(1.0f64, f64::max) * 1.5;
@@ -157,9 +158,9 @@ pub fn latency_svg(
         t_max,
         |chart| {
             for (t, label) in [
-                (OpType::Ok, "ok"),
-                (OpType::Fail, "fail"),
-                (OpType::Info, "info"),
+                (Outcome::Ok, "ok"),
+                (Outcome::Fail, "fail"),
+                (Outcome::Info, "info"),
             ] {
                 let c = outcome_color(t);
                 chart
@@ -181,7 +182,8 @@ pub fn latency_svg(
 pub fn rate_svg(
     path: &Path,
     title: &str,
-    ops: &[Completed],
+    history: &History,
+    ops: &[ClientOp<'_>],
     windows: &[Window],
     end_ns: u64,
 ) -> Result<()> {
@@ -191,12 +193,14 @@ pub fn rate_svg(
     let n = (t_max / bucket).ceil() as usize + 1;
     let mut series = [vec![0f64; n], vec![0f64; n], vec![0f64; n]];
     for o in ops {
-        let Some(c) = o.complete else { continue };
+        let Some(c) = complete_ns(history, o) else {
+            continue;
+        };
         let b = ((secs(c) / bucket) as usize).min(n - 1);
-        let s = match o.kind {
-            OpType::Ok => 0,
-            OpType::Fail => 1,
-            _ => 2,
+        let s = match o.outcome {
+            Outcome::Ok => 0,
+            Outcome::Fail => 1,
+            Outcome::Info => 2,
         };
         series[s][b] += 1.0 / bucket;
     }
@@ -240,20 +244,22 @@ mod tests {
 
     #[test]
     fn plots_are_written() {
-        let ops: Vec<Completed> = (0..200u64)
-            .map(|i| Completed {
-                process: i % 4,
-                f: "read".into(),
-                invoke: i * 10_000_000,
-                complete: Some(i * 10_000_000 + (i % 7 + 1) * 300_000),
-                kind: if i % 17 == 0 {
-                    OpType::Info
-                } else {
-                    OpType::Ok
-                },
-                node: None,
-            })
-            .collect();
+        use crate::history::{Op, OpType};
+        let mut h = History::new();
+        for i in 0..200i64 {
+            let invoke = Op::invoke(i % 4, "read", 1i64).at(i * 10_000_000);
+            let kind = if i % 17 == 0 {
+                OpType::Info
+            } else {
+                OpType::Ok
+            };
+            let done = invoke
+                .complete(kind, 1i64)
+                .at(i * 10_000_000 + (i % 7 + 1) * 300_000);
+            h.push(invoke);
+            h.push(done);
+        }
+        let ops = crate::history::pairing::pair(&h).unwrap();
         let w = vec![Window {
             fault: "pause".into(),
             nodes: vec!["n0".into()],
@@ -262,8 +268,8 @@ mod tests {
         }];
         let dir = std::env::temp_dir().join(format!("harness-plots-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        latency_svg(&dir.join("latency.svg"), "t", &ops, &w, 2_000_000_000).unwrap();
-        rate_svg(&dir.join("rate.svg"), "t", &ops, &w, 2_000_000_000).unwrap();
+        latency_svg(&dir.join("latency.svg"), "t", &h, &ops, &w, 2_000_000_000).unwrap();
+        rate_svg(&dir.join("rate.svg"), "t", &h, &ops, &w, 2_000_000_000).unwrap();
         let svg = std::fs::read_to_string(dir.join("latency.svg")).unwrap();
         assert!(svg.contains("<svg") && svg.contains("<circle"));
         let svg = std::fs::read_to_string(dir.join("rate.svg")).unwrap();

@@ -1,58 +1,36 @@
 //! Statistics of a recorded history: ops by outcome, throughput and latency
 //! percentiles, overall and per operation type.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::recorder::{Event, OpType, Process};
+use crate::history::pairing::{ClientOp, Outcome};
+use crate::history::History;
 
-/// A client op with its invocation and completion (if any).
-#[derive(Debug, Clone)]
-pub struct Completed {
-    pub process: u64,
-    pub f: String,
-    /// Nanoseconds since the start of the test.
-    pub invoke: u64,
-    /// None if the op never completed (the run was interrupted).
-    pub complete: Option<u64>,
-    pub kind: OpType,
-    pub node: Option<String>,
+/// `:time` of the op at `pos` in `history` (0 if it has none).
+pub fn time_ns(history: &History, pos: usize) -> u64 {
+    history
+        .ops
+        .get(pos)
+        .and_then(|o| o.time)
+        .unwrap_or(0)
+        .max(0) as u64
 }
 
-impl Completed {
-    /// Latency in milliseconds.
-    pub fn latency_ms(&self) -> Option<f64> {
-        self.complete
-            .map(|c| (c.saturating_sub(self.invoke)) as f64 / 1e6)
-    }
+/// `:time` of the op's invocation.
+pub fn invoke_ns(history: &History, op: &ClientOp<'_>) -> u64 {
+    time_ns(history, op.invoke)
 }
 
-/// Pairs each client invocation with its completion (Jepsen: the next event
-/// of the same process).
-pub fn pair(events: &[Event]) -> Vec<Completed> {
-    let mut open: HashMap<u64, usize> = HashMap::new();
-    let mut out: Vec<Completed> = Vec::new();
-    for e in events {
-        let Process::Client(p) = e.process else {
-            continue;
-        };
-        if e.kind == OpType::Invoke {
-            open.insert(p, out.len());
-            out.push(Completed {
-                process: p,
-                f: e.f.clone(),
-                invoke: e.time,
-                complete: None,
-                kind: OpType::Info,
-                node: e.node.clone(),
-            });
-        } else if let Some(i) = open.remove(&p) {
-            out[i].complete = Some(e.time);
-            out[i].kind = e.kind;
-        }
-    }
-    out
+/// `:time` of the op's completion, if it completed.
+pub fn complete_ns(history: &History, op: &ClientOp<'_>) -> Option<u64> {
+    op.complete.map(|c| time_ns(history, c))
+}
+
+/// Latency of a completed op in milliseconds.
+pub fn latency_ms(history: &History, op: &ClientOp<'_>) -> Option<f64> {
+    complete_ns(history, op).map(|c| c.saturating_sub(invoke_ns(history, op)) as f64 / 1e6)
 }
 
 /// Latency percentiles in milliseconds.
@@ -113,14 +91,14 @@ pub struct Stats {
     pub by_f: BTreeMap<String, OpStats>,
 }
 
-fn op_stats(ops: &[&Completed], duration_s: f64) -> OpStats {
-    let count = |t| ops.iter().filter(|o| o.kind == t).count();
-    let ok = count(OpType::Ok);
+fn op_stats(history: &History, ops: &[&ClientOp<'_>], duration_s: f64) -> OpStats {
+    let count = |t| ops.iter().filter(|o| o.outcome == t).count();
+    let ok = count(Outcome::Ok);
     OpStats {
         ops: ops.len(),
         ok,
-        fail: count(OpType::Fail),
-        info: count(OpType::Info),
+        fail: count(Outcome::Fail),
+        info: count(Outcome::Info),
         throughput: if duration_s > 0.0 {
             ok as f64 / duration_s
         } else {
@@ -128,29 +106,32 @@ fn op_stats(ops: &[&Completed], duration_s: f64) -> OpStats {
         },
         latency_ok: Latency::of(
             ops.iter()
-                .filter(|o| o.kind == OpType::Ok)
-                .filter_map(|o| o.latency_ms())
+                .filter(|o| o.outcome == Outcome::Ok)
+                .filter_map(|o| latency_ms(history, o))
                 .collect(),
         ),
-        latency_all: Latency::of(ops.iter().filter_map(|o| o.latency_ms()).collect()),
+        latency_all: Latency::of(ops.iter().filter_map(|o| latency_ms(history, o)).collect()),
     }
 }
 
-/// Statistics of the client ops invoked before `until_ns` (the client
-/// phase; the final reads are left out).
-pub fn stats(ops: &[Completed], until_ns: u64) -> Stats {
-    let phase: Vec<&Completed> = ops.iter().filter(|o| o.invoke < until_ns).collect();
+/// Statistics of the client ops (paired by [`crate::history::pairing::pair`])
+/// invoked before `until_ns` (the client phase; the final reads are left out).
+pub fn stats(history: &History, ops: &[ClientOp<'_>], until_ns: u64) -> Stats {
+    let phase: Vec<&ClientOp<'_>> = ops
+        .iter()
+        .filter(|o| invoke_ns(history, o) < until_ns)
+        .collect();
     let duration_s = until_ns as f64 / 1e9;
-    let mut by: BTreeMap<String, Vec<&Completed>> = BTreeMap::new();
+    let mut by: BTreeMap<String, Vec<&ClientOp<'_>>> = BTreeMap::new();
     for o in &phase {
-        by.entry(o.f.clone()).or_default().push(o);
+        by.entry(o.f.to_string()).or_default().push(o);
     }
     Stats {
         duration_s,
-        overall: op_stats(&phase, duration_s),
+        overall: op_stats(history, &phase, duration_s),
         by_f: by
             .into_iter()
-            .map(|(f, v)| (f, op_stats(&v, duration_s)))
+            .map(|(f, v)| (f, op_stats(history, &v, duration_s)))
             .collect(),
     }
 }
@@ -158,7 +139,8 @@ pub fn stats(ops: &[Completed], until_ns: u64) -> Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::recorder::{Edn, Recorder};
+    use crate::history::{OpType, Value};
+    use crate::recorder::Recorder;
 
     #[test]
     fn percentiles() {
@@ -172,24 +154,19 @@ mod tests {
     #[test]
     fn pairs_and_counts() {
         let r = Recorder::new();
-        let rec = |p, t, f: &str| r.record(Process::Client(p), t, f, Edn::Nil, None, None);
+        let rec = |p, t, f: &str| r.record_client(p, t, f, Value::Nil, "n", None);
         rec(0, OpType::Invoke, "read");
         rec(1, OpType::Invoke, "write");
-        r.record(
-            Process::Nemesis,
-            OpType::Info,
-            "pause",
-            Edn::Nil,
-            None,
-            None,
-        );
+        r.record_nemesis("pause", Value::Nil, None);
         rec(0, OpType::Ok, "read");
         rec(1, OpType::Info, "write");
         rec(2, OpType::Invoke, "write");
-        let ops = pair(&r.snapshot());
+        let h = r.snapshot();
+        let ops = crate::history::pairing::pair(&h).unwrap();
         assert_eq!(ops.len(), 3);
-        let s = stats(&ops, u64::MAX);
+        let s = stats(&h, &ops, u64::MAX);
         assert_eq!((s.overall.ok, s.overall.info), (1, 2));
         assert_eq!(s.by_f["write"].ops, 2);
+        assert!(latency_ms(&h, &ops[0]).is_some() && latency_ms(&h, &ops[2]).is_none());
     }
 }

@@ -1,9 +1,13 @@
-//! The linearizability check of a run's history, through the checker.
+//! The linearizability check of a run's history, through the checker. The
+//! history is the recorder's, in memory (history.edn is written beside it,
+//! not read back).
 
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
+
+use crate::history::History;
 
 /// The verdict of the linearizability check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -41,10 +45,10 @@ pub struct LinResult {
     pub report: Option<serde_json::Value>,
 }
 
-/// Checks `history.edn` with the `kv` model (per key, in parallel); writes a
+/// Checks `h` with the `kv` model (per key, in parallel); writes a
 /// `timeline-<key>.html` for each invalid key into `dir`.
-pub fn check_history(history: &Path, dir: &Path, time_limit: Duration) -> LinResult {
-    use crate::checker::{check_file, Budget, CheckOptions, ModelKind, Verdict};
+pub fn check_history(h: &History, dir: &Path, time_limit: Duration) -> LinResult {
+    use crate::checker::{check, Budget, CheckOptions, ModelKind, Verdict};
     use crate::report::timeline;
     let started = std::time::Instant::now();
     let options = CheckOptions {
@@ -55,7 +59,7 @@ pub fn check_history(history: &Path, dir: &Path, time_limit: Duration) -> LinRes
         },
         parallel: true,
     };
-    let (h, report) = match check_file(history, &options) {
+    let report = match check(h, &options) {
         Ok(r) => r,
         Err(e) => {
             return LinResult {
@@ -64,7 +68,7 @@ pub fn check_history(history: &Path, dir: &Path, time_limit: Duration) -> LinRes
                 invalid: vec![],
                 unknown_keys: vec![],
                 elapsed_ms: started.elapsed().as_millis() as u64,
-                error: Some(format!("cannot check {}: {e}", history.display())),
+                error: Some(format!("cannot check the history: {e}")),
                 report: None,
             }
         }
@@ -77,10 +81,10 @@ pub fn check_history(history: &Path, dir: &Path, time_limit: Duration) -> LinRes
     let mut invalid = Vec::new();
     for v in report.violations() {
         let file = timeline::file_name(v);
-        let written = timeline::write(dir.join(&file), &h, v).is_ok();
+        let written = timeline::write(dir.join(&file), h, v).is_ok();
         invalid.push(InvalidKey {
             key: key_name(&v.key),
-            explanation: v.render_text(&h),
+            explanation: v.render_text(h),
             timeline: written.then_some(file),
         });
     }

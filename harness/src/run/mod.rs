@@ -12,38 +12,39 @@
 //! 7. check (linearizability per key, convergence), write results.json, the
 //!    plots and timelines, print the summary.
 //!
-//! Exit status ([`RunOutcome::exit_code`]): 0 valid, 1 anomaly, 2 the test
-//! could not run or the check could not decide. On Ctrl-C (or SIGTERM) the
-//! run stops early, stops every process and exits 2.
+//! Each phase is a function of its own below; the verdict is
+//! [`verdict::verdict`], a pure function of what the phases established.
+//! Exit status ([`RunOutcome::exit_code`], constants in [`verdict`]): 0
+//! valid, 1 anomaly, 2 the test could not run or the check could not decide.
+//! On Ctrl-C (or SIGTERM) the caller cancels the run's token: the run stops
+//! early, stops every process and exits 2.
 
 pub mod check;
+pub mod final_phase;
+pub mod verdict;
 pub mod worker;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{self, Cluster, ClusterConfig};
-use crate::generator::{Generator, HistoryOp};
-use crate::nemesis::{Nemesis, NemesisState, Window};
-use crate::recorder::{self, OpType, Process, Recorder};
+use crate::db::{self, Db};
+use crate::generator::Generator;
+use crate::history::{pairing, History};
+use crate::nemesis::{FaultEnv, Nemesis, NemesisState, Window};
+use crate::recorder::Recorder;
 use crate::report::results::{self, Stats};
 use crate::report::{plots, summary};
 use crate::workload::Workload;
-use check::{LinResult, LinVerdict};
+use check::LinResult;
+use final_phase::{Convergence, FinalReads};
+pub use verdict::{ConvergenceStatus, RunVerdict, EXIT_ANOMALY, EXIT_ERROR, EXIT_VALID};
 use worker::{Counters, Worker};
-
-/// Exit status: everything checked out.
-pub const EXIT_VALID: i32 = 0;
-/// Exit status: an anomaly was found.
-pub const EXIT_ANOMALY: i32 = 1;
-/// Exit status: the test could not run or the check could not decide.
-pub const EXIT_ERROR: i32 = 2;
 
 /// Options of `harness run` beyond the workload file.
 #[derive(Debug, Clone)]
@@ -77,59 +78,6 @@ impl RunOptions {
             print_summary: true,
         }
     }
-}
-
-/// The overall verdict of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RunVerdict {
-    Valid,
-    Anomaly,
-    /// Could not run, or could not decide.
-    Unknown,
-}
-
-impl RunVerdict {
-    pub fn exit_code(self) -> i32 {
-        match self {
-            RunVerdict::Valid => EXIT_VALID,
-            RunVerdict::Anomaly => EXIT_ANOMALY,
-            RunVerdict::Unknown => EXIT_ERROR,
-        }
-    }
-}
-
-/// Replica state at the end of the final phase.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeFinal {
-    pub node: String,
-    pub addr: String,
-    pub role: Option<String>,
-    pub applied_index: Option<u64>,
-    pub commit_index: Option<u64>,
-    pub digest: Option<String>,
-    /// Times the process was started (1 + restarts).
-    pub starts: u32,
-}
-
-/// The convergence check.
-#[derive(Debug, Clone, Serialize)]
-pub struct Convergence {
-    /// `converged`, `diverged` (same applied index, different digests: an
-    /// anomaly) or `undecided` (not every replica caught up in time).
-    pub status: String,
-    pub nodes: Vec<NodeFinal>,
-    pub waited_ms: u64,
-}
-
-/// The final reads: every key through every replica.
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct FinalReads {
-    pub reads: usize,
-    pub ok: usize,
-    /// Keys whose ok reads disagree between replicas (a hint; the verdict is
-    /// the linearizability check's).
-    pub disagreeing_keys: Vec<String>,
 }
 
 /// Everything results.json holds.
@@ -172,9 +120,9 @@ impl RunOutcome {
     }
 }
 
-/// Runs a workload file to the end. `interrupt` is set from outside (signal
-/// handler) to stop early.
-pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>) -> Result<RunOutcome> {
+/// Runs a workload file to the end. Cancelling `cancel` (the signal
+/// handler does) stops the run early.
+pub fn run(opts: &RunOptions, cancel: CancellationToken) -> Result<RunOutcome> {
     let mut workload = Workload::load(&opts.workload)?;
     if let Some(p) = opts.base_client_port {
         workload.cluster.base_client_port = p;
@@ -190,7 +138,7 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>) -> Result<RunOutcome> 
         .or(workload.seed)
         .unwrap_or_else(|| rand::random::<u64>() >> 11);
     workload.seed = Some(seed);
-    let server_bin = cluster::find_server_bin(opts.server_bin.as_deref())?;
+    let server_bin = crate::cluster::find_server_bin(opts.server_bin.as_deref())?;
     let dir = crate::store::create_run_dir(&opts.store, workload.name())?;
     std::fs::write(dir.join("workload.yaml"), workload.to_yaml())
         .with_context(|| format!("cannot write {}", dir.join("workload.yaml").display()))?;
@@ -199,98 +147,139 @@ pub fn run(opts: &RunOptions, interrupt: Arc<AtomicBool>) -> Result<RunOutcome> 
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let outcome = rt.block_on(run_async(
+    let test = Test {
         opts,
-        &workload,
+        w: &workload,
         seed,
-        &server_bin,
-        &dir,
-        interrupt,
-    ));
+        server_bin: &server_bin,
+        dir: &dir,
+        cancel,
+    };
+    let outcome = rt.block_on(test.run());
     rt.shutdown_timeout(Duration::from_secs(2));
     outcome
 }
 
-async fn run_async(
-    opts: &RunOptions,
-    w: &Workload,
+/// One test in progress: what every phase reads.
+struct Test<'a> {
+    opts: &'a RunOptions,
+    w: &'a Workload,
     seed: u64,
-    server_bin: &Path,
-    dir: &Path,
-    interrupt: Arc<AtomicBool>,
-) -> Result<RunOutcome> {
-    let started_at = crate::store::timestamp(std::time::SystemTime::now());
-    let config = ClusterConfig {
-        server_bin: server_bin.to_path_buf(),
-        replicas: w.cluster.replicas,
-        host: w.cluster.host.clone(),
-        base_client_port: w.cluster.base_client_port,
-        base_paxos_port: w.cluster.base_paxos_port,
-        fail_rate: w.cluster.fail_rate,
-        read_mode: w.cluster.read_mode,
-        extra_flags: w.cluster.server_flags.clone(),
-        dir: dir.to_path_buf(),
-    };
-    let mut reasons: Vec<String> = Vec::new();
-    let cluster = Arc::new(Mutex::new(Cluster::new(config)?));
-    let addrs = lock(&cluster).client_addrs();
-    lock(&cluster).start_all()?;
+    server_bin: &'a Path,
+    dir: &'a Path,
+    /// Cancelled on Ctrl-C.
+    cancel: CancellationToken,
+}
 
-    // Wait for a coordinator (or a Ctrl-C).
-    let ready = tokio::select! {
-        r = cluster::wait_for_coordinator(&addrs, w.cluster.startup_timeout.0) => r,
-        _ = wait_flag(interrupt.clone()) => Err(anyhow::anyhow!("interrupted")),
-        e = startup_crash(&cluster) => Err(anyhow::anyhow!(e)),
-    };
-    let recorder = Recorder::new();
-    let counters = Arc::new(Counters::default());
-    let nemesis_state = Arc::new(Mutex::new(NemesisState::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut client_phase_end = 0u64;
-    let mut recovered = false;
-    let mut final_reads = FinalReads::default();
-    let mut convergence = None;
-    let mut unexpected_exits = Vec::new();
+/// What the phases between start and stop established.
+#[derive(Default)]
+struct Phases {
+    start_error: Option<String>,
+    recovery_error: Option<String>,
+    recovered: bool,
+    /// End of the client phase (ns since the start of the test).
+    client_phase_end: Option<u64>,
+    final_reads: FinalReads,
+    convergence: Option<Convergence>,
+    unexpected_exits: Vec<String>,
+}
 
-    if let Err(e) = &ready {
-        reasons.push(format!("the cluster did not start: {e:#}"));
-    } else {
-        // Clients and nemesis.
+impl Test<'_> {
+    async fn run(self) -> Result<RunOutcome> {
+        let started_at = crate::store::timestamp(std::time::SystemTime::now());
+        let db = db::open(self.w, self.server_bin, self.dir)?;
+        let recorder = Recorder::new();
+        let nemesis_state = Arc::new(Mutex::new(NemesisState::default()));
+        let mut phases = Phases::default();
+        let env = FaultEnv {
+            base_fail_rate: self.w.cluster.fail_rate,
+            rpc_timeout: Duration::from_millis(500),
+        };
+        for (k, spec) in self.w.nemesis.iter().enumerate() {
+            let fault = crate::nemesis::fault_of(spec.fault, spec.fail_rate, &env);
+            fault
+                .check_available(&db)
+                .with_context(|| format!("nemesis.{k}: fault {} is not available", fault.name()))?;
+        }
+        db.procs().start_all()?;
+        match self.wait_started(&db).await {
+            Err(e) => phases.start_error = Some(format!("{e:#}")),
+            Ok(()) => {
+                let nemesis = Nemesis {
+                    db: db.clone(),
+                    recorder: recorder.clone(),
+                    state: nemesis_state.clone(),
+                    env,
+                    stop: self.cancel.child_token(),
+                };
+                phases.client_phase_end = Some(self.clients_and_nemesis(&db, &nemesis).await?);
+                phases.unexpected_exits = self.heal(&db, &nemesis).await;
+                self.final_phase(&db, &recorder, &mut phases).await;
+            }
+        }
+        db.stop_all(Duration::from_secs(3)).await;
+        let history = recorder.snapshot();
+        let windows = nemesis_state
+            .lock()
+            .map(|s| s.windows.clone())
+            .unwrap_or_default();
+        let client_phase_end = phases.client_phase_end.unwrap_or_else(|| recorder.now());
+        self.write_history(&history)?;
+        let lin = self.check(&history, phases.start_error.is_none()).await;
+        let results = self.results(
+            started_at,
+            phases,
+            lin,
+            &history,
+            &windows,
+            client_phase_end,
+        );
+        self.write_reports(&results, &history, &windows, client_phase_end)
+    }
+
+    /// Phase 1 (after every node is started): wait for a coordinator (or a
+    /// Ctrl-C, or a node that exits during startup).
+    async fn wait_started(&self, db: &Db) -> Result<()> {
+        tokio::select! {
+            r = db.api.wait_ready(self.w.cluster.startup_timeout.0) => r.map(|_| ()),
+            _ = self.cancel.cancelled() => Err(anyhow::anyhow!("interrupted")),
+            e = startup_crash(db) => Err(anyhow::anyhow!(e)),
+        }
+    }
+
+    /// Phase 2: the client workers and the nemesis schedules, for the
+    /// workload's duration; returns the end of the client phase.
+    async fn clients_and_nemesis(&self, db: &Db, nemesis: &Nemesis) -> Result<u64> {
+        let w = self.w;
+        let recorder = &nemesis.recorder;
+        let counters = Arc::new(Counters::default());
         let deadline = Instant::now() + w.duration.0;
         let pace = w
             .clients
             .rate
             .filter(|r| *r > 0.0)
             .map(|r| Duration::from_secs_f64(w.clients.concurrency as f64 / r));
-        let mut handles = Vec::new();
+        let addrs = db.addrs();
+        let mut clients = Vec::new();
         for i in 0..w.clients.concurrency {
-            let addr = addrs[i % addrs.len()].clone();
-            let client = cluster::kv_client(&addr, w.clients.request_timeout.0)?;
+            let node = i % addrs.len();
             let worker = Worker {
                 index: i,
                 concurrency: w.clients.concurrency,
-                addr,
-                client,
-                generator: Generator::new(&w.operations, seed, i),
+                addr: addrs[node].clone(),
+                client: db.api.client(node, w.clients.request_timeout.0)?,
+                generator: Generator::new(&w.operations, self.seed, i),
                 recorder: recorder.clone(),
                 request_timeout: w.clients.request_timeout.0,
                 backoff: w.clients.backoff.0,
                 pace,
                 deadline,
-                stop: stop.clone(),
+                stop: nemesis.stop.clone(),
                 counters: counters.clone(),
             };
-            handles.push(tokio::spawn(worker.run()));
+            clients.push(tokio::spawn(worker.run()));
         }
-        let nemesis = Nemesis {
-            cluster: cluster.clone(),
-            recorder: recorder.clone(),
-            state: nemesis_state.clone(),
-            base_fail_rate: w.cluster.fail_rate,
-            rpc_timeout: Duration::from_millis(500),
-            stop: stop.clone(),
-        };
-        let nem_handles: Vec<_> = w
+        let schedules: Vec<_> = w
             .nemesis
             .iter()
             .enumerate()
@@ -298,369 +287,222 @@ async fn run_async(
                 tokio::spawn(nemesis.clone().run_schedule(
                     spec.clone(),
                     w.duration.0,
-                    seed.wrapping_add(1000 + k as u64),
+                    self.seed.wrapping_add(1000 + k as u64),
                 ))
             })
             .collect();
-        let done = Arc::new(AtomicBool::new(false));
+        let bar_done = CancellationToken::new();
         let bar = crate::progress::spawn(
-            opts.progress,
+            self.opts.progress,
             w.duration.0,
-            counters.clone(),
-            nemesis_state.clone(),
-            done.clone(),
+            counters,
+            nemesis.state.clone(),
+            bar_done.clone(),
         );
-        // Stop early on interrupt.
-        let watcher = {
-            let (interrupt, stop) = (interrupt.clone(), stop.clone());
-            tokio::spawn(async move {
-                wait_flag(interrupt).await;
-                stop.store(true, Ordering::Relaxed);
-            })
-        };
-        for h in handles {
+        for h in clients {
             let _ = h.await;
         }
-        client_phase_end = recorder.now();
-        stop.store(true, Ordering::Relaxed);
-        for h in nem_handles {
+        let end = recorder.now();
+        // The clients are done: scheduled faults stop (and heal) now.
+        nemesis.stop.cancel();
+        for h in schedules {
             let _ = h.await;
         }
-        done.store(true, Ordering::Relaxed);
+        bar_done.cancel();
         bar.finish_and_clear();
-        watcher.abort();
+        Ok(end)
+    }
 
-        // Heal and recover.
+    /// Phase 3: heal every fault; restart the nodes that exited on their
+    /// own (returned, one line each: they make the verdict unknown).
+    async fn heal(&self, db: &Db, nemesis: &Nemesis) -> Vec<String> {
         nemesis.heal_all().await;
-        {
-            let mut c = lock(&cluster);
-            for i in 0..c.nodes.len() {
-                if let Some(st) = c.check_exited(i) {
-                    unexpected_exits.push(format!("n{i} exited on its own ({st}); see n{i}.log"));
-                }
-            }
-        }
-        if !unexpected_exits.is_empty() {
+        let crashed: Vec<String> = {
+            let mut p = db.procs();
+            (0..p.node_count())
+                .filter_map(|i| {
+                    p.check_exited(i)
+                        .map(|st| format!("n{i} exited on its own ({st}); see n{i}.log"))
+                })
+                .collect()
+        };
+        if !crashed.is_empty() {
             // Restart crashed replicas so the final phase sees them all.
             nemesis.heal_all().await;
         }
-        if !interrupt.load(Ordering::Relaxed) {
-            match cluster::wait_for_coordinator(&addrs, w.final_phase.recovery_timeout.0).await {
-                Ok(_) => recovered = true,
-                Err(e) => reasons.push(format!("the cluster did not recover after healing: {e:#}")),
+        crashed
+    }
+
+    /// Phase 4: wait for recovery, read every key through every node, wait
+    /// for convergence. Skipped from where a Ctrl-C stops it.
+    async fn final_phase(&self, db: &Db, recorder: &Recorder, phases: &mut Phases) {
+        let w = self.w;
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        let recovery = tokio::select! {
+            r = db.api.wait_ready(w.final_phase.recovery_timeout.0) => r,
+            _ = self.cancel.cancelled() => return,
+        };
+        match recovery {
+            Ok(_) => phases.recovered = true,
+            Err(e) => phases.recovery_error = Some(format!("{e:#}")),
+        }
+        if !self.cancel.is_cancelled() && w.final_phase.reads {
+            phases.final_reads = final_phase::final_reads(w, db, recorder, &self.cancel).await;
+        }
+        if !self.cancel.is_cancelled() && w.checkers.convergence {
+            let timeout = w.final_phase.convergence_timeout.0;
+            tokio::select! {
+                c = final_phase::wait_convergence(db, timeout) => phases.convergence = Some(c),
+                _ = self.cancel.cancelled() => {}
             }
         }
-        if !interrupt.load(Ordering::Relaxed) && w.final_phase.reads {
-            final_reads = do_final_reads(w, &addrs, &recorder, &interrupt).await;
+    }
+
+    fn write_history(&self, history: &History) -> Result<()> {
+        let path = self.dir.join("history.edn");
+        history
+            .write_file(&path)
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Phase 5: the linearizability check of the in-memory history.
+    async fn check(&self, history: &History, started: bool) -> Option<LinResult> {
+        if !started || !self.w.checkers.linearizable {
+            return None;
         }
-        if !interrupt.load(Ordering::Relaxed) && w.checkers.convergence {
-            let c = wait_convergence(&addrs, w.final_phase.convergence_timeout.0, &cluster).await;
-            convergence = Some(c);
-        }
-    }
-
-    // Stop everything.
-    {
-        let c = cluster.clone();
-        tokio::task::spawn_blocking(move || lock(&c).stop_all(Duration::from_secs(3)))
-            .await
-            .ok();
-    }
-    let interrupted = interrupt.load(Ordering::Relaxed);
-    if interrupted {
-        reasons.push("interrupted".into());
-    }
-
-    // History.
-    let events = recorder.snapshot();
-    let history_path = dir.join("history.edn");
-    std::fs::write(&history_path, recorder::to_edn(&events))
-        .with_context(|| format!("cannot write {}", history_path.display()))?;
-    let ops = results::pair(&events);
-    if client_phase_end == 0 {
-        client_phase_end = recorder.now();
-    }
-    let stats = results::stats(&ops, client_phase_end);
-    let windows = nemesis_state
-        .lock()
-        .map(|s| s.windows.clone())
-        .unwrap_or_default();
-
-    // Checks.
-    let started_ok = ready.is_ok();
-    let lin = if started_ok && w.checkers.linearizable {
-        let (h, d, limit) = (
-            history_path.clone(),
-            dir.to_path_buf(),
-            w.checkers.time_limit.0,
+        let (h, dir, limit) = (
+            history.clone(),
+            self.dir.to_path_buf(),
+            self.w.checkers.time_limit.0,
         );
-        tokio::task::spawn_blocking(move || check::check_history(&h, &d, limit))
+        tokio::task::spawn_blocking(move || check::check_history(&h, &dir, limit))
             .await
             .ok()
-    } else {
-        None
-    };
-    let mut verdict = if started_ok && !interrupted {
-        RunVerdict::Valid
-    } else {
-        RunVerdict::Unknown
-    };
-    let mut worsen = |v: RunVerdict| {
-        verdict = match (verdict, v) {
-            (RunVerdict::Anomaly, _) | (_, RunVerdict::Anomaly) => RunVerdict::Anomaly,
-            (RunVerdict::Unknown, _) | (_, RunVerdict::Unknown) => RunVerdict::Unknown,
-            _ => RunVerdict::Valid,
-        }
-    };
-    if !started_ok || interrupted {
-        worsen(RunVerdict::Unknown);
-    }
-    if started_ok && !recovered && !interrupted {
-        worsen(RunVerdict::Unknown);
-    }
-    if let Some(l) = &lin {
-        match l.verdict {
-            LinVerdict::Linearizable => {}
-            LinVerdict::NotLinearizable => {
-                worsen(RunVerdict::Anomaly);
-                let keys: Vec<&str> = l.invalid.iter().map(|k| k.key.as_str()).collect();
-                reasons.push(format!("not linearizable: keys {}", keys.join(", ")));
-            }
-            LinVerdict::Unknown => {
-                worsen(RunVerdict::Unknown);
-                reasons.push(match &l.error {
-                    Some(e) => format!("linearizability not decided: {e}"),
-                    None => format!(
-                        "linearizability not decided for keys {} (search budget exhausted)",
-                        l.unknown_keys.join(", ")
-                    ),
-                });
-            }
-        }
-    }
-    if let Some(c) = &convergence {
-        match c.status.as_str() {
-            "converged" => {}
-            "diverged" => {
-                worsen(RunVerdict::Anomaly);
-                reasons.push("replicas diverged: same applied index, different digests".into());
-            }
-            _ => {
-                worsen(RunVerdict::Unknown);
-                reasons.push("replicas did not converge in time (applied indexes differ)".into());
-            }
-        }
-    }
-    if !unexpected_exits.is_empty() {
-        worsen(RunVerdict::Unknown);
-        reasons.extend(unexpected_exits.iter().cloned());
-    }
-    if verdict == RunVerdict::Valid {
-        reasons.push("valid: every check passed".into());
     }
 
-    let results = Results {
-        workload: w.name().to_string(),
-        seed,
-        verdict,
-        exit_code: verdict.exit_code(),
-        reasons,
-        dir: dir.display().to_string(),
-        started_at,
-        server_bin: server_bin.display().to_string(),
-        replicas: w.cluster.replicas,
-        read_mode: w.cluster.read_mode.as_str().into(),
-        interrupted,
-        recovered,
-        linearizability: lin,
-        convergence,
-        final_reads,
-        stats,
-        faults: windows.clone(),
-        unexpected_exits,
-        history_ops: events.len(),
-    };
-    std::fs::write(
-        dir.join("results.json"),
-        serde_json::to_string_pretty(&results).unwrap_or_default(),
-    )
-    .with_context(|| format!("cannot write {}", dir.join("results.json").display()))?;
-    if w.checkers.perf {
-        // The end of the history (the final reads), not "now": the check
-        // may have taken long.
-        let end = events
-            .last()
-            .map(|e| e.time)
-            .unwrap_or(0)
-            .max(client_phase_end);
-        if let Err(e) = plots::latency_svg(&dir.join("latency.svg"), w.name(), &ops, &windows, end)
-        {
-            eprintln!("harness: latency.svg: {e:#}");
-        }
-        if let Err(e) = plots::rate_svg(&dir.join("rate.svg"), w.name(), &ops, &windows, end) {
-            eprintln!("harness: rate.svg: {e:#}");
+    /// The verdict and everything results.json holds.
+    fn results(
+        &self,
+        started_at: String,
+        phases: Phases,
+        lin: Option<LinResult>,
+        history: &History,
+        windows: &[Window],
+        client_phase_end: u64,
+    ) -> Results {
+        let interrupted = self.cancel.is_cancelled();
+        let (verdict, reasons) = verdict::verdict(&verdict::Facts {
+            start_error: phases.start_error.clone(),
+            interrupted,
+            recovery_error: phases.recovery_error.clone(),
+            linearizability: lin.as_ref(),
+            convergence: phases.convergence.as_ref().map(|c| c.status),
+            unexpected_exits: &phases.unexpected_exits,
+        });
+        let ops = client_ops(history);
+        let w = self.w;
+        Results {
+            workload: w.name().to_string(),
+            seed: self.seed,
+            verdict,
+            exit_code: verdict.exit_code(),
+            reasons,
+            dir: self.dir.display().to_string(),
+            started_at,
+            server_bin: self.server_bin.display().to_string(),
+            replicas: w.cluster.replicas,
+            read_mode: w.cluster.read_mode.as_str().into(),
+            interrupted,
+            recovered: phases.recovered,
+            linearizability: lin,
+            convergence: phases.convergence,
+            final_reads: phases.final_reads,
+            stats: results::stats(history, &ops, client_phase_end),
+            faults: windows.to_vec(),
+            unexpected_exits: phases.unexpected_exits,
+            history_ops: history.ops.len(),
         }
     }
-    let text = summary::render(&results, w.description.as_deref());
-    let _ = std::fs::write(dir.join("summary.txt"), &text);
-    if opts.print_summary {
-        println!("{text}");
+
+    /// Phase 6: results.json, the plots, the summary.
+    fn write_reports(
+        &self,
+        results: &Results,
+        history: &History,
+        windows: &[Window],
+        client_phase_end: u64,
+    ) -> Result<RunOutcome> {
+        let (w, dir) = (self.w, self.dir);
+        std::fs::write(
+            dir.join("results.json"),
+            serde_json::to_string_pretty(results).unwrap_or_default(),
+        )
+        .with_context(|| format!("cannot write {}", dir.join("results.json").display()))?;
+        if w.checkers.perf {
+            let ops = client_ops(history);
+            // The end of the history (the final reads), not "now": the check
+            // may have taken long.
+            let end = history.ops.last().and_then(|o| o.time).unwrap_or(0).max(0) as u64;
+            let end = end.max(client_phase_end);
+            let latency = plots::latency_svg(
+                &dir.join("latency.svg"),
+                w.name(),
+                history,
+                &ops,
+                windows,
+                end,
+            );
+            if let Err(e) = latency {
+                eprintln!("harness: latency.svg: {e:#}");
+            }
+            let rate =
+                plots::rate_svg(&dir.join("rate.svg"), w.name(), history, &ops, windows, end);
+            if let Err(e) = rate {
+                eprintln!("harness: rate.svg: {e:#}");
+            }
+        }
+        let text = summary::render(results, w.description.as_deref());
+        let _ = std::fs::write(dir.join("summary.txt"), &text);
+        if self.opts.print_summary {
+            println!("{text}");
+        }
+        Ok(RunOutcome {
+            dir: dir.to_path_buf(),
+            results: results.clone(),
+            summary: text,
+        })
     }
-    Ok(RunOutcome {
-        dir: dir.to_path_buf(),
-        results,
-        summary: text,
-    })
 }
 
-fn lock(c: &Mutex<Cluster>) -> std::sync::MutexGuard<'_, Cluster> {
-    c.lock().unwrap_or_else(|e| e.into_inner())
+/// The recorder's history paired into client ops. The recorder writes one
+/// op at a time per process, so pairing cannot fail; if it did, the stats
+/// would be empty and the checker (which pairs too) would say why.
+fn client_ops(history: &History) -> Vec<pairing::ClientOp<'_>> {
+    pairing::pair(history).unwrap_or_default()
 }
 
-/// Resolves when a replica exits during startup (a bad flag, a port in
-/// use), with its exit status and the tail of its log.
-async fn startup_crash(cluster: &Mutex<Cluster>) -> String {
+/// Resolves when a node exits during startup (a bad flag, a port in use),
+/// with its exit status and the tail of its log.
+async fn startup_crash(db: &Db) -> String {
     loop {
         {
-            let mut c = lock(cluster);
-            for i in 0..c.nodes.len() {
-                if let Some(st) = c.check_exited(i) {
-                    let log = std::fs::read_to_string(&c.nodes[i].log_path).unwrap_or_default();
+            let mut p = db.procs();
+            for i in 0..p.node_count() {
+                if let Some(st) = p.check_exited(i) {
+                    let log_path = p.files(i).log_path;
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                     let tail: Vec<&str> = log.lines().rev().take(5).collect();
                     let tail: Vec<&str> = tail.into_iter().rev().collect();
                     return format!(
                         "n{i} exited during startup ({st}); the end of {}:\n    {}",
-                        c.nodes[i].log_path.display(),
+                        log_path.display(),
                         tail.join("\n    ")
                     );
                 }
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Resolves when `flag` is set (polled every 50 ms).
-async fn wait_flag(flag: Arc<AtomicBool>) {
-    while !flag.load(Ordering::Relaxed) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Reads every key through every replica, recording each read as an op of
-/// process `1_000_000_000 + node` (so final reads are checked like any other).
-async fn do_final_reads(
-    w: &Workload,
-    addrs: &[String],
-    recorder: &Recorder,
-    interrupt: &AtomicBool,
-) -> FinalReads {
-    let keys = crate::generator::KeyPicker::new(&w.operations)
-        .keys()
-        .to_vec();
-    let mut out = FinalReads::default();
-    let mut seen: std::collections::BTreeMap<String, std::collections::BTreeSet<Option<String>>> =
-        Default::default();
-    for (n, addr) in addrs.iter().enumerate() {
-        let Ok(mut kv) = cluster::kv_client(addr, w.clients.request_timeout.0) else {
-            continue;
-        };
-        let process = Process::Client(1_000_000_000 + n as u64);
-        for key in &keys {
-            if interrupt.load(Ordering::Relaxed) {
-                return out;
-            }
-            let op = client::Op::Get { key: key.clone() };
-            recorder.record(
-                process,
-                OpType::Invoke,
-                op.f(),
-                op.invoke_value(),
-                Some(addr),
-                None,
-            );
-            let timeout = w.clients.request_timeout.0.max(Duration::from_secs(2));
-            let result = client::execute_once(&mut kv, addr, op.to_request(0, 0), timeout).await;
-            let c = worker::classify(&op, result);
-            recorder.record(
-                process,
-                c.kind,
-                op.f(),
-                c.value.clone(),
-                Some(addr),
-                c.error.clone(),
-            );
-            out.reads += 1;
-            if c.kind == OpType::Ok {
-                out.ok += 1;
-                if let Some(v) = c.observed {
-                    seen.entry(key.clone()).or_default().insert(v);
-                }
-            }
-        }
-    }
-    out.disagreeing_keys = seen
-        .into_iter()
-        .filter(|(_, v)| v.len() > 1)
-        .map(|(k, _)| k)
-        .collect();
-    out
-}
-
-/// Polls the replicas until they agree on applied index and digest (twice in
-/// a row), or the timeout passes.
-async fn wait_convergence(
-    addrs: &[String],
-    timeout: Duration,
-    cluster: &Mutex<Cluster>,
-) -> Convergence {
-    let start = Instant::now();
-    let mut agreed_once = false;
-    // Polls in a row where every replica answered with the same applied
-    // index but different digests: a divergence, no need to wait longer.
-    let mut split = 0;
-    loop {
-        let st = cluster::statuses(addrs, Duration::from_millis(500)).await;
-        let all = st.iter().all(Option::is_some);
-        let applied: std::collections::BTreeSet<u64> =
-            st.iter().flatten().map(|s| s.applied_index).collect();
-        let digests: std::collections::BTreeSet<u64> =
-            st.iter().flatten().map(|s| s.digest).collect();
-        let agree = all && applied.len() == 1 && digests.len() == 1;
-        split = if all && applied.len() == 1 && digests.len() > 1 {
-            split + 1
-        } else {
-            0
-        };
-        let timed_out = start.elapsed() >= timeout || split >= 10;
-        if (agree && agreed_once) || timed_out {
-            let status = if agree {
-                "converged"
-            } else if all && applied.len() == 1 {
-                "diverged"
-            } else {
-                "undecided"
-            };
-            let starts: Vec<u32> = lock(cluster).nodes.iter().map(|n| n.starts).collect();
-            return Convergence {
-                status: status.into(),
-                nodes: st
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| NodeFinal {
-                        node: format!("n{i}"),
-                        addr: addrs[i].clone(),
-                        role: s.as_ref().map(|s| s.role.clone()),
-                        applied_index: s.as_ref().map(|s| s.applied_index),
-                        commit_index: s.as_ref().map(|s| s.commit_index),
-                        digest: s.as_ref().map(|s| format!("{:016x}", s.digest)),
-                        starts: starts.get(i).copied().unwrap_or(0),
-                    })
-                    .collect(),
-                waited_ms: start.elapsed().as_millis() as u64,
-            };
-        }
-        agreed_once = agree;
-        tokio::time::sleep(Duration::from_millis(if agree { 300 } else { 200 })).await;
     }
 }
