@@ -342,6 +342,33 @@ pub enum FaultKind {
     Kill,
     /// Sets the acceptor fail_rate, healed by restoring the cluster's.
     FailRate,
+    /// SIGKILL, drop every write the node had not fsynced (its data dir is a
+    /// lazyfs mount), healed by restarting on the same data dir.
+    LoseUnsynced,
+    /// With the node SIGKILLed, damage one record of its WAL or checkpoint
+    /// (see [`CorruptMode`]) and restart it: it must refuse to start. Healed
+    /// by restoring the bytes and restarting.
+    Corrupt,
+}
+
+/// How `corrupt` damages a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CorruptMode {
+    /// Flip one bit at a random byte of the record.
+    #[default]
+    Bitflip,
+    /// Cut the file at a random byte of the record.
+    Truncate,
+}
+
+impl CorruptMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CorruptMode::Bitflip => "bitflip",
+            CorruptMode::Truncate => "truncate",
+        }
+    }
 }
 
 /// Which replicas a fault hits; resolved anew each time the fault starts.
@@ -446,6 +473,9 @@ pub struct FaultSpec {
     /// For `fail-rate`: the acceptor fail_rate to set, in [0, 1].
     #[serde(default)]
     pub fail_rate: Option<f64>,
+    /// For `corrupt`: how to damage the record (default bitflip).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<CorruptMode>,
 }
 
 /// The phase after the clients stop.
@@ -668,13 +698,19 @@ impl Workload {
                 (FaultKind::FailRate, Some(r)) if !(0.0..=1.0).contains(&r) => {
                     return Err(bad(&at("fail_rate"), format!("{r} is not in [0, 1]")))
                 }
-                (FaultKind::Pause | FaultKind::Kill, Some(_)) => {
+                (kind, Some(_)) if kind != FaultKind::FailRate => {
                     return Err(bad(
                         &at("fail_rate"),
                         "only a fail-rate fault takes a fail_rate".into(),
                     ))
                 }
                 _ => {}
+            }
+            if f.mode.is_some() && f.fault != FaultKind::Corrupt {
+                return Err(bad(
+                    &at("mode"),
+                    "only a corrupt fault takes a mode (bitflip or truncate)".into(),
+                ));
             }
             if f.start.0 >= self.duration.0 {
                 return Err(bad(
@@ -688,6 +724,14 @@ impl Workload {
             }
         }
         Ok(())
+    }
+
+    /// Whether the replicas must run on lazyfs mounts (a `lose-unsynced`
+    /// fault is scheduled).
+    pub fn needs_lazyfs(&self) -> bool {
+        self.nemesis
+            .iter()
+            .any(|f| f.fault == FaultKind::LoseUnsynced)
     }
 
     /// The workload as YAML (with the seed actually used filled in).

@@ -247,7 +247,7 @@ fn a_real_cluster_runs_on_lazyfs_and_survives_a_loss() {
     let addrs = cluster.0.client_addrs();
     rt.block_on(async {
         cluster.0.start_all().unwrap();
-        harness::cluster::wait_for_coordinator(&addrs, Duration::from_secs(30))
+        harness::db::paxoskv::wait_for_coordinator(&addrs, Duration::from_secs(30))
             .await
             .unwrap();
         let mut c = client::Client::new(addrs.clone(), Default::default()).unwrap();
@@ -255,8 +255,8 @@ fn a_real_cluster_runs_on_lazyfs_and_survives_a_loss() {
             c.put(&format!("k{i}"), &format!("v{i}")).await.unwrap();
         }
         // A follower crashes and loses what it had not synced.
-        let st = harness::cluster::statuses(&addrs, Duration::from_secs(1)).await;
-        let leader = harness::cluster::leader_of(&st).unwrap();
+        let st = harness::db::paxoskv::statuses(&addrs, Duration::from_secs(1)).await;
+        let leader = harness::db::paxoskv::leader_of(&st).unwrap();
         let victim = (leader + 1) % 3;
         cluster.0.kill(victim).unwrap();
         let loss = cluster.0.lose_unsynced(victim).unwrap();
@@ -265,7 +265,7 @@ fn a_real_cluster_runs_on_lazyfs_and_survives_a_loss() {
         for i in 10..15 {
             c.put(&format!("k{i}"), &format!("v{i}")).await.unwrap();
         }
-        harness::cluster::wait_for_coordinator(&addrs, Duration::from_secs(30))
+        harness::db::paxoskv::wait_for_coordinator(&addrs, Duration::from_secs(30))
             .await
             .unwrap();
         for i in 0..15 {
