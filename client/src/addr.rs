@@ -4,7 +4,10 @@
 //! `http://host:port`; tonic needs a URI. [`Address`] keeps both: the short
 //! form for messages ("UNAVAILABLE from 127.0.0.1:8001") and the URI to
 //! connect to. There is no TLS, so `https://` is rejected rather than
-//! silently downgraded.
+//! silently downgraded. The `host:port` part is checked by the parser the
+//! server uses for its own settings ([`paxoskv::HostPort`]).
+
+use paxoskv::HostPort;
 
 use crate::error::ClientError;
 
@@ -30,32 +33,12 @@ impl Address {
         }
         let rest = trimmed.strip_prefix("http://").unwrap_or(trimmed);
         let rest = rest.strip_suffix('/').unwrap_or(rest);
-        if rest.is_empty() {
-            return Err(bad("empty; expected host:port"));
-        }
         if rest.contains('/') || rest.contains("://") {
             return Err(bad("expected host:port or http://host:port"));
         }
-        let (host, port) = split_host_port(rest).ok_or_else(|| bad("expected host:port"))?;
-        if host.is_empty() {
-            return Err(bad("missing host"));
-        }
-        if host.starts_with('[') {
-            let inner = host.trim_start_matches('[').trim_end_matches(']');
-            if inner.parse::<std::net::Ipv6Addr>().is_err() {
-                return Err(bad("not an IPv6 address in brackets"));
-            }
-        } else if !host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
-        {
-            return Err(bad("host has invalid characters"));
-        }
-        match port.parse::<u16>() {
-            Ok(p) if p > 0 => {}
-            _ => return Err(bad("port must be a number in 1..=65535")),
-        }
-        let host_port = format!("{host}:{port}");
+        let host_port = HostPort::parse(rest)
+            .map_err(|e| bad(&e.to_string()))?
+            .to_string();
         let uri = format!("http://{host_port}");
         if uri.parse::<tonic::transport::Uri>().is_err() {
             return Err(bad("not a valid URI"));
@@ -68,16 +51,6 @@ impl std::fmt::Display for Address {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.host_port)
     }
-}
-
-/// Splits `host:port` at the last colon, keeping IPv6 brackets on the host.
-/// Returns `None` when there is no port or an unbracketed IPv6 address.
-fn split_host_port(s: &str) -> Option<(&str, &str)> {
-    let (host, port) = s.rsplit_once(':')?;
-    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
-        return None;
-    }
-    Some((host, port))
 }
 
 #[cfg(test)]
@@ -106,7 +79,7 @@ mod tests {
             (":8000", "missing host"),
             ("https://h:1", "TLS"),
             ("h:1/path", "host:port"),
-            ("::1:9000", "host:port"),
+            ("::1:9000", "brackets"),
             ("ho st:1", "invalid characters"),
         ] {
             let e = Address::parse(input).expect_err(input);

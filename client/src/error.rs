@@ -17,31 +17,7 @@
 use std::fmt;
 use std::time::Duration;
 
-/// Name of the trailer in which a replica says whether a failed command was
-/// surely not applied (`not-applied`) or may have been (`unknown`).
-pub const OUTCOME_TRAILER: &str = "paxoskv-outcome";
-
-/// Value of [`OUTCOME_TRAILER`] meaning "never proposed, surely not applied".
-pub const OUTCOME_NOT_APPLIED: &str = "not-applied";
-
-/// Whether a failed command may have taken effect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// The command surely had no effect (Jepsen `:fail`).
-    NotApplied,
-    /// The command may or may not have taken effect, now or later
-    /// (Jepsen `:info`).
-    Unknown,
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Outcome::NotApplied => "not applied",
-            Outcome::Unknown => "outcome unknown",
-        })
-    }
-}
+pub use paxoskv::outcome::{Outcome, OUTCOME_TRAILER};
 
 /// What went wrong, independent of whether the command took effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -194,7 +170,7 @@ pub fn classify_status(status: &tonic::Status, replica: &str) -> ClientError {
         } else {
             format!("{message}: {detail}")
         };
-        return if chain_has_refused_connect(source) {
+        return if paxoskv::refused_before_sending(source) {
             ClientError::new(
                 Outcome::NotApplied,
                 ErrorKind::Connect,
@@ -216,11 +192,7 @@ pub fn classify_status(status: &tonic::Status, replica: &str) -> ClientError {
         Code::InvalidArgument => (Outcome::NotApplied, ErrorKind::InvalidArgument),
         Code::FailedPrecondition => (Outcome::NotApplied, ErrorKind::StaleRequest),
         Code::Unavailable => {
-            let trailer = status
-                .metadata()
-                .get(OUTCOME_TRAILER)
-                .and_then(|v| v.to_str().ok());
-            if trailer == Some(OUTCOME_NOT_APPLIED) {
+            if Outcome::from_trailer(status) == Some(Outcome::NotApplied) {
                 (Outcome::NotApplied, ErrorKind::Unavailable)
             } else {
                 (Outcome::Unknown, ErrorKind::Unavailable)
@@ -241,7 +213,7 @@ pub fn classify_status(status: &tonic::Status, replica: &str) -> ClientError {
 
 /// Classifies a failure to establish a connection: nothing was sent, so the
 /// command was surely not applied.
-pub fn classify_connect_error(
+pub(crate) fn classify_connect_error(
     err: &(dyn std::error::Error + 'static),
     replica: &str,
 ) -> ClientError {
@@ -267,32 +239,6 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         cur = e.source();
     }
     parts.join(": ")
-}
-
-/// Whether the error chain contains an I/O error saying the connection could
-/// not be established (so no byte of the request left this machine).
-fn chain_has_refused_connect(err: &(dyn std::error::Error + 'static)) -> bool {
-    use std::io::ErrorKind as Io;
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        // tonic wraps every failure to establish a connection in ConnectError.
-        if e.downcast_ref::<tonic::ConnectError>().is_some() {
-            return true;
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if matches!(
-                io.kind(),
-                Io::ConnectionRefused
-                    | Io::AddrNotAvailable
-                    | Io::HostUnreachable
-                    | Io::NetworkUnreachable
-            ) {
-                return true;
-            }
-        }
-        cur = e.source();
-    }
-    false
 }
 
 /// The errors of all attempts of one command, folded into the final error.
@@ -441,8 +387,7 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
         let mut s = Status::from_error(Box::new(io));
         // Even a forged trailer must not make a local failure "not applied".
-        s.metadata_mut()
-            .insert(OUTCOME_TRAILER, OUTCOME_NOT_APPLIED.parse().expect("ascii"));
+        Outcome::NotApplied.attach_to(&mut s);
         let e = classify_status(&s, "a:1");
         assert_eq!(
             (e.outcome, e.kind),

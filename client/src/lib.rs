@@ -20,15 +20,19 @@
 //!   whether the command may have taken effect ([`Outcome`]).
 //! - [`status`], [`set_fail_rate`] ([`admin`]): operator calls to one replica.
 //! - [`repl`]: the command language of the `client` binary; [`session`]
-//!   runs its commands and renders the output lines.
+//!   runs its commands and renders the output lines; [`terminal`] is the
+//!   terminal mode of the interactive REPL between lines, [`history`] its
+//!   history file.
 
 pub mod addr;
 pub mod admin;
 pub mod error;
 pub mod failover;
+pub mod history;
 pub mod op;
 pub mod repl;
 pub mod session;
+pub mod terminal;
 
 pub use addr::Address;
 pub use admin::{set_fail_rate, status};

@@ -13,13 +13,19 @@
 //! wires terminal, stdin and arguments to them.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use client::repl::{is_command_name, parse_line, parse_words, Word};
+use client::history::HistoryFile;
+use client::repl::{format_cancelled, is_command_name, parse_line, parse_words, Word};
 use client::session::{parse_error_line, run, Step};
+use client::terminal::CommandMode;
 use client::{Client, ClientOptions};
+use rustyline::history::DefaultHistory;
+use rustyline::DefaultEditor;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// Replica used when none is given.
 const DEFAULT_ADDR: &str = "localhost:8000";
@@ -194,48 +200,166 @@ impl Shell {
         }
     }
 
-    /// The interactive REPL with line editing and history.
+    /// Runs one command until it finishes or `interrupt` sees SIGINT
+    /// (Ctrl-C); `None` if it was cancelled.
+    fn run_unless_interrupted(
+        &mut self,
+        cmd: client::repl::Command,
+        interrupt: Option<Signal>,
+    ) -> Option<Step> {
+        let Some(mut interrupt) = interrupt else {
+            return Some(self.run(cmd));
+        };
+        let client = &mut self.client;
+        self.runtime.block_on(async {
+            tokio::select! {
+                biased;
+                step = run(client, cmd) => Some(step),
+                _ = interrupt.recv() => None,
+            }
+        })
+    }
+
+    /// A listener for SIGINT, registered now: it sees only later signals.
+    fn listen_for_interrupt(&self) -> Option<Signal> {
+        let _enter = self.runtime.enter();
+        signal(SignalKind::interrupt()).ok()
+    }
+
+    /// The interactive REPL with line editing and history. Every line typed
+    /// or pasted runs, in order, its output after its own prompt line, even
+    /// lines typed while a command still runs (see [`client::terminal`]).
+    /// Ctrl-C during a command cancels it, says whether it may have been
+    /// applied, and, as in a shell, drops what was typed ahead of it; at the
+    /// prompt it drops the line being edited. Ctrl-D or QUIT leaves. Each
+    /// line goes to the history file at once.
     fn interactive(&mut self) -> ExitCode {
         use rustyline::error::ReadlineError;
-        let mut editor = match rustyline::DefaultEditor::new() {
+        let mut editor = match new_editor(DefaultHistory::new()) {
             Ok(ed) => ed,
             Err(e) => {
                 eprintln!("client: no line editing ({e}); reading plain lines");
                 return self.script();
             }
         };
-        let history = std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(HISTORY_FILE));
-        if let Some(path) = &history {
-            let _ = editor.load_history(path);
+        let history = std::env::var_os("HOME").and_then(|home| {
+            HistoryFile::load(Path::new(&home).join(HISTORY_FILE), &mut editor)
+                .map_err(|e| eprintln!("client: {e}; this session's lines will not be saved"))
+                .ok()
+        });
+        let mut history_warned = false;
+        // From here on SIGINT never ends the REPL: during a command it
+        // cancels the command; at the prompt the editor reads Ctrl-C as a
+        // key, and a SIGINT sent by another process is ignored.
+        if self.listen_for_interrupt().is_none() {
+            eprintln!("client: cannot catch SIGINT; Ctrl-C during a command will end the client");
         }
+        // Where the editor edits lines, the terminal stays in command mode
+        // between lines (the editor's raw mode while it reads one).
+        let mode = if client::terminal::line_editing() {
+            match CommandMode::enter() {
+                Ok(mode) => Some(mode),
+                Err(e) => {
+                    eprintln!("client: cannot set the terminal mode ({e}); lines typed during a command are echoed early");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        self.leave_on_termination(mode.as_ref().map(|m| m.saved().clone()));
         println!(
             "paxoskv client, session {:016x}; HELP for commands, QUIT to leave",
             self.client.client_id()
         );
         loop {
+            if let Some(mode) = &mode {
+                // Again, in case a job-control shell changed it (Ctrl-Z, fg).
+                mode.reassert();
+            }
             let prompt = format!("{}> ", self.client.preferred_address());
-            match editor.readline(&prompt) {
-                Ok(line) => {
-                    if !line.trim().is_empty() {
-                        let _ = editor.add_history_entry(line.as_str());
-                    }
-                    match self.line(&line) {
-                        Some(Step::Ok(text)) | Some(Step::Err(text)) => println!("{text}"),
-                        Some(Step::Quit) => break,
-                        None => {}
-                    }
+            let line = match editor.readline(&prompt) {
+                Ok(line) => line,
+                Err(ReadlineError::Interrupted) => {
+                    client::terminal::discard_typed_ahead();
+                    continue;
                 }
-                Err(ReadlineError::Interrupted) => continue,
                 Err(ReadlineError::Eof) => break,
                 Err(e) => {
                     eprintln!("client: cannot read input: {e}");
                     break;
                 }
+            };
+            // Listening at once: a Ctrl-C from now on cancels this line's
+            // command, even while the history file is being written.
+            let interrupt = self.listen_for_interrupt();
+            if !line.trim().is_empty() && editor.add_history_entry(line.as_str()).unwrap_or(false) {
+                if let Some(Err(e)) = history.as_ref().map(|h| h.save(&mut editor)) {
+                    if !std::mem::replace(&mut history_warned, true) {
+                        eprintln!("client: {e}");
+                    }
+                }
+            }
+            let cmd = match parse_line(&line) {
+                Ok(None) => continue,
+                Ok(Some(cmd)) => cmd,
+                Err(e) => {
+                    println!("{}", parse_error_line(&e));
+                    continue;
+                }
+            };
+            let cancelled = format_cancelled(&cmd);
+            match self.run_unless_interrupted(cmd, interrupt) {
+                Some(Step::Ok(text)) | Some(Step::Err(text)) => println!("{text}"),
+                Some(Step::Quit) => break,
+                None => {
+                    println!("{cancelled}");
+                    // The kernel dropped the input queued behind the
+                    // Ctrl-C; drop what the editor had read ahead too.
+                    match new_editor(DefaultHistory::new()) {
+                        Ok(mut fresh) => {
+                            std::mem::swap(fresh.history_mut(), editor.history_mut());
+                            editor = fresh;
+                        }
+                        Err(e) => eprintln!("client: cannot reset line editing: {e}"),
+                    }
+                }
             }
         }
-        if let Some(path) = &history {
-            let _ = editor.save_history(path);
-        }
+        drop(mode);
         ExitCode::SUCCESS
     }
+
+    /// On SIGTERM or SIGHUP: puts the terminal back in `cooked` mode (if
+    /// given) and exits 143 or 129, as the default action would, but without
+    /// leaving the terminal unechoed or the history file half replaced.
+    fn leave_on_termination(&self, cooked: Option<nix::sys::termios::Termios>) {
+        let _enter = self.runtime.enter();
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            return;
+        };
+        self.runtime.spawn(async move {
+            let code = tokio::select! {
+                _ = term.recv() => 143,
+                _ = hup.recv() => 129,
+            };
+            if let Some(mode) = &cooked {
+                client::terminal::set_mode(mode);
+            }
+            // Not in the middle of replacing the history file.
+            let _saved = client::history::no_save_in_progress();
+            std::process::exit(code);
+        });
+    }
+}
+
+/// A line editor that keeps bytes read past a line for the next one (the
+/// `buffer-redux` feature of rustyline) and does not ask the terminal for
+/// bracketed paste, so pasted lines arrive as typed ones and run one by one.
+fn new_editor(history: DefaultHistory) -> rustyline::Result<DefaultEditor> {
+    let config = rustyline::Config::builder().bracketed_paste(false).build();
+    DefaultEditor::with_history(config, history)
 }

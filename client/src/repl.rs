@@ -340,6 +340,19 @@ pub fn format_reply(op: &Op, reply: &Reply) -> String {
     }
 }
 
+/// The one output line for a command cancelled (Ctrl-C) while it ran:
+/// whether it may have been applied. A write may have reached a replica
+/// and be applied, now or later; anything else changes nothing.
+pub fn format_cancelled(cmd: &Command) -> String {
+    match cmd {
+        Command::Op(op) if !op.is_read_only() => format!(
+            "error: cancelled by Ctrl-C (outcome unknown: {} may have been applied)",
+            op.name()
+        ),
+        _ => "error: cancelled by Ctrl-C (not applied)".to_owned(),
+    }
+}
+
 /// The one output line for a STATUS reply.
 pub fn format_status(s: &StatusReply) -> String {
     let leader = match s.leader {
@@ -566,6 +579,23 @@ mod tests {
             value: "b".into(),
         };
         assert_eq!(format_reply(&app, &reply(Some("ab"), true)), "ab");
+    }
+
+    #[test]
+    fn a_cancelled_write_may_have_been_applied_and_a_cancelled_read_was_not() {
+        let line = |l| format_cancelled(&parse_line(l).unwrap().unwrap());
+        assert_eq!(
+            line("PUT k v"),
+            "error: cancelled by Ctrl-C (outcome unknown: PUT may have been applied)"
+        );
+        assert_eq!(
+            line("cas k - v"),
+            "error: cancelled by Ctrl-C (outcome unknown: CAS may have been applied)"
+        );
+        assert!(line("DELETE k").contains("DELETE may have been applied"));
+        assert!(line("APPEND k v").contains("APPEND may have been applied"));
+        assert_eq!(line("GET k"), "error: cancelled by Ctrl-C (not applied)");
+        assert_eq!(line("STATUS"), "error: cancelled by Ctrl-C (not applied)");
     }
 
     #[test]

@@ -119,12 +119,15 @@ mod tests {
 
     #[test]
     fn run_dirs_are_unique_and_latest_follows() {
-        let root = std::env::temp_dir().join(format!("harness-store-test-{}", std::process::id()));
+        let tmp = tempfile::Builder::new()
+            .prefix("harness-store-test-")
+            .tempdir()
+            .unwrap();
+        let root = tmp.path().join("store");
         let a = create_run_dir(&root, "smoke").unwrap();
         let b = create_run_dir(&root, "smoke").unwrap();
         assert_ne!(a, b);
         let latest = std::fs::canonicalize(root.join("latest")).unwrap();
         assert_eq!(latest, std::fs::canonicalize(&b).unwrap());
-        let _ = std::fs::remove_dir_all(&root);
     }
 }

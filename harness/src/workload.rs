@@ -174,25 +174,9 @@ pub enum DbKind {
     Paxoskv,
 }
 
-/// How reads are served by the cluster (`--read-mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ReadMode {
-    /// Linearizable: the coordinator confirms its leadership first.
-    #[default]
-    Quorum,
-    /// The seed's design, knowingly unsafe: the coordinator answers locally.
-    Local,
-}
-
-impl ReadMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReadMode::Quorum => "quorum",
-            ReadMode::Local => "local",
-        }
-    }
-}
+/// How reads are served by the cluster (`--read-mode`): the type all crates
+/// share, written `quorum` or `local` in workload files.
+pub use paxoskv::ReadMode;
 
 /// The replicas to start.
 #[derive(Debug, Clone, Deserialize, Serialize)]

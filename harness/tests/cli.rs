@@ -26,11 +26,12 @@ fn harness(args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("harness-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh temporary directory, removed when dropped.
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("harness-cli-{name}-"))
+        .tempdir()
+        .expect("create a temp dir")
 }
 
 #[test]
@@ -50,7 +51,8 @@ fn linearizable_histories_exit_0() {
 #[test]
 fn a_violation_exits_1_and_writes_reports() {
     let h = histories();
-    let out_dir = temp_dir("violation");
+    let out_tmp = temp_dir("violation");
+    let out_dir = out_tmp.path();
     let bad = h.join("kv/c01-bad.edn");
     let ok = h.join("kv/c01-ok.edn");
     let (code, out) = harness(&[
@@ -72,12 +74,13 @@ fn a_violation_exits_1_and_writes_reports() {
     assert!(html.contains("<svg") && html.contains("<title>"));
     assert!(out_dir.join("c01-bad/report.txt").is_file());
     assert!(!out_dir.join("c01-ok").exists());
-    let _ = std::fs::remove_dir_all(&out_dir);
+    let _ = std::fs::remove_dir_all(out_dir);
 }
 
 #[test]
 fn unreadable_input_exits_2_and_names_the_line() {
-    let dir = temp_dir("unreadable");
+    let tmp_dir = temp_dir("unreadable");
+    let dir = tmp_dir.path();
     let bad = dir.join("bad.edn");
     std::fs::write(&bad, "{:process 0, :type :invoke, :f :read, :value nil}\n{:process 0 :type :ok :f :read :value [1 2}\n").unwrap();
     let (code, out) = harness(&["check", bad.to_str().unwrap()]);
@@ -88,7 +91,7 @@ fn unreadable_input_exits_2_and_names_the_line() {
     );
     let (code, out) = harness(&["check", dir.join("missing.edn").to_str().unwrap()]);
     assert_eq!(code, 2, "{out}");
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

@@ -46,7 +46,8 @@ checkers:
 
 #[test]
 fn a_pause_and_kill_run_is_valid_and_leaves_a_complete_store() {
-    let dir = scratch("pause-kill");
+    let scratch_dir = scratch("pause-kill");
+    let dir = scratch_dir.path();
     let wl = dir.join("pause-kill.yaml");
     std::fs::write(&wl, PAUSE_KILL).unwrap();
     let store = dir.join("store");
@@ -106,12 +107,12 @@ fn a_pause_and_kill_run_is_valid_and_leaves_a_complete_store() {
         .map(|n| n["starts"].as_u64().unwrap())
         .sum();
     assert_eq!(starts, 4, "3 starts + 1 restart");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn the_stale_reads_workload_finds_the_anomaly() {
-    let dir = scratch("stale");
+    let scratch_dir = scratch("stale");
+    let dir = scratch_dir.path();
     let wl = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/stale-reads.yaml");
     let store = dir.join("store");
     let mut codes = Vec::new();
@@ -152,7 +153,6 @@ fn the_stale_reads_workload_finds_the_anomaly() {
                 })
                 .count();
             assert!(timelines >= 1, "no timeline.html in {}", run.display());
-            let _ = std::fs::remove_dir_all(&dir);
             return;
         }
     }
@@ -162,7 +162,8 @@ fn the_stale_reads_workload_finds_the_anomaly() {
 #[test]
 fn harness_cluster_serves_until_sigterm() {
     use std::io::BufRead;
-    let dir = scratch("cluster");
+    let scratch_dir = scratch("cluster");
+    let dir = scratch_dir.path();
     let mut h = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
         .args([
             "cluster",
@@ -229,5 +230,4 @@ fn harness_cluster_serves_until_sigterm() {
             && servers_on(24801).is_empty()
             && servers_on(24802).is_empty()
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -28,10 +28,12 @@ fn fake_server(dir: &Path) -> PathBuf {
     p
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("harness-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A fresh temporary directory, removed when dropped.
+fn tmp(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("harness-{name}-"))
+        .tempdir()
+        .expect("create a temp dir")
 }
 
 /// Alive and not a zombie.
@@ -85,8 +87,9 @@ fn config(dir: &Path, base: u16) -> ClusterConfig {
 
 #[test]
 fn start_pause_kill_restart_stop() {
-    let dir = tmp("procs");
-    let mut c = Cluster::new(config(&dir, 24000)).unwrap();
+    let tmp_dir = tmp("procs");
+    let dir = tmp_dir.path();
+    let mut c = Cluster::new(config(dir, 24000)).unwrap();
     c.start_all().unwrap();
     let pids: Vec<i32> = c.nodes.iter().map(|n| n.pid().unwrap()).collect();
     assert!(pids.iter().all(|&p| alive(p)));
@@ -131,7 +134,6 @@ fn start_pause_kill_restart_stop() {
     }
     let log = std::fs::read_to_string(dir.join("n1.log")).unwrap();
     assert_eq!(log.matches("=== harness: start").count(), 2, "{log}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Children of `pid` (from /proc).
@@ -173,8 +175,9 @@ fn harness_cluster(dir: &Path, base: u16) -> std::process::Child {
 
 #[test]
 fn harness_cluster_stops_its_replicas_on_sigterm() {
-    let dir = tmp("cluster-term");
-    let mut h = harness_cluster(&dir, 24010);
+    let tmp_dir = tmp("cluster-term");
+    let dir = tmp_dir.path();
+    let mut h = harness_cluster(dir, 24010);
     let hp = h.id();
     assert!(wait_until(Duration::from_secs(10), || children(hp).len() == 3));
     let kids = children(hp);
@@ -202,13 +205,13 @@ fn harness_cluster_stops_its_replicas_on_sigterm() {
     assert!(wait_until(Duration::from_secs(5), || kids
         .iter()
         .all(|&k| !alive(k))));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn replicas_die_with_a_killed_harness() {
-    let dir = tmp("cluster-kill");
-    let mut h = harness_cluster(&dir, 24020);
+    let tmp_dir = tmp("cluster-kill");
+    let dir = tmp_dir.path();
+    let mut h = harness_cluster(dir, 24020);
     let hp = h.id();
     assert!(wait_until(Duration::from_secs(10), || children(hp).len() == 3));
     let kids = children(hp);
@@ -221,13 +224,13 @@ fn replicas_die_with_a_killed_harness() {
         }
     }
     assert!(gone, "orphans left: {kids:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn harness_run_interrupted_exits_2_and_stops_its_replicas() {
-    let dir = tmp("run-int");
-    let fake = fake_server(&dir);
+    let tmp_dir = tmp("run-int");
+    let dir = tmp_dir.path();
+    let fake = fake_server(dir);
     let wl = dir.join("w.yaml");
     std::fs::write(
         &wl,
@@ -267,13 +270,13 @@ fn harness_run_interrupted_exits_2_and_stops_its_replicas() {
     // The run dir still says what happened.
     let res = std::fs::read_to_string(dir.join("store/latest/results.json")).unwrap();
     assert!(res.contains("\"interrupted\": true"), "{res}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_server_that_cannot_start_is_reported_quickly_with_its_log() {
-    let dir = tmp("run-bad");
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp_dir = tmp("run-bad");
+    let dir = tmp_dir.path();
+    std::fs::create_dir_all(dir).unwrap();
     let bad = dir.join("bad-server.sh");
     std::fs::write(
         &bad,
@@ -310,7 +313,6 @@ fn a_server_that_cannot_start_is_reported_quickly_with_its_log() {
         stdout.contains("exited during startup") && stdout.contains("in use"),
         "{stdout}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -321,8 +323,9 @@ fn nemesis_targets_faults_heals_and_records() {
     use rand::SeedableRng;
     use std::sync::{Arc, Mutex};
 
-    let dir = tmp("nemesis");
-    let mut cfg = config(&dir, 24100);
+    let tmp_dir = tmp("nemesis");
+    let dir = tmp_dir.path();
+    let mut cfg = config(dir, 24100);
     cfg.replicas = 5;
     let mut cluster = Cluster::new(cfg).unwrap();
     cluster.start_all().unwrap();
@@ -392,5 +395,4 @@ fn nemesis_targets_faults_heals_and_records() {
     assert!(h[0].contains(":process :nemesis") && h[0].contains("[\"127.0.0.1:24102\"]"));
     drop(nemesis);
     db.procs().stop_all(Duration::from_secs(1));
-    let _ = std::fs::remove_dir_all(&dir);
 }

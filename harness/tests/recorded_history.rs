@@ -41,17 +41,20 @@ fn get(k: &str) -> Op {
 }
 
 fn check(r: &Recorder, name: &str) -> harness::run::check::LinResult {
-    let dir = std::env::temp_dir().join(format!("harness-recorded-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp_dir = tempfile::Builder::new()
+        .prefix(&format!("harness-recorded-{name}-"))
+        .tempdir()
+        .unwrap();
+    let dir = tmp_dir.path();
     let path = dir.join("history.edn");
     let history = r.snapshot();
     history.write_file(&path).unwrap();
     let read_back = History::from_file(&path).unwrap();
     assert_eq!(read_back.ops, history.ops);
-    let res = check_history(&history, &dir, Duration::from_secs(10));
-    let again = check_history(&read_back, &dir, Duration::from_secs(10));
+    let res = check_history(&history, dir, Duration::from_secs(10));
+    let again = check_history(&read_back, dir, Duration::from_secs(10));
     assert_eq!(res.verdict, again.verdict);
-    let files: Vec<String> = std::fs::read_dir(&dir)
+    let files: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -59,7 +62,7 @@ fn check(r: &Recorder, name: &str) -> harness::run::check::LinResult {
         let t = k.timeline.as_ref().expect("a timeline per invalid key");
         assert!(files.contains(t), "{t} not in {files:?}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
     res
 }
 

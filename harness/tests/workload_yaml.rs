@@ -141,7 +141,7 @@ fn a_missing_file_is_an_io_error() {
 fn every_shipped_workload_is_valid() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads");
     let mut n = 0;
-    for e in std::fs::read_dir(&dir).unwrap() {
+    for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "yaml") {
             let w = Workload::load(&p).unwrap_or_else(|e| panic!("{e}"));
@@ -154,8 +154,11 @@ fn every_shipped_workload_is_valid() {
 
 #[test]
 fn harness_run_rejects_a_bad_workload_with_exit_2() {
-    let dir = std::env::temp_dir().join(format!("harness-badwl-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp_dir = tempfile::Builder::new()
+        .prefix("harness-badwl-")
+        .tempdir()
+        .unwrap();
+    let dir = tmp_dir.path();
     let wl = dir.join("bad.yaml");
     std::fs::write(&wl, "duration: 5s\nclients:\n  concurency: 3\n").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
@@ -176,7 +179,7 @@ fn harness_run_rejects_a_bad_workload_with_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read workload"));
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! State machine apply throughput: how many chosen commands per second one
 //! replica can apply (sessions included), for a put/get/append/cas mix on
-//! 1000 keys with 100-byte values, as in the SPEC's closed-loop load.
+//! 1000 keys with 100-byte values, as in the closed-loop load of
+//! `workloads/bench.yaml`.
 
 use std::hint::black_box;
 

@@ -3,28 +3,25 @@
 //! Encoding never fails. Decoding is where untrusted bytes from the network or
 //! the disk become core values, so every decoder checks what the types cannot:
 //! required fields are present, replica ids are inside the cluster, slots are
-//! not 0, keys and values are within the size limits. A bad message yields a
+//! not 0, keys and values are within the size limits (the command mapping
+//! and its limits are the shared ones of [`paxoskv::op`]). A bad message yields a
 //! [`ConvertError`] naming the problem, never a panic.
 //!
 //! The same encodings serve the wire (`paxos.proto`) and the disk
 //! (`storage.rs` stores these bytes), so there is one format to get right.
 
 use bytes::Bytes;
-use paxoskv::kv as pkv;
 use paxoskv::paxos as pb;
 use prost::Message as _;
 use thiserror::Error;
+
+use paxoskv::op::OpError;
 
 use crate::kv::{Command, KvStore, Op};
 use crate::paxos::{
     AcceptedEntry, Ballot, ChosenEntry, Message, ReplicaId, Slot, Snapshot, StorageWrite, Value,
 };
 use crate::storage;
-
-/// Longest key accepted, in bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
-/// Longest value accepted, in bytes.
-pub const MAX_VALUE_BYTES: usize = 1 << 20;
 
 /// Why bytes or a protobuf message could not become a core value.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -43,15 +40,9 @@ pub enum ConvertError {
     /// Slot 0 is not a log slot.
     #[error("slot 0 is not a log slot")]
     SlotZero,
-    /// The key is empty.
-    #[error("key must not be empty")]
-    EmptyKey,
-    /// The key is too long.
-    #[error("key is {0} bytes; the limit is {MAX_KEY_BYTES} bytes (1 KiB)")]
-    KeyTooLong(usize),
-    /// The value is too long.
-    #[error("value is {0} bytes; the limit is {MAX_VALUE_BYTES} bytes (1 MiB)")]
-    ValueTooLong(usize),
+    /// A command outside the size limits (see [`paxoskv::op`]).
+    #[error(transparent)]
+    Op(#[from] OpError),
     /// Bytes that are not a valid protobuf message of the expected type.
     #[error("undecodable {what}: {reason}")]
     Decode {
@@ -67,7 +58,7 @@ type Result<T> = std::result::Result<T, ConvertError>;
 // ---------------------------------------------------------------- ballots
 
 /// Encodes a ballot.
-pub fn ballot_to_pb(b: Ballot) -> pb::Ballot {
+pub(crate) fn ballot_to_pb(b: Ballot) -> pb::Ballot {
     pb::Ballot {
         round: b.round,
         replica: b.replica as u32,
@@ -75,14 +66,14 @@ pub fn ballot_to_pb(b: Ballot) -> pb::Ballot {
 }
 
 /// Decodes a ballot whose owner must be one of `count` replicas.
-pub fn ballot_from_pb(b: Option<pb::Ballot>, count: usize) -> Result<Ballot> {
+pub(crate) fn ballot_from_pb(b: Option<pb::Ballot>, count: usize) -> Result<Ballot> {
     let b = b.ok_or(ConvertError::Missing("ballot"))?;
     let replica = replica_id(b.replica as u64, count)?;
     Ok(Ballot::new(b.round, replica))
 }
 
 /// Checks a replica id against the cluster size.
-pub fn replica_id(id: u64, count: usize) -> Result<ReplicaId> {
+pub(crate) fn replica_id(id: u64, count: usize) -> Result<ReplicaId> {
     if id < count as u64 {
         Ok(id as ReplicaId)
     } else {
@@ -100,119 +91,27 @@ fn slot(s: u64) -> Result<Slot> {
 
 // ---------------------------------------------------------------- commands
 
-fn check_key(key: &str) -> Result<()> {
-    if key.is_empty() {
-        Err(ConvertError::EmptyKey)
-    } else if key.len() > MAX_KEY_BYTES {
-        Err(ConvertError::KeyTooLong(key.len()))
-    } else {
-        Ok(())
-    }
-}
-
-fn check_value(v: &str) -> Result<()> {
-    if v.len() > MAX_VALUE_BYTES {
-        Err(ConvertError::ValueTooLong(v.len()))
-    } else {
-        Ok(())
-    }
-}
-
-/// Decodes and validates the operation of a client request.
-pub fn op_from_request(req: &pkv::ExecuteRequest) -> Result<Op> {
-    use pkv::execute_request::Op as R;
-    let op = match req.op.as_ref().ok_or(ConvertError::Missing("op"))? {
-        R::Get(g) => Op::Get { key: g.key.clone() },
-        R::Put(p) => Op::Put {
-            key: p.key.clone(),
-            value: p.value.clone(),
-        },
-        R::Delete(d) => Op::Delete { key: d.key.clone() },
-        R::Cas(c) => Op::Cas {
-            key: c.key.clone(),
-            expected: c.expected.clone(),
-            new: c.new_value.clone(),
-        },
-        R::Append(a) => Op::Append {
-            key: a.key.clone(),
-            value: a.value.clone(),
-        },
-    };
-    check_op(&op)?;
-    Ok(op)
-}
-
-fn check_op(op: &Op) -> Result<()> {
-    check_key(op.key())?;
-    match op {
-        Op::Get { .. } | Op::Delete { .. } => Ok(()),
-        Op::Put { value, .. } | Op::Append { value, .. } => check_value(value),
-        Op::Cas { expected, new, .. } => {
-            if let Some(e) = expected {
-                check_value(e)?;
-            }
-            check_value(new)
-        }
-    }
-}
-
 fn command_to_pb(c: &Command) -> pb::Command {
-    use pb::command::Op as P;
-    let op = match &c.op {
-        Op::Get { key } => P::Get(pkv::Get { key: key.clone() }),
-        Op::Put { key, value } => P::Put(pkv::Put {
-            key: key.clone(),
-            value: value.clone(),
-        }),
-        Op::Delete { key } => P::Delete(pkv::Delete { key: key.clone() }),
-        Op::Cas { key, expected, new } => P::Cas(pkv::Cas {
-            key: key.clone(),
-            expected: expected.clone(),
-            new_value: new.clone(),
-        }),
-        Op::Append { key, value } => P::Append(pkv::Append {
-            key: key.clone(),
-            value: value.clone(),
-        }),
-    };
     pb::Command {
         client_id: c.client_id,
         seq: c.seq,
-        op: Some(op),
+        op: Some(c.op.to_command_proto()),
     }
 }
 
 fn command_from_pb(c: pb::Command) -> Result<Command> {
-    use pb::command::Op as P;
-    let op = match c.op.ok_or(ConvertError::Missing("command.op"))? {
-        P::Get(g) => Op::Get { key: g.key },
-        P::Put(p) => Op::Put {
-            key: p.key,
-            value: p.value,
-        },
-        P::Delete(d) => Op::Delete { key: d.key },
-        P::Cas(x) => Op::Cas {
-            key: x.key,
-            expected: x.expected,
-            new: x.new_value,
-        },
-        P::Append(a) => Op::Append {
-            key: a.key,
-            value: a.value,
-        },
-    };
-    check_op(&op)?;
+    let op = c.op.ok_or(ConvertError::Missing("command.op"))?;
     Ok(Command {
         client_id: c.client_id,
         seq: c.seq,
-        op,
+        op: Op::from_command_proto(op)?,
     })
 }
 
 // ---------------------------------------------------------------- values
 
 /// Encodes a log value.
-pub fn value_to_pb(v: &Value) -> pb::Value {
+pub(crate) fn value_to_pb(v: &Value) -> pb::Value {
     let kind = match v {
         Value::NoOp => pb::value::Kind::Noop(pb::NoOp {}),
         Value::Batch(cmds) => pb::value::Kind::Batch(pb::CommandBatch {
@@ -223,7 +122,7 @@ pub fn value_to_pb(v: &Value) -> pb::Value {
 }
 
 /// Decodes a log value.
-pub fn value_from_pb(v: Option<pb::Value>) -> Result<Value> {
+pub(crate) fn value_from_pb(v: Option<pb::Value>) -> Result<Value> {
     match v.and_then(|v| v.kind) {
         None => Err(ConvertError::Missing("value")),
         Some(pb::value::Kind::Noop(_)) => Ok(Value::NoOp),
@@ -269,7 +168,7 @@ fn chosen_from_pb(e: pb::ChosenEntry) -> Result<ChosenEntry> {
 // ---------------------------------------------------------------- snapshots
 
 /// Encodes a snapshot (the state machine as CBOR).
-pub fn snapshot_to_pb(s: &Snapshot) -> pb::Snapshot {
+pub(crate) fn snapshot_to_pb(s: &Snapshot) -> pb::Snapshot {
     let mut state = Vec::new();
     // Writing CBOR into a Vec cannot fail for plain data.
     if let Err(e) = ciborium::into_writer(&s.state, &mut state) {
@@ -282,7 +181,7 @@ pub fn snapshot_to_pb(s: &Snapshot) -> pb::Snapshot {
 }
 
 /// Decodes a snapshot.
-pub fn snapshot_from_pb(s: pb::Snapshot) -> Result<Snapshot> {
+pub(crate) fn snapshot_from_pb(s: pb::Snapshot) -> Result<Snapshot> {
     let state: KvStore =
         ciborium::from_reader(s.state.as_ref()).map_err(|e| ConvertError::Decode {
             what: "snapshot state",
@@ -297,7 +196,7 @@ pub fn snapshot_from_pb(s: pb::Snapshot) -> Result<Snapshot> {
 // ---------------------------------------------------------------- messages
 
 /// Encodes a Paxos message.
-pub fn message_to_pb(m: &Message) -> pb::PaxosMessage {
+pub(crate) fn message_to_pb(m: &Message) -> pb::PaxosMessage {
     use pb::paxos_message::Kind as K;
     let kind = match m {
         Message::Prepare { ballot, first_slot } => K::Prepare(pb::Prepare {
@@ -366,7 +265,7 @@ pub fn message_to_pb(m: &Message) -> pb::PaxosMessage {
 }
 
 /// Decodes and validates a Paxos message from a cluster of `count` replicas.
-pub fn message_from_pb(m: pb::PaxosMessage, count: usize) -> Result<Message> {
+pub(crate) fn message_from_pb(m: pb::PaxosMessage, count: usize) -> Result<Message> {
     use pb::paxos_message::Kind as K;
     let b = |x| ballot_from_pb(x, count);
     Ok(match m.kind.ok_or(ConvertError::Missing("message kind"))? {
@@ -469,7 +368,7 @@ fn decode<M: prost::Message + Default>(what: &'static str, b: &[u8]) -> Result<M
 }
 
 /// Rebuilds the core's persistent state from what storage recovered.
-pub fn persistent_from_storage(
+pub(crate) fn persistent_from_storage(
     d: &storage::DurableState,
     count: usize,
 ) -> Result<crate::paxos::PersistentState> {
@@ -578,26 +477,10 @@ mod tests {
             slot: 1,
             value: Value::Batch(vec![cmd("")]),
         });
-        assert_eq!(message_from_pb(m, 3), Err(ConvertError::EmptyKey));
-    }
-
-    #[test]
-    fn request_limits() {
-        let req = |key: String, value: String| pkv::ExecuteRequest {
-            client_id: 1,
-            seq: 1,
-            op: Some(pkv::execute_request::Op::Put(pkv::Put { key, value })),
-            forwarded: false,
-        };
-        assert!(op_from_request(&req("k".into(), "v".into())).is_ok());
         assert_eq!(
-            op_from_request(&req(String::new(), "v".into())),
-            Err(ConvertError::EmptyKey)
+            message_from_pb(m, 3),
+            Err(ConvertError::Op(OpError::EmptyKey))
         );
-        let e = op_from_request(&req("k".repeat(1025), "v".into())).unwrap_err();
-        assert!(e.to_string().contains("1 KiB"), "{e}");
-        let e = op_from_request(&req("k".into(), "v".repeat((1 << 20) + 1))).unwrap_err();
-        assert!(e.to_string().contains("1 MiB"), "{e}");
     }
 
     #[test]

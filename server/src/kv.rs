@@ -19,42 +19,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// One operation on the key-value map.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Op {
-    /// Read the value of `key`.
-    Get { key: String },
-    /// Set `key` to `value`.
-    Put { key: String, value: String },
-    /// Remove `key`.
-    Delete { key: String },
-    /// Set `key` to `new` if its current value is `expected` (`None`: absent).
-    Cas {
-        key: String,
-        expected: Option<String>,
-        new: String,
-    },
-    /// Append `value` to the value of `key` (absent counts as empty).
-    Append { key: String, value: String },
-}
-
-impl Op {
-    /// The key the operation touches.
-    pub fn key(&self) -> &str {
-        match self {
-            Op::Get { key }
-            | Op::Put { key, .. }
-            | Op::Delete { key }
-            | Op::Cas { key, .. }
-            | Op::Append { key, .. } => key,
-        }
-    }
-
-    /// True for operations without effect on the state (served by the read path).
-    pub fn is_read(&self) -> bool {
-        matches!(self, Op::Get { .. })
-    }
-}
+/// One operation on the key-value map: the command type all crates share.
+pub use paxoskv::op::Op;
 
 /// A client command: an operation tagged with the client's session identity.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -133,7 +99,7 @@ impl KvStore {
             }
         }
         let result = self.execute(&cmd.op);
-        if !cmd.op.is_read() {
+        if !cmd.op.is_read_only() {
             self.sessions.insert(
                 cmd.client_id,
                 Session {

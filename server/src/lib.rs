@@ -1,6 +1,7 @@
 //! paxoskv replica: the Multi-Paxos core and the runtime that drives it.
 //!
-//! - [`config`]: the command line (seed text format and flags).
+//! - [`config`]: the command line (the original C++ project's text format
+//!   and flags).
 //! - [`paxos`] and [`kv`]: the pure core (no I/O) and the state machine.
 //! - [`storage`]: durable state (checksummed WAL + atomic checkpoints).
 //! - [`convert`]: core types ⇄ protobuf, with validation of network input.

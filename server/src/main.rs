@@ -1,13 +1,13 @@
 //! `server`: one paxoskv replica.
 //!
-//! Parses the configuration (seed text format and/or flags, see
+//! Parses the configuration (the original C++ project's text format and/or flags, see
 //! [`server::config`]), sets up logging to stderr (`RUST_LOG`, default
 //! `info`), and runs the replica until SIGTERM or SIGINT, which stop it
 //! cleanly with exit status 0. A malformed configuration exits with status 2;
 //! a replica that cannot start (port in use, unreadable data directory)
 //! exits with status 1.
 
-use server::config::{self, ReadMode, ServerConfig};
+use server::config::{self, ServerConfig};
 use server::node::{self, NodeConfig};
 use server::paxos;
 use server::shutdown::{termination_signal, Shutdown};
@@ -28,10 +28,7 @@ fn node_config(c: ServerConfig) -> NodeConfig {
         my_paxos: c.my_paxos,
         data_dir: c.data_dir,
         fail_rate: c.fail_rate,
-        read_mode: match c.read_mode {
-            ReadMode::Quorum => paxos::ReadMode::Quorum,
-            ReadMode::Local => paxos::ReadMode::Local,
-        },
+        read_mode: c.read_mode,
         tick: c.tick,
         core,
         sync: true,

@@ -15,26 +15,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use paxoskv::kv as pkv;
+use paxoskv::Outcome;
 use tokio::time::Instant;
-use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
 
-use crate::convert;
 use crate::kv::{Command, Op, OpResult};
 use crate::node::NodeHandle;
-use crate::paxos::{Executed, ReadMode, RequestError};
+use crate::paxos::{Executed, RequestError};
 
 /// Longest time a request is worked on, whatever its `grpc-timeout` says.
 pub const MAX_REQUEST_TIME: Duration = Duration::from_secs(5);
 /// Longest wait for one forwarded attempt (see [`Executor::execute`]).
-pub const FORWARD_ATTEMPT: Duration = Duration::from_millis(500);
-/// Trailer saying whether a failed command may have been applied.
-pub const OUTCOME_TRAILER: &str = "paxoskv-outcome";
+pub(crate) const FORWARD_ATTEMPT: Duration = Duration::from_millis(500);
 
 /// The instant by which a request must be answered: its `grpc-timeout`
 /// (capped at [`MAX_REQUEST_TIME`]), minus a margin so that the answer
 /// reaches the client before it gives up.
-pub fn request_deadline(metadata: &MetadataMap) -> Instant {
+pub(crate) fn request_deadline(metadata: &MetadataMap) -> Instant {
     let budget = metadata
         .get("grpc-timeout")
         .and_then(|v| v.to_str().ok())
@@ -64,43 +62,25 @@ fn parse_grpc_timeout(s: &str) -> Option<Duration> {
 }
 
 /// An UNAVAILABLE status with the outcome trailer.
-pub fn unavailable(message: impl Into<String>, maybe_applied: bool) -> Status {
+pub(crate) fn unavailable(message: impl Into<String>, maybe_applied: bool) -> Status {
     let mut st = Status::unavailable(message);
     let outcome = if maybe_applied {
-        "unknown"
+        Outcome::Unknown
     } else {
-        "not-applied"
+        Outcome::NotApplied
     };
-    st.metadata_mut()
-        .insert(OUTCOME_TRAILER, MetadataValue::from_static(outcome));
+    outcome.attach_to(&mut st);
     st
 }
 
 /// True if `st` is UNAVAILABLE with the `not-applied` trailer.
 fn surely_not_applied(st: &Status) -> bool {
-    st.code() == Code::Unavailable
-        && st
-            .metadata()
-            .get(OUTCOME_TRAILER)
-            .and_then(|v| v.to_str().ok())
-            == Some("not-applied")
+    st.code() == Code::Unavailable && Outcome::from_trailer(st) == Some(Outcome::NotApplied)
 }
 
 /// True if the transport failed to connect at all (nothing was sent).
 fn connect_refused(st: &Status) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(st);
-    while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return true;
-            }
-        }
-        if e.to_string().contains("Connection refused") {
-            return true;
-        }
-        cur = e.source();
-    }
-    false
+    std::error::Error::source(st).is_some_and(paxoskv::refused_before_sending)
 }
 
 /// Runs client requests against the local core, forwarding when needed.
@@ -121,9 +101,8 @@ impl Executor {
         req: pkv::ExecuteRequest,
         deadline: Instant,
     ) -> Result<pkv::ExecuteReply, Status> {
-        let op =
-            convert::op_from_request(&req).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        if req.client_id == 0 && !op.is_read() {
+        let op = Op::from_request(&req).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if req.client_id == 0 && !op.is_read_only() {
             return Err(Status::invalid_argument(
                 "client_id 0 (no session) is allowed for GET only",
             ));
@@ -140,7 +119,7 @@ impl Executor {
             if Instant::now() >= deadline {
                 return Err(unavailable(
                     format!("no answer before the deadline: {last_problem}"),
-                    maybe_applied && !command.op.is_read(),
+                    maybe_applied && !command.op.is_read_only(),
                 ));
             }
             let reply =
@@ -150,7 +129,7 @@ impl Executor {
                             format!(
                             "the coordinator did not decide before the deadline ({last_problem})"
                         ),
-                            !command.op.is_read(),
+                            !command.op.is_read_only(),
                         ))
                     }
                     Ok(Err(stopped)) => return Err(unavailable(stopped.to_string(), true)),
@@ -319,10 +298,7 @@ impl pkv::kv_server::Kv for KvService {
             my_addr: shared.my_addr.clone(),
             my_paxos: shared.my_paxos.clone(),
             fail_rate: shared.fail_rate(),
-            read_mode: match shared.read_mode {
-                ReadMode::Quorum => "quorum".into(),
-                ReadMode::Local => "local".into(),
-            },
+            read_mode: shared.read_mode.as_str().into(),
             keys: st.keys,
         }))
     }

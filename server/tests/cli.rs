@@ -1,6 +1,6 @@
 //! The `server` command line as a user meets it: malformed configurations
-//! exit with status 2 and name the problem; the seed's five example lines
-//! start a working cluster verbatim; SIGTERM stops a replica with status 0.
+//! exit with status 2 and name the problem; the original C++ project's five
+//! example lines start a working cluster verbatim; SIGTERM stops a replica with status 0.
 
 mod common;
 
@@ -77,8 +77,8 @@ fn occupied_port_is_reported_and_exits_nonzero() {
     assert!(stderr.contains("my_addr"), "{stderr}");
 }
 
-/// The seed's README lines, verbatim (replica `n` of 5, fail_rate 0.3).
-fn seed_line(n: usize) -> String {
+/// The original C++ project's README lines, verbatim (replica `n` of 5, fail_rate 0.3).
+fn original_line(n: usize) -> String {
     format!(
         "my_addr:'0.0.0.0:800{n}' my_paxos:'0.0.0.0:900{n}' fail_rate:0.3 \
          replica:'0.0.0.0:9000' replica:'0.0.0.0:9001' replica:'0.0.0.0:9002' \
@@ -86,28 +86,29 @@ fn seed_line(n: usize) -> String {
     )
 }
 
-/// Ports 8000-8004 and 9000-9004 are the seed's; other test binaries of the
+/// Ports 8000-8004 and 9000-9004 are the original project's; other test binaries of the
 /// workspace may use them too, so this test holds a machine-wide lock.
-fn seed_ports_lock() -> nix::fcntl::Flock<File> {
-    let path = std::env::temp_dir().join("paxoskv-seed-ports.lock");
+fn original_ports_lock() -> nix::fcntl::Flock<File> {
+    let path = std::env::temp_dir().join("paxoskv-original-ports.lock");
     let f = File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
         .expect("lock file");
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).expect("lock seed ports")
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .expect("lock the original ports")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_seed_lines_start_a_cluster_and_sigterm_stops_it() {
-    let _lock = seed_ports_lock();
+async fn the_original_lines_start_a_cluster_and_sigterm_stops_it() {
+    let _lock = original_ports_lock();
     let dir = TempDir::new("seed");
     let mut procs = Vec::new();
     for n in 0..5 {
         let log = File::create(dir.0.join(format!("server-{n}.log"))).expect("log");
         let child = Command::new(server_bin())
-            .arg(seed_line(n))
+            .arg(original_line(n))
             // The default data dir is relative: keep it inside the test dir.
             .current_dir(&dir.0)
             .stdin(Stdio::null())
@@ -134,7 +135,11 @@ async fn the_seed_lines_start_a_cluster_and_sigterm_stops_it() {
             break;
         }
     }
-    assert!(ok, "the seed cluster did not serve a PUT\n{}", logs());
+    assert!(
+        ok,
+        "the cluster of the original lines did not serve a PUT\n{}",
+        logs()
+    );
     let r = cl.get("seed").await.expect("get");
     assert_eq!(r.value.as_deref(), Some("works"));
     for n in 0..5 {

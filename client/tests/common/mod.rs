@@ -115,7 +115,7 @@ struct FakeKv {
 fn unavailable(trailer: Option<&str>) -> Status {
     let mut md = MetadataMap::new();
     if let Some(t) = trailer {
-        md.insert("paxoskv-outcome", t.parse().expect("ascii trailer"));
+        md.insert(paxoskv::OUTCOME_TRAILER, t.parse().expect("ascii trailer"));
     }
     Status::with_metadata(Code::Unavailable, "no majority reachable", md)
 }

@@ -1,4 +1,4 @@
-//! `harness cluster N`: the seed's `run_server.py`. Starts N replicas (client
+//! `harness cluster N`: the original C++ project's `run_server.py`. Starts N replicas (client
 //! ports `8000+i`, Paxos ports `9000+i` by default), prints their addresses,
 //! and keeps them running until Ctrl-C or SIGTERM, then stops them all by
 //! PID. A replica that exits on its own is reported.
@@ -30,8 +30,8 @@ pub struct ClusterArgs {
     /// Acceptor fail_rate of every replica.
     #[arg(long, default_value_t = 0.0)]
     pub fail_rate: f64,
-    /// quorum (linearizable) or local (the seed's unsafe reads).
-    #[arg(long, default_value = "quorum", value_parser = parse_read_mode)]
+    /// quorum (linearizable) or local (the original C++ project's unsafe reads).
+    #[arg(long, default_value = "quorum", value_parser = str::parse::<ReadMode>)]
     pub read_mode: ReadMode,
     /// Directory for the data dirs and logs (default: `store/cluster/<time>`).
     #[arg(long, value_name = "DIR")]
@@ -42,14 +42,6 @@ pub struct ClusterArgs {
     /// Extra flags for every server, after `--`.
     #[arg(last = true)]
     pub server_flags: Vec<String>,
-}
-
-fn parse_read_mode(s: &str) -> Result<ReadMode, String> {
-    match s {
-        "quorum" => Ok(ReadMode::Quorum),
-        "local" => Ok(ReadMode::Local),
-        _ => Err(format!("unknown read mode {s:?} (quorum or local)")),
-    }
 }
 
 /// Runs `harness cluster`; returns the exit status.

@@ -5,8 +5,8 @@
 //! `.yaml`/`.yml` means `run` ([`normalize_args`]), so `harness workload.yaml`
 //! is `harness run workload.yaml`.
 //!
-//! Exit statuses follow SPEC §4: 0 valid, 1 anomaly found, 2 could not run or
-//! could not decide.
+//! Exit statuses (README, "The harness"): 0 valid, 1 anomaly found, 2 could
+//! not run or could not decide.
 
 pub mod check;
 pub mod cluster;

@@ -10,7 +10,7 @@
 //! line number, and "bad input names the line and what was expected" is part of
 //! the contract. The reader is ~300 lines, has no recursion limit surprises
 //! (nesting is bounded by [`MAX_DEPTH`]) and never panics on any input (a
-//! property tested below and in `tests/history_io.rs`).
+//! property tested below, `never_panics_on_garbage`).
 
 use std::fmt;
 use std::hash::{Hash, Hasher};

@@ -124,10 +124,10 @@ pub fn servers_on(port: u16) -> Vec<i32> {
     out
 }
 
-/// A fresh scratch dir for one test.
-pub fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("harness-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh scratch dir for one test, removed when dropped.
+pub fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("harness-e2e-{name}-"))
+        .tempdir()
+        .expect("create a temp dir")
 }

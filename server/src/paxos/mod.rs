@@ -92,8 +92,8 @@
 //! [`ReadMode::Quorum`] (read-index): a `Get` is answered once a majority has
 //! acknowledged, in the coordinator's ballot, a heartbeat sent after the read
 //! arrived, and the log is applied up to the last slot proposed when it
-//! arrived. [`ReadMode::Local`] answers at once from local state: the seed's
-//! unsafe behaviour, kept so the harness can catch it.
+//! arrived. [`ReadMode::Local`] answers at once from local state: the original
+//! C++ project's unsafe behaviour, kept so the harness can catch it.
 //!
 //! # Tests
 //! `scenarios` tells the protocol as stories (a deposed coordinator waking up,

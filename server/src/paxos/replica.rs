@@ -310,7 +310,7 @@ impl Replica {
         }
         // A retry of a command already applied: its cached result, at once.
         if let Some(session) = self.learner.kv().session(command.client_id) {
-            if !command.op.is_read() && command.seq <= session.last_seq {
+            if !command.op.is_read_only() && command.seq <= session.last_seq {
                 let reply = if command.seq == session.last_seq {
                     // The slot it was applied in is not remembered.
                     Ok(Executed {

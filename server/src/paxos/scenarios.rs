@@ -294,7 +294,7 @@ fn deposed_coordinator_wakes_is_rejected_steps_down_and_serves_no_stale_read() {
 
 #[test]
 fn in_local_read_mode_the_deposed_coordinator_serves_a_stale_read() {
-    // The same story with the seed's read path: this is why it is unsafe.
+    // The same story with the original C++ project's read path: this is why it is unsafe.
     let mut c = Cluster::new(
         3,
         Config {

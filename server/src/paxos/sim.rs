@@ -656,7 +656,7 @@ impl Sim {
                     let cmd = self.random_command(i);
                     self.clock += 1;
                     let invoked = self.clock;
-                    if !cmd.op.is_read() {
+                    if !cmd.op.is_read_only() {
                         self.invocations.insert((cmd.client_id, cmd.seq), invoked);
                     }
                     self.clients[i].pending = Some(Pending {
@@ -762,7 +762,9 @@ impl Sim {
                         .any(|c| (c.client_id, c.seq) == (p.cmd.client_id, p.cmd.seq)),
                     _ => false,
                 };
-                if p.cmd.op.is_read() && slot != 0 || !p.cmd.op.is_read() && slot != 0 && !in_slot {
+                if p.cmd.op.is_read_only() && slot != 0
+                    || !p.cmd.op.is_read_only() && slot != 0 && !in_slot
+                {
                     return Err(format!(
                         "{:?} was answered with slot {slot}, which does not hold it",
                         p.cmd

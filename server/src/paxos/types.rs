@@ -60,20 +60,8 @@ pub enum Value {
     Batch(Vec<Command>),
 }
 
-/// How the coordinator answers `Get`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ReadMode {
-    /// Read-index: the read waits until a majority has confirmed, after the
-    /// read arrived, that this coordinator's ballot is still the highest, and
-    /// until the log is applied up to the last slot the coordinator proposed.
-    /// Linearizable.
-    #[default]
-    Quorum,
-    /// Answer at once from local state if this replica believes it is the
-    /// coordinator (the seed's behaviour). A deposed coordinator that does not
-    /// know it yet serves stale data: knowingly unsafe.
-    Local,
-}
+/// How the coordinator answers `Get` (the type all crates share; pure data).
+pub use paxoskv::ReadMode;
 
 /// Tunables of one replica. Times are in ticks: the runtime calls
 /// [`Replica::tick`](super::Replica::tick) at a fixed interval (e.g. 10 ms).

@@ -84,20 +84,19 @@ impl Drop for Proc {
     }
 }
 
-/// A unique temporary directory, removed on drop.
+/// A unique temporary directory (`tempfile`), removed on drop unless
+/// `PAXOSKV_KEEP_TEST_DIRS` is set. The path is `.0`.
 #[derive(Debug)]
-pub struct TempDir(pub PathBuf);
+pub struct TempDir(pub PathBuf, Option<tempfile::TempDir>);
 
 impl TempDir {
-    /// Creates `paxoskv-<name>-<pid>-<random>` under the system temp dir.
+    /// Creates `paxoskv-test-<name>-<random>` under the system temp dir.
     pub fn new(name: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!(
-            "paxoskv-test-{name}-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&d).expect("create temp dir");
-        TempDir(d)
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("paxoskv-test-{name}-"))
+            .tempdir()
+            .expect("create temp dir");
+        TempDir(dir.path().to_path_buf(), Some(dir))
     }
 }
 
@@ -105,10 +104,11 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         // PAXOSKV_KEEP_TEST_DIRS=1 keeps data directories and logs for a look.
         if std::env::var_os("PAXOSKV_KEEP_TEST_DIRS").is_some() {
+            if let Some(dir) = self.1.take() {
+                let _ = dir.keep();
+            }
             eprintln!("kept {}", self.0.display());
-            return;
         }
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
