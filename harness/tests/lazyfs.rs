@@ -18,6 +18,7 @@ use harness::lazyfs::{self, LazyMount};
 /// A scratch dir with `backing/` and `mnt/`, mounted; unmounted (by Drop)
 /// even when an assertion fails.
 struct Mounted {
+    _tmp: tempfile::TempDir,
     dir: PathBuf,
     mount: Option<LazyMount>,
 }
@@ -27,10 +28,12 @@ impl Mounted {
         if let Err(e) = lazyfs::check_available() {
             panic!("{e}");
         }
-        let dir = common::scratch(&format!("lazyfs-{name}"));
+        let tmp = common::scratch(&format!("lazyfs-{name}"));
+        let dir = tmp.path().to_path_buf();
         let mount = LazyMount::mount(&dir.join("backing"), &dir.join("mnt"))
             .unwrap_or_else(|e| panic!("{e}"));
         Mounted {
+            _tmp: tmp,
             dir,
             mount: Some(mount),
         }
@@ -53,7 +56,6 @@ impl Drop for Mounted {
             m.unmount().unwrap();
             assert!(!is_mounted(&mp), "{} still mounted", mp.display());
         }
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -191,7 +193,8 @@ fn a_killed_harness_leaves_a_mount_that_the_next_start_cleans() {
         return;
     }
     lazyfs::check_available().unwrap_or_else(|e| panic!("{e}"));
-    let dir = common::scratch("lazyfs-stale");
+    let tmp = common::scratch("lazyfs-stale");
+    let dir = tmp.path().to_path_buf();
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -215,7 +218,6 @@ fn a_killed_harness_leaves_a_mount_that_the_next_start_cleans() {
     let cleaned = lazyfs::clean_stale_mounts();
     assert!(cleaned.contains(&mp), "{cleaned:?}");
     assert!(!is_mounted(&mp));
-    let _ = fs::remove_dir_all(&dir);
 }
 
 /// The real server on three mounts: a few PUTs, then a replica is killed and
@@ -226,7 +228,8 @@ fn a_real_cluster_runs_on_lazyfs_and_survives_a_loss() {
     use harness::cluster::{Cluster, ClusterConfig};
     use harness::workload::ReadMode;
     lazyfs::check_available().unwrap_or_else(|e| panic!("{e}"));
-    let dir = common::scratch("lazyfs-cluster");
+    let tmp = common::scratch("lazyfs-cluster");
+    let dir = tmp.path().to_path_buf();
     let config = ClusterConfig {
         server_bin: common::server_bin(),
         replicas: 3,
@@ -286,7 +289,6 @@ fn a_real_cluster_runs_on_lazyfs_and_survives_a_loss() {
             "n{i}: {files:?}"
         );
     }
-    let _ = fs::remove_dir_all(&dir);
 }
 
 /// Stops the cluster (and so unmounts its mounts) even when an assertion

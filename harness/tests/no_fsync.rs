@@ -48,7 +48,8 @@ checkers:
 
 fn run(name: &str, no_fsync: bool, seed: u64, port: u16) -> common::RunResult {
     harness::lazyfs::check_available().unwrap_or_else(|e| panic!("{e}"));
-    let dir = common::scratch(name);
+    let tmp = common::scratch(name);
+    let dir = tmp.path();
     let yaml = dir.join(format!("{name}.yaml"));
     std::fs::write(&yaml, workload(no_fsync, seed)).unwrap();
     let client = port.to_string();
@@ -68,7 +69,6 @@ fn run(name: &str, no_fsync: bool, seed: u64, port: u16) -> common::RunResult {
         !mounts.contains(dir.to_str().unwrap()),
         "a lazyfs mount outlived the harness"
     );
-    let _ = std::fs::remove_dir_all(&dir);
     r
 }
 

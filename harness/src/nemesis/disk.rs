@@ -302,7 +302,10 @@ fn refusal_line(log: &Path, from: u64) -> Option<String> {
         .lines()
         .rev()
         .find(|l| l.contains("damaged") || l.contains("Refusing"))?;
-    Some(line.chars().take(400).collect())
+    // The error up to the advice that follows it (see the server's README).
+    let line = line.split(". Refusing").next().unwrap_or(line);
+    let line = line.split("cannot start replica: ").last().unwrap_or(line);
+    Some(line.chars().take(300).collect())
 }
 
 fn file_name(p: &Path) -> String {
