@@ -364,3 +364,67 @@ fn damage(spans: &[RecordSpan], mode: CorruptMode) -> Result<(Damage, Repair)> {
     f.sync_all()?;
     Ok((Damage { file, span, at }, repair))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spans(file: &Path) -> Vec<RecordSpan> {
+        // Three 100-byte records followed by zeros (a preallocated WAL).
+        (0..3)
+            .map(|k| RecordSpan {
+                file: file.to_path_buf(),
+                offset: k * 100,
+                len: 100,
+                what: format!("WAL record {k}"),
+                tail: k == 2,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn damage_never_touches_the_tail_and_the_repair_restores_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wal");
+        let mut original: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8 + 1).collect();
+        original.resize(4096, 0);
+        for mode in [CorruptMode::Bitflip, CorruptMode::Truncate] {
+            for _ in 0..20 {
+                fs::write(&file, &original).unwrap();
+                let (damage, repair) = damage(&spans(&file), mode).unwrap();
+                assert!(damage.at < 200, "{mode:?} hit the tail at {}", damage.at);
+                let now = fs::read(&file).unwrap();
+                match mode {
+                    CorruptMode::Bitflip => {
+                        let diff: Vec<usize> =
+                            (0..now.len()).filter(|&i| now[i] != original[i]).collect();
+                        assert_eq!(diff, [damage.at as usize]);
+                        assert_eq!((now[diff[0]] ^ original[diff[0]]).count_ones(), 1);
+                    }
+                    CorruptMode::Truncate => assert_eq!(now.len() as u64, damage.at),
+                }
+                repair.restore().unwrap();
+                assert_eq!(fs::read(&file).unwrap(), original);
+            }
+        }
+    }
+
+    #[test]
+    fn nothing_to_damage_is_an_error_that_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wal");
+        fs::write(&file, [1u8; 100]).unwrap();
+        let only_tail = vec![RecordSpan {
+            file: file.clone(),
+            offset: 0,
+            len: 100,
+            what: "WAL record 0".into(),
+            tail: true,
+        }];
+        let e = damage(&only_tail, CorruptMode::Bitflip)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("torn write"), "{e}");
+        assert_eq!(fs::read(&file).unwrap(), [1u8; 100]);
+    }
+}
