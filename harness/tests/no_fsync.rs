@@ -20,7 +20,7 @@ fn workload(no_fsync: bool, seed: u64) -> String {
         ""
     };
     format!(
-        "description: shortened no-fsync schedule (unsafe flag: {no_fsync})
+        "description: \"shortened no-fsync schedule, unsafe flag {no_fsync}\"
 seed: {seed}
 duration: 6s
 cluster:
