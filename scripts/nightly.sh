@@ -6,6 +6,11 @@
 # Network faults (link proxies):
 #   partition, partition-5, delay, partition-quorum-reads   must be valid (exit 0)
 #   partition-local-reads                                    must find an anomaly (exit 1)
+# Disk faults (lazyfs):
+#   lose-unsynced, lose-unsynced-5, corrupt   must be valid         (exit 0)
+#   no-fsync                                  must find an anomaly  (exit 1)
+# lose-unsynced* and no-fsync run the replicas on lazyfs mounts: they need
+# /dev/fuse and fusermount3 (Debian/Ubuntu: apt-get install fuse3).
 # The runs stay in $STORE (default store/) for inspection; a table of
 # verdicts is printed and written to $STORE/nightly-summary.txt.
 #
@@ -26,6 +31,8 @@ if [ ${#WORKLOADS[@]} -eq 0 ]; then
   WORKLOADS=(smoke kill pause fail-rate mixed stale-reads)
   # Network faults.
   WORKLOADS+=(partition partition-5 delay partition-local-reads partition-quorum-reads)
+  # Disk faults.
+  WORKLOADS+=(lose-unsynced lose-unsynced-5 corrupt no-fsync)
 fi
 
 PROFILE=${PROFILE:-release}
@@ -43,7 +50,7 @@ fi
 
 expected() {
   case "$1" in
-    stale-reads) echo 1 ;;
+    stale-reads | no-fsync) echo 1 ;;
     partition-local-reads) echo 1 ;;
     *) echo 0 ;;
   esac

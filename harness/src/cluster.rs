@@ -17,6 +17,10 @@
 //!    kernel kills it if the harness itself dies by SIGKILL. The death signal
 //!    fires when the *thread* that forked the child exits, so every child is
 //!    forked by one spawner thread that lives as long as the harness.
+//!
+//! With [`Cluster::mount_lazyfs`] each node's data dir is a [`crate::lazyfs`]
+//! mount, so that [`Cluster::lose_unsynced`] can drop what a killed node had
+//! not fsynced; the mounts go when the cluster does, after its processes.
 
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
@@ -31,6 +35,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::lazyfs::{LazyMount, Loss};
 use crate::workload::ReadMode;
 
 /// PIDs of every live child of this harness process.
@@ -192,6 +197,9 @@ pub struct Cluster {
     /// other directly); set to route the links through proxies
     /// ([`crate::net::Network::peer_dials`]).
     pub peer_dials: Vec<Vec<String>>,
+    /// One lazyfs mount per node after [`Cluster::mount_lazyfs`] (dropped,
+    /// hence unmounted, after the nodes are stopped).
+    mounts: Vec<LazyMount>,
 }
 
 impl Cluster {
@@ -215,7 +223,44 @@ impl Cluster {
             config,
             nodes,
             peer_dials: Vec::new(),
+            mounts: Vec::new(),
         })
+    }
+
+    /// Puts every node's data dir behind a lazyfs mount (see
+    /// [`crate::lazyfs`]): the node runs on `<dir>/lazyfs/n<i>`, whose durable
+    /// contents stay in its usual `n<i>/`. Call before starting any node.
+    /// Fails, saying what is missing, where FUSE is not available.
+    pub fn mount_lazyfs(&mut self) -> Result<()> {
+        if !self.mounts.is_empty() {
+            return Ok(());
+        }
+        crate::lazyfs::check_available()?;
+        for i in 0..self.nodes.len() {
+            let backing = self.nodes[i].data_dir.clone();
+            let mountpoint = self.config.dir.join("lazyfs").join(format!("n{i}"));
+            let mount = LazyMount::mount(&backing, &mountpoint)?;
+            self.nodes[i].data_dir = mount.mountpoint().to_path_buf();
+            self.mounts.push(mount);
+        }
+        Ok(())
+    }
+
+    /// Whether the nodes run on lazyfs mounts.
+    pub fn on_lazyfs(&self) -> bool {
+        !self.mounts.is_empty()
+    }
+
+    /// Drops what node `i` wrote and did not fsync (call it with the node
+    /// down, as a crash would leave it).
+    pub fn lose_unsynced(&mut self, i: usize) -> Result<Loss> {
+        if self.nodes[i].child.is_some() {
+            bail!("n{i} is running: kill it before dropping its unsynced writes");
+        }
+        let mount = self.mounts.get(i).ok_or_else(|| {
+            anyhow!("n{i} does not run on lazyfs (Cluster::mount_lazyfs was not called)")
+        })?;
+        Ok(mount.lose_unsynced()?)
     }
 
     /// The `server` command line of node `i`.

@@ -8,6 +8,7 @@
 //! - [`history`]: Jepsen histories (op model, EDN read/write, pairing).
 //! - [`checker`]: linearizability checker (models, per-key WGL search).
 //! - [`report`]: human-facing outputs (timeline.html, plots, summary).
+//! - [`lazyfs`]: a FUSE data dir that loses what was never fsynced.
 //! - [`cli`]: the `harness` command line (subcommands).
 //! - [`net`]: per-link TCP proxies and partition shapes (network faults).
 
@@ -17,6 +18,7 @@ pub mod cluster;
 pub mod db;
 pub mod generator;
 pub mod history;
+pub mod lazyfs;
 pub mod nemesis;
 pub mod net;
 pub mod progress;

@@ -340,6 +340,13 @@ pub enum FaultKind {
     Delay,
     /// Limits the links of the targets to `bandwidth`.
     Slow,
+    /// SIGKILL, drop every write the node had not fsynced (its data dir is a
+    /// lazyfs mount), healed by restarting on the same data dir.
+    LoseUnsynced,
+    /// With the node SIGKILLed, damage one record of its WAL or checkpoint
+    /// (see [`CorruptMode`]) and restart it: it must refuse to start. Healed
+    /// by restoring the bytes and restarting.
+    Corrupt,
 }
 
 impl FaultKind {
@@ -349,6 +356,26 @@ impl FaultKind {
             self,
             FaultKind::Partition | FaultKind::Delay | FaultKind::Slow
         )
+    }
+}
+
+/// How `corrupt` damages a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CorruptMode {
+    /// Flip one bit at a random byte of the record.
+    #[default]
+    Bitflip,
+    /// Cut the file at a random byte of the record.
+    Truncate,
+}
+
+impl CorruptMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CorruptMode::Bitflip => "bitflip",
+            CorruptMode::Truncate => "truncate",
+        }
     }
 }
 
@@ -468,7 +495,10 @@ pub struct FaultSpec {
     /// For `partition`: how cut links behave, `blackhole` (default) or
     /// `reset`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<Cut>,
+    pub cut: Option<Cut>,
+    /// For `corrupt`: how to damage the record (default bitflip).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<CorruptMode>,
     /// For `delay`: added to every message on the links.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<Dur>,
@@ -493,6 +523,7 @@ impl FaultSpec {
             fail_rate: None,
             shape: None,
             groups: None,
+            cut: None,
             mode: None,
             latency: None,
             jitter: None,
@@ -868,13 +899,19 @@ impl Workload {
                 (FaultKind::FailRate, Some(r)) if !(0.0..=1.0).contains(&r) => {
                     return Err(bad(&at("fail_rate"), format!("{r} is not in [0, 1]")))
                 }
-                (_, Some(_)) if f.fault != FaultKind::FailRate => {
+                (kind, Some(_)) if kind != FaultKind::FailRate => {
                     return Err(bad(
                         &at("fail_rate"),
                         "only a fail-rate fault takes a fail_rate".into(),
                     ))
                 }
                 _ => {}
+            }
+            if f.mode.is_some() && f.fault != FaultKind::Corrupt {
+                return Err(bad(
+                    &at("mode"),
+                    "only a corrupt fault takes a mode (bitflip or truncate)".into(),
+                ));
             }
             if f.start.0 >= self.duration.0 {
                 return Err(bad(
@@ -906,7 +943,7 @@ impl Workload {
         let fields: [(&'static str, bool, FaultKind); 6] = [
             ("shape", f.shape.is_some(), FaultKind::Partition),
             ("groups", f.groups.is_some(), FaultKind::Partition),
-            ("mode", f.mode.is_some(), FaultKind::Partition),
+            ("cut", f.cut.is_some(), FaultKind::Partition),
             ("latency", f.latency.is_some(), FaultKind::Delay),
             ("jitter", f.jitter.is_some(), FaultKind::Delay),
             ("bandwidth", f.bandwidth.is_some(), FaultKind::Slow),
@@ -969,6 +1006,14 @@ impl Workload {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Whether the replicas must run on lazyfs mounts (a `lose-unsynced`
+    /// fault is scheduled).
+    pub fn needs_lazyfs(&self) -> bool {
+        self.nemesis
+            .iter()
+            .any(|f| f.fault == FaultKind::LoseUnsynced)
     }
 
     /// The workload as YAML (with the seed actually used filled in).

@@ -41,7 +41,7 @@ nemesis:
     duration: 2500ms
   - fault: partition
     shape: halves
-    mode: reset
+    cut: reset
     start: 5500ms
     duration: 2s
 final:

@@ -334,10 +334,7 @@ fn nemesis_targets_faults_heals_and_records() {
         db: db.clone(),
         recorder: Recorder::new(),
         state: Arc::new(Mutex::new(NemesisState::default())),
-        env: FaultEnv {
-            base_fail_rate: 0.0,
-            rpc_timeout: Duration::from_millis(200),
-        },
+        env: FaultEnv::new(0.0, Duration::from_millis(200)),
         stop: tokio_util::sync::CancellationToken::new(),
     };
     let pause = nemesis.fault(FaultKind::Pause, None);

@@ -1,4 +1,4 @@
-//! Network faults in the workload YAML: `partition` (shapes, groups, mode),
+//! Network faults in the workload YAML: `partition` (shapes, groups, cut),
 //! `delay` and `slow`; bad values are errors naming the field and its line.
 
 use harness::net::{Cut, Shape};
@@ -20,7 +20,7 @@ fn network_faults_parse() {
     let y = with_nemesis(
         5,
         "  - fault: partition\n    shape: majorities-ring\n    start: 1s\n    duration: 2s\n\
-         \x20 - fault: partition\n    groups: [[n0, n1, n2], [n2, n3, n4]]\n    mode: reset\n    duration: 1s\n\
+         \x20 - fault: partition\n    groups: [[n0, n1, n2], [n2, n3, n4]]\n    cut: reset\n    duration: 1s\n\
          \x20 - fault: delay\n    target: leader\n    latency: 50ms\n    jitter: 20ms\n    duration: 3s\n\
          \x20 - fault: slow\n    target: all\n    bandwidth: 100kB/s\n    duration: 3s\n\
          \x20 - fault: partition\n    duration: 1s\n",
@@ -34,14 +34,14 @@ fn network_faults_parse() {
         n[1].partition_shape(),
         Shape::Groups(vec![vec![0, 1, 2], vec![2, 3, 4]])
     );
-    assert_eq!(n[1].mode, Some(Cut::Reset));
+    assert_eq!(n[1].cut, Some(Cut::Reset));
     assert_eq!(n[2].latency.unwrap().0.as_millis(), 50);
     assert_eq!(n[2].jitter.unwrap().0.as_millis(), 20);
     assert_eq!(n[3].bandwidth.unwrap().0, 100_000);
     // Defaults: isolate a random node, blackholed.
     assert_eq!(n[4].partition_shape(), Shape::Isolate);
     assert_eq!(n[4].target, Target::Random);
-    assert_eq!(n[4].mode, None);
+    assert_eq!(n[4].cut, None);
     // The workload as run parses again to the same faults.
     let again = Workload::parse(&w.to_yaml(), "again.yaml").unwrap();
     assert_eq!(again.nemesis[1].partition_shape(), n[1].partition_shape());
@@ -131,9 +131,9 @@ fn bad_network_faults_are_named_with_their_line() {
     assert!(e.contains("bridge needs at least 3"), "{e}");
     let e = err(&with_nemesis(
         3,
-        "  - fault: partition\n    mode: drop\n    duration: 1s\n",
+        "  - fault: partition\n    cut: drop\n    duration: 1s\n",
     ));
-    assert!(e.contains("mode") || e.contains("blackhole"), "{e}");
+    assert!(e.contains("cut") || e.contains("blackhole"), "{e}");
     let e = err(
         "duration: 10s\ncluster:\n  base_proxy_port: 8001\nnemesis:\n  - fault: partition\n    duration: 1s\n",
     );

@@ -1,7 +1,7 @@
 //! Workload validation: unknown fields and bad values are errors that name
 //! the field and its line; every workload shipped in workloads/ is valid.
 
-use harness::workload::{FaultKind, Target, Workload, WorkloadError};
+use harness::workload::{CorruptMode, FaultKind, Target, Workload, WorkloadError};
 
 fn err(yaml: &str) -> String {
     match Workload::parse(yaml, "w.yaml") {
@@ -191,4 +191,24 @@ fn the_database_defaults_to_paxoskv_and_an_unknown_one_is_named() {
     assert_eq!(w.db, DbKind::Paxoskv);
     let e = err("db: mongodb\nduration: 5s\n");
     assert!(e.contains("mongodb") && e.contains("paxoskv"), "{e}");
+}
+
+#[test]
+fn disk_faults_parse_and_their_mode_is_checked() {
+    let w = Workload::parse(
+        "duration: 5s\nnemesis:\n  - fault: corrupt\n    mode: truncate\n    target: random\n    duration: 1s\n  - fault: lose-unsynced\n    target: all\n    duration: 1s\n",
+        "w.yaml",
+    )
+    .unwrap();
+    assert_eq!(w.nemesis[0].fault, FaultKind::Corrupt);
+    assert_eq!(w.nemesis[0].mode, Some(CorruptMode::Truncate));
+    assert_eq!(w.nemesis[1].fault, FaultKind::LoseUnsynced);
+    assert!(w.needs_lazyfs());
+    let e = err("duration: 5s\nnemesis:\n  - fault: kill\n    mode: bitflip\n    target: all\n    duration: 1s\n");
+    assert!(
+        e.contains("nemesis.0.mode") && e.contains("only a corrupt fault"),
+        "{e}"
+    );
+    let e = err("duration: 5s\nnemesis:\n  - fault: corrupt\n    mode: shred\n    target: all\n    duration: 1s\n");
+    assert!(e.contains("shred") && e.contains("bitflip"), "{e}");
 }

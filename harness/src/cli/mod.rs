@@ -73,7 +73,8 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
 
 /// Listens for SIGINT and SIGTERM on a thread of its own: the first sets
 /// `cancel` (the command stops early and cleans up); a second kills every
-/// child process by PID and exits with status 2 at once.
+/// child process by PID, detaches every lazyfs mount and exits with status 2
+/// at once.
 pub fn install_signal_handler(cancel: tokio_util::sync::CancellationToken) {
     let _ = std::thread::Builder::new()
         .name("harness-signals".into())
@@ -107,6 +108,7 @@ pub fn install_signal_handler(cancel: tokio_util::sync::CancellationToken) {
                     } else {
                         let n = crate::cluster::kill_registered();
                         eprintln!("harness: killed {n} processes");
+                        crate::lazyfs::unmount_registered();
                         std::process::exit(EXIT_ERROR);
                     }
                 }

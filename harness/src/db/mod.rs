@@ -67,6 +67,23 @@ pub trait Processes: Send {
     /// Whether the node's process exited on its own (a crash); reaps it.
     fn check_exited(&mut self, node: usize) -> Option<ExitStatus>;
 
+    /// Whether the nodes' data dirs are lazyfs mounts ([`crate::lazyfs`]),
+    /// which [`Processes::lose_unsynced`] needs.
+    fn on_lazyfs(&self) -> bool {
+        false
+    }
+    /// Drops what the node (stopped) wrote and did not fsync.
+    fn lose_unsynced(&mut self, node: usize) -> Result<crate::lazyfs::Loss> {
+        let _ = node;
+        anyhow::bail!("this database does not run on lazyfs")
+    }
+    /// Where the records of the node's durable state lie in its data dir
+    /// (of a stopped node), for the `corrupt` fault.
+    fn durable_records(&self, node: usize) -> Result<Vec<RecordSpan>> {
+        let _ = node;
+        anyhow::bail!("this database does not list the records of its data dir")
+    }
+
     fn start_all(&mut self) -> Result<()> {
         for i in 0..self.node_count() {
             self.start(i)?;
@@ -79,6 +96,20 @@ pub trait Processes: Send {
             self.stop(i, grace);
         }
     }
+}
+
+/// One record (or header) of a node's durable state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSpan {
+    pub file: PathBuf,
+    /// Offset of its first byte in `file`.
+    pub offset: u64,
+    pub len: u64,
+    /// What it holds, for people (`WAL record 17`).
+    pub what: String,
+    /// Damage here is indistinguishable from a write torn by a crash (the
+    /// last record of the log): the database may drop it rather than refuse.
+    pub tail: bool,
 }
 
 /// A node's state as its API reports it, for the convergence check.

@@ -29,6 +29,7 @@ use tonic::transport::Channel;
 
 use super::{
     Api, BoxFuture, Completion, Db, DbClient, NodeFiles, NodeState, NodeStatus, Processes,
+    RecordSpan,
 };
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::generator::HistoryOp;
@@ -50,6 +51,11 @@ pub fn open(w: &Workload, server_bin: &Path, dir: &Path) -> Result<Db> {
         dir: dir.to_path_buf(),
     };
     let mut cluster = Cluster::new(config)?;
+    if w.needs_lazyfs() {
+        cluster
+            .mount_lazyfs()
+            .context("the workload loses unsynced writes, so its replicas run on lazyfs")?;
+    }
     // Network faults: every replica-to-replica link through a proxy of ours
     // (binds every proxy port now: one in use fails before any node starts).
     let network = if w.uses_network() {
@@ -109,6 +115,33 @@ impl Processes for Cluster {
     }
     fn check_exited(&mut self, node: usize) -> Option<ExitStatus> {
         Cluster::check_exited(self, node)
+    }
+    fn on_lazyfs(&self) -> bool {
+        Cluster::on_lazyfs(self)
+    }
+    fn lose_unsynced(&mut self, node: usize) -> Result<crate::lazyfs::Loss> {
+        Cluster::lose_unsynced(self, node)
+    }
+    /// From the server's own reader ([`server::storage::layout::scan`]).
+    fn durable_records(&self, node: usize) -> Result<Vec<RecordSpan>> {
+        use server::storage::layout::{scan, SpanKind};
+        let dir = &self.nodes[node].data_dir;
+        let spans = scan(dir).with_context(|| format!("cannot scan {}", dir.display()))?;
+        Ok(spans
+            .into_iter()
+            .map(|s| RecordSpan {
+                what: match s.kind {
+                    SpanKind::CheckpointHeader => "checkpoint header".into(),
+                    SpanKind::CheckpointBody => "checkpoint body".into(),
+                    SpanKind::WalHeader => "WAL header".into(),
+                    SpanKind::WalRecord { seq } => format!("WAL record {seq}"),
+                },
+                file: s.file,
+                offset: s.offset,
+                len: s.len,
+                tail: s.tail,
+            })
+            .collect())
     }
     fn start_all(&mut self) -> Result<()> {
         Cluster::start_all(self)

@@ -2,9 +2,9 @@
 //!
 //! A fault family is one type implementing [`Fault`] (`apply`, `heal`,
 //! `describe`), in a module of its own: [`process`] (pause, kill,
-//! fail-rate), [`network`] (partition, delay, slow). [`fault_for`] maps a
-//! workload's nemesis entry to one; targets are resolved for every family
-//! alike ([`targets`]).
+//! fail-rate), [`network`] (partition, delay, slow) and [`disk`]
+//! (lose-unsynced, corrupt). [`fault_for`] maps a workload's nemesis entry to
+//! one; targets are resolved for every family alike ([`targets`]).
 //!
 //! Each entry of the workload's `nemesis:` list runs as its own task: at
 //! `start`, then every `interval`, it resolves its target (the current
@@ -15,6 +15,7 @@
 //! for the plots. When the clients stop, [`Nemesis::heal_all`] undoes
 //! whatever is still in effect, so the final phase always sees a whole cluster.
 
+pub mod disk;
 pub mod network;
 pub mod process;
 pub mod targets;
@@ -30,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::db::{BoxFuture, Db, NodeState};
 use crate::history::Value;
 use crate::recorder::Recorder;
-use crate::workload::{FaultKind, FaultSpec, Target};
+use crate::workload::{CorruptMode, FaultKind, FaultSpec, Target};
 
 /// What applying a fault did.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -38,6 +39,9 @@ pub struct Applied {
     /// The nodes actually hit.
     pub hit: Vec<usize>,
     pub errors: Vec<String>,
+    /// What the fault did to each node, appended to the op's value (e.g.
+    /// what a node lost).
+    pub details: Vec<Value>,
 }
 
 impl Applied {
@@ -86,19 +90,37 @@ pub trait Fault: Send + Sync {
     fn lingering(&self, db: &Db, ran: bool) -> Vec<usize>;
 }
 
-/// Settings every fault may need.
-#[derive(Debug, Clone, Copy)]
+/// Settings and shared state every fault may need.
+#[derive(Debug, Clone)]
 pub struct FaultEnv {
     /// The cluster's configured fail_rate, restored on heal.
     pub base_fail_rate: f64,
     /// Timeout of the nemesis's own RPCs (status, set_fail_rate).
     pub rpc_timeout: Duration,
+    /// The damage `corrupt` has not undone yet (shared by every entry and
+    /// the final heal).
+    pub disk: Arc<disk::DiskState>,
 }
 
-/// The fault for a workload's `fault:`; `fail_rate` is the entry's rate.
-/// Network faults get default settings (enough to heal them, as
+impl FaultEnv {
+    pub fn new(base_fail_rate: f64, rpc_timeout: Duration) -> FaultEnv {
+        FaultEnv {
+            base_fail_rate,
+            rpc_timeout,
+            disk: Arc::default(),
+        }
+    }
+}
+
+/// The fault for a workload's `fault:`; `fail_rate` and `mode` are the
+/// entry's. Network faults get default settings (enough to heal them, as
 /// [`Nemesis::heal_all`] does); [`fault_for`] gives an entry's own.
-pub fn fault_of(kind: FaultKind, fail_rate: Option<f64>, env: &FaultEnv) -> Box<dyn Fault> {
+pub fn fault_of(
+    kind: FaultKind,
+    fail_rate: Option<f64>,
+    mode: Option<CorruptMode>,
+    env: &FaultEnv,
+) -> Box<dyn Fault> {
     match kind {
         FaultKind::Pause => Box::new(process::Pause),
         FaultKind::Kill => Box::new(process::Kill),
@@ -106,6 +128,12 @@ pub fn fault_of(kind: FaultKind, fail_rate: Option<f64>, env: &FaultEnv) -> Box<
             rate: fail_rate.unwrap_or(0.0),
             base: env.base_fail_rate,
             rpc_timeout: env.rpc_timeout,
+        }),
+        FaultKind::LoseUnsynced => Box::new(disk::LoseUnsynced),
+        FaultKind::Corrupt => Box::new(disk::Corrupt {
+            mode: mode.unwrap_or_default(),
+            state: env.disk.clone(),
+            refuse_timeout: Duration::from_secs(10),
         }),
         FaultKind::Partition | FaultKind::Delay | FaultKind::Slow => {
             network::of(&FaultSpec::of_kind(kind), 0)
@@ -119,14 +147,17 @@ pub fn fault_for(spec: &FaultSpec, env: &FaultEnv, seed: u64) -> Box<dyn Fault> 
     if spec.fault.is_network() {
         network::of(spec, seed)
     } else {
-        fault_of(spec.fault, spec.fail_rate, env)
+        fault_of(spec.fault, spec.fail_rate, spec.mode, env)
     }
 }
 
-/// Every family, in the order [`Nemesis::heal_all`] heals them.
-const ALL: [FaultKind; 6] = [
+/// Every family, in the order [`Nemesis::heal_all`] heals them: damaged
+/// nodes are repaired before `kill`'s heal restarts whatever is still down.
+const ALL: [FaultKind; 8] = [
     FaultKind::Pause,
+    FaultKind::Corrupt,
     FaultKind::Kill,
+    FaultKind::LoseUnsynced,
     FaultKind::FailRate,
     FaultKind::Partition,
     FaultKind::Delay,
@@ -179,9 +210,10 @@ fn node_names(nodes: &[usize]) -> Vec<String> {
 }
 
 impl Nemesis {
-    /// The fault for `kind` with this nemesis's settings.
+    /// The fault for `kind` with this nemesis's settings (a `corrupt` one
+    /// flips bits).
     pub fn fault(&self, kind: FaultKind, fail_rate: Option<f64>) -> Box<dyn Fault> {
-        fault_of(kind, fail_rate, &self.env)
+        fault_of(kind, fail_rate, None, &self.env)
     }
 
     fn windows(&self) -> std::sync::MutexGuard<'_, NemesisState> {
@@ -202,7 +234,13 @@ impl Nemesis {
     }
 
     /// Records a nemesis op: the nodes' addresses, then `extra`.
-    fn record(&self, f: &str, nodes: &[usize], extra: Option<Value>, error: Option<String>) {
+    fn record(
+        &self,
+        f: &str,
+        nodes: &[usize],
+        extra: impl IntoIterator<Item = Value>,
+        error: Option<String>,
+    ) {
         let addrs = self.db.addrs();
         let mut v: Vec<Value> = nodes
             .iter()
@@ -215,14 +253,16 @@ impl Nemesis {
     /// Applies a fault to `nodes`; returns the nodes actually hit and the
     /// index of its window.
     pub async fn apply(&self, fault: &dyn Fault, nodes: &[usize]) -> (Vec<usize>, usize) {
+        let start = self.recorder.now();
         let applied = fault.apply(&self.db, nodes).await;
         let error = (!applied.errors.is_empty()).then(|| applied.errors.join("; "));
-        self.record(fault.name(), &applied.hit, fault.describe(), error);
+        let extra = fault.describe().into_iter().chain(applied.details);
+        self.record(fault.name(), &applied.hit, extra, error);
         let mut st = self.windows();
         st.windows.push(Window {
             fault: fault.name().to_string(),
             nodes: node_names(&applied.hit),
-            start: self.recorder.now(),
+            start,
             end: None,
         });
         (applied.hit, st.windows.len() - 1)

@@ -5,7 +5,7 @@
 //! A partition computes its grudge when it starts, from the targets resolved
 //! then (the leader, a random node, ...; see [`Shape::grudge`] for what each
 //! shape does with them), cuts exactly those links and records the grudge in
-//! the op's `:value`: `[shape mode {node [nodes it does not hear]}]`.
+//! the op's `:value`: `[shape cut {node [nodes it does not hear]}]`.
 //! Partitions do not stack: the newest is in force, and any heal restores
 //! every link. `delay` and `slow` act on every link that touches a target
 //! (`target: all`: every link) and their heal restores those links.
@@ -37,7 +37,7 @@ pub fn of(spec: &FaultSpec, seed: u64) -> Box<dyn Fault> {
         })),
         _ => Box::new(Partition::new(
             spec.partition_shape(),
-            spec.mode.unwrap_or(Cut::Blackhole),
+            spec.cut.unwrap_or(Cut::Blackhole),
             seed,
         )),
     }
@@ -222,12 +222,12 @@ impl Fault for Links {
                     self.set(net, nodes, true);
                     Applied {
                         hit: nodes.to_vec(),
-                        errors: vec![],
+                        ..Applied::default()
                     }
                 }
                 Err(e) => Applied {
-                    hit: vec![],
                     errors: vec![e],
+                    ..Applied::default()
                 },
             }
         })

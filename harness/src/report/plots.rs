@@ -5,7 +5,8 @@
 //! - rate: completions per second over time, one line per outcome.
 //!
 //! In both, the nemesis windows are shaded (pause blue, kill red, fail-rate
-//! yellow, partition purple, delay teal, slow grey) so that a latency spike or a throughput dip can be matched with
+//! yellow, partition purple, delay teal, slow grey, lose-unsynced magenta,
+//! corrupt brown) so that a latency spike or a throughput dip can be matched with
 //! the fault that caused it. Only the SVG backend of plotters is used: no
 //! system fonts or image libraries are needed.
 
@@ -35,7 +36,11 @@ fn outcome_color(t: Outcome) -> RGBColor {
 
 /// The kind of fault a nemesis window shows, as named in the legend.
 fn fault_kind(fault: &str) -> &'static str {
-    if fault.contains("kill") {
+    if fault.contains("lose-unsynced") {
+        "lose-unsynced"
+    } else if fault.contains("corrupt") {
+        "corrupt"
+    } else if fault.contains("kill") {
         "kill"
     } else if fault.contains("fail-rate") {
         "fail-rate"
@@ -61,6 +66,9 @@ fn fault_color(fault: &str) -> RGBAColor {
         "partition" => RGBColor(150, 70, 200).mix(0.15),
         "delay" => RGBColor(40, 170, 170).mix(0.15),
         "slow" => RGBColor(120, 120, 120).mix(0.18),
+        // Disk faults.
+        "lose-unsynced" => RGBColor(200, 60, 160).mix(0.15),
+        "corrupt" => RGBColor(140, 90, 40).mix(0.15),
         _ => RGBColor(70, 110, 220).mix(0.15),
     }
 }
@@ -273,18 +281,26 @@ mod tests {
             h.push(done);
         }
         let ops = crate::history::pairing::pair(&h).unwrap();
-        let w = vec![Window {
-            fault: "pause".into(),
-            nodes: vec!["n0".into()],
-            start: 500_000_000,
-            end: Some(900_000_000),
-        }];
+        let w: Vec<Window> = ["pause", "lose-unsynced", "corrupt"]
+            .iter()
+            .enumerate()
+            .map(|(k, f)| Window {
+                fault: f.to_string(),
+                nodes: vec!["n0".into()],
+                start: 300_000_000 * k as u64 + 100_000_000,
+                end: Some(300_000_000 * k as u64 + 300_000_000),
+            })
+            .collect();
         let dir = std::env::temp_dir().join(format!("harness-plots-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         latency_svg(&dir.join("latency.svg"), "t", &h, &ops, &w, 2_000_000_000).unwrap();
         rate_svg(&dir.join("rate.svg"), "t", &h, &ops, &w, 2_000_000_000).unwrap();
         let svg = std::fs::read_to_string(dir.join("latency.svg")).unwrap();
         assert!(svg.contains("<svg") && svg.contains("<circle"));
+        // The legend names each kind of fault shown.
+        for kind in ["pause", "lose-unsynced", "corrupt"] {
+            assert!(svg.contains(&format!("\n{kind}\n")), "no legend for {kind}");
+        }
         let svg = std::fs::read_to_string(dir.join("rate.svg")).unwrap();
         assert!(svg.contains("<polyline") || svg.contains("<path"));
         let _ = std::fs::remove_dir_all(&dir);

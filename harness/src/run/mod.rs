@@ -199,10 +199,7 @@ impl Test<'_> {
         let recorder = Recorder::new();
         let nemesis_state = Arc::new(Mutex::new(NemesisState::default()));
         let mut phases = Phases::default();
-        let env = FaultEnv {
-            base_fail_rate: self.w.cluster.fail_rate,
-            rpc_timeout: Duration::from_millis(500),
-        };
+        let env = FaultEnv::new(self.w.cluster.fail_rate, Duration::from_millis(500));
         for (k, spec) in self.w.nemesis.iter().enumerate() {
             let fault = crate::nemesis::fault_for(spec, &env, 0);
             fault
