@@ -291,7 +291,7 @@ pre {{ background: #f7f7f7; padding: .8em; border: 1px solid #ddd; overflow-x: a
         } else {
             "time axis: history position"
         },
-        report = escape(&violation.render_text(history)),
+        report = escape(&crate::report::explain::report_text(history, violation)),
     );
     html
 }
