@@ -154,8 +154,8 @@ pub fn explain(history: &History, violation: &Violation) -> Explanation {
     }
     // A stuck append: one of the key's reads shows the problem.
     if ctx.has_appends() {
-        for i in 0..key_ops.len() {
-            if matches!(key_ops[i].effect, Effect::Read(_)) && !candidates.contains(&i) {
+        for (i, k) in key_ops.iter().enumerate() {
+            if matches!(k.effect, Effect::Read(_)) && !candidates.contains(&i) {
                 if let Some(e) = ctx.explain_op(i) {
                     return e;
                 }
