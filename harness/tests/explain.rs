@@ -9,7 +9,9 @@ use harness::report::explain::{self, Anomaly};
 /// Builds a history from (process, f, invoke value, completion type,
 /// completion value, invoke ms, complete ms, node) rows; events are sorted
 /// by time, so rows may overlap.
-fn history(rows: &[(i64, &str, Value, OpType, Value, i64, i64, &str)]) -> History {
+type Row<'a> = (i64, &'a str, Value, OpType, Value, i64, i64, &'a str);
+
+fn history(rows: &[Row<'_>]) -> History {
     let mut events: Vec<(i64, Op)> = Vec::new();
     for (p, f, iv, kind, cv, t0, t1, node) in rows {
         let invoke = Op::invoke(*p, *f, iv.clone());
