@@ -25,7 +25,7 @@ macro_rules! out {
 use super::{EXIT_ANOMALY, EXIT_ERROR, EXIT_VALID};
 use crate::checker::{check_file, Budget, CheckOptions, CheckReport, ModelKind, Verdict};
 use crate::history::History;
-use crate::report::timeline;
+use crate::report::{explain, timeline};
 
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
@@ -155,7 +155,7 @@ pub fn run(args: &CheckArgs) -> i32 {
                 }
                 if !args.quiet {
                     for v in report.violations() {
-                        for line in v.render_text(&history).lines() {
+                        for line in explain::report_text(&history, v).lines() {
                             out!("    {line}");
                         }
                     }
@@ -254,7 +254,7 @@ fn write_reports(
     std::fs::create_dir_all(&dir)?;
     let mut text = format!("{}  {}\n", file.display(), summary_line(report));
     for v in report.violations() {
-        text.push_str(&v.render_text(history));
+        text.push_str(&explain::report_text(history, v));
         timeline::write(dir.join(timeline::file_name(v)), history, v)?;
     }
     std::fs::write(dir.join("report.txt"), text)?;

@@ -83,11 +83,12 @@ pub fn render(r: &Results, description: Option<&str>) -> String {
                 l.keys_checked, l.elapsed_ms
             );
             for k in l.invalid.iter().take(5) {
-                let first = k.explanation.lines().next().unwrap_or("");
                 let _ = writeln!(
                     out,
-                    "    key {}: {first}{}",
+                    "    key {} ({}): {}{}",
                     k.key,
+                    k.anomaly,
+                    k.why,
                     k.timeline
                         .as_ref()
                         .map(|t| format!(" (see {t})"))

@@ -22,8 +22,12 @@ pub enum LinVerdict {
 #[derive(Debug, Clone, Serialize)]
 pub struct InvalidKey {
     pub key: String,
+    /// The anomaly's kind ([`crate::report::explain::Anomaly::name`]).
+    pub anomaly: String,
+    /// Why, in one sentence ([`crate::report::explain::explain`]).
+    pub why: String,
     /// The checker's explanation (the op that cannot be linearized, the
-    /// longest linearizable prefix).
+    /// longest linearizable prefix), with `why` as its second line.
     pub explanation: String,
     /// File name of its timeline in the run dir.
     pub timeline: Option<String>,
@@ -95,9 +99,12 @@ pub fn check_history_with(
     for v in report.violations() {
         let file = timeline::file_name(v);
         let written = timeline::write(dir.join(&file), h, v).is_ok();
+        let why = crate::report::explain::explain(h, v);
         invalid.push(InvalidKey {
             key: key_name(&v.key),
-            explanation: v.render_text(h),
+            anomaly: why.anomaly.name().to_string(),
+            why: why.text,
+            explanation: crate::report::explain::report_text(h, v),
             timeline: written.then_some(file),
         });
     }

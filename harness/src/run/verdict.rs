@@ -153,6 +153,8 @@ mod tests {
             invalid: match verdict {
                 LinVerdict::NotLinearizable => vec![InvalidKey {
                     key: "k3".into(),
+                    anomaly: "other".into(),
+                    why: String::new(),
                     explanation: String::new(),
                     timeline: None,
                 }],
