@@ -78,6 +78,7 @@ fn page_of_a_200k_op_history_stays_within_its_bound() {
         pending: vec![],
         prefix: vec![],
         state: "nil".into(),
+        reason: None,
     };
     let v = &v;
     let page = timeline::render(&h, v);
