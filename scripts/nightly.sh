@@ -3,6 +3,9 @@
 # workload against a real local cluster and checks each verdict:
 #   smoke, kill, pause, fail-rate, mixed   must be valid       (exit 0)
 #   stale-reads                            must find an anomaly (exit 1)
+# and, when `etcd` is on PATH (apt-get install etcd-server etcd-client):
+#   etcd-smoke, etcd-kill, etcd-pause      must be valid       (exit 0)
+#   etcd-serializable                      must find an anomaly (exit 1)
 # The runs stay in $STORE (default store/) for inspection; a table of
 # verdicts is printed and written to $STORE/nightly-summary.txt.
 #
@@ -20,6 +23,11 @@ STORE=${STORE:-store}
 WORKLOADS=("$@")
 if [ ${#WORKLOADS[@]} -eq 0 ]; then
   WORKLOADS=(smoke kill pause fail-rate mixed stale-reads)
+  if command -v etcd >/dev/null; then
+    WORKLOADS+=(etcd-smoke etcd-kill etcd-pause etcd-serializable)
+  else
+    echo "etcd not on PATH: skipping the etcd workloads (apt-get install etcd-server etcd-client)"
+  fi
 fi
 
 PROFILE=${PROFILE:-release}
@@ -36,14 +44,14 @@ fi
 
 expected() {
   case "$1" in
-    stale-reads) echo 1 ;;
+    stale-reads | etcd-serializable) echo 1 ;;
     *) echo 0 ;;
   esac
 }
 
 mkdir -p "$STORE"
 summary="$STORE/nightly-summary.txt"
-printf '%-12s %-9s %-9s %-8s %s\n' workload expected got result store > "$summary"
+printf '%-18s %-9s %-9s %-8s %s\n' workload expected got result store > "$summary"
 failures=0
 for w in "${WORKLOADS[@]}"; do
   echo "=== $w"
@@ -52,7 +60,7 @@ for w in "${WORKLOADS[@]}"; do
   want=$(expected "$w")
   if [ "$code" = "$want" ]; then result=ok; else result=FAILED; failures=$((failures + 1)); fi
   dir=$(readlink -f "$STORE/$w/latest" 2>/dev/null || echo "-")
-  printf '%-12s %-9s %-9s %-8s %s\n' "$w" "$want" "$code" "$result" "$dir" >> "$summary"
+  printf '%-18s %-9s %-9s %-8s %s\n' "$w" "$want" "$code" "$result" "$dir" >> "$summary"
 done
 echo
 cat "$summary"

@@ -138,7 +138,7 @@ pub fn run(opts: &RunOptions, cancel: CancellationToken) -> Result<RunOutcome> {
         .or(workload.seed)
         .unwrap_or_else(|| rand::random::<u64>() >> 11);
     workload.seed = Some(seed);
-    let server_bin = crate::cluster::find_server_bin(opts.server_bin.as_deref())?;
+    let server_bin = db::find_program(&workload.db, opts.server_bin.as_deref())?;
     let dir = crate::store::create_run_dir(&opts.store, workload.name())?;
     std::fs::write(dir.join("workload.yaml"), workload.to_yaml())
         .with_context(|| format!("cannot write {}", dir.join("workload.yaml").display()))?;
@@ -351,7 +351,7 @@ impl Test<'_> {
         if !self.cancel.is_cancelled() && w.final_phase.reads {
             phases.final_reads = final_phase::final_reads(w, db, recorder, &self.cancel).await;
         }
-        if !self.cancel.is_cancelled() && w.checkers.convergence {
+        if !self.cancel.is_cancelled() && w.checkers.convergence && db.api.converges_by_digest() {
             let timeout = w.final_phase.convergence_timeout.0;
             tokio::select! {
                 c = final_phase::wait_convergence(db, timeout) => phases.convergence = Some(c),
