@@ -45,7 +45,7 @@ fn register(pid: i32) {
     }
 }
 
-fn unregister(pid: i32) {
+pub(crate) fn unregister(pid: i32) {
     if let Ok(mut r) = registry().lock() {
         r.remove(&pid);
     }

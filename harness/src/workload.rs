@@ -176,6 +176,9 @@ pub enum DbSpec {
     Paxoskv,
     /// etcd 3.4 ([`crate::db::etcd`]).
     Etcd(EtcdSpec),
+    /// Any system, through command templates and JSON lines
+    /// ([`crate::db::exec`]).
+    Exec(ExecSpec),
 }
 
 impl DbSpec {
@@ -184,6 +187,7 @@ impl DbSpec {
         match self {
             DbSpec::Paxoskv => "paxoskv",
             DbSpec::Etcd(_) => "etcd",
+            DbSpec::Exec(_) => "exec",
         }
     }
 }
@@ -204,7 +208,7 @@ impl TryFrom<serde_yaml::Value> for DbSpec {
             }
             _ => {
                 return Err(
-                    "db: expected an adapter name (paxoskv, etcd) or a map with one of them as its only key"
+                    "db: expected an adapter name (paxoskv, etcd, exec) or a map with one of them as its only key"
                         .into(),
                 )
             }
@@ -220,8 +224,17 @@ impl TryFrom<serde_yaml::Value> for DbSpec {
             "etcd" => serde_yaml::from_value(options)
                 .map(DbSpec::Etcd)
                 .map_err(|e| format!("db.etcd: {e}")),
+            "exec" => {
+                let spec: ExecSpec =
+                    serde_yaml::from_value(options).map_err(|e| format!("db.exec: {e}"))?;
+                crate::db::exec::check_template(&spec.start)
+                    .map_err(|e| format!("db.exec.start: {e}"))?;
+                crate::db::exec::check_template(&spec.client)
+                    .map_err(|e| format!("db.exec.client: {e}"))?;
+                Ok(DbSpec::Exec(spec))
+            }
             other => Err(format!(
-                "db: unknown adapter `{other}` (known: paxoskv, etcd)"
+                "db: unknown adapter `{other}` (known: paxoskv, etcd, exec)"
             )),
         }
     }
@@ -233,6 +246,7 @@ impl From<DbSpec> for serde_yaml::Value {
         let options = match &d {
             DbSpec::Paxoskv => return name,
             DbSpec::Etcd(e) => serde_yaml::to_value(e),
+            DbSpec::Exec(e) => serde_yaml::to_value(e),
         };
         let mut m = serde_yaml::Mapping::new();
         m.insert(name, options.unwrap_or_default());
@@ -251,6 +265,17 @@ pub struct EtcdSpec {
     pub read_mode: EtcdReadMode,
     /// Extra flags for every member, e.g. `["--heartbeat-interval", "50"]`.
     pub flags: Vec<String>,
+}
+
+/// Options of the exec adapter (`db: {exec: {start: [...], client: [...]}}`):
+/// command lines with placeholders ([`crate::db::exec`]).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSpec {
+    /// Starts one node.
+    pub start: Vec<String>,
+    /// Runs one client process (JSON lines on stdin/stdout).
+    pub client: Vec<String>,
 }
 
 /// How the etcd adapter reads (etcd's Range `serializable` flag).

@@ -13,11 +13,12 @@
 //!   ([`Api::set_fail_rate`]) answer "not supported" by default, so a fault
 //!   that needs one is simply not available for that database.
 //!
-//! An adapter is one file implementing both ([`paxoskv`], [`etcd`]) plus one
+//! An adapter is one file implementing both ([`paxoskv`], [`etcd`], [`exec`]) plus one
 //! variant of the workload's `db:` ([`DbSpec`], matched in [`open`]); [`Db`]
 //! bundles them for the run, the nemesis and the final phase.
 
 pub mod etcd;
+pub mod exec;
 pub mod paxoskv;
 
 use std::future::Future;
@@ -197,6 +198,7 @@ pub fn find_program(db: &DbSpec, explicit: Option<&Path>) -> Result<PathBuf> {
     match db {
         DbSpec::Paxoskv => crate::cluster::find_server_bin(explicit),
         DbSpec::Etcd(e) => etcd::find_etcd(e.bin.as_deref()),
+        DbSpec::Exec(e) => exec::find_program(e),
     }
 }
 
@@ -206,5 +208,6 @@ pub fn open(w: &Workload, program: &Path, dir: &Path) -> Result<Db> {
     match &w.db {
         DbSpec::Paxoskv => paxoskv::open(w, program, dir),
         DbSpec::Etcd(e) => etcd::open(w, e, program, dir),
+        DbSpec::Exec(e) => exec::open(w, e, dir),
     }
 }

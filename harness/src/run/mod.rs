@@ -413,7 +413,12 @@ impl Test<'_> {
             started_at,
             server_bin: self.server_bin.display().to_string(),
             replicas: w.cluster.replicas,
-            read_mode: w.cluster.read_mode.as_str().into(),
+            read_mode: match &w.db {
+                crate::workload::DbSpec::Etcd(e) => {
+                    format!("etcd {:?}", e.read_mode).to_lowercase()
+                }
+                _ => w.cluster.read_mode.as_str().into(),
+            },
             interrupted,
             recovered: phases.recovered,
             linearizability: lin,
