@@ -11,6 +11,9 @@
 #   no-fsync                                  must find an anomaly  (exit 1)
 # lose-unsynced* and no-fsync run the replicas on lazyfs mounts: they need
 # /dev/fuse and fusermount3 (Debian/Ubuntu: apt-get install fuse3).
+# and, when `etcd` is on PATH (apt-get install etcd-server etcd-client):
+#   etcd-smoke, etcd-kill, etcd-pause      must be valid       (exit 0)
+#   etcd-serializable                      must find an anomaly (exit 1)
 # The runs stay in $STORE (default store/) for inspection; a table of
 # verdicts is printed and written to $STORE/nightly-summary.txt.
 #
@@ -33,6 +36,11 @@ if [ ${#WORKLOADS[@]} -eq 0 ]; then
   WORKLOADS+=(partition partition-5 delay partition-local-reads partition-quorum-reads)
   # Disk faults.
   WORKLOADS+=(lose-unsynced lose-unsynced-5 corrupt no-fsync)
+  if command -v etcd >/dev/null; then
+    WORKLOADS+=(etcd-smoke etcd-kill etcd-pause etcd-serializable)
+  else
+    echo "etcd not on PATH: skipping the etcd workloads (apt-get install etcd-server etcd-client)"
+  fi
 fi
 
 PROFILE=${PROFILE:-release}
@@ -50,7 +58,7 @@ fi
 
 expected() {
   case "$1" in
-    stale-reads | no-fsync) echo 1 ;;
+    stale-reads | no-fsync | etcd-serializable) echo 1 ;;
     partition-local-reads) echo 1 ;;
     *) echo 0 ;;
   esac

@@ -50,7 +50,7 @@ fn register(pid: i32) {
     }
 }
 
-fn unregister(pid: i32) {
+pub(crate) fn unregister(pid: i32) {
     if let Ok(mut r) = registry().lock() {
         r.remove(&pid);
     }
@@ -156,6 +156,10 @@ pub struct ClusterConfig {
     pub extra_flags: Vec<String>,
     /// Holds `n<i>/` data dirs and `n<i>.log` files.
     pub dir: PathBuf,
+    /// Every node's whole command line (program first), for adapters whose
+    /// nodes are not paxoskv's `server` (etcd, exec). None: `server_bin`
+    /// with [`Cluster::server_args`].
+    pub command_lines: Option<Vec<Vec<String>>>,
 }
 
 impl ClusterConfig {
@@ -305,7 +309,16 @@ impl Cluster {
         if self.nodes[i].child.is_some() {
             bail!("n{i} is already running");
         }
-        let args = self.server_args(i);
+        let (program, args) = match &self.config.command_lines {
+            Some(lines) => {
+                let line = lines
+                    .get(i)
+                    .filter(|l| !l.is_empty())
+                    .ok_or_else(|| anyhow!("no command line for n{i}"))?;
+                (PathBuf::from(&line[0]), line[1..].to_vec())
+            }
+            None => (self.config.server_bin.clone(), self.server_args(i)),
+        };
         let node = &mut self.nodes[i];
         std::fs::create_dir_all(&node.data_dir)
             .with_context(|| format!("cannot create {}", node.data_dir.display()))?;
@@ -318,11 +331,11 @@ impl Cluster {
             log,
             "=== harness: start #{} of n{i}: {} {}",
             node.starts + 1,
-            self.config.server_bin.display(),
+            program.display(),
             args.join(" ")
         );
         let err_log: File = log.try_clone()?;
-        let mut cmd = Command::new(&self.config.server_bin);
+        let mut cmd = Command::new(&program);
         cmd.args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -330,12 +343,13 @@ impl Cluster {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
-        let child = spawn_child(cmd).with_context(|| {
-            format!(
-                "cannot start {} (use --server-bin to point at the server binary)",
-                self.config.server_bin.display()
-            )
-        })?;
+        let hint = if self.config.command_lines.is_some() {
+            ""
+        } else {
+            " (use --server-bin to point at the server binary)"
+        };
+        let child = spawn_child(cmd)
+            .with_context(|| format!("cannot start {}{hint}", program.display()))?;
         node.child = Some(child);
         node.state = NodeState::Running;
         node.starts += 1;

@@ -12,7 +12,7 @@
 //! The full schema with defaults is documented in `README.md ("Workload YAML")`.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
@@ -149,7 +149,7 @@ pub struct Workload {
     pub seed: Option<u64>,
     /// The system under test.
     #[serde(default)]
-    pub db: DbKind,
+    pub db: DbSpec,
     /// How long the clients run (the final phase comes on top).
     pub duration: Dur,
     #[serde(default)]
@@ -168,12 +168,127 @@ pub struct Workload {
 }
 
 /// The system under test (`db:`): one adapter in [`crate::db`] per variant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum DbKind {
+/// Written as a name (`db: etcd`) or, with options, as a map with one key
+/// (`db: {etcd: {read_mode: serializable}}`).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(try_from = "serde_yaml::Value", into = "serde_yaml::Value")]
+pub enum DbSpec {
     /// This repository's `server` ([`crate::db::paxoskv`]).
     #[default]
     Paxoskv,
+    /// etcd 3.4 ([`crate::db::etcd`]).
+    Etcd(EtcdSpec),
+    /// Any system, through command templates and JSON lines
+    /// ([`crate::db::exec`]).
+    Exec(ExecSpec),
+}
+
+impl DbSpec {
+    /// The adapter's name, as written in workload files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DbSpec::Paxoskv => "paxoskv",
+            DbSpec::Etcd(_) => "etcd",
+            DbSpec::Exec(_) => "exec",
+        }
+    }
+}
+
+impl TryFrom<serde_yaml::Value> for DbSpec {
+    type Error = String;
+
+    fn try_from(v: serde_yaml::Value) -> Result<DbSpec, String> {
+        use serde_yaml::Value as Y;
+        let (name, options) = match v {
+            Y::String(name) => (name, Y::Null),
+            Y::Mapping(m) if m.len() == 1 => {
+                let (k, v) = m.into_iter().next().expect("one entry");
+                match k {
+                    Y::String(name) => (name, v),
+                    other => return Err(format!("db: {other:?} is not an adapter name")),
+                }
+            }
+            _ => {
+                return Err(
+                    "db: expected an adapter name (paxoskv, etcd, exec) or a map with one of them as its only key"
+                        .into(),
+                )
+            }
+        };
+        let options = if options.is_null() {
+            Y::Mapping(Default::default())
+        } else {
+            options
+        };
+        match name.as_str() {
+            "paxoskv" if options.as_mapping().is_some_and(|m| m.is_empty()) => Ok(DbSpec::Paxoskv),
+            "paxoskv" => Err("db.paxoskv takes no options (see cluster:)".into()),
+            "etcd" => serde_yaml::from_value(options)
+                .map(DbSpec::Etcd)
+                .map_err(|e| format!("db.etcd: {e}")),
+            "exec" => {
+                let spec: ExecSpec =
+                    serde_yaml::from_value(options).map_err(|e| format!("db.exec: {e}"))?;
+                crate::db::exec::check_template(&spec.start)
+                    .map_err(|e| format!("db.exec.start: {e}"))?;
+                crate::db::exec::check_template(&spec.client)
+                    .map_err(|e| format!("db.exec.client: {e}"))?;
+                Ok(DbSpec::Exec(spec))
+            }
+            other => Err(format!(
+                "db: unknown adapter `{other}` (known: paxoskv, etcd, exec)"
+            )),
+        }
+    }
+}
+
+impl From<DbSpec> for serde_yaml::Value {
+    fn from(d: DbSpec) -> serde_yaml::Value {
+        let name = serde_yaml::Value::String(d.name().into());
+        let options = match &d {
+            DbSpec::Paxoskv => return name,
+            DbSpec::Etcd(e) => serde_yaml::to_value(e),
+            DbSpec::Exec(e) => serde_yaml::to_value(e),
+        };
+        let mut m = serde_yaml::Mapping::new();
+        m.insert(name, options.unwrap_or_default());
+        serde_yaml::Value::Mapping(m)
+    }
+}
+
+/// Options of the etcd adapter (`db: {etcd: {...}}`). Its members use the
+/// ports of `cluster:` (client `base_client_port + i`, peer
+/// `base_paxos_port + i`) and `cluster.replicas`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EtcdSpec {
+    /// The `etcd` binary; default: `etcd` on PATH.
+    pub bin: Option<PathBuf>,
+    pub read_mode: EtcdReadMode,
+    /// Extra flags for every member, e.g. `["--heartbeat-interval", "50"]`.
+    pub flags: Vec<String>,
+}
+
+/// Options of the exec adapter (`db: {exec: {start: [...], client: [...]}}`):
+/// command lines with placeholders ([`crate::db::exec`]).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSpec {
+    /// Starts one node.
+    pub start: Vec<String>,
+    /// Runs one client process (JSON lines on stdin/stdout).
+    pub client: Vec<String>,
+}
+
+/// How the etcd adapter reads (etcd's Range `serializable` flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EtcdReadMode {
+    /// Through a quorum (ReadIndex): etcd's default.
+    #[default]
+    Linearizable,
+    /// From the member's local state: may be stale.
+    Serializable,
 }
 
 /// How reads are served by the cluster (`--read-mode`): the type all crates

@@ -240,6 +240,7 @@ fn a_real_cluster_runs_on_lazyfs_and_survives_a_loss() {
         read_mode: ReadMode::Quorum,
         extra_flags: vec![],
         dir: dir.clone(),
+        command_lines: None,
     };
     let mut cluster = Cluster::new(config).unwrap();
     cluster.mount_lazyfs().unwrap_or_else(|e| panic!("{e:#}"));

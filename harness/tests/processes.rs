@@ -82,6 +82,7 @@ fn config(dir: &Path, base: u16) -> ClusterConfig {
         read_mode: ReadMode::Quorum,
         extra_flags: vec!["--tick-ms".into(), "10".into()],
         dir: dir.to_path_buf(),
+        command_lines: None,
     }
 }
 

@@ -184,11 +184,11 @@ fn harness_run_rejects_a_bad_workload_with_exit_2() {
 
 #[test]
 fn the_database_defaults_to_paxoskv_and_an_unknown_one_is_named() {
-    use harness::workload::DbKind;
+    use harness::workload::DbSpec;
     let w = Workload::parse("duration: 5s\n", "w.yaml").unwrap();
-    assert_eq!(w.db, DbKind::Paxoskv);
+    assert_eq!(w.db, DbSpec::Paxoskv);
     let w = Workload::parse("db: paxoskv\nduration: 5s\n", "w.yaml").unwrap();
-    assert_eq!(w.db, DbKind::Paxoskv);
+    assert_eq!(w.db, DbSpec::Paxoskv);
     let e = err("db: mongodb\nduration: 5s\n");
     assert!(e.contains("mongodb") && e.contains("paxoskv"), "{e}");
 }
@@ -211,4 +211,26 @@ fn disk_faults_parse_and_their_mode_is_checked() {
     );
     let e = err("duration: 5s\nnemesis:\n  - fault: corrupt\n    mode: shred\n    target: all\n    duration: 1s\n");
     assert!(e.contains("shred") && e.contains("bitflip"), "{e}");
+}
+
+#[test]
+fn etcd_and_exec_options_parse_and_round_trip() {
+    use harness::workload::{DbSpec, EtcdReadMode};
+    let w = Workload::parse("db: etcd\nduration: 5s\n", "w.yaml").unwrap();
+    assert!(matches!(&w.db, DbSpec::Etcd(e) if e.read_mode == EtcdReadMode::Linearizable));
+    let text = "db:\n  etcd:\n    read_mode: serializable\nduration: 5s\n";
+    let w = Workload::parse(text, "w.yaml").unwrap();
+    assert!(matches!(&w.db, DbSpec::Etcd(e) if e.read_mode == EtcdReadMode::Serializable));
+    let again = Workload::parse(&w.to_yaml(), "again.yaml").unwrap();
+    assert_eq!(again.db, w.db);
+    let e = err("db:\n  etcd:\n    read_mod: serializable\nduration: 5s\n");
+    assert!(e.contains("read_mod"), "{e}");
+    let exec = "db:\n  exec:\n    start: [srv, \"{client_addr}\"]\n    client: [cl, \"{id}\"]\nduration: 5s\n";
+    let w = Workload::parse(exec, "w.yaml").unwrap();
+    assert_eq!(
+        Workload::parse(&w.to_yaml(), "again.yaml").unwrap().db,
+        w.db
+    );
+    let e = err("db:\n  exec:\n    start: [srv, \"{nope}\"]\n    client: [cl]\nduration: 5s\n");
+    assert!(e.contains("unknown placeholder {nope}"), "{e}");
 }

@@ -76,6 +76,7 @@ fn run_inner(args: &ClusterArgs) -> anyhow::Result<i32> {
         read_mode: args.read_mode,
         extra_flags: args.server_flags.clone(),
         dir: dir.clone(),
+        command_lines: None,
     };
     let mut cluster = Cluster::new(config)?;
     cluster.start_all()?;

@@ -13,10 +13,12 @@
 //!   ([`Api::set_fail_rate`]) answer "not supported" by default, so a fault
 //!   that needs one is simply not available for that database.
 //!
-//! An adapter is one file implementing both ([`paxoskv`] today) plus one
-//! variant of the workload's `db:` ([`DbKind`], matched in [`open`]); [`Db`]
+//! An adapter is one file implementing both ([`paxoskv`], [`etcd`], [`exec`]) plus one
+//! variant of the workload's `db:` ([`DbSpec`], matched in [`open`]); [`Db`]
 //! bundles them for the run, the nemesis and the final phase.
 
+pub mod etcd;
+pub mod exec;
 pub mod paxoskv;
 
 use std::future::Future;
@@ -30,7 +32,7 @@ use anyhow::Result;
 
 use crate::history::{OpType, Value};
 use crate::net::Network;
-use crate::workload::{DbKind, Workload};
+use crate::workload::{DbSpec, Workload};
 
 pub use crate::cluster::NodeState;
 
@@ -156,6 +158,12 @@ pub trait Api: Send + Sync {
     fn client(&self, node: usize, connect_timeout: Duration) -> Result<Box<dyn DbClient>>;
     /// Every node's state (None: no answer), for the convergence check.
     fn statuses(&self, timeout: Duration) -> BoxFuture<'_, Vec<Option<NodeStatus>>>;
+    /// Whether [`Api::statuses`] reports digests of the applied state, so
+    /// that the final phase can wait for the replicas to converge (paxoskv);
+    /// other systems are checked by the final reads through every node.
+    fn converges_by_digest(&self) -> bool {
+        false
+    }
     /// Sets a node's fault-injection rate (paxoskv's acceptor fail_rate).
     fn set_fail_rate(
         &self,
@@ -225,10 +233,22 @@ impl Db {
     }
 }
 
+/// The program that runs a node of `db`: paxoskv's `server` (`explicit`, or
+/// found next to the harness), the `etcd` binary. A clear error if missing.
+pub fn find_program(db: &DbSpec, explicit: Option<&Path>) -> Result<PathBuf> {
+    match db {
+        DbSpec::Paxoskv => crate::cluster::find_server_bin(explicit),
+        DbSpec::Etcd(e) => etcd::find_etcd(e.bin.as_deref()),
+        DbSpec::Exec(e) => exec::find_program(e),
+    }
+}
+
 /// The database of workload `w` (its `db:`), laid out in the run's dir
-/// `dir`; nothing is started yet.
-pub fn open(w: &Workload, server_bin: &Path, dir: &Path) -> Result<Db> {
-    match w.db {
-        DbKind::Paxoskv => paxoskv::open(w, server_bin, dir),
+/// `dir`; nothing is started yet. `program` is [`find_program`]'s answer.
+pub fn open(w: &Workload, program: &Path, dir: &Path) -> Result<Db> {
+    match &w.db {
+        DbSpec::Paxoskv => paxoskv::open(w, program, dir),
+        DbSpec::Etcd(e) => etcd::open(w, e, program, dir),
+        DbSpec::Exec(e) => exec::open(w, e, dir),
     }
 }

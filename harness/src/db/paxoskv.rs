@@ -49,6 +49,7 @@ pub fn open(w: &Workload, server_bin: &Path, dir: &Path) -> Result<Db> {
         read_mode: w.cluster.read_mode,
         extra_flags: w.cluster.server_flags.clone(),
         dir: dir.to_path_buf(),
+        command_lines: None,
     };
     let mut cluster = Cluster::new(config)?;
     if w.needs_lazyfs() {
@@ -190,6 +191,10 @@ impl Api for PaxosKvApi {
             client_id: fresh_client_id(),
             seq: 0,
         }))
+    }
+
+    fn converges_by_digest(&self) -> bool {
+        true
     }
 
     fn statuses(&self, timeout: Duration) -> BoxFuture<'_, Vec<Option<NodeStatus>>> {

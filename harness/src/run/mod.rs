@@ -146,7 +146,7 @@ pub fn run(opts: &RunOptions, cancel: CancellationToken) -> Result<RunOutcome> {
         .or(workload.seed)
         .unwrap_or_else(|| rand::random::<u64>() >> 11);
     workload.seed = Some(seed);
-    let server_bin = crate::cluster::find_server_bin(opts.server_bin.as_deref())?;
+    let server_bin = db::find_program(&workload.db, opts.server_bin.as_deref())?;
     let dir = crate::store::create_run_dir(&opts.store, workload.name())?;
     std::fs::write(dir.join("workload.yaml"), workload.to_yaml())
         .with_context(|| format!("cannot write {}", dir.join("workload.yaml").display()))?;
@@ -356,7 +356,7 @@ impl Test<'_> {
         if !self.cancel.is_cancelled() && w.final_phase.reads {
             phases.final_reads = final_phase::final_reads(w, db, recorder, &self.cancel).await;
         }
-        if !self.cancel.is_cancelled() && w.checkers.convergence {
+        if !self.cancel.is_cancelled() && w.checkers.convergence && db.api.converges_by_digest() {
             let timeout = w.final_phase.convergence_timeout.0;
             tokio::select! {
                 c = final_phase::wait_convergence(db, timeout) => phases.convergence = Some(c),
@@ -419,7 +419,12 @@ impl Test<'_> {
             started_at,
             server_bin: self.server_bin.display().to_string(),
             replicas: w.cluster.replicas,
-            read_mode: w.cluster.read_mode.as_str().into(),
+            read_mode: match &w.db {
+                crate::workload::DbSpec::Etcd(e) => {
+                    format!("etcd {:?}", e.read_mode).to_lowercase()
+                }
+                _ => w.cluster.read_mode.as_str().into(),
+            },
             interrupted,
             recovered: phases.recovered,
             linearizability: lin,

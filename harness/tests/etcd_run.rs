@@ -1,0 +1,174 @@
+//! End-to-end against real etcd 3.4 members (`etcd` on PATH; these tests
+//! FAIL, saying how to install it, when it is missing):
+//!
+//! - a short kill + pause workload on 3 members: exit 0, a complete store
+//!   dir, no etcd left behind (ports 28000-28099);
+//! - the serializable-reads workload, shortened: finds stale reads and exits
+//!   1 (ports 28100-28199; a few attempts allowed, it is a race by nature).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{harness_run, scratch};
+
+/// Fails the test when etcd is missing.
+fn require_etcd() {
+    if let Err(e) = harness::db::etcd::find_etcd(None) {
+        panic!("this test needs etcd 3.4: {e}");
+    }
+}
+
+/// PIDs of live etcd processes whose command line mentions `port`.
+fn etcds_on(port: u16) -> Vec<i32> {
+    let needle = format!("127.0.0.1:{port}");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(true);
+        if !zombie
+            && cmd.contains("etcd")
+            && cmd.contains("--listen-client-urls")
+            && cmd.contains(&needle)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+const KILL_PAUSE: &str = r#"
+description: e2e test, etcd, pause + kill on 3 members
+db: etcd
+seed: 11
+duration: 10s
+cluster:
+  replicas: 3
+  base_client_port: 28000
+  base_paxos_port: 28050
+clients:
+  concurrency: 6
+  rate: 80
+  request_timeout: 2s
+operations:
+  keys: 4
+  mix: {get: 50, put: 30, cas: 10, append: 5, delete: 5}
+nemesis:
+  - fault: pause
+    target: leader
+    start: 2s
+    duration: 2500ms
+  - fault: kill
+    target: random
+    start: 6s
+    duration: 2s
+final:
+  recovery_timeout: 30s
+checkers:
+  time_limit: 60s
+"#;
+
+#[test]
+fn a_kill_and_pause_run_on_etcd_is_valid_and_leaves_a_complete_store() {
+    require_etcd();
+    let scratch_dir = scratch("etcd-kill-pause");
+    let dir = scratch_dir.path();
+    let wl = dir.join("etcd-kill-pause.yaml");
+    std::fs::write(&wl, KILL_PAUSE).unwrap();
+    let store = dir.join("store");
+    let r = harness_run(&wl, &store, &[], Duration::from_secs(120));
+    eprintln!("{}\n{}\n(took {:?})", r.stdout, r.stderr, r.elapsed);
+    for p in [28000, 28001, 28002] {
+        assert!(etcds_on(p).is_empty(), "etcd left behind on {p}");
+    }
+    assert_eq!(r.code, Some(0), "exit status");
+    let run = std::fs::canonicalize(store.join("latest")).unwrap();
+    for f in [
+        "history.edn",
+        "results.json",
+        "workload.yaml",
+        "summary.txt",
+        "latency.svg",
+        "rate.svg",
+        "n0.log",
+        "n1.log",
+        "n2.log",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing in {}", run.display());
+    }
+    for n in ["n0", "n1", "n2"] {
+        assert!(
+            run.join(n).join("member").is_dir(),
+            "no etcd data dir {n}/member"
+        );
+    }
+    let text = std::fs::read_to_string(run.join("history.edn")).unwrap();
+    assert!(
+        text.contains(":f :pause") && text.contains(":f :kill") && text.contains(":f :restart")
+    );
+    assert!(text.contains(":f :append") && text.contains(":f :cas"));
+    let res: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    assert_eq!(res["verdict"], "valid");
+    assert_eq!(res["linearizability"]["verdict"], "linearizable");
+    assert!(res["stats"]["overall"]["ok"].as_u64().unwrap() > 50);
+    // The restarted member's log holds both of its starts.
+    let starts: usize = ["n0.log", "n1.log", "n2.log"]
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(run.join(f))
+                .unwrap()
+                .matches("=== harness: start #")
+                .count()
+        })
+        .sum();
+    assert_eq!(starts, 4, "3 starts + 1 restart");
+}
+
+#[test]
+fn serializable_reads_with_the_leader_paused_are_caught() {
+    require_etcd();
+    let scratch_dir = scratch("etcd-serializable");
+    let dir = scratch_dir.path();
+    let wl = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/etcd-serializable.yaml");
+    let store = dir.join("store");
+    let mut codes = Vec::new();
+    for attempt in 0..3 {
+        // Two pauses instead of three.
+        let seed = (200 + attempt).to_string();
+        let args = [
+            "--duration",
+            "12s",
+            "--base-client-port",
+            "28100",
+            "--base-paxos-port",
+            "28150",
+            "--seed",
+            &seed,
+        ];
+        let r = harness_run(&wl, &store, &args, Duration::from_secs(150));
+        eprintln!(
+            "attempt {attempt}:\n{}\n{}\n(took {:?})",
+            r.stdout, r.stderr, r.elapsed
+        );
+        assert!(etcds_on(28100).is_empty(), "etcd left behind");
+        codes.push(r.code);
+        if r.code == Some(1) {
+            return;
+        }
+    }
+    panic!("no stale read found in 3 attempts: exit codes {codes:?}");
+}
