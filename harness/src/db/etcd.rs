@@ -5,9 +5,10 @@
 //! Member `n<i>` serves clients on `cluster.host:base_client_port + i` and
 //! its peers on `base_paxos_port + i`, keeps its data dir `n<i>/` and its
 //! log `n<i>.log` in the run's dir. Peer traffic goes straight between the
-//! members: the harness has no network proxies yet, so the network faults
-//! (when they land) will need `--listen-peer-urls` on the real port and
-//! `--initial-advertise-peer-urls`/`--initial-cluster` on the proxy's.
+//! members: this adapter does not route them through the harness's link
+//! proxies yet, so network faults are not available for etcd (that needs
+//! `--listen-peer-urls` on the real port and
+//! `--initial-advertise-peer-urls`/`--initial-cluster` on the proxy's).
 //!
 //! Ops (as etcd transactions where one request is not enough):
 //!
