@@ -352,11 +352,12 @@ fn in_local_read_mode_a_coordinator_cut_off_keeps_serving_stale_reads() {
     c.flush(0);
     assert_eq!(c.reply(read), Some(value("old")), "stale, as expected");
     // The partition heals: the new ballot deposes it; it catches up (and,
-    // first by priority, takes over again on a higher ballot).
+    // first by priority, takes over again on a higher ballot once it has
+    // heard every heartbeat for the takeover hysteresis).
     let before = c.replica(0).status().promised;
     c.deaf[0] = false;
     c.mute[0] = false;
-    c.tick(20);
+    c.tick(200);
     assert!(c.replica(0).status().promised > before);
     assert_eq!(c.replica(0).kv().read("x"), Some("new".into()));
 }
