@@ -223,7 +223,9 @@ impl Test<'_> {
             }
         }
         db.stop_all(Duration::from_secs(3)).await;
-        let history = recorder.snapshot();
+        // Shared with the checker's blocking task rather than copied: a
+        // history can hold millions of ops.
+        let history = Arc::new(recorder.snapshot());
         let windows = nemesis_state
             .lock()
             .map(|s| s.windows.clone())
@@ -373,12 +375,12 @@ impl Test<'_> {
     }
 
     /// Phase 5: the linearizability check of the in-memory history.
-    async fn check(&self, history: &History, started: bool) -> Option<LinResult> {
+    async fn check(&self, history: &Arc<History>, started: bool) -> Option<LinResult> {
         if !started || !self.w.checkers.linearizable {
             return None;
         }
         let (h, dir, limit, all_keys) = (
-            history.clone(),
+            Arc::clone(history),
             self.dir.to_path_buf(),
             self.w.checkers.time_limit.0,
             self.w.checkers.all_keys,
