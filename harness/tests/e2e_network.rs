@@ -15,7 +15,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{harness_run, scratch, server_bin, servers_on};
+use common::{harness_run, run_until_anomaly, scratch, server_bin, servers_on};
 
 const PARTITION: &str = r#"
 description: e2e test, partitions on 3 replicas
@@ -121,38 +121,21 @@ fn local_reads_under_a_partition_are_caught() {
     let wl = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../workloads/partition-local-reads.yaml");
     let store = dir.join("store");
-    let mut codes = Vec::new();
-    for attempt in 0..3 {
-        // One partition window (3 s to 6 s) instead of three.
-        let r = harness_run(
-            &wl,
-            &store,
-            &[
-                "--duration",
-                "7s",
-                "--base-client-port",
-                "25400",
-                "--base-paxos-port",
-                "25410",
-                "--base-proxy-port",
-                "25420",
-                "--seed",
-                &(300 + attempt).to_string(),
-            ],
-            Duration::from_secs(150),
-        );
-        eprintln!(
-            "attempt {attempt}:\n{}\n{}\n(took {:?})",
-            r.stdout, r.stderr, r.elapsed
-        );
+    // One partition window (3 s to 6 s) instead of three.
+    let args = [
+        "--duration",
+        "7s",
+        "--base-client-port",
+        "25400",
+        "--base-paxos-port",
+        "25410",
+        "--base-proxy-port",
+        "25420",
+    ];
+    let r = run_until_anomaly(&wl, &store, &args, 300, 3, |_| {
         assert!(servers_on(25400).is_empty(), "servers left behind");
-        codes.push(r.code);
-        if r.code == Some(1) {
-            assert!(r.stdout.contains("not linearizable"), "{}", r.stdout);
-            return;
-        }
-    }
-    panic!("no anomaly found in 3 attempts: exit codes {codes:?}");
+    });
+    assert!(r.stdout.contains("not linearizable"), "{}", r.stdout);
 }
 
 #[test]

@@ -11,7 +11,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{harness_run, scratch};
+use common::{harness_run, run_until_anomaly, scratch};
 
 /// Fails the test when etcd is missing.
 fn require_etcd() {
@@ -145,30 +145,16 @@ fn serializable_reads_with_the_leader_paused_are_caught() {
     let dir = scratch_dir.path();
     let wl = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/etcd-serializable.yaml");
     let store = dir.join("store");
-    let mut codes = Vec::new();
-    for attempt in 0..3 {
-        // Two pauses instead of three.
-        let seed = (200 + attempt).to_string();
-        let args = [
-            "--duration",
-            "12s",
-            "--base-client-port",
-            "28100",
-            "--base-paxos-port",
-            "28150",
-            "--seed",
-            &seed,
-        ];
-        let r = harness_run(&wl, &store, &args, Duration::from_secs(150));
-        eprintln!(
-            "attempt {attempt}:\n{}\n{}\n(took {:?})",
-            r.stdout, r.stderr, r.elapsed
-        );
+    // Two pauses instead of three.
+    let args = [
+        "--duration",
+        "12s",
+        "--base-client-port",
+        "28100",
+        "--base-paxos-port",
+        "28150",
+    ];
+    run_until_anomaly(&wl, &store, &args, 200, 3, |_| {
         assert!(etcds_on(28100).is_empty(), "etcd left behind");
-        codes.push(r.code);
-        if r.code == Some(1) {
-            return;
-        }
-    }
-    panic!("no stale read found in 3 attempts: exit codes {codes:?}");
+    });
 }

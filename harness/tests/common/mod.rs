@@ -133,3 +133,36 @@ pub fn scratch(name: &str) -> tempfile::TempDir {
         .tempdir()
         .expect("create a temp dir")
 }
+
+/// Runs `workload` up to `attempts` times, with `--seed first_seed + attempt`
+/// after `args`, until a run finds an anomaly (exit 1), and returns that run.
+/// `after` checks every run (e.g. that nothing was left running). Finding
+/// an anomaly is a race by nature, hence the retries; a run that never finds
+/// one panics with every exit code.
+#[allow(dead_code)] // not every test binary looks for anomalies
+pub fn run_until_anomaly(
+    workload: &Path,
+    store: &Path,
+    args: &[&str],
+    first_seed: u64,
+    attempts: u64,
+    after: impl Fn(&RunResult),
+) -> RunResult {
+    let mut codes = Vec::new();
+    for attempt in 0..attempts {
+        let seed = (first_seed + attempt).to_string();
+        let mut all = args.to_vec();
+        all.extend(["--seed", &seed]);
+        let r = harness_run(workload, store, &all, Duration::from_secs(150));
+        eprintln!(
+            "attempt {attempt}:\n{}\n{}\n(took {:?})",
+            r.stdout, r.stderr, r.elapsed
+        );
+        after(&r);
+        codes.push(r.code);
+        if r.code == Some(1) {
+            return r;
+        }
+    }
+    panic!("no anomaly found in {attempts} attempts: exit codes {codes:?}");
+}
