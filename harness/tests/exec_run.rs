@@ -14,19 +14,7 @@ use common::{harness_run, scratch, server_bin, servers_on};
 
 /// The `client` binary, built next to `server`.
 fn client_bin() -> PathBuf {
-    let dir = server_bin().parent().unwrap().to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "-p", "client", "--bin", "client"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if dir.file_name().is_some_and(|d| d == "release") {
-        cmd.arg("--release");
-    }
-    assert!(
-        cmd.status().unwrap().success(),
-        "cargo build -p client failed"
-    );
-    dir.join("client")
+    common::workspace_bin("client")
 }
 
 #[test]

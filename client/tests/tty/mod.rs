@@ -46,36 +46,16 @@ impl Drop for TempDir {
     }
 }
 
-/// The `server` binary of this workspace's target dir, brought up to date
-/// with `cargo build -p server` once per test binary (`cargo test -p client`
-/// builds no other package's binaries, and a stale server would test old
-/// code).
+#[path = "../../../tests-support/workspace_bins.rs"]
+mod workspace_bins;
+
+/// The `server` binary of this workspace's target dir, up to date.
 pub fn server_bin() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let client = PathBuf::from(env!("CARGO_BIN_EXE_client"));
-            let dir = client.parent().expect("target dir");
-            let server = dir.join("server");
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "-p", "server", "--bin", "server"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
-            if dir.file_name().is_some_and(|d| d == "release") {
-                cmd.arg("--release");
-            }
-            let status = cmd
-                .status()
-                .expect("cannot run `cargo build -p server` (is cargo on PATH?)");
-            assert!(status.success(), "`cargo build -p server` failed");
-            assert!(
-                server.is_file(),
-                "no server binary at {} after `cargo build -p server`",
-                server.display()
-            );
-            server
-        })
-        .clone()
+    workspace_bins::workspace_bin(
+        env!("CARGO_BIN_EXE_client"),
+        env!("CARGO_MANIFEST_DIR"),
+        "server",
+    )
 }
 
 /// A real one-replica paxoskv server on 127.0.0.1, killed by PID on drop.

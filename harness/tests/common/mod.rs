@@ -8,30 +8,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The `server` binary of this workspace's target dir, brought up to date
-/// with `cargo build -p server` once per test binary (a plain
-/// `cargo test -p harness` builds no other package's binaries, and a stale
-/// server would test old code).
+#[path = "../../../tests-support/workspace_bins.rs"]
+mod workspace_bins;
+
+/// The `server` binary of this workspace's target dir, up to date.
 pub fn server_bin() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let harness = PathBuf::from(env!("CARGO_BIN_EXE_harness"));
-            let dir = harness.parent().expect("target dir");
-            let server = dir.join("server");
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "-p", "server", "--bin", "server"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
-            if dir.file_name().is_some_and(|d| d == "release") {
-                cmd.arg("--release");
-            }
-            let status = cmd.status().expect("cannot run cargo build -p server");
-            assert!(status.success(), "cargo build -p server failed");
-            assert!(server.is_file(), "no server binary at {}", server.display());
-            server
-        })
-        .clone()
+    workspace_bin("server")
+}
+
+/// A binary of this workspace (`server`, `client`), up to date.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    workspace_bins::workspace_bin(
+        env!("CARGO_BIN_EXE_harness"),
+        env!("CARGO_MANIFEST_DIR"),
+        name,
+    )
 }
 
 /// Output of one `harness run`.
