@@ -26,4 +26,5 @@ pub mod recorder;
 pub mod report;
 pub mod run;
 pub mod store;
+pub mod units;
 pub mod workload;

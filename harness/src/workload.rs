@@ -13,12 +13,12 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::net::{Cut, Shape};
+pub use crate::units::{format_duration, parse_bandwidth, parse_duration, Bandwidth, Dur};
 
 /// A problem with a workload file: what is wrong, and where.
 #[derive(Debug, thiserror::Error)]
@@ -40,96 +40,6 @@ pub enum WorkloadError {
         line: usize,
         message: String,
     },
-}
-
-/// A duration written as `30s`, `500ms`, `2m`, `1.5s` or a bare number of
-/// seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Dur(pub Duration);
-
-impl Dur {
-    pub fn secs(s: u64) -> Dur {
-        Dur(Duration::from_secs(s))
-    }
-    pub fn millis(ms: u64) -> Dur {
-        Dur(Duration::from_millis(ms))
-    }
-}
-
-/// Parses `30s`, `500ms`, `2m`, `1h`, `250us`, `1.5s` or `10` (seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?} (expected e.g. 30s, 500ms, 2m)"))?;
-    let scale = match unit.trim() {
-        "" | "s" | "sec" | "secs" => 1.0,
-        "ms" => 1e-3,
-        "us" => 1e-6,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "invalid duration unit {other:?} in {text:?} (use ms, s, m or h)"
-            ))
-        }
-    };
-    let secs = value * scale;
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("invalid duration {text:?}"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// Formats a duration the way the workload files write them.
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
-}
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Dur;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a duration such as 30s, 500ms, 2m or a number of seconds")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
-                Ok(Dur(Duration::from_secs(v)))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
-                u64::try_from(v)
-                    .map(|v| Dur(Duration::from_secs(v)))
-                    .map_err(|_| E::custom(format!("negative duration {v}")))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Dur, E> {
-                if v.is_finite() && v >= 0.0 {
-                    Ok(Dur(Duration::from_secs_f64(v)))
-                } else {
-                    Err(E::custom(format!("invalid duration {v}")))
-                }
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Dur, E> {
-                parse_duration(v).map(Dur).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl Serialize for Dur {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_duration(self.0))
-    }
 }
 
 /// A whole workload file.
@@ -669,82 +579,6 @@ impl FaultSpec {
     }
 }
 
-/// A bandwidth in bytes per second, written `100kB/s`, `1MB/s`, `64KiB/s`,
-/// `500B/s` or a bare number of bytes per second.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bandwidth(pub u64);
-
-/// Parses `100kB/s`, `1.5MB/s`, `64KiB/s`, `500B/s`, `2000` (bytes/s).
-pub fn parse_bandwidth(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let t = t.strip_suffix("/s").unwrap_or(t).trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid bandwidth {text:?} (expected e.g. 100kB/s, 1MB/s)"))?;
-    let scale = match unit.trim() {
-        "" | "B" => 1.0,
-        "kB" | "KB" => 1e3,
-        "MB" => 1e6,
-        "GB" => 1e9,
-        "KiB" => 1024.0,
-        "MiB" => 1024.0 * 1024.0,
-        other => {
-            return Err(format!(
-            "invalid bandwidth unit {other:?} in {text:?} (use B, kB, MB, KiB or MiB, per second)"
-        ))
-        }
-    };
-    let bytes = value * scale;
-    if !bytes.is_finite() || bytes < 1.0 {
-        return Err(format!(
-            "invalid bandwidth {text:?}: must be at least 1 B/s"
-        ));
-    }
-    Ok(bytes as u64)
-}
-
-impl<'de> Deserialize<'de> for Bandwidth {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Bandwidth;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a bandwidth such as 100kB/s, 1MB/s or a number of bytes per second")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Bandwidth, E> {
-                if v == 0 {
-                    return Err(E::custom("bandwidth 0: must be at least 1 B/s"));
-                }
-                Ok(Bandwidth(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Bandwidth, E> {
-                u64::try_from(v)
-                    .map_err(|_| E::custom(format!("negative bandwidth {v}")))
-                    .and_then(|v| self.visit_u64(v))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Bandwidth, E> {
-                parse_bandwidth(&v.to_string())
-                    .map(Bandwidth)
-                    .map_err(E::custom)
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Bandwidth, E> {
-                parse_bandwidth(v).map(Bandwidth).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl Serialize for Bandwidth {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{}B/s", self.0))
-    }
-}
-
 impl<'de> Deserialize<'de> for Shape {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let name = String::deserialize(d)?;
@@ -1226,16 +1060,6 @@ pub fn line_of(text: &str, path: &[&str]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
-        assert!(parse_duration("3 parsecs").is_err());
-        assert!(parse_duration("").is_err());
-    }
 
     #[test]
     fn line_of_walks_nested_keys_and_items() {
