@@ -6,8 +6,8 @@
 //! - the serializable-reads workload, shortened: finds stale reads and exits
 //!   1 (ports 28100-28199; a few attempts allowed, it is a race by nature);
 //! - partitions through the inbound proxies: the isolated leader is replaced
-//!   and the run is valid (ports 28200-28299); serializable reads with the
-//!   leader isolated are caught (ports 28300-28399).
+//!   and the run is valid (ports 28300-28399); serializable reads with the
+//!   leader isolated are caught (ports 28700-28799).
 
 mod common;
 
@@ -169,9 +169,9 @@ seed: 12
 duration: 12s
 cluster:
   replicas: 3
-  base_client_port: 28200
-  base_paxos_port: 28250
-  base_proxy_port: 28280
+  base_client_port: 28300
+  base_paxos_port: 28350
+  base_proxy_port: 28380
 clients:
   concurrency: 6
   rate: 80
@@ -222,7 +222,7 @@ fn partitions_cut_etcd_peer_traffic_and_the_run_stays_valid() {
     let store = dir.join("store");
     let r = harness_run(&wl, &store, &[], Duration::from_secs(120));
     eprintln!("{}\n{}\n(took {:?})", r.stdout, r.stderr, r.elapsed);
-    for p in [28200, 28201, 28202] {
+    for p in [28300, 28301, 28302] {
         assert!(etcds_on(p).is_empty(), "etcd left behind on {p}");
     }
     assert_eq!(r.code, Some(0), "exit status");
@@ -252,14 +252,14 @@ fn serializable_reads_with_the_leader_isolated_are_caught() {
         "--duration",
         "8s",
         "--base-client-port",
-        "28300",
+        "28700",
         "--base-paxos-port",
-        "28350",
+        "28750",
         "--base-proxy-port",
-        "28380",
+        "28780",
     ];
     let r = run_until_anomaly(&wl, &store, &args, 300, 3, |_| {
-        assert!(etcds_on(28300).is_empty(), "etcd left behind");
+        assert!(etcds_on(28700).is_empty(), "etcd left behind");
     });
     assert!(r.stdout.contains("stale-read"), "{}", r.stdout);
 }

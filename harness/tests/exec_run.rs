@@ -1,8 +1,11 @@
 //! End-to-end through `db: exec`: paxoskv's own `server` started from a
 //! command template, driven by the example client `workloads/exec-client.py`
 //! (which runs paxoskv's `client` one-shot per op) over the JSON-lines
-//! protocol: a short run with a kill exits 0 (ports 28200-28299). Needs
-//! python3.
+//! protocol: a short run with a kill exits 0 (ports 28200-28299). And the
+//! same client behind a wrapper that, for some ops, prints garbage, exits or
+//! hangs: those ops are `:info` (never `:ok`), the worker goes on with a
+//! fresh client, the run completes valid and the clients' log says which
+//! were replaced (ports 28800-28899). Needs python3.
 
 mod common;
 
@@ -29,13 +32,18 @@ fn client_bin() -> PathBuf {
     dir.join("client")
 }
 
-#[test]
-fn the_example_client_drives_a_short_workload_end_to_end() {
+/// Fails the test when python3 is missing.
+fn require_python() {
     let python = Command::new("python3").arg("--version").output();
     assert!(
         python.is_ok_and(|o| o.status.success()),
         "this test needs python3 (apt-get install python3)"
     );
+}
+
+#[test]
+fn the_example_client_drives_a_short_workload_end_to_end() {
+    require_python();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/exec-client.py");
     let workload = format!(
         r#"
@@ -94,4 +102,104 @@ final:
         !text.contains("garbage"),
         "the example client printed garbage"
     );
+}
+
+/// Wraps a client program (its command line: the arguments); for each op,
+/// picked by a checksum of its line: exits before running it, runs it and
+/// prints garbage, runs it and hangs, or relays the answer.
+const MISBEHAVING: &str = r#"
+import subprocess, sys, time, zlib
+inner = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+for line in sys.stdin:
+    mode = zlib.crc32(line.encode()) % 10
+    if mode == 1:
+        sys.exit(0)
+    inner.stdin.write(line)
+    inner.stdin.flush()
+    answer = inner.stdout.readline().strip()
+    if mode == 2:
+        print("it went fine, probably: " + answer, flush=True)
+    elif mode == 3:
+        time.sleep(60)
+    else:
+        print(answer, flush=True)
+"#;
+
+#[test]
+fn a_client_that_prints_garbage_exits_or_hangs_gives_info_and_is_replaced() {
+    require_python();
+    let scratch_dir = scratch("exec-misbehaving");
+    let dir = scratch_dir.path();
+    let wrapper = dir.join("misbehaving.py");
+    std::fs::write(&wrapper, MISBEHAVING).unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/exec-client.py");
+    let workload = format!(
+        r#"
+description: e2e test, db exec, a client program that misbehaves
+db:
+  exec:
+    start: ["{server}", "--my-addr", "{{client_addr}}", "--my-paxos", "{{peer_addr}}",
+            "--replica", "{{peer_addrs}}", "--data-dir", "{{dir}}"]
+    client: ["python3", "{wrapper}", "python3", "{example}", "{client}", "{{client_addr}}",
+             "--timeout-ms", "1000"]
+seed: 6
+duration: 6s
+cluster:
+  replicas: 3
+  base_client_port: 28800
+  base_paxos_port: 28850
+clients:
+  concurrency: 3
+  rate: 30
+  request_timeout: 2s
+operations:
+  keys: 3
+  mix: {{get: 40, put: 40, cas: 20}}
+final:
+  recovery_timeout: 20s
+"#,
+        server = server_bin().display(),
+        wrapper = wrapper.display(),
+        example = example.display(),
+        client = client_bin().display(),
+    );
+    let wl = dir.join("exec-misbehaving.yaml");
+    std::fs::write(&wl, workload).unwrap();
+    let store = dir.join("store");
+    let r = harness_run(&wl, &store, &[], Duration::from_secs(120));
+    eprintln!("{}\n{}\n(took {:?})", r.stdout, r.stderr, r.elapsed);
+    assert!(servers_on(28800).is_empty(), "servers left behind");
+    // The ops the wrapper spoiled were applied or not, nobody knows: as
+    // :info they keep the history linearizable.
+    assert_eq!(r.code, Some(0), "exit status");
+    let run = std::fs::canonicalize(store.join("latest")).unwrap();
+    let text = std::fs::read_to_string(run.join("history.edn")).unwrap();
+    for (why, what) in [
+        ("printed garbage", "garbage"),
+        ("client program exited", "an exit"),
+        ("gave no result within", "a hang"),
+    ] {
+        let infos = text
+            .lines()
+            .filter(|l| l.contains(why))
+            .inspect(|l| assert!(l.contains(":type :info"), "{what} must be :info: {l}"))
+            .count();
+        assert!(infos > 0, "no op met {what} ({why:?}) in the history");
+    }
+    // Every spoiled op is :info and the workers went on: ops completed :ok
+    // after the replacements, on fresh processes.
+    let res: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    assert!(
+        res["stats"]["overall"]["ok"].as_u64().unwrap() > 20,
+        "{}",
+        res["stats"]
+    );
+    let log = std::fs::read_to_string(run.join("exec-clients.log")).unwrap();
+    let replaced = log.matches("=== harness: client program of n").count();
+    let infos = text
+        .lines()
+        .filter(|l| l.contains("client replaced"))
+        .count();
+    assert_eq!(replaced, infos, "the clients' log names each replacement");
 }

@@ -200,6 +200,7 @@ impl Api for ExecApi {
 
     fn client(&self, node: usize, _connect_timeout: Duration) -> Result<Box<dyn DbClient>> {
         Ok(Box::new(ExecClient {
+            node,
             argv: self.clients[node].clone(),
             log: self.client_log.clone(),
             proc: None,
@@ -230,6 +231,8 @@ impl Drop for ClientProc {
 
 /// A worker's client program, restarted after it misbehaves.
 pub struct ExecClient {
+    /// The node it is bound to.
+    node: usize,
     argv: Vec<String>,
     log: PathBuf,
     proc: Option<ClientProc>,
@@ -317,6 +320,14 @@ impl ExecClient {
         })
     }
 
+    /// A line of the harness's own in the clients' log.
+    fn note(&self, what: &str) {
+        use std::io::Write as _;
+        if let Ok(mut log) = OpenOptions::new().create(true).append(true).open(&self.log) {
+            let _ = writeln!(log, "=== harness: {what}");
+        }
+    }
+
     async fn run(&mut self, op: &Op, timeout: Duration) -> Completion {
         let info = |error: String| Completion {
             kind: OpType::Info,
@@ -356,8 +367,14 @@ impl ExecClient {
         match outcome {
             Ok(c) => c,
             Err(e) => {
-                // Killed and replaced by a fresh one at the next op.
+                // Killed and replaced by a fresh one at the next op; said in
+                // the clients' log too, beside what the program wrote.
                 self.proc = None;
+                self.note(&format!(
+                    "client program of n{} replaced: {e} (op {})",
+                    self.node,
+                    op_line(op).trim()
+                ));
                 info(format!("{e}; client replaced"))
             }
         }
@@ -416,6 +433,7 @@ mod tests {
         };
         for script in ["exit 0", "read l; echo garbage", "read l; sleep 30"] {
             let mut c = ExecClient {
+                node: 0,
                 argv: vec!["sh".into(), "-c".into(), script.into()],
                 log: dir.path().join("log"),
                 proc: None,
@@ -424,7 +442,14 @@ mod tests {
             assert_eq!(done.kind, OpType::Info, "{script}: {:?}", done.error);
             assert!(c.proc.is_none(), "{script}: not replaced");
         }
+        let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+        assert_eq!(
+            log.matches("client program of n0 replaced").count(),
+            3,
+            "{log}"
+        );
         let mut ok = ExecClient {
+            node: 0,
             argv: vec![
                 "sh".into(),
                 "-c".into(),
