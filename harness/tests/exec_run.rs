@@ -5,7 +5,8 @@
 //! same client behind a wrapper that, for some ops, prints garbage, exits or
 //! hangs: those ops are `:info` (never `:ok`), the worker goes on with a
 //! fresh client, the run completes valid and the clients' log says which
-//! were replaced (ports 28800-28899). Needs python3.
+//! were replaced (ports 28800-28899). A missing start or client program, or
+//! etcd binary, is a clear error before anything starts. Needs python3.
 
 mod common;
 
@@ -202,4 +203,38 @@ final:
         .filter(|l| l.contains("client replaced"))
         .count();
     assert_eq!(replaced, infos, "the clients' log names each replacement");
+}
+
+#[test]
+fn a_missing_program_is_a_clear_error_before_anything_starts() {
+    let scratch_dir = scratch("exec-missing");
+    let dir = scratch_dir.path();
+    let cases = [
+        (
+            r#"exec: {start: ["/nonexistent/mydb", "{id}"], client: ["sh"]}"#,
+            "db.exec.start: /nonexistent/mydb: no such file",
+        ),
+        (
+            r#"exec: {start: ["sh"], client: ["no-such-client-program-h17"]}"#,
+            "db.exec.client: cannot find `no-such-client-program-h17` on PATH",
+        ),
+        (
+            r#"etcd: {bin: /nonexistent/etcd}"#,
+            "db.etcd.bin /nonexistent/etcd: no such file",
+        ),
+    ];
+    for (i, (db, says)) in cases.iter().enumerate() {
+        let wl = dir.join(format!("missing-{i}.yaml"));
+        std::fs::write(
+            &wl,
+            format!(
+                "description: a missing program\ndb: {{{db}}}\nduration: 2s\n\
+                 cluster: {{replicas: 3, base_client_port: 28800, base_paxos_port: 28850}}\n"
+            ),
+        )
+        .unwrap();
+        let r = harness_run(&wl, &dir.join("store"), &[], Duration::from_secs(60));
+        assert_eq!(r.code, Some(2), "{db}: {}", r.stderr);
+        assert!(r.stderr.contains(says), "{db}: {}", r.stderr);
+    }
 }

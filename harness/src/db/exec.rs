@@ -123,12 +123,31 @@ pub fn command_line(template: &[String], c: &ClusterConfig, i: usize) -> Result<
         .collect()
 }
 
-/// The start program of `spec` (its first word), for the report.
+/// The start program of `spec` (its first word), for the report. Both the
+/// start and the client program must exist, as a path or on PATH: a clear
+/// error before anything starts.
 pub fn find_program(spec: &ExecSpec) -> Result<PathBuf> {
-    match spec.start.first() {
-        Some(p) => Ok(PathBuf::from(p)),
-        None => bail!("db.exec.start: empty command line"),
+    find_executable("db.exec.client", &spec.client)?;
+    find_executable("db.exec.start", &spec.start)
+}
+
+/// The program of command line `words` (`field` names it in the error): a
+/// path if it has a `/`, else the first match on PATH.
+fn find_executable(field: &str, words: &[String]) -> Result<PathBuf> {
+    let Some(program) = words.first() else {
+        bail!("{field}: empty command line");
+    };
+    if program.contains('/') {
+        if Path::new(program).is_file() {
+            return Ok(PathBuf::from(program));
+        }
+        bail!("{field}: {program}: no such file");
     }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|dir| dir.join(program).is_file()) {
+        return Ok(PathBuf::from(program));
+    }
+    bail!("{field}: cannot find `{program}` on PATH")
 }
 
 /// The nodes of workload `w`, laid out in `dir` (nothing started).
