@@ -35,6 +35,16 @@ impl ProcDialers {
         }
     }
 
+    /// Checks that this machine's `/proc` can answer (Linux, and the
+    /// harness may read its own processes' descriptors); the reason if not.
+    pub fn check_available() -> Result<(), String> {
+        std::fs::read_to_string("/proc/net/tcp")
+            .map_err(|e| format!("cannot read /proc/net/tcp: {e}"))?;
+        std::fs::read_dir("/proc/self/fd")
+            .map_err(|e| format!("cannot read /proc/self/fd: {e}"))?;
+        Ok(())
+    }
+
     /// The node whose process owns the client end of the connection from
     /// `peer` to `local` (as the accepting side sees them), if any. Reads
     /// `/proc`: call it off the async threads.

@@ -55,6 +55,8 @@ pub enum NetworkError {
     PortRange { base: u16, end: u32 },
     #[error("cannot resolve {addr}: {reason}")]
     Resolve { addr: String, reason: String },
+    #[error("the inbound proxies find which node dialled in /proc (Linux only), but {reason}")]
+    NoProc { reason: String },
 }
 
 /// The proxies of one cluster.
@@ -163,6 +165,7 @@ impl Network {
         upstreams: &[String],
         dialers: ProcDialers,
     ) -> Result<Network, NetworkError> {
+        ProcDialers::check_available().map_err(|reason| NetworkError::NoProc { reason })?;
         let n = upstreams.len();
         let end = u32::from(base_port) + n as u32;
         if end > 65536 {
