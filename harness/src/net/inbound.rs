@@ -20,11 +20,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::dialer::ProcDialers;
-use super::proxy::{self, Link, ProxyError};
+use super::proxy::{self, Direction, Link, OpenGuard, ProxyError};
 
 /// Tries to find a connection's dialler (a process may still be setting its
 /// socket up when the connection is accepted).
@@ -94,12 +94,22 @@ async fn accept_loop(
         };
         let (links, dialers, own) = (links.clone(), dialers.clone(), own.clone());
         tokio::spawn(async move {
-            let local = client.local_addr().ok();
-            let from = match local {
-                Some(local) => identify(&dialers, peer, local).await,
-                None => None,
+            let from = match client.local_addr() {
+                Ok(local) => identify(&dialers, peer, local).await,
+                Err(_) => None,
             };
-            route(client, upstream, &links, from, &own).await;
+            // Only the directions' watches stay with the connection, so that
+            // it ends when the links are dropped with the network.
+            let directions = directions(&links, from, &own);
+            let strangers = links.strangers.clone();
+            drop((links, own));
+            match directions {
+                Some((up, down, open)) => proxy::serve(client, upstream, up, down, open).await,
+                None => {
+                    strangers.fetch_add(1, Ordering::Relaxed);
+                    proxy::reset(&client);
+                }
+            }
         });
     }
 }
@@ -124,33 +134,18 @@ async fn identify(
     None
 }
 
-/// Serves the connection under the links of its dialler `from`.
-async fn route(
-    client: TcpStream,
-    upstream: SocketAddr,
+/// What the connection dialled by `from` follows: what it sends, what it
+/// is answered, and the link it counts on. None: no node dialled it.
+fn directions(
     links: &LinksOf,
     from: Option<usize>,
-    own: &Arc<Link>,
-) {
-    let to = links.to;
-    let pair = from.and_then(|f| {
-        Some((
-            links.from.get(f)?.as_ref()?.clone(),
-            links.back.get(f)?.as_ref()?.clone(),
-        ))
-    });
-    match (from, pair) {
-        (Some(_), Some((there, back))) => {
-            let open = there.opened();
-            proxy::serve(client, upstream, there.watch(), back.watch(), open).await
-        }
-        (Some(f), None) if f == to => {
-            let open = own.opened();
-            proxy::serve(client, upstream, own.watch(), own.watch(), open).await
-        }
-        _ => {
-            links.strangers.fetch_add(1, Ordering::Relaxed);
-            proxy::reset(&client);
-        }
+    own: &Link,
+) -> Option<(Direction, Direction, OpenGuard)> {
+    let from = from?;
+    if from == links.to {
+        return Some((own.watch(), own.watch(), own.opened()));
     }
+    let there = links.from.get(from)?.as_ref()?;
+    let back = links.back.get(from)?.as_ref()?;
+    Some((there.watch(), back.watch(), there.opened()))
 }
