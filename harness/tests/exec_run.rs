@@ -45,6 +45,7 @@ fn require_python() {
 #[test]
 fn the_example_client_drives_a_short_workload_end_to_end() {
     require_python();
+    let _one = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/exec-client.py");
     let workload = format!(
         r#"
@@ -105,30 +106,45 @@ final:
     );
 }
 
-/// Wraps a client program (its command line: the arguments); for each op,
-/// picked by a checksum of its line: exits before running it, runs it and
-/// prints garbage, runs it and hangs, or relays the answer.
+/// Wraps a client program (the wrapper's arguments after the counter file):
+/// the run's 3rd op exits before running it, the 5th runs and then prints
+/// garbage, the 7th runs and then hangs; every other op is relayed. The ops
+/// are counted across all wrapper processes in a file (under a lock), so
+/// each misbehaviour happens exactly once, early, whatever the timing.
 const MISBEHAVING: &str = r#"
-import subprocess, sys, time, zlib
-inner = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+import fcntl, subprocess, sys, time
+counter, argv = sys.argv[1], sys.argv[2:]
+inner = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+def next_op():
+    with open(counter, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        n = len(f.read()) + 1
+        f.write(".")
+        return n
 for line in sys.stdin:
-    mode = zlib.crc32(line.encode()) % 10
-    if mode == 1:
+    n = next_op()
+    if n == 3:
         sys.exit(0)
     inner.stdin.write(line)
     inner.stdin.flush()
     answer = inner.stdout.readline().strip()
-    if mode == 2:
+    if n == 5:
         print("it went fine, probably: " + answer, flush=True)
-    elif mode == 3:
+    elif n == 7:
         time.sleep(60)
     else:
         print(answer, flush=True)
 "#;
 
+/// The e2e runs of this file, one at a time: each runs a python process and
+/// a `client` per op, enough load for a 2-core machine.
+static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_client_that_prints_garbage_exits_or_hangs_gives_info_and_is_replaced() {
     require_python();
+    let _one = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let scratch_dir = scratch("exec-misbehaving");
     let dir = scratch_dir.path();
     let wrapper = dir.join("misbehaving.py");
@@ -141,8 +157,8 @@ db:
   exec:
     start: ["{server}", "--my-addr", "{{client_addr}}", "--my-paxos", "{{peer_addr}}",
             "--replica", "{{peer_addrs}}", "--data-dir", "{{dir}}"]
-    client: ["python3", "{wrapper}", "python3", "{example}", "{client}", "{{client_addr}}",
-             "--timeout-ms", "1000"]
+    client: ["python3", "{wrapper}", "{counter}", "python3", "{example}", "{client}",
+             "{{client_addr}}", "--timeout-ms", "1000"]
 seed: 6
 duration: 6s
 cluster:
@@ -152,7 +168,7 @@ cluster:
 clients:
   concurrency: 3
   rate: 30
-  request_timeout: 2s
+  request_timeout: 4s
 operations:
   keys: 3
   mix: {{get: 40, put: 40, cas: 20}}
@@ -161,6 +177,7 @@ final:
 "#,
         server = server_bin().display(),
         wrapper = wrapper.display(),
+        counter = dir.join("ops-counted").display(),
         example = example.display(),
         client = client_bin().display(),
     );
