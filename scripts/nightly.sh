@@ -12,8 +12,11 @@
 # lose-unsynced* and no-fsync run the replicas on lazyfs mounts: they need
 # /dev/fuse and fusermount3 (Debian/Ubuntu: apt-get install fuse3).
 # and, when `etcd` is on PATH (apt-get install etcd-server etcd-client):
-#   etcd-smoke, etcd-kill, etcd-pause      must be valid       (exit 0)
-#   etcd-serializable                      must find an anomaly (exit 1)
+#   etcd-smoke, etcd-kill, etcd-pause, etcd-partition       must be valid (exit 0)
+#   etcd-serializable, etcd-serializable-partition          must find an anomaly (exit 1)
+# and, when python3 is on PATH, through `db: exec` (paxoskv's own server and
+# the example client workloads/exec-client.py):
+#   exec-paxoskv                           must be valid       (exit 0)
 # The runs stay in $STORE (default store/) for inspection; a table of
 # verdicts is printed and written to $STORE/nightly-summary.txt.
 #
@@ -37,9 +40,14 @@ if [ ${#WORKLOADS[@]} -eq 0 ]; then
   # Disk faults.
   WORKLOADS+=(lose-unsynced lose-unsynced-5 corrupt no-fsync)
   if command -v etcd >/dev/null; then
-    WORKLOADS+=(etcd-smoke etcd-kill etcd-pause etcd-serializable)
+    WORKLOADS+=(etcd-smoke etcd-kill etcd-pause etcd-partition etcd-serializable etcd-serializable-partition)
   else
     echo "etcd not on PATH: skipping the etcd workloads (apt-get install etcd-server etcd-client)"
+  fi
+  if command -v python3 >/dev/null; then
+    WORKLOADS+=(exec-paxoskv)
+  else
+    echo "python3 not on PATH: skipping the exec workload (apt-get install python3)"
   fi
 fi
 
@@ -58,24 +66,35 @@ fi
 
 expected() {
   case "$1" in
-    stale-reads | no-fsync | etcd-serializable) echo 1 ;;
+    stale-reads | no-fsync | etcd-serializable | etcd-serializable-partition) echo 1 ;;
     partition-local-reads) echo 1 ;;
     *) echo 0 ;;
   esac
 }
 
 mkdir -p "$STORE"
+
+# The workload file of $1. The exec workloads name the binaries under
+# target/release/: another profile gets a copy pointing at its own.
+workload_file() {
+  local f="workloads/$1.yaml"
+  if [ "$PROFILE" != release ] && grep -q 'target/release/' "$f"; then
+    sed "s#target/release/#target/$PROFILE/#g" "$f" > "$STORE/$1.yaml"
+    f="$STORE/$1.yaml"
+  fi
+  echo "$f"
+}
 summary="$STORE/nightly-summary.txt"
-printf '%-22s %-9s %-9s %-8s %s\n' workload expected got result store > "$summary"
+printf '%-28s %-9s %-9s %-8s %s\n' workload expected got result store > "$summary"
 failures=0
 for w in "${WORKLOADS[@]}"; do
   echo "=== $w"
-  "$HARNESS" run "workloads/$w.yaml" --store "$STORE" --no-progress "${PORTS[@]}"
+  "$HARNESS" run "$(workload_file "$w")" --store "$STORE" --no-progress "${PORTS[@]}"
   code=$?
   want=$(expected "$w")
   if [ "$code" = "$want" ]; then result=ok; else result=FAILED; failures=$((failures + 1)); fi
   dir=$(readlink -f "$STORE/$w/latest" 2>/dev/null || echo "-")
-  printf '%-22s %-9s %-9s %-8s %s\n' "$w" "$want" "$code" "$result" "$dir" >> "$summary"
+  printf '%-28s %-9s %-9s %-8s %s\n' "$w" "$want" "$code" "$result" "$dir" >> "$summary"
 done
 echo
 cat "$summary"

@@ -221,7 +221,8 @@ pub struct ClusterSpec {
     /// Paxos port of replica i is `base_paxos_port + i`.
     pub base_paxos_port: u16,
     /// With network faults, replica i reaches replica j through a proxy on
-    /// port `base_proxy_port + i * replicas + j` (range: `replicas²` ports).
+    /// port `base_proxy_port + i * replicas + j` (range: `replicas²` ports;
+    /// etcd: every member reaches member j through `base_proxy_port + j`).
     pub base_proxy_port: u16,
     /// Extra flags passed to every `server`, e.g. `["--tick-ms", "10"]`.
     pub server_flags: Vec<String>,

@@ -4,7 +4,10 @@
 //! - a short kill + pause workload on 3 members: exit 0, a complete store
 //!   dir, no etcd left behind (ports 28000-28099);
 //! - the serializable-reads workload, shortened: finds stale reads and exits
-//!   1 (ports 28100-28199; a few attempts allowed, it is a race by nature).
+//!   1 (ports 28100-28199; a few attempts allowed, it is a race by nature);
+//! - partitions through the inbound proxies: the isolated leader is replaced
+//!   and the run is valid (ports 28300-28399); serializable reads with the
+//!   leader isolated are caught (ports 28700-28799).
 
 mod common;
 
@@ -157,4 +160,106 @@ fn serializable_reads_with_the_leader_paused_are_caught() {
     run_until_anomaly(&wl, &store, &args, 200, 3, |_| {
         assert!(etcds_on(28100).is_empty(), "etcd left behind");
     });
+}
+
+const PARTITION: &str = r#"
+description: e2e test, etcd, the leader isolated then unable to speak
+db: etcd
+seed: 12
+duration: 12s
+cluster:
+  replicas: 3
+  base_client_port: 28300
+  base_paxos_port: 28350
+  base_proxy_port: 28380
+clients:
+  concurrency: 6
+  rate: 80
+  request_timeout: 2s
+operations:
+  keys: 4
+  mix: {get: 50, put: 30, cas: 15, append: 5}
+nemesis:
+  - fault: partition
+    shape: isolate
+    target: leader
+    start: 2s
+    duration: 3s
+  - fault: partition
+    shape: one-way
+    target: leader
+    start: 7s
+    duration: 3s
+final:
+  recovery_timeout: 30s
+checkers:
+  time_limit: 60s
+"#;
+
+/// The terms at which members of the run in `run` became leader.
+fn leader_terms(run: &Path) -> Vec<u64> {
+    let mut terms = Vec::new();
+    for n in ["n0.log", "n1.log", "n2.log"] {
+        let log = std::fs::read_to_string(run.join(n)).unwrap();
+        for line in log.lines() {
+            if let Some((_, t)) = line.split_once("became leader at term ") {
+                let digits: String = t.chars().take_while(|c| c.is_ascii_digit()).collect();
+                terms.extend(digits.parse::<u64>());
+            }
+        }
+    }
+    terms.sort();
+    terms
+}
+
+#[test]
+fn partitions_cut_etcd_peer_traffic_and_the_run_stays_valid() {
+    require_etcd();
+    let scratch_dir = scratch("etcd-partition");
+    let dir = scratch_dir.path();
+    let wl = dir.join("etcd-partition.yaml");
+    std::fs::write(&wl, PARTITION).unwrap();
+    let store = dir.join("store");
+    let r = harness_run(&wl, &store, &[], Duration::from_secs(120));
+    eprintln!("{}\n{}\n(took {:?})", r.stdout, r.stderr, r.elapsed);
+    for p in [28300, 28301, 28302] {
+        assert!(etcds_on(p).is_empty(), "etcd left behind on {p}");
+    }
+    assert_eq!(r.code, Some(0), "exit status");
+    let run = std::fs::canonicalize(store.join("latest")).unwrap();
+    let text = std::fs::read_to_string(run.join("history.edn")).unwrap();
+    assert!(text.contains("[:isolate :blackhole") && text.contains("[:one-way :blackhole"));
+    // The members really lost the leader: each cut (isolated, then unable
+    // to speak) made the others elect a new one, at a later term than the
+    // first election's.
+    let terms = leader_terms(&run);
+    assert!(
+        terms.len() >= 3 && terms[0] < terms[terms.len() - 1],
+        "elections at terms {terms:?}: the partitions did not cut the leader off"
+    );
+}
+
+#[test]
+fn serializable_reads_with_the_leader_isolated_are_caught() {
+    require_etcd();
+    let scratch_dir = scratch("etcd-serializable-partition");
+    let dir = scratch_dir.path();
+    let wl =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/etcd-serializable-partition.yaml");
+    let store = dir.join("store");
+    // One partition window instead of three.
+    let args = [
+        "--duration",
+        "8s",
+        "--base-client-port",
+        "28700",
+        "--base-paxos-port",
+        "28750",
+        "--base-proxy-port",
+        "28780",
+    ];
+    let r = run_until_anomaly(&wl, &store, &args, 300, 3, |_| {
+        assert!(etcds_on(28700).is_empty(), "etcd left behind");
+    });
+    assert!(r.stdout.contains("stale-read"), "{}", r.stdout);
 }

@@ -2,14 +2,16 @@
 //! blackholes or resets as configured; a heal lets connections through
 //! again; delay and bandwidth add at least what they promise (lower bounds
 //! only: the machine is noisy); a one-way partition cuts one direction only;
-//! nothing keeps listening once the network is dropped.
+//! nothing keeps listening once the network is dropped. The inbound
+//! proxies (one per destination, etcd's layout) tell real dialling
+//! processes apart and cut each direction of a connection by its own link.
 //!
-//! Ports 25900-25999 (this helper's range).
+//! Ports 25900-25999 and 28900-28919.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use harness::net::{Cut, Grudge, LinkProxy, Network, Shape};
+use harness::net::{Cut, Grudge, LinkProxy, Network, ProcDialers, Shape};
 use rand::SeedableRng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -197,10 +199,10 @@ async fn one_way_cuts_what_the_target_sends_only() {
     let g: Grudge = Shape::OneWay.grudge(2, &[0], &mut rng).unwrap();
     net.partition(&g, Cut::Blackhole);
 
-    let mut from_target = TcpStream::connect(net.link(0, 1).unwrap().addr())
+    let mut from_target = TcpStream::connect(net.dial_addr(0, 1).unwrap())
         .await
         .unwrap();
-    let mut to_target = TcpStream::connect(net.link(1, 0).unwrap().addr())
+    let mut to_target = TcpStream::connect(net.dial_addr(1, 0).unwrap())
         .await
         .unwrap();
     assert_eq!(
@@ -210,7 +212,7 @@ async fn one_way_cuts_what_the_target_sends_only() {
     assert_eq!(round_trip(&mut to_target, b"y", LONG).await.unwrap(), b"y");
 
     net.heal_partition();
-    let mut again = TcpStream::connect(net.link(0, 1).unwrap().addr())
+    let mut again = TcpStream::connect(net.dial_addr(0, 1).unwrap())
         .await
         .unwrap();
     assert_eq!(round_trip(&mut again, b"z", LONG).await.unwrap(), b"z");
@@ -247,4 +249,108 @@ async fn the_network_binds_every_port_and_frees_them_when_dropped() {
             assert!(ok, "port {port} still bound after the network was dropped");
         }
     }
+}
+
+/// An echo server on `port` that also reports every line it hears.
+async fn recording_echo(port: u16) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let l = TcpListener::bind(local(port))
+        .await
+        .expect("echo port free");
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut lines = BufReader::new(r).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let _ = tx.send(line.clone());
+                    if w.write_all(format!("{line}\n").as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    rx
+}
+
+/// A separate process (bash, its `$0` being `marker`) that dials `port`,
+/// sends `msg` and waits a second for the echo: what it heard, or
+/// "timeout" / "closed".
+async fn dial_from_process(marker: &str, port: u16, msg: &str) -> String {
+    let script = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{port} || {{ echo closed; exit; }}; \
+         echo {msg} >&3; \
+         if read -t 1 line <&3; then echo \"$line\"; \
+         elif [ $? -gt 128 ]; then echo timeout; else echo closed; fi"
+    );
+    let out = tokio::process::Command::new("bash")
+        .args(["-c", &script, marker])
+        .kill_on_drop(true)
+        .output();
+    let out = timeout(LONG, out)
+        .await
+        .expect("the dialler finishes")
+        .expect("bash runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test]
+async fn inbound_proxies_cut_each_direction_by_the_dialling_process() {
+    // Node 2 is a recording echo server; nodes 0 and 1 are processes that
+    // dial it through its inbound proxy (28910 + 2).
+    let mut heard = recording_echo(28902).await;
+    let up: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", 28900 + i)).collect();
+    let markers: Vec<String> = (0..3)
+        .map(|i| format!("net-proxy-test-n{i}-{}", std::process::id()))
+        .collect();
+    let net =
+        Network::start_inbound("127.0.0.1", 28910, &up, ProcDialers::new(markers.clone())).unwrap();
+    let to_n2 = net.inbound_addr(2).unwrap().port();
+    assert_eq!(to_n2, 28912);
+    assert_eq!(
+        net.dial_addr(0, 2),
+        net.dial_addr(1, 2),
+        "one address per destination"
+    );
+
+    // Everything passes.
+    assert_eq!(dial_from_process(&markers[0], to_n2, "a").await, "a");
+    assert_eq!(heard.recv().await.unwrap(), "a");
+
+    // n2 -> n0 cut (n0 does not hear n2): what n0 sends arrives, the echo
+    // does not come back; n1 is not affected.
+    let mut g = Grudge::new(3);
+    g.cut(2, 0);
+    net.partition(&g, Cut::Blackhole);
+    assert_eq!(dial_from_process(&markers[0], to_n2, "b").await, "timeout");
+    assert_eq!(heard.recv().await.unwrap(), "b", "n0 -> n2 still passes");
+    assert_eq!(dial_from_process(&markers[1], to_n2, "c").await, "c");
+    assert_eq!(heard.recv().await.unwrap(), "c");
+
+    // n0 -> n2 cut: nothing n0 sends arrives.
+    let mut g = Grudge::new(3);
+    g.cut(0, 2);
+    net.partition(&g, Cut::Blackhole);
+    assert_eq!(dial_from_process(&markers[0], to_n2, "d").await, "timeout");
+    assert_eq!(dial_from_process(&markers[1], to_n2, "e").await, "e");
+    assert_eq!(heard.recv().await.unwrap(), "e", "n0's d never arrived");
+
+    // A reset cut of either direction resets n0's connections.
+    let mut g = Grudge::new(3);
+    g.cut(2, 0);
+    net.partition(&g, Cut::Reset);
+    assert_eq!(dial_from_process(&markers[0], to_n2, "f").await, "closed");
+    net.heal_partition();
+    assert_eq!(dial_from_process(&markers[0], to_n2, "g").await, "g");
+    assert_eq!(heard.recv().await.unwrap(), "g");
+
+    // A dialler that is not a node (this test process) is reset, counted.
+    assert_eq!(net.strangers(), 0);
+    let mut s = TcpStream::connect(local(to_n2)).await.unwrap();
+    assert!(closed_within(&mut s, LONG).await);
+    assert_eq!(net.strangers(), 1);
+    assert!(heard.try_recv().is_err(), "nothing else reached n2");
 }

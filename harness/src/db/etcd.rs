@@ -4,11 +4,14 @@
 //!
 //! Member `n<i>` serves clients on `cluster.host:base_client_port + i` and
 //! its peers on `base_paxos_port + i`, keeps its data dir `n<i>/` and its
-//! log `n<i>.log` in the run's dir. Peer traffic goes straight between the
-//! members: this adapter does not route them through the harness's link
-//! proxies yet, so network faults are not available for etcd (that needs
-//! `--listen-peer-urls` on the real port and
-//! `--initial-advertise-peer-urls`/`--initial-cluster` on the proxy's).
+//! log `n<i>.log` in the run's dir. Without network faults the members talk
+//! to each other directly. With them, every member still listens on its
+//! real peer port but advertises (in `--initial-advertise-peer-urls` and in
+//! the one `--initial-cluster` every member gets, whose hash is the cluster
+//! ID) the address of its inbound proxy, `base_proxy_port + i`
+//! ([`crate::net::inbound`]); the proxy learns which member dialled each
+//! connection from `/proc` (by the member's `--data-dir=` argument,
+//! [`crate::net::ProcDialers`]) and applies the links' rules per direction.
 //!
 //! Ops (as etcd transactions where one request is not enough):
 //!
@@ -43,6 +46,7 @@ use super::{Api, BoxFuture, Completion, Db, DbClient, NodeStatus};
 use crate::cluster::{Cluster, ClusterConfig};
 use crate::generator::HistoryOp;
 use crate::history::OpType;
+use crate::net::{Network, ProcDialers};
 use crate::workload::{EtcdReadMode, EtcdSpec, Workload};
 
 /// The generated client code of `harness/proto/etcd.proto`.
@@ -90,8 +94,29 @@ pub fn open(w: &Workload, spec: &EtcdSpec, etcd_bin: &Path, dir: &Path) -> Resul
         dir: dir.to_path_buf(),
         command_lines: None,
     };
+    // Network faults: each member's peers reach it through its inbound
+    // proxy (binds every proxy port now: one in use fails before any member
+    // starts).
+    let network = if w.uses_network() {
+        let real: Vec<String> = (0..c.replicas).map(|i| config.paxos_addr(i)).collect();
+        let markers = (0..c.replicas).map(|i| data_dir_flag(&config, i)).collect();
+        let net =
+            Network::start_inbound(&c.host, c.base_proxy_port, &real, ProcDialers::new(markers))?;
+        Some(Arc::new(net))
+    } else {
+        None
+    };
+    let advertised: Vec<String> = (0..c.replicas)
+        .map(|i| match &network {
+            Some(net) => net
+                .inbound_addr(i)
+                .map(|a| a.to_string())
+                .expect("one inbound proxy per member"),
+            None => config.paxos_addr(i),
+        })
+        .collect();
     let lines = (0..c.replicas)
-        .map(|i| command_line(&config, i, w.seed.unwrap_or(0)))
+        .map(|i| command_line(&config, i, &advertised, w.seed.unwrap_or(0)))
         .collect();
     let config = ClusterConfig {
         command_lines: Some(lines),
@@ -106,7 +131,9 @@ pub fn open(w: &Workload, spec: &EtcdSpec, etcd_bin: &Path, dir: &Path) -> Resul
         addrs: cluster.client_addrs(),
         read_mode: spec.read_mode,
     };
-    Ok(Db::new(Box::new(cluster), Arc::new(api)))
+    let mut db = Db::new(Box::new(cluster), Arc::new(api));
+    db.network = network;
+    Ok(db)
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {
@@ -118,24 +145,30 @@ fn create_private_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot create {}", dir.display()))
 }
 
-/// The command line of member `i`. The same on every (re)start: etcd ignores
-/// the `--initial-*` flags once its data dir holds a member.
-pub fn command_line(c: &ClusterConfig, i: usize, seed: u64) -> Vec<String> {
-    let url = |addr: String| format!("http://{addr}");
-    let initial_cluster: Vec<String> = (0..c.replicas)
-        .map(|r| format!("n{r}={}", url(c.paxos_addr(r))))
+/// Member `i`'s `--data-dir=` argument: unique to the run, so it also tells
+/// the member's process apart ([`ProcDialers`]).
+fn data_dir_flag(c: &ClusterConfig, i: usize) -> String {
+    format!("--data-dir={}", c.dir.join(format!("n{i}")).display())
+}
+
+/// The command line of member `i`, whose peers reach member `r` at
+/// `advertised[r]` (its real peer address, or its proxy's). The same on
+/// every (re)start: etcd ignores the `--initial-*` flags once its data dir
+/// holds a member.
+pub fn command_line(c: &ClusterConfig, i: usize, advertised: &[String], seed: u64) -> Vec<String> {
+    let url = |addr: &str| format!("http://{addr}");
+    let initial_cluster: Vec<String> = advertised
+        .iter()
+        .enumerate()
+        .map(|(r, a)| format!("n{r}={}", url(a)))
         .collect();
-    let mut line = vec![c.server_bin.display().to_string()];
+    let mut line = vec![c.server_bin.display().to_string(), data_dir_flag(c, i)];
     let flags = [
         ("--name", format!("n{i}")),
-        (
-            "--data-dir",
-            c.dir.join(format!("n{i}")).display().to_string(),
-        ),
-        ("--listen-client-urls", url(c.client_addr(i))),
-        ("--advertise-client-urls", url(c.client_addr(i))),
-        ("--listen-peer-urls", url(c.paxos_addr(i))),
-        ("--initial-advertise-peer-urls", url(c.paxos_addr(i))),
+        ("--listen-client-urls", url(&c.client_addr(i))),
+        ("--advertise-client-urls", url(&c.client_addr(i))),
+        ("--listen-peer-urls", url(&c.paxos_addr(i))),
+        ("--initial-advertise-peer-urls", url(&advertised[i])),
         ("--initial-cluster", initial_cluster.join(",")),
         ("--initial-cluster-state", "new".into()),
         ("--initial-cluster-token", format!("harness-{seed}")),

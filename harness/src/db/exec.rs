@@ -123,12 +123,31 @@ pub fn command_line(template: &[String], c: &ClusterConfig, i: usize) -> Result<
         .collect()
 }
 
-/// The start program of `spec` (its first word), for the report.
+/// The start program of `spec` (its first word), for the report. Both the
+/// start and the client program must exist, as a path or on PATH: a clear
+/// error before anything starts.
 pub fn find_program(spec: &ExecSpec) -> Result<PathBuf> {
-    match spec.start.first() {
-        Some(p) => Ok(PathBuf::from(p)),
-        None => bail!("db.exec.start: empty command line"),
+    find_executable("db.exec.client", &spec.client)?;
+    find_executable("db.exec.start", &spec.start)
+}
+
+/// The program of command line `words` (`field` names it in the error): a
+/// path if it has a `/`, else the first match on PATH.
+fn find_executable(field: &str, words: &[String]) -> Result<PathBuf> {
+    let Some(program) = words.first() else {
+        bail!("{field}: empty command line");
+    };
+    if program.contains('/') {
+        if Path::new(program).is_file() {
+            return Ok(PathBuf::from(program));
+        }
+        bail!("{field}: {program}: no such file");
     }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|dir| dir.join(program).is_file()) {
+        return Ok(PathBuf::from(program));
+    }
+    bail!("{field}: cannot find `{program}` on PATH")
 }
 
 /// The nodes of workload `w`, laid out in `dir` (nothing started).
@@ -200,6 +219,7 @@ impl Api for ExecApi {
 
     fn client(&self, node: usize, _connect_timeout: Duration) -> Result<Box<dyn DbClient>> {
         Ok(Box::new(ExecClient {
+            node,
             argv: self.clients[node].clone(),
             log: self.client_log.clone(),
             proc: None,
@@ -230,6 +250,8 @@ impl Drop for ClientProc {
 
 /// A worker's client program, restarted after it misbehaves.
 pub struct ExecClient {
+    /// The node it is bound to.
+    node: usize,
     argv: Vec<String>,
     log: PathBuf,
     proc: Option<ClientProc>,
@@ -317,6 +339,14 @@ impl ExecClient {
         })
     }
 
+    /// A line of the harness's own in the clients' log.
+    fn note(&self, what: &str) {
+        use std::io::Write as _;
+        if let Ok(mut log) = OpenOptions::new().create(true).append(true).open(&self.log) {
+            let _ = writeln!(log, "=== harness: {what}");
+        }
+    }
+
     async fn run(&mut self, op: &Op, timeout: Duration) -> Completion {
         let info = |error: String| Completion {
             kind: OpType::Info,
@@ -356,8 +386,14 @@ impl ExecClient {
         match outcome {
             Ok(c) => c,
             Err(e) => {
-                // Killed and replaced by a fresh one at the next op.
+                // Killed and replaced by a fresh one at the next op; said in
+                // the clients' log too, beside what the program wrote.
                 self.proc = None;
+                self.note(&format!(
+                    "client program of n{} replaced: {e} (op {})",
+                    self.node,
+                    op_line(op).trim()
+                ));
                 info(format!("{e}; client replaced"))
             }
         }
@@ -416,6 +452,7 @@ mod tests {
         };
         for script in ["exit 0", "read l; echo garbage", "read l; sleep 30"] {
             let mut c = ExecClient {
+                node: 0,
                 argv: vec!["sh".into(), "-c".into(), script.into()],
                 log: dir.path().join("log"),
                 proc: None,
@@ -424,7 +461,14 @@ mod tests {
             assert_eq!(done.kind, OpType::Info, "{script}: {:?}", done.error);
             assert!(c.proc.is_none(), "{script}: not replaced");
         }
+        let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+        assert_eq!(
+            log.matches("client program of n0 replaced").count(),
+            3,
+            "{log}"
+        );
         let mut ok = ExecClient {
+            node: 0,
             argv: vec![
                 "sh".into(),
                 "-c".into(),

@@ -1,30 +1,45 @@
-//! The cluster's network as the harness sees it: one proxy per directed
-//! replica-to-replica link, so the nemesis can cut, delay and slow links
+//! The cluster's network as the harness sees it: proxies between the
+//! replicas, so the nemesis can cut, delay and slow each directed link
 //! without root.
 //!
-//! - [`proxy`]: one link's TCP proxy and its rules (pass, blackhole, reset,
-//!   delay, bandwidth).
+//! - [`proxy`]: the rules of one directed link ([`Link`]: pass, blackhole,
+//!   reset, delay, bandwidth) and one link's TCP proxy ([`LinkProxy`]).
+//! - [`inbound`]: one proxy per destination node, for systems whose nodes
+//!   all dial one advertised address per node (etcd), with [`dialer`]
+//!   telling which node dialled each connection.
 //! - [`grudge`]: partition shapes (isolate, halves, bridge, majorities-ring,
 //!   one-way, explicit groups) as pure functions to the set of cut links.
 //!
-//! [`Network`] owns the proxies of a cluster of `n` replicas. The proxy of
-//! link `i -> j` listens on `base_port + i * n + j` ([`link_port`]); replica
-//! `i` is started with `--peer-dial j=<that address>` for every `j != i`
-//! ([`Network::peer_dials`]), so everything it sends to `j` crosses that
-//! proxy. The ports `base_port .. base_port + n * n` are the proxy range; the
-//! diagonal (`i * n + i`) is left unused. Every port is bound when the
-//! network starts, so a port in use is an error naming it before any replica
-//! runs; the listeners live in the harness process and close with it (also
-//! when it is killed).
+//! [`Network`] owns the links and proxies of a cluster of `n` replicas, in
+//! one of two layouts:
+//!
+//! - per link ([`Network::start`], paxoskv): the proxy of link `i -> j`
+//!   listens on `base_port + i * n + j` ([`link_port`]); replica `i` is
+//!   started with `--peer-dial j=<that address>` for every `j != i`
+//!   ([`Network::peer_dials`]), so everything it sends to `j` crosses that
+//!   proxy. The ports `base_port .. base_port + n * n` are the proxy range;
+//!   the diagonal (`i * n + i`) is left unused.
+//! - per destination ([`Network::start_inbound`], etcd): node `j`'s proxy
+//!   listens on `base_port + j`, the address `j` advertises to its peers.
+//!
+//! Every port is bound when the network starts, so a port in use is an
+//! error naming it before any replica runs; the listeners live in the
+//! harness process and close with it (also when it is killed).
 
+pub mod dialer;
 pub mod grudge;
+pub mod inbound;
 pub mod proxy;
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+pub use dialer::ProcDialers;
 pub use grudge::{Grudge, Shape, ShapeError};
-pub use proxy::{Cut, LinkProxy, ProxyError, Rules};
+pub use inbound::InboundProxy;
+pub use proxy::{Cut, Link, LinkProxy, ProxyError, Rules};
 
 /// The port of the proxy of link `from -> to` in a cluster of `n`.
 pub fn link_port(base_port: u16, n: usize, from: usize, to: usize) -> u32 {
@@ -40,14 +55,49 @@ pub enum NetworkError {
     PortRange { base: u16, end: u32 },
     #[error("cannot resolve {addr}: {reason}")]
     Resolve { addr: String, reason: String },
+    #[error("the inbound proxies find which node dialled in /proc (Linux only), but {reason}")]
+    NoProc { reason: String },
 }
 
 /// The proxies of one cluster.
 #[derive(Debug)]
 pub struct Network {
     n: usize,
-    /// `links[from][to]`; None on the diagonal.
-    links: Vec<Vec<Option<LinkProxy>>>,
+    /// `links[from][to]`: the rules of each directed link; None on the
+    /// diagonal.
+    links: Vec<Vec<Option<Arc<Link>>>>,
+    /// `dial[from][to]`: where `from` reaches `to`.
+    dial: Vec<Vec<Option<SocketAddr>>>,
+    /// Per-link proxies ([`Network::start`]).
+    _link_proxies: Vec<LinkProxy>,
+    /// Per-destination proxies ([`Network::start_inbound`]).
+    inbound: Vec<InboundProxy>,
+    /// Connections the inbound proxies reset because no node dialled them.
+    strangers: Arc<AtomicUsize>,
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr, NetworkError> {
+    addr.to_socket_addrs()
+        .map_err(|e| NetworkError::Resolve {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?
+        .next()
+        .ok_or_else(|| NetworkError::Resolve {
+            addr: addr.to_string(),
+            reason: "no address".into(),
+        })
+}
+
+/// One [`Link`] per directed link of `n` nodes.
+fn new_links(n: usize) -> Vec<Vec<Option<Arc<Link>>>> {
+    (0..n)
+        .map(|f| {
+            (0..n)
+                .map(|t| (f != t).then(|| Arc::new(Link::new(format!("n{f}->n{t}")))))
+                .collect()
+        })
+        .collect()
 }
 
 impl Network {
@@ -60,80 +110,140 @@ impl Network {
         upstreams: &[String],
     ) -> Result<Network, NetworkError> {
         let n = upstreams.len();
-        if n == 0 {
-            return Ok(Network {
-                n,
-                links: Vec::new(),
-            });
+        let links = new_links(n);
+        if n > 0 {
+            let end = link_port(base_port, n, n - 1, n - 1) + 1;
+            if end > 65536 {
+                return Err(NetworkError::PortRange {
+                    base: base_port,
+                    end,
+                });
+            }
         }
-        let end = link_port(base_port, n, n - 1, n - 1) + 1;
-        if end > 65536 {
-            return Err(NetworkError::PortRange {
-                base: base_port,
-                end,
-            });
-        }
-        let resolve = |addr: &str| -> Result<SocketAddr, NetworkError> {
-            addr.to_socket_addrs()
-                .map_err(|e| NetworkError::Resolve {
-                    addr: addr.to_string(),
-                    reason: e.to_string(),
-                })?
-                .next()
-                .ok_or_else(|| NetworkError::Resolve {
-                    addr: addr.to_string(),
-                    reason: "no address".into(),
-                })
-        };
         let up: Vec<SocketAddr> = upstreams
             .iter()
             .map(|a| resolve(a))
             .collect::<Result<_, _>>()?;
         // Every port first: one in use fails the start before any proxy
         // serves (and the ones bound so far close at once).
-        let mut reserved = Vec::with_capacity(n);
-        for from in 0..n {
-            let mut row = Vec::with_capacity(n);
-            for to in 0..n {
-                if from == to {
-                    row.push(None);
-                    continue;
+        let mut reserved = Vec::new();
+        for (from, row) in links.iter().enumerate() {
+            for (to, link) in row.iter().enumerate() {
+                if let Some(link) = link {
+                    let port = link_port(base_port, n, from, to);
+                    let listen = resolve(&format!("{host}:{port}"))?;
+                    reserved.push((from, to, proxy::reserve(link.name(), listen)?));
                 }
-                let name = format!("n{from}->n{to}");
-                let port = link_port(base_port, n, from, to);
-                let listen = resolve(&format!("{host}:{port}"))?;
-                row.push(Some((name.clone(), LinkProxy::reserve(&name, listen)?)));
             }
-            reserved.push(row);
         }
-        let mut links = Vec::with_capacity(n);
-        for row in reserved {
-            let mut out = Vec::with_capacity(n);
-            for (to, cell) in row.into_iter().enumerate() {
-                out.push(match cell {
-                    Some((name, l)) => Some(LinkProxy::start(name, l, up[to])?),
-                    None => None,
-                });
-            }
-            links.push(out);
+        let mut dial = vec![vec![None; n]; n];
+        let mut proxies = Vec::with_capacity(reserved.len());
+        for (from, to, listener) in reserved {
+            let link = links[from][to].clone().expect("off the diagonal");
+            let p = LinkProxy::start(link, listener, up[to])?;
+            dial[from][to] = Some(p.addr());
+            proxies.push(p);
         }
-        Ok(Network { n, links })
+        Ok(Network {
+            n,
+            links,
+            dial,
+            _link_proxies: proxies,
+            inbound: Vec::new(),
+            strangers: Arc::default(),
+        })
+    }
+
+    /// Binds one proxy per destination node ([`inbound`]), for systems whose
+    /// nodes all dial one advertised address per peer: node `j`'s proxy
+    /// listens on `host:base_port + j` and forwards to `upstreams[j]`;
+    /// `dialers` tells which node dialled each connection. Must run inside a
+    /// tokio runtime.
+    pub fn start_inbound(
+        host: &str,
+        base_port: u16,
+        upstreams: &[String],
+        dialers: ProcDialers,
+    ) -> Result<Network, NetworkError> {
+        ProcDialers::check_available().map_err(|reason| NetworkError::NoProc { reason })?;
+        let n = upstreams.len();
+        let end = u32::from(base_port) + n as u32;
+        if end > 65536 {
+            return Err(NetworkError::PortRange {
+                base: base_port,
+                end,
+            });
+        }
+        let links = new_links(n);
+        let up: Vec<SocketAddr> = upstreams
+            .iter()
+            .map(|a| resolve(a))
+            .collect::<Result<_, _>>()?;
+        let mut reserved = Vec::with_capacity(n);
+        for to in 0..n {
+            let listen = resolve(&format!("{host}:{}", u32::from(base_port) + to as u32))?;
+            reserved.push(proxy::reserve(&format!("* -> n{to}"), listen)?);
+        }
+        let dialers = Arc::new(dialers);
+        let strangers = Arc::new(AtomicUsize::new(0));
+        let mut inbound = Vec::with_capacity(n);
+        for (to, listener) in reserved.into_iter().enumerate() {
+            let of = inbound::LinksOf {
+                to,
+                from: (0..n).map(|f| links[f][to].clone()).collect(),
+                back: (0..n).map(|f| links[to][f].clone()).collect(),
+                strangers: strangers.clone(),
+            };
+            inbound.push(InboundProxy::start(listener, up[to], of, dialers.clone())?);
+        }
+        let dial = (0..n)
+            .map(|f| {
+                (0..n)
+                    .map(|t| (f != t).then(|| inbound[t].addr()))
+                    .collect()
+            })
+            .collect();
+        Ok(Network {
+            n,
+            links,
+            dial,
+            _link_proxies: Vec::new(),
+            inbound,
+            strangers,
+        })
     }
 
     pub fn nodes(&self) -> usize {
         self.n
     }
 
-    /// The proxy of link `from -> to`.
-    pub fn link(&self, from: usize, to: usize) -> Option<&LinkProxy> {
-        self.links.get(from)?.get(to)?.as_ref()
+    /// The rules of link `from -> to`.
+    pub fn link(&self, from: usize, to: usize) -> Option<&Link> {
+        self.links.get(from)?.get(to)?.as_deref()
     }
 
-    fn all(&self) -> impl Iterator<Item = (usize, usize, &LinkProxy)> {
+    /// Where `from` dials to reach `to` (a proxy's address).
+    pub fn dial_addr(&self, from: usize, to: usize) -> Option<SocketAddr> {
+        *self.dial.get(from)?.get(to)?
+    }
+
+    /// With inbound proxies, the one address every node dials to reach
+    /// `to`: what `to` advertises.
+    pub fn inbound_addr(&self, to: usize) -> Option<SocketAddr> {
+        self.inbound.get(to).map(|p| p.addr())
+    }
+
+    /// Connections the inbound proxies reset because no node dialled them
+    /// (a dialler [`ProcDialers`] could not find).
+    pub fn strangers(&self) -> usize {
+        self.strangers.load(Ordering::Relaxed)
+    }
+
+    fn all(&self) -> impl Iterator<Item = (usize, usize, &Link)> {
         self.links.iter().enumerate().flat_map(|(f, row)| {
             row.iter()
                 .enumerate()
-                .filter_map(move |(t, l)| l.as_ref().map(|l| (f, t, l)))
+                .filter_map(move |(t, l)| l.as_deref().map(|l| (f, t, l)))
         })
     }
 
@@ -141,7 +251,7 @@ impl Network {
     /// other replica.
     pub fn peer_dials(&self, i: usize) -> Vec<String> {
         (0..self.n)
-            .filter_map(|j| self.link(i, j).map(|l| format!("{j}={}", l.addr())))
+            .filter_map(|j| self.dial_addr(i, j).map(|a| format!("{j}={a}")))
             .collect()
     }
 

@@ -106,69 +106,26 @@ pub enum ProxyError {
     },
 }
 
-/// One directed link's proxy.
+/// The rules of one directed link, shared by every connection that carries
+/// its bytes (one [`LinkProxy`]'s, or the connections of several inbound
+/// proxies, [`super::inbound`]).
 #[derive(Debug)]
-pub struct LinkProxy {
+pub struct Link {
     name: String,
-    addr: SocketAddr,
-    upstream: SocketAddr,
     state: watch::Sender<State>,
-    /// Connections currently open through the proxy.
+    /// Connections currently open on the link.
     open: Arc<AtomicUsize>,
-    accept: JoinHandle<()>,
 }
 
-impl LinkProxy {
-    /// Listens on `listen` (must be free) and forwards to `upstream`.
-    /// `name` (e.g. `n0->n2`) appears in errors. Must run inside a tokio
-    /// runtime.
-    pub fn bind(
-        name: impl Into<String>,
-        listen: SocketAddr,
-        upstream: SocketAddr,
-    ) -> Result<LinkProxy, ProxyError> {
-        let name = name.into();
-        let listener = Self::reserve(&name, listen)?;
-        Self::start(name, listener, upstream)
-    }
-
-    /// Binds the port without serving it yet (so that a set of proxies can
-    /// check all their ports before any starts).
-    pub fn reserve(name: &str, listen: SocketAddr) -> Result<std::net::TcpListener, ProxyError> {
-        let bind_err = |source| ProxyError::Bind {
-            addr: listen,
-            link: name.to_string(),
-            source,
-        };
-        let l = std::net::TcpListener::bind(listen).map_err(bind_err)?;
-        l.set_nonblocking(true).map_err(bind_err)?;
-        Ok(l)
-    }
-
-    /// Serves a listener from [`LinkProxy::reserve`]. Must run inside a
-    /// tokio runtime.
-    pub fn start(
-        name: String,
-        listener: std::net::TcpListener,
-        upstream: SocketAddr,
-    ) -> Result<LinkProxy, ProxyError> {
-        let serve_err = |source| ProxyError::Serve {
-            link: name.clone(),
-            source,
-        };
-        let addr = listener.local_addr().map_err(serve_err)?;
-        let listener = TcpListener::from_std(listener).map_err(serve_err)?;
-        let (state, rx) = watch::channel(State::default());
-        let open = Arc::new(AtomicUsize::new(0));
-        let accept = tokio::spawn(accept_loop(listener, upstream, rx, open.clone()));
-        Ok(LinkProxy {
-            name,
-            addr,
-            upstream,
-            state,
-            open,
-            accept,
-        })
+impl Link {
+    /// A link that passes everything; `name` (e.g. `n0->n2`) appears in
+    /// errors and logs.
+    pub fn new(name: impl Into<String>) -> Link {
+        Link {
+            name: name.into(),
+            state: watch::channel(State::default()).0,
+            open: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
     /// The link's name, e.g. `n0->n2`.
@@ -176,21 +133,12 @@ impl LinkProxy {
         &self.name
     }
 
-    /// The address to dial instead of the upstream.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    pub fn upstream(&self) -> SocketAddr {
-        self.upstream
-    }
-
     /// The rules in force.
     pub fn rules(&self) -> Rules {
         self.state.borrow().rules
     }
 
-    /// Connections open through the proxy right now.
+    /// Connections open on the link right now.
     pub fn open_connections(&self) -> usize {
         self.open.load(Ordering::Relaxed)
     }
@@ -213,6 +161,141 @@ impl LinkProxy {
     pub fn set_cut(&self, cut: Option<Cut>) {
         self.update(|r| r.cut = cut);
     }
+
+    /// What a connection watches to follow the link's rules.
+    pub(crate) fn watch(&self) -> Direction {
+        Direction {
+            state: self.state.subscribe(),
+        }
+    }
+
+    /// Counts a connection open on the link until the guard drops.
+    pub(crate) fn opened(&self) -> OpenGuard {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(self.open.clone())
+    }
+}
+
+/// Decrements a link's open-connection count when dropped.
+pub(crate) struct OpenGuard(Arc<AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The rules one direction of a connection follows: the link whose bytes it
+/// carries.
+#[derive(Debug, Clone)]
+pub(crate) struct Direction {
+    state: watch::Receiver<State>,
+}
+
+/// One directed link's proxy.
+#[derive(Debug)]
+pub struct LinkProxy {
+    link: Arc<Link>,
+    addr: SocketAddr,
+    upstream: SocketAddr,
+    accept: JoinHandle<()>,
+}
+
+impl LinkProxy {
+    /// Listens on `listen` (must be free) and forwards to `upstream`.
+    /// `name` (e.g. `n0->n2`) appears in errors. Must run inside a tokio
+    /// runtime.
+    pub fn bind(
+        name: impl Into<String>,
+        listen: SocketAddr,
+        upstream: SocketAddr,
+    ) -> Result<LinkProxy, ProxyError> {
+        let link = Arc::new(Link::new(name));
+        let listener = reserve(link.name(), listen)?;
+        Self::start(link, listener, upstream)
+    }
+
+    /// Serves a listener from [`reserve`] under `link`'s rules. Must run
+    /// inside a tokio runtime.
+    pub fn start(
+        link: Arc<Link>,
+        listener: std::net::TcpListener,
+        upstream: SocketAddr,
+    ) -> Result<LinkProxy, ProxyError> {
+        let (addr, listener) = serve_listener(link.name(), listener)?;
+        let accept = tokio::spawn(accept_loop(listener, upstream, link.clone()));
+        Ok(LinkProxy {
+            link,
+            addr,
+            upstream,
+            accept,
+        })
+    }
+
+    /// The rules of the link.
+    pub fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// The link's name, e.g. `n0->n2`.
+    pub fn name(&self) -> &str {
+        self.link.name()
+    }
+
+    /// The address to dial instead of the upstream.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn upstream(&self) -> SocketAddr {
+        self.upstream
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> Rules {
+        self.link.rules()
+    }
+
+    /// Connections open through the proxy right now.
+    pub fn open_connections(&self) -> usize {
+        self.link.open_connections()
+    }
+
+    /// Changes the rules; takes effect at once on every connection.
+    pub fn update(&self, change: impl FnOnce(&mut Rules)) {
+        self.link.update(change)
+    }
+
+    /// Cuts the link (`Some`) or lets it pass again (`None`).
+    pub fn set_cut(&self, cut: Option<Cut>) {
+        self.link.set_cut(cut)
+    }
+}
+
+/// Binds a port without serving it yet (so that a set of proxies can check
+/// all their ports before any starts). `link` names it in the error.
+pub fn reserve(link: &str, listen: SocketAddr) -> Result<std::net::TcpListener, ProxyError> {
+    let bind_err = |source| ProxyError::Bind {
+        addr: listen,
+        link: link.to_string(),
+        source,
+    };
+    let l = std::net::TcpListener::bind(listen).map_err(bind_err)?;
+    l.set_nonblocking(true).map_err(bind_err)?;
+    Ok(l)
+}
+
+/// A reserved listener, ready for tokio, and its address.
+pub(crate) fn serve_listener(
+    link: &str,
+    listener: std::net::TcpListener,
+) -> Result<(SocketAddr, TcpListener), ProxyError> {
+    let serve_err = |source| ProxyError::Serve {
+        link: link.to_string(),
+        source,
+    };
+    let addr = listener.local_addr().map_err(serve_err)?;
+    Ok((addr, TcpListener::from_std(listener).map_err(serve_err)?))
 }
 
 impl Drop for LinkProxy {
@@ -223,36 +306,21 @@ impl Drop for LinkProxy {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    upstream: SocketAddr,
-    state: watch::Receiver<State>,
-    open: Arc<AtomicUsize>,
-) {
+async fn accept_loop(listener: TcpListener, upstream: SocketAddr, link: Arc<Link>) {
     loop {
         let Ok((client, _)) = listener.accept().await else {
             // Out of file descriptors or similar: do not spin.
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         };
-        let s = *state.borrow();
-        if s.rules.cut == Some(Cut::Reset) {
-            reset(&client);
-            continue;
-        }
-        let _ = client.set_nodelay(true);
-        let open = open.clone();
-        open.fetch_add(1, Ordering::Relaxed);
-        let state = state.clone();
-        tokio::spawn(async move {
-            serve(client, upstream, state).await;
-            open.fetch_sub(1, Ordering::Relaxed);
-        });
+        // Both directions of the connection follow the link's rules.
+        let guard = link.opened();
+        tokio::spawn(serve(client, upstream, link.watch(), link.watch(), guard));
     }
 }
 
 /// Closes a socket with an RST instead of a FIN.
-fn reset(stream: &TcpStream) {
+pub(crate) fn reset(stream: &TcpStream) {
     let _ = stream.set_zero_linger();
 }
 
@@ -261,13 +329,10 @@ fn must_end(s: &State, opened: &State, lost: bool, held: bool) -> bool {
     s.resets != opened.resets || (s.heals != opened.heals && (lost || held))
 }
 
-/// Waits until the connection must be reset (or the proxy is gone).
-async fn until_reset(
-    mut state: watch::Receiver<State>,
-    opened: State,
-    lost: Arc<AtomicBool>,
-    held: bool,
-) {
+/// Waits until the connection must be reset because of one direction's
+/// rules (or the proxy is gone).
+async fn until_reset(dir: Direction, opened: State, lost: Arc<AtomicBool>, held: bool) {
+    let mut state = dir.state;
     loop {
         if must_end(
             &state.borrow_and_update(),
@@ -278,18 +343,47 @@ async fn until_reset(
             return;
         }
         if state.changed().await.is_err() {
+            // The link is gone (the network was dropped).
             return;
         }
     }
 }
 
-/// One connection: connect upstream and copy both ways under the rules.
-async fn serve(mut client: TcpStream, upstream: SocketAddr, state: watch::Receiver<State>) {
-    let opened = *state.borrow();
+/// Waits until either direction's rules reset the connection.
+async fn until_either_resets(
+    up: &Direction,
+    down: &Direction,
+    opened: (State, State),
+    lost: &Arc<AtomicBool>,
+    held: bool,
+) {
+    tokio::select! {
+        _ = until_reset(up.clone(), opened.0, lost.clone(), held) => {}
+        _ = until_reset(down.clone(), opened.1, lost.clone(), held) => {}
+    }
+}
+
+/// One connection: connect upstream and copy both ways, what the client
+/// sends under `up`'s rules and what the upstream answers under `down`'s.
+/// A reset cut of either direction resets the whole connection (TCP has no
+/// half reset). `_open` counts the connection while it lasts.
+pub(crate) async fn serve(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    up: Direction,
+    down: Direction,
+    _open: OpenGuard,
+) {
+    let opened = (*up.state.borrow(), *down.state.borrow());
+    if opened.0.rules.cut == Some(Cut::Reset) || opened.1.rules.cut == Some(Cut::Reset) {
+        reset(&client);
+        return;
+    }
+    let _ = client.set_nodelay(true);
     let lost = Arc::new(AtomicBool::new(false));
-    if opened.rules.cut == Some(Cut::Blackhole) {
-        // Opened during a blackhole: it never reached the upstream. Swallow
-        // what it sends until the heal, then reset it.
+    if opened.0.rules.cut == Some(Cut::Blackhole) {
+        // Opened while what the client sends vanishes: it never reached the
+        // upstream. Swallow what it sends until the heal, then reset it.
         let mut buf = vec![0u8; CHUNK];
         let swallow = async {
             while let Ok(n) = client.read(&mut buf).await {
@@ -302,7 +396,7 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, state: watch::Receiv
         };
         tokio::select! {
             _ = swallow => {}
-            _ = until_reset(state.clone(), opened, lost.clone(), true) => {}
+            _ = until_either_resets(&up, &down, opened, &lost, true) => {}
         }
         reset(&client);
         return;
@@ -321,11 +415,11 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, state: watch::Receiv
     let ended = {
         let (cr, cw) = client.split();
         let (sr, sw) = server.split();
-        let up = pump(cr, sw, state.clone(), lost.clone());
-        let down = pump(sr, cw, state.clone(), lost.clone());
+        let to_server = pump(cr, sw, up.state.clone(), lost.clone());
+        let to_client = pump(sr, cw, down.state.clone(), lost.clone());
         tokio::select! {
-            _ = async { tokio::join!(up, down) } => false,
-            _ = until_reset(state, opened, lost, false) => true,
+            _ = async { tokio::join!(to_server, to_client) } => false,
+            _ = until_either_resets(&up, &down, opened, &lost, false) => true,
         }
     };
     if ended {
