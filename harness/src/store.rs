@@ -175,7 +175,12 @@ impl StoredRun {
 }
 
 /// Files every finished run dir holds.
-const RUN_FILES: [&str; 4] = ["workload.yaml", "history.edn", "results.json", "summary.txt"];
+const RUN_FILES: [&str; 4] = [
+    "workload.yaml",
+    "history.edn",
+    "results.json",
+    "summary.txt",
+];
 /// Plots of a run whose workload has `checkers.perf` (the default).
 const PLOTS: [&str; 2] = ["latency.svg", "rate.svg"];
 
@@ -186,7 +191,9 @@ const PLOTS: [&str; 2] = ["latency.svg", "rate.svg"];
 /// read.
 pub fn list_runs(root: &Path) -> Result<Vec<StoredRun>> {
     let mut runs = Vec::new();
-    for workload in real_dirs(root).with_context(|| format!("cannot read the store {}", root.display()))? {
+    for workload in
+        real_dirs(root).with_context(|| format!("cannot read the store {}", root.display()))?
+    {
         let Ok(names) = real_dirs(&root.join(&workload)) else {
             continue;
         };
@@ -194,7 +201,11 @@ pub fn list_runs(root: &Path) -> Result<Vec<StoredRun>> {
             runs.push(read_run(root, &workload, &name));
         }
     }
-    runs.sort_by(|a, b| b.name.cmp(&a.name).then_with(|| a.workload.cmp(&b.workload)));
+    runs.sort_by(|a, b| {
+        b.name
+            .cmp(&a.name)
+            .then_with(|| a.workload.cmp(&b.workload))
+    });
     Ok(runs)
 }
 

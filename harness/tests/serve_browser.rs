@@ -85,10 +85,17 @@ fn kill_mentioning(marker: &str) {
 fn raw_status(raw: &str) -> u16 {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", SERVE_PORT)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {raw} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {raw} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
-    out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    out.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Waits until something listens on `port` (10 s at most).
@@ -153,7 +160,9 @@ async fn browse(profile: &Path) -> Result<(), String> {
             move |err: fantoccini::error::CmdError| format!("{what}: {err}")
         };
         let base = format!("http://127.0.0.1:{SERVE_PORT}");
-        c.goto(&format!("{base}/")).await.map_err(e("open the list"))?;
+        c.goto(&format!("{base}/"))
+            .await
+            .map_err(e("open the list"))?;
         let rows = c
             .find_all(Locator::Css("tr.run"))
             .await
@@ -167,14 +176,16 @@ async fn browse(profile: &Path) -> Result<(), String> {
             .click()
             .await
             .map_err(e("click the run"))?;
-        c.wait_for_find(Locator::Css("a.timeline"))
+        c.wait()
+            .for_element(Locator::Css("a.timeline"))
             .await
             .map_err(e("a timeline link on the run page"))?
             .click()
             .await
             .map_err(e("click the timeline"))?;
         let anomaly = c
-            .wait_for_find(Locator::Id("anomaly"))
+            .wait()
+            .for_element(Locator::Id("anomaly"))
             .await
             .map_err(e("the highlighted anomaly (#anomaly) in the timeline"))?;
         let why = c
@@ -188,7 +199,12 @@ async fn browse(profile: &Path) -> Result<(), String> {
         if !url.path().contains("/timeline-") {
             return Err(format!("the click led to {url}"));
         }
-        if anomaly.attr("data-t0").await.map_err(e("data-t0"))?.is_none() {
+        if anomaly
+            .attr("data-t0")
+            .await
+            .map_err(e("data-t0"))?
+            .is_none()
+        {
             return Err("#anomaly is not an op of the chart".into());
         }
         eprintln!("timeline {url}: {why}");
@@ -233,8 +249,17 @@ fn a_run_with_an_anomaly_is_browsable_to_its_highlighted_timeline() {
     // ../ sent as it is: the browser would normalize it before sending.
     let run = std::fs::canonicalize(store.join("latest")).unwrap();
     let leaf = run.file_name().unwrap().to_string_lossy().into_owned();
-    let workload = run.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned();
-    assert_eq!(raw_status(&format!("/files/{workload}/{leaf}/history.edn")), 200);
+    let workload = run
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(
+        raw_status(&format!("/files/{workload}/{leaf}/history.edn")),
+        200
+    );
     for raw in [
         format!("/files/{workload}/{leaf}/../../../{workload}/{leaf}/history.edn"),
         "/files/../../etc/passwd".to_string(),

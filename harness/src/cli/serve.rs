@@ -36,7 +36,9 @@ pub fn run(args: &ServeArgs) -> i32 {
     let result = rt.block_on(async {
         let listener =
             crate::serve::bind(&args.store, SocketAddr::new(args.bind, args.port)).await?;
-        let addr = listener.local_addr().map_err(crate::serve::ServeError::Serve)?;
+        let addr = listener
+            .local_addr()
+            .map_err(crate::serve::ServeError::Serve)?;
         println!(
             "harness serve: the runs of {} at http://{addr}/ (Ctrl-C to stop)",
             args.store.display()

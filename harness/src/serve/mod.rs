@@ -71,14 +71,16 @@ pub async fn serve(
 
 /// The whole site: one handler that routes by path.
 pub fn router(store: PathBuf) -> Router {
-    Router::new()
-        .fallback(handle)
-        .with_state(Arc::new(store))
+    Router::new().fallback(handle).with_state(Arc::new(store))
 }
 
 async fn handle(State(store): State<Arc<PathBuf>>, method: Method, uri: Uri) -> Response {
     if method != Method::GET && method != Method::HEAD {
-        return (StatusCode::METHOD_NOT_ALLOWED, "read-only: GET and HEAD only\n").into_response();
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "read-only: GET and HEAD only\n",
+        )
+            .into_response();
     }
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
@@ -109,9 +111,10 @@ fn respond(store: &Path, path: &str, query: &str) -> Response {
         ["run", workload, name] => {
             let owned = [workload.to_string(), name.to_string()];
             match paths::inside(store, &owned) {
-                Some(dir) if dir.is_dir() => {
-                    html(StatusCode::OK, pages::run_page(&crate::store::read_run(store, workload, name)))
-                }
+                Some(dir) if dir.is_dir() => html(
+                    StatusCode::OK,
+                    pages::run_page(&crate::store::read_run(store, workload, name)),
+                ),
                 _ => not_found(),
             }
         }
@@ -206,7 +209,12 @@ mod tests {
         run(
             "stale",
             "20261126T000000.000Z",
-            &[basics[0], basics[1], basics[2], ("results.json", "{\"verdict\": ")],
+            &[
+                basics[0],
+                basics[1],
+                basics[2],
+                ("results.json", "{\"verdict\": "),
+            ],
         );
         run(
             "stale",
@@ -248,12 +256,19 @@ mod tests {
         assert_eq!(runs[2].results.as_ref().unwrap().faults.len(), 2);
         assert_eq!(runs[0].problems, ["no rate.svg", "no timeline-k0.html"]);
         assert_eq!(runs[1].problems.len(), 1);
-        assert!(runs[1].problems[0].starts_with("results.json: EOF"), "{:?}", runs[1].problems);
+        assert!(
+            runs[1].problems[0].starts_with("results.json: EOF"),
+            "{:?}",
+            runs[1].problems
+        );
         assert_eq!(
             runs[3].problems,
             ["no workload.yaml", "no results.json", "no summary.txt"]
         );
-        assert!(!runs[2].files.contains(&"n0".to_string()), "data dirs are not files");
+        assert!(
+            !runs[2].files.contains(&"n0".to_string()),
+            "data dirs are not files"
+        );
         assert!(crate::store::list_runs(&tmp.path().join("nope")).is_err());
     }
 
@@ -274,7 +289,11 @@ mod tests {
             .unwrap_or(0);
         let ctype = head
             .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type: ").map(String::from))
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-type: ")
+                    .map(String::from)
+            })
             .unwrap_or_default();
         (status, ctype, body.to_string())
     }
@@ -283,7 +302,9 @@ mod tests {
     async fn serves_the_store_and_nothing_outside_it() {
         let tmp = hand_made_store();
         let store = tmp.path().join("store");
-        let listener = bind(&store, "127.0.0.1:31100".parse().unwrap()).await.unwrap();
+        let listener = bind(&store, "127.0.0.1:31100".parse().unwrap())
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = tokio_util::sync::CancellationToken::new();
         let server = tokio::spawn(serve(listener, store, stop.clone().cancelled_owned()));
@@ -294,7 +315,10 @@ mod tests {
         assert!(body.contains("incomplete: no workload.yaml, no results.json, no summary.txt"));
         assert!(body.contains("pause ×2") && body.contains(">9.0<"));
         let newest = body.find("20261127T000000.000Z").unwrap();
-        assert!(newest < body.find("20261125T130501.123Z").unwrap(), "newest first");
+        assert!(
+            newest < body.find("20261125T130501.123Z").unwrap(),
+            "newest first"
+        );
 
         let (_, _, body) = get(addr, "/?verdict=anomaly").await;
         assert_eq!(body.matches("<tr class=\"run\"").count(), 1);
@@ -312,7 +336,10 @@ mod tests {
         assert_eq!(code, 200);
         assert!(body.contains("stale read: read &lt;missed&gt; w1"));
         assert!(body.contains("<li>no timeline-k0.html</li>"));
-        assert!(!body.contains("class=\"timeline\""), "no link to a missing timeline");
+        assert!(
+            !body.contains("class=\"timeline\""),
+            "no link to a missing timeline"
+        );
         let (code, _, _) = get(addr, "/run/stale/20261126T000000.000Z").await;
         assert_eq!(code, 200, "a run with broken JSON has a page");
 
@@ -322,7 +349,8 @@ mod tests {
             ("n0.log", "text/plain; charset=utf-8"),
             ("history.edn", "text/plain; charset=utf-8"),
         ] {
-            let (code, ctype, _) = get(addr, &format!("/files/smoke/20261125T130501.123Z/{file}")).await;
+            let (code, ctype, _) =
+                get(addr, &format!("/files/smoke/20261125T130501.123Z/{file}")).await;
             assert_eq!((code, ctype.as_str()), (200, want), "{file}");
         }
         let (_, _, body) = get(addr, "/files/latest/20261125T130501.123Z/n0.log").await;
@@ -344,7 +372,10 @@ mod tests {
         ] {
             let (code, _, body) = get(addr, raw).await;
             assert_eq!(code, 404, "{raw}");
-            assert!(!body.contains("outside") && !body.contains("root:"), "{raw}");
+            assert!(
+                !body.contains("outside") && !body.contains("root:"),
+                "{raw}"
+            );
         }
         stop.cancel();
         server.await.unwrap().unwrap();

@@ -27,7 +27,9 @@ impl Filter {
     }
 
     pub fn admits(&self, run: &StoredRun) -> bool {
-        self.verdict.as_deref().is_none_or(|v| v == run.verdict_name())
+        self.verdict
+            .as_deref()
+            .is_none_or(|v| v == run.verdict_name())
             && self.workload.as_deref().is_none_or(|w| w == run.workload)
     }
 }
@@ -51,7 +53,8 @@ img { max-width: 100%; border: 1px solid #ddd; margin: .3em 0; }
 /// they are.
 fn display_time(name: &str) -> String {
     let b = name.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|s| s.iter().all(u8::is_ascii_digit));
     if b.len() >= 20 && digits(0..8) && b[8] == b'T' && digits(9..15) && b[15] == b'.' {
         format!(
             "{}-{}-{} {}:{}:{}.{} UTC{}",
@@ -62,7 +65,13 @@ fn display_time(name: &str) -> String {
             &name[11..13],
             &name[13..15],
             &name[16..19],
-            name.get(20..).map(|s| if s.is_empty() { String::new() } else { format!(" ({s})") }).unwrap_or_default()
+            name.get(20..)
+                .map(|s| if s.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({s})")
+                })
+                .unwrap_or_default()
         )
     } else {
         name.to_string()
@@ -102,9 +111,16 @@ pub fn file_href(run: &StoredRun, file: &str) -> String {
 }
 
 fn select(out: &mut String, name: &str, label: &str, options: &[String], chosen: Option<&str>) {
-    let _ = write!(out, r#"<label>{label} <select name="{name}"><option value="">all</option>"#);
+    let _ = write!(
+        out,
+        r#"<label>{label} <select name="{name}"><option value="">all</option>"#
+    );
     for o in options {
-        let sel = if chosen == Some(o.as_str()) { " selected" } else { "" };
+        let sel = if chosen == Some(o.as_str()) {
+            " selected"
+        } else {
+            ""
+        };
         let _ = write!(out, r#"<option{sel}>{}</option>"#, escape(o));
     }
     out.push_str("</select></label> ");
@@ -128,8 +144,20 @@ pub fn list(store: &str, runs: &[StoredRun], filter: &Filter) -> String {
     let mut workloads: Vec<String> = runs.iter().map(|r| r.workload.clone()).collect();
     workloads.sort();
     workloads.dedup();
-    select(&mut out, "verdict", "verdict", &verdicts, filter.verdict.as_deref());
-    select(&mut out, "workload", "workload", &workloads, filter.workload.as_deref());
+    select(
+        &mut out,
+        "verdict",
+        "verdict",
+        &verdicts,
+        filter.verdict.as_deref(),
+    );
+    select(
+        &mut out,
+        "workload",
+        "workload",
+        &workloads,
+        filter.workload.as_deref(),
+    );
     out.push_str(r#"<button type="submit">filter</button> <a href="/">all runs</a></form>"#);
     let shown: Vec<&StoredRun> = runs.iter().filter(|r| filter.admits(r)).collect();
     let _ = write!(
@@ -207,7 +235,11 @@ pub fn run_page(run: &StoredRun) -> String {
                 escape(&k.anomaly),
                 escape(&k.why)
             );
-            if let Some(t) = k.timeline.as_deref().filter(|t| run.files.iter().any(|f| f == t)) {
+            if let Some(t) = k
+                .timeline
+                .as_deref()
+                .filter(|t| run.files.iter().any(|f| f == t))
+            {
                 let _ = write!(
                     out,
                     r#" <a class="timeline" href="{}">timeline</a>"#,

@@ -105,7 +105,10 @@ mod tests {
                 "n0.log".into()
             ])
         );
-        assert_eq!(segments("/run/a%20b/"), Some(vec!["run".into(), "a b".into()]));
+        assert_eq!(
+            segments("/run/a%20b/"),
+            Some(vec!["run".into(), "a b".into()])
+        );
         assert_eq!(segments("/"), Some(vec![]));
     }
 
