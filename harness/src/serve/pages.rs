@@ -251,7 +251,7 @@ pub fn run_page(run: &StoredRun) -> String {
     }
     if run.files.iter().any(|f| f == "summary.txt") {
         let text = std::fs::read_to_string(run.dir.join("summary.txt")).unwrap_or_default();
-        let _ = write!(out, "<h2>Summary</h2><pre>{}</pre>\n", escape(&text));
+        let _ = writeln!(out, "<h2>Summary</h2><pre>{}</pre>", escape(&text));
     }
     let plots: Vec<&String> = run.files.iter().filter(|f| f.ends_with(".svg")).collect();
     if !plots.is_empty() {
