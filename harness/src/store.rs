@@ -185,7 +185,7 @@ const RUN_FILES: [&str; 4] = [
 const PLOTS: [&str; 2] = ["latency.svg", "rate.svg"];
 
 /// Every run dir under `root` (`root/<workload>/<run>/`), newest first (by
-/// dir name, which is the start time). The `latest` links and anything that
+/// dir name, which is the start time; dirs not named so come last). The `latest` links and anything that
 /// is not a directory are skipped; a run dir that cannot be read is listed
 /// with its problems, never an error. Fails only if `root` itself cannot be
 /// read.
@@ -201,9 +201,14 @@ pub fn list_runs(root: &Path) -> Result<Vec<StoredRun>> {
             runs.push(read_run(root, &workload, &name));
         }
     }
+    // Timestamped dirs first, newest first; then any others (not ours).
+    let stamped = |r: &StoredRun| {
+        let n = r.name.as_bytes();
+        n.len() >= 9 && n[..8].iter().all(u8::is_ascii_digit) && n[8] == b'T'
+    };
     runs.sort_by(|a, b| {
-        b.name
-            .cmp(&a.name)
+        (stamped(b), &b.name)
+            .cmp(&(stamped(a), &a.name))
             .then_with(|| a.workload.cmp(&b.workload))
     });
     Ok(runs)

@@ -231,6 +231,7 @@ mod tests {
         std::os::unix::fs::symlink("20261125T130501.123Z", root.join("smoke/latest")).unwrap();
         std::fs::write(root.join("README"), "not a workload dir").unwrap();
         std::fs::write(root.join("smoke/notes.txt"), "not a run dir").unwrap();
+        std::fs::create_dir_all(root.join("foreign/zzz-not-a-run")).unwrap();
         std::fs::write(tmp.path().join("secret.txt"), "outside").unwrap();
         tmp
     }
@@ -250,6 +251,7 @@ mod tests {
                 ("stale", "20261126T000000.000Z", "incomplete"),
                 ("smoke", "20261125T130501.123Z", "valid"),
                 ("smoke", "20261125T120000.000Z", "incomplete"),
+                ("foreign", "zzz-not-a-run", "incomplete"),
             ]
         );
         assert!(runs[2].is_complete(), "{:?}", runs[2].problems);
@@ -311,7 +313,7 @@ mod tests {
 
         let (code, ctype, body) = get(addr, "/").await;
         assert_eq!((code, ctype.as_str()), (200, "text/html; charset=utf-8"));
-        assert_eq!(body.matches("<tr class=\"run\"").count(), 4);
+        assert_eq!(body.matches("<tr class=\"run\"").count(), 5);
         assert!(body.contains("incomplete: no workload.yaml, no results.json, no summary.txt"));
         assert!(body.contains("pause ×2") && body.contains(">9.0<"));
         let newest = body.find("20261127T000000.000Z").unwrap();
