@@ -11,6 +11,7 @@
 //! - [`lazyfs`]: a FUSE data dir that loses what was never fsynced.
 //! - [`cli`]: the `harness` command line (subcommands).
 //! - [`net`]: per-link TCP proxies and partition shapes (network faults).
+//! - [`serve`]: `harness serve`, the store's runs as local web pages.
 
 pub mod checker;
 pub mod cli;
@@ -25,6 +26,7 @@ pub mod progress;
 pub mod recorder;
 pub mod report;
 pub mod run;
+pub mod serve;
 pub mod store;
 pub mod units;
 pub mod workload;

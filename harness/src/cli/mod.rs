@@ -1,7 +1,7 @@
 //! The `harness` command line.
 //!
 //! Subcommands are variants of [`Command`], each implemented in its own
-//! module (`check.rs`, `run.rs`, `cluster.rs`). A first argument ending in
+//! module (`check.rs`, `run.rs`, `cluster.rs`, `serve.rs`). A first argument ending in
 //! `.yaml`/`.yml` means `run` ([`normalize_args`]), so `harness workload.yaml`
 //! is `harness run workload.yaml`.
 //!
@@ -11,6 +11,7 @@
 pub mod check;
 pub mod cluster;
 pub mod run;
+pub mod serve;
 
 use std::ffi::OsString;
 
@@ -32,6 +33,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Start N local replicas and keep them running until Ctrl-C.
     Cluster(cluster::ClusterArgs),
+    /// Serve the store's runs as web pages (read-only, 127.0.0.1 by default).
+    Serve(serve::ServeArgs),
 }
 
 /// Exit statuses of every subcommand (0 valid, 1 anomaly, 2 error).
@@ -68,6 +71,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Check(args) => check::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Cluster(args) => cluster::run(&args),
+        Command::Serve(args) => serve::run(&args),
     }
 }
 

@@ -165,7 +165,7 @@ const ALL: [FaultKind; 8] = [
 ];
 
 /// A fault as it happened: for the plots and results.json.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Window {
     /// `pause`, `kill` or `fail-rate` ([`Fault::name`]).
     pub fault: String,

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::history::pairing::{ClientOp, Outcome};
 use crate::history::History;
@@ -35,7 +35,7 @@ pub fn latency_ms(history: &History, op: &ClientOp<'_>) -> Option<f64> {
 }
 
 /// Latency percentiles in milliseconds.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Latency {
     pub count: usize,
     pub mean_ms: f64,
@@ -69,7 +69,7 @@ impl Latency {
 }
 
 /// Counts and latencies of one operation type (or of all).
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct OpStats {
     pub ops: usize,
     pub ok: usize,
@@ -84,7 +84,7 @@ pub struct OpStats {
 }
 
 /// The performance report.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Stats {
     /// Length of the client phase in seconds.
     pub duration_s: f64,
@@ -138,7 +138,7 @@ pub fn stats(history: &History, ops: &[ClientOp<'_>], until_ns: u64) -> Stats {
 }
 
 /// Throughput while a kind of fault was in effect, or while none was.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Availability {
     /// A fault name ([`Window::fault`]), or `none` for the time without any.
     pub during: String,

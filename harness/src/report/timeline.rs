@@ -517,7 +517,9 @@ fn clip(s: &str, max_chars: usize) -> String {
     }
 }
 
-fn escape(s: &str) -> String {
+/// `s` with the characters HTML gives a meaning escaped (text and attribute
+/// values alike).
+pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

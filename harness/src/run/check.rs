@@ -5,12 +5,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::history::History;
 
 /// The verdict of the linearizability check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LinVerdict {
     Linearizable,
@@ -19,7 +19,7 @@ pub enum LinVerdict {
 }
 
 /// One key that is not linearizable.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InvalidKey {
     pub key: String,
     /// The anomaly's kind ([`crate::report::explain::Anomaly::name`]).
@@ -34,7 +34,7 @@ pub struct InvalidKey {
 }
 
 /// What the checker found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LinResult {
     pub verdict: LinVerdict,
     pub keys_checked: usize,

@@ -1,7 +1,7 @@
 //! The verdict of a run: facts in, verdict and reasons out (a pure function),
 //! and the exit statuses of every `harness` command.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::check::{LinResult, LinVerdict};
 
@@ -15,7 +15,7 @@ pub const EXIT_ERROR: i32 = 2;
 /// The overall verdict of a run, ordered so that the worst wins
 /// (`max` of two verdicts): an anomaly found is an anomaly even if another
 /// check could not decide.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RunVerdict {
     Valid,
