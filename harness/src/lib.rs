@@ -11,6 +11,7 @@
 //! - [`lazyfs`]: a FUSE data dir that loses what was never fsynced.
 //! - [`cli`]: the `harness` command line (subcommands).
 //! - [`net`]: per-link TCP proxies and partition shapes (network faults).
+//! - [`remote`]: nodes on remote hosts over SSH (`cluster.hosts`).
 
 pub mod checker;
 pub mod cli;
@@ -23,6 +24,7 @@ pub mod nemesis;
 pub mod net;
 pub mod progress;
 pub mod recorder;
+pub mod remote;
 pub mod report;
 pub mod run;
 pub mod store;

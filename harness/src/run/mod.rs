@@ -223,6 +223,9 @@ impl Test<'_> {
             }
         }
         db.stop_all(Duration::from_secs(3)).await;
+        if let Err(e) = db.collect_files().await {
+            eprintln!("harness: cannot collect the nodes' files: {e:#}");
+        }
         // Shared with the checker's blocking task rather than copied: a
         // history can hold millions of ops.
         let history = Arc::new(recorder.snapshot());
