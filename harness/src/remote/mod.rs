@@ -58,7 +58,7 @@ pub struct HostSpec {
     pub user: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
-    /// The private key (`ssh -i`).
+    /// The private key (`ssh -i`; a leading `~/` is the home dir).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<PathBuf>,
     /// Run iptables through `sudo -n` (when the login is not root).
@@ -100,12 +100,19 @@ impl TryFrom<serde_yaml::Value> for HostSpec {
             return Ok(HostSpec::named(&host));
         }
         let f: HostFields = serde_yaml::from_value(v).map_err(|e| format!("cluster.hosts: {e}"))?;
+        // `~/` as ssh and shells read it.
+        let identity = f
+            .identity
+            .map(|p| match (p.strip_prefix("~"), std::env::var_os("HOME")) {
+                (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+                _ => p,
+            });
         Ok(HostSpec {
             host: f.host,
             addr: f.addr,
             user: f.user,
             port: f.port,
-            identity: f.identity,
+            identity,
             sudo: f.sudo,
             dir: f.dir,
             ssh_options: f.ssh_options,
@@ -293,6 +300,9 @@ pub struct RemoteNode {
     /// The replica's PID and its wrapper's (the process group).
     pids: Option<(u32, u32)>,
     pub starts: u32,
+    /// The host's answer when its replica was found gone, until
+    /// [`Processes::check_exited`] reports it.
+    exited: Option<String>,
 }
 
 impl RemoteNode {
@@ -311,6 +321,8 @@ pub struct RemoteCluster {
     firewall: Option<Arc<Firewall>>,
     pub timings: Timings,
     rust_log: String,
+    /// When [`RemoteCluster::poll_exits`] last asked the hosts.
+    last_poll: Option<Instant>,
 }
 
 /// The paxoskv `server` command line of node `i` (the binary at `bin`).
@@ -410,6 +422,7 @@ pub fn open(w: &Workload, program: &Path, dir: &Path) -> Result<Db> {
         firewall: None,
         timings: Timings::default(),
         rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        last_poll: None,
     };
     let argvs: Vec<Vec<String>> = match &w.db {
         DbSpec::Paxoskv => layouts
@@ -442,6 +455,7 @@ pub fn open(w: &Workload, program: &Path, dir: &Path) -> Result<Db> {
             state: NodeState::Down,
             pids: None,
             starts: 0,
+            exited: None,
         });
     }
     let upload = matches!(w.db, DbSpec::Paxoskv).then_some(program);
@@ -588,6 +602,25 @@ impl RemoteCluster {
         &self.nodes[i]
     }
 
+    /// Asks every running node's host whether its replica is still there;
+    /// the answers of those gone wait in [`RemoteNode::exited`].
+    fn poll_exits(&mut self) {
+        self.last_poll = Some(Instant::now());
+        let answers = each(&self.nodes, |_, n| {
+            let (pid, _) = n.pids?;
+            let out = n
+                .session
+                .run("status", &deploy::status(&n.layout, pid))
+                .ok()?;
+            out.starts_with("exit=").then_some(out)
+        });
+        for (n, a) in self.nodes.iter_mut().zip(answers) {
+            if a.is_some() {
+                n.exited = a;
+            }
+        }
+    }
+
     fn pids(&self, i: usize) -> Result<(u32, u32)> {
         self.nodes[i]
             .pids
@@ -596,6 +629,27 @@ impl RemoteCluster {
 }
 
 impl RemoteNode {
+    fn start(&mut self, rust_log: &str) -> Result<()> {
+        if self.pids.is_some() {
+            bail!("{} is already running", self.layout.name);
+        }
+        let script = deploy::start(&self.layout, &self.argv, self.starts + 1, rust_log);
+        let out = self.session.run("start", &script)?;
+        let num = |key: &str| -> Option<u32> {
+            out.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .and_then(|v| v.parse().ok())
+        };
+        let (Some(pid), Some(wpid)) = (num("pid="), num("wpid=")) else {
+            bail!("{}: start printed no PIDs: {out:?}", self.label());
+        };
+        self.pids = Some((pid, wpid));
+        self.state = NodeState::Running;
+        self.starts += 1;
+        self.exited = None;
+        Ok(())
+    }
+
     fn stop(&mut self, grace: Duration) {
         let Some((pid, wpid)) = self.pids else {
             return;
@@ -606,6 +660,7 @@ impl RemoteNode {
             eprintln!("harness: {e}");
         }
         self.pids = None;
+        self.exited = None;
         self.state = NodeState::Down;
     }
 }
@@ -629,23 +684,30 @@ impl Processes for RemoteCluster {
 
     fn start(&mut self, i: usize) -> Result<()> {
         let rust_log = self.rust_log.clone();
-        let n = &mut self.nodes[i];
-        if n.pids.is_some() {
-            bail!("n{i} is already running");
+        self.nodes[i].start(&rust_log)
+    }
+
+    /// Every node at once (each start is a round trip to its host).
+    fn start_all(&mut self) -> Result<()> {
+        let rust_log = self.rust_log.clone();
+        let errors: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .nodes
+                .iter_mut()
+                .map(|n| s.spawn(|| n.start(&rust_log)))
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| match h.join() {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(format!("{e:#}")),
+                    Err(_) => Some("a start thread panicked".into()),
+                })
+                .collect()
+        });
+        if !errors.is_empty() {
+            bail!("{}", errors.join("\n"));
         }
-        let script = deploy::start(&n.layout, &n.argv, n.starts + 1, &rust_log);
-        let out = n.session.run("start", &script)?;
-        let num = |key: &str| -> Option<u32> {
-            out.split_whitespace()
-                .find_map(|w| w.strip_prefix(key))
-                .and_then(|v| v.parse().ok())
-        };
-        let (Some(pid), Some(wpid)) = (num("pid="), num("wpid=")) else {
-            bail!("{}: start printed no PIDs: {out:?}", n.label());
-        };
-        n.pids = Some((pid, wpid));
-        n.state = NodeState::Running;
-        n.starts += 1;
         Ok(())
     }
 
@@ -658,6 +720,7 @@ impl Processes for RemoteCluster {
         let n = &mut self.nodes[i];
         n.session.run("kill", &deploy::kill(&n.layout, pid, wpid))?;
         n.pids = None;
+        n.exited = None;
         n.state = NodeState::Down;
         Ok(())
     }
@@ -686,15 +749,21 @@ impl Processes for RemoteCluster {
         Ok(())
     }
 
-    /// Asks the host; when the replica is gone, its recorded exit status,
+    /// Asks the hosts, all at once and at most once a second (each
+    /// question is a round trip, and the run asks every 100 ms while the
+    /// cluster starts); when the replica is gone, its recorded exit status,
     /// and the end of its log lands in the local log file (for the report).
     fn check_exited(&mut self, i: usize) -> Option<ExitStatus> {
-        let (pid, _) = self.nodes[i].pids?;
+        self.nodes[i].pids?;
+        if self.nodes[i].exited.is_none()
+            && self
+                .last_poll
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            self.poll_exits();
+        }
         let n = &mut self.nodes[i];
-        let out = n
-            .session
-            .run("status", &deploy::status(&n.layout, pid))
-            .ok()?;
+        let out = n.exited.take()?;
         let rest = out.strip_prefix("exit=")?;
         let (code, log) = rest.split_once('\n').unwrap_or((rest, ""));
         let _ = std::fs::write(&n.files.log_path, log);
@@ -774,5 +843,107 @@ impl Drop for RemoteCluster {
             n.session.close();
         }
         let _ = std::fs::remove_dir_all(&self.control_dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::workload::{Workload, WorkloadError};
+
+    fn parse(yaml: &str) -> Result<Workload, WorkloadError> {
+        Workload::parse(yaml, "w.yaml")
+    }
+
+    fn invalid(yaml: &str) -> String {
+        match parse(yaml) {
+            Err(e @ WorkloadError::Invalid { .. }) | Err(e @ WorkloadError::Parse { .. }) => {
+                e.to_string()
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    const THREE: &str = "duration: 5s\ncluster:\n  replicas: 3\n  hosts:\n    - a.example\n    - host: b.example\n      user: admin\n      port: 2222\n      sudo: true\n      dir: /var/tmp/pkv\n    - {host: c.example, addr: 10.0.0.3}\n";
+
+    #[test]
+    fn hosts_parse_as_names_or_maps() {
+        let w = parse(THREE).unwrap();
+        let h = &w.cluster.hosts;
+        assert_eq!(h[0].host, "a.example");
+        assert_eq!(h[0].dir(), super::DEFAULT_DIR);
+        assert_eq!(h[1].display(), "admin@b.example:2222");
+        assert!(h[1].sudo);
+        assert_eq!(h[1].dir(), "/var/tmp/pkv");
+        assert_eq!(h[2].addr(), "10.0.0.3");
+        // The workload as run keeps them.
+        let again = parse(&w.to_yaml()).unwrap();
+        assert_eq!(again.cluster.hosts, w.cluster.hosts);
+        // No hosts: local processes, as before.
+        assert!(parse("duration: 5s\n").unwrap().cluster.hosts.is_empty());
+    }
+
+    #[test]
+    fn bad_hosts_are_errors_naming_the_entry() {
+        let e = invalid("duration: 5s\ncluster:\n  replicas: 3\n  hosts: [a, b]\n");
+        assert!(
+            e.contains("`cluster.hosts`") && e.contains("2 hosts for 3 replicas"),
+            "{e}"
+        );
+        let e = invalid("duration: 5s\ncluster:\n  replicas: 1\n  hosts:\n    - host: a\n      identity: /nonexistent/key\n");
+        assert!(
+            e.contains("cluster.hosts.0") && e.contains("/nonexistent/key: no such file"),
+            "{e}"
+        );
+        assert!(e.contains("w.yaml:5"), "{e}");
+        let e = invalid("duration: 5s\ncluster:\n  replicas: 1\n  hosts:\n    - host: a\n      dir: relative/dir\n");
+        assert!(e.contains("an absolute directory"), "{e}");
+        let e = invalid(
+            "duration: 5s\ncluster:\n  replicas: 1\n  hosts:\n    - host: a\n      dir: /\n",
+        );
+        assert!(e.contains("an absolute directory other than /"), "{e}");
+        let e = invalid("duration: 5s\ncluster:\n  replicas: 1\n  hosts: [\"-oProxyCommand=x\"]\n");
+        assert!(e.contains("leading -"), "{e}");
+        let e = invalid(
+            "duration: 5s\ncluster:\n  replicas: 1\n  hosts:\n    - host: a\n      port: 0\n",
+        );
+        assert!(e.contains("port 0"), "{e}");
+        let e = invalid(
+            "duration: 5s\ncluster:\n  replicas: 1\n  hosts:\n    - host: a\n      prot: 22\n",
+        );
+        assert!(e.contains("unknown field `prot`"), "{e}");
+        let e = invalid("duration: 5s\ncluster:\n  replicas: 1\n  hosts:\n    - host: a\n      ssh_options: [-v]\n");
+        assert!(e.contains("Key=Value"), "{e}");
+    }
+
+    #[test]
+    fn what_remote_hosts_cannot_do_is_refused_when_read() {
+        let hosts = "cluster:\n  replicas: 2\n  hosts: [a, b]\n";
+        let e = invalid(&format!("duration: 5s\ndb: etcd\n{hosts}"));
+        assert!(e.contains("db: etcd does not run on remote hosts"), "{e}");
+        let e = invalid(&format!(
+            "duration: 5s\n{hosts}nemesis:\n  - fault: delay\n    latency: 50ms\n    duration: 1s\n"
+        ));
+        assert!(
+            e.contains("`nemesis.0.fault`")
+                && e.contains("fault delay does not run on remote hosts"),
+            "{e}"
+        );
+        let e = invalid(&format!(
+            "duration: 5s\n{hosts}nemesis:\n  - fault: lose-unsynced\n    duration: 1s\n"
+        ));
+        assert!(
+            e.contains("lose-unsynced does not run on remote hosts"),
+            "{e}"
+        );
+        let same = "cluster:\n  replicas: 2\n  hosts: [a, {host: b, addr: a}]\n";
+        let e = invalid(&format!(
+            "duration: 5s\n{same}nemesis:\n  - fault: partition\n    duration: 1s\n"
+        ));
+        assert!(e.contains("share the address a"), "{e}");
+        // Without a partition, two nodes may share a host.
+        parse(&format!(
+            "duration: 5s\n{same}nemesis:\n  - fault: kill\n    duration: 1s\n"
+        ))
+        .unwrap();
     }
 }
