@@ -204,6 +204,33 @@ impl Lab {
         lab
     }
 
+    /// PIDs in namespace `k` that are not sshd (the listener or a session).
+    fn replicas(&self, k: usize) -> Vec<String> {
+        self.strays(k)
+            .into_iter()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() != "sshd")
+            })
+            .collect()
+    }
+
+    /// Waits (5 s) until namespace `k` holds nothing but its sshd listener.
+    fn assert_empty(&self, k: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let strays = self.strays(k);
+            if strays.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "processes left in {}: {strays:?}",
+                ns(k)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// PIDs in namespace `k` other than its sshd listener.
     fn strays(&self, k: usize) -> Vec<String> {
         let sshd = self.sshd[k].id().to_string();
@@ -250,7 +277,7 @@ cluster:
   replicas: 3
   base_client_port: 30700
   base_paxos_port: 30710
-  ssh_timeout: 10s
+  ssh_timeout: 30s
   hosts:
 {hosts}clients:
   concurrency: 6
@@ -332,23 +359,12 @@ fn a_workload_runs_across_three_namespace_hosts_and_leaves_nothing_behind() {
     assert!(timings.contains("\"collect_s\": "), "{timings}");
     // Nothing left on the hosts: no process (the SSH sessions close with
     // the harness), no iptables chain.
-    let deadline = Instant::now() + Duration::from_secs(5);
     for k in 0..HOSTS {
-        loop {
-            let strays = lab.strays(k);
-            if strays.is_empty() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "processes left in {}: {strays:?}",
-                ns(k)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        lab.assert_empty(k);
         let rules = must(&["ip", "netns", "exec", &ns(k), "iptables", "-S"]);
         assert!(!rules.contains("PAXOSKV-HARNESS"), "{}: {rules}", ns(k));
     }
+    after_a_crash(&lab, &path);
     drop(lab);
     let left = must(&["ip", "netns", "list"]);
     for k in 0..HOSTS {
@@ -362,6 +378,135 @@ fn a_workload_runs_across_three_namespace_hosts_and_leaves_nothing_behind() {
         sh(&["ip", "link", "show", BRIDGE]).is_err(),
         "bridge {BRIDGE} not removed"
     );
+}
+
+/// Whether a TCP connection from namespace `from` to `to:22` opens (2 s).
+fn reaches(from: usize, to: usize) -> bool {
+    let probe = format!("exec 3<>/dev/tcp/{}/22", addr(to));
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns(from),
+        "timeout",
+        "2",
+        "bash",
+        "-c",
+        &probe,
+    ])
+    .is_ok()
+}
+
+/// A harness that dies mid-run leaves its replicas running on the hosts
+/// (they are detached) and its iptables chain; the next start on those
+/// hosts kills them, removes the chain and skips the upload (same
+/// checksum). Then the firewall cuts exactly the links of a grudge and
+/// heals them, and dropping the cluster leaves nothing behind.
+///
+/// The death is simulated in this process rather than by killing a
+/// `harness run` at a random moment: a remote command cut in the middle
+/// may leave a login shell's own state behind (pyenv's rehash lock in
+/// root's .bashrc, for one), which is not what this checks.
+fn after_a_crash(lab: &Lab, workload: &Path) {
+    let w = harness::workload::Workload::load(workload).unwrap();
+    let crashed = lab.dir.path().join("crashed");
+    std::fs::create_dir_all(&crashed).unwrap();
+    let db = harness::remote::open(&w, &common::server_bin(), &crashed).unwrap();
+    db.procs().start_all().unwrap();
+    // The harness dies: no Drop runs, and its children (the SSH masters)
+    // die with it.
+    std::mem::forget(db);
+    harness::cluster::kill_registered();
+    for k in 0..HOSTS {
+        assert!(
+            !lab.replicas(k).is_empty(),
+            "n{k} did not outlive the dead harness"
+        );
+    }
+    // Its chain, with a rule in it.
+    let chain = iptables_chain();
+    let _ = sh(&["ip", "netns", "exec", &ns(0), "iptables", "-N", chain]);
+    must(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns(0),
+        "iptables",
+        "-A",
+        chain,
+        "-s",
+        &addr(1),
+        "-j",
+        "DROP",
+    ]);
+    must(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns(0),
+        "iptables",
+        "-I",
+        "INPUT",
+        "-j",
+        chain,
+    ]);
+    assert!(!reaches(1, 0), "the planted rule does not cut n1 -> n0");
+
+    let dir = lab.dir.path().join("reopened");
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = harness::remote::open(&w, &common::server_bin(), &dir).unwrap();
+    let timings = std::fs::read_to_string(dir.join("remote.json")).unwrap();
+    for k in 0..HOSTS {
+        assert!(
+            timings.contains(&format!("\"n{k} pid ")),
+            "n{k} not killed: {timings}"
+        );
+        assert!(
+            lab.replicas(k).is_empty(),
+            "{}: {:?}",
+            ns(k),
+            lab.replicas(k)
+        );
+    }
+    assert!(
+        timings.contains("\"uploaded\": []"),
+        "uploaded again: {timings}"
+    );
+    assert!(reaches(1, 0), "the crashed run's rule is still there");
+
+    let fw = db
+        .firewall
+        .clone()
+        .expect("a partitioning workload has a firewall");
+    let isolate_n0 = harness::net::Grudge::between(HOSTS, &[0], &[1, 2]);
+    assert_eq!(
+        fw.partition(&isolate_n0, harness::net::Cut::Reset),
+        Vec::<String>::new()
+    );
+    assert!(fw.is_cut());
+    assert!(!reaches(1, 0) && !reaches(0, 2), "n0 is not cut off");
+    assert!(reaches(1, 2), "n1 -> n2 was cut too");
+    let control = format!("{}:22", addr(0)).parse().unwrap();
+    assert!(
+        TcpStream::connect_timeout(&control, Duration::from_secs(2)).is_ok(),
+        "the control host was cut off too"
+    );
+    assert_eq!(fw.heal(), Vec::<String>::new());
+    assert!(
+        reaches(1, 0) && reaches(0, 2),
+        "the heal did not restore n0's links"
+    );
+    drop(fw);
+    drop(db);
+    for k in 0..HOSTS {
+        lab.assert_empty(k);
+        let rules = must(&["ip", "netns", "exec", &ns(k), "iptables", "-S"]);
+        assert!(!rules.contains(chain), "{}: {rules}", ns(k));
+    }
+}
+
+fn iptables_chain() -> &'static str {
+    harness::remote::iptables::CHAIN
 }
 
 fn one_host_workload(dir: &Path, port: u16) -> PathBuf {
