@@ -103,6 +103,9 @@ impl Lab {
                     let _ = sh(&["kill", "-KILL", p]);
                 }
             }
+            // The veth pair goes with its host end at once (a deleted
+            // namespace's devices linger while the kernel tears it down).
+            let _ = sh(&["ip", "link", "del", &format!("pkvv{k}")]);
             let _ = sh(&["ip", "netns", "del", &ns(k)]);
         }
         let _ = sh(&["ip", "link", "del", BRIDGE]);

@@ -60,6 +60,20 @@ fn partition_links(db: &Db) -> Result<CutBy<'_>, String> {
     }
 }
 
+/// Runs `f` on the remote nodes' firewall on a blocking thread (each rule
+/// change is a round trip over SSH); its errors.
+async fn on_firewall(
+    db: &Db,
+    f: impl FnOnce(&crate::remote::iptables::Firewall) -> Vec<String> + Send + 'static,
+) -> Vec<String> {
+    let Some(fw) = db.firewall.clone() else {
+        return vec!["no firewall".into()];
+    };
+    tokio::task::spawn_blocking(move || f(&fw))
+        .await
+        .unwrap_or_else(|e| vec![format!("firewall task: {e}")])
+}
+
 /// Network faults need the nodes to talk through the link proxies.
 fn check_network(db: &Db) -> anyhow::Result<()> {
     network(db).map(|_| ()).map_err(anyhow::Error::msg)
@@ -147,7 +161,11 @@ impl Fault for Partition {
                 Ok(g) => {
                     match links {
                         CutBy::Proxies(net) => net.partition(&g, self.cut),
-                        CutBy::Firewall(fw) => out.errors.extend(fw.partition(&g, self.cut)),
+                        CutBy::Firewall(_) => {
+                            let (g, cut) = (g.clone(), self.cut);
+                            out.errors
+                                .extend(on_firewall(db, move |fw| fw.partition(&g, cut)).await)
+                        }
                     }
                     // The nodes hit: every node with a cut link.
                     out.hit = (0..n)
@@ -167,7 +185,7 @@ impl Fault for Partition {
                     net.heal_partition();
                     vec![]
                 }
-                Ok(CutBy::Firewall(fw)) => fw.heal(),
+                Ok(CutBy::Firewall(_)) => on_firewall(db, |fw| fw.heal()).await,
                 Err(e) => vec![e],
             }
         })
