@@ -29,7 +29,8 @@ pub mod ssh;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -300,14 +301,84 @@ pub struct RemoteNode {
     /// The replica's PID and its wrapper's (the process group).
     pids: Option<(u32, u32)>,
     pub starts: u32,
-    /// The host's answer when its replica was found gone, until
-    /// [`Processes::check_exited`] reports it.
-    exited: Option<String>,
 }
 
 impl RemoteNode {
     fn label(&self) -> &str {
         &self.session.name
+    }
+}
+
+/// A poisoned lock is taken over: the state is plain data.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether the replicas are still there, asked by a thread of its own so
+/// that [`Processes::check_exited`] (called every 100 ms while the cluster
+/// starts, under the procs lock that the nemesis and the clients' setup also
+/// take) never waits for a round trip. The thread asks every host about once
+/// a second, and only while someone asks it (within the last 3 s).
+#[derive(Default)]
+struct ExitWatch {
+    /// The replica PID of each node (None: not running).
+    pids: Mutex<Vec<Option<u32>>>,
+    /// Of each node: the host's last answer.
+    answers: Mutex<Vec<Option<Answer>>>,
+    /// When [`Processes::check_exited`] last asked.
+    wanted: Mutex<Option<Instant>>,
+    stop: AtomicBool,
+}
+
+/// What a host said about its replica.
+#[derive(Debug, Clone)]
+struct Answer {
+    at: Instant,
+    pid: u32,
+    /// `exit=...` and the end of the log ([`deploy::status`]) if it is gone.
+    gone: Option<String>,
+}
+
+/// Asks `session`'s host about replica `pid`; None: no answer.
+fn ask(session: &Session, layout: &Layout, pid: u32) -> Option<Answer> {
+    let out = session.run("status", &deploy::status(layout, pid)).ok()?;
+    Some(Answer {
+        at: Instant::now(),
+        pid,
+        gone: out.starts_with("exit=").then_some(out),
+    })
+}
+
+impl ExitWatch {
+    /// Starts the watching thread over `nodes` (a session and layout each).
+    fn spawn(self: &Arc<Self>, nodes: Vec<(Arc<Session>, Layout)>) {
+        let watch = self.clone();
+        *lock(&watch.answers) = vec![None; nodes.len()];
+        let _ = std::thread::Builder::new()
+            .name("remote-exit-watch".into())
+            .spawn(move || {
+                while !watch.stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(200));
+                    let wanted =
+                        lock(&watch.wanted).is_some_and(|t| t.elapsed() < Duration::from_secs(3));
+                    if !wanted {
+                        continue;
+                    }
+                    let t0 = Instant::now();
+                    let pids = lock(&watch.pids).clone();
+                    let fresh = each(&nodes, |i, (session, layout)| {
+                        ask(session, layout, (*pids.get(i)?)?)
+                    });
+                    let mut answers = lock(&watch.answers);
+                    for (a, f) in answers.iter_mut().zip(fresh) {
+                        if f.is_some() {
+                            *a = f;
+                        }
+                    }
+                    drop(answers);
+                    std::thread::sleep(Duration::from_secs(1).saturating_sub(t0.elapsed()));
+                }
+            });
     }
 }
 
@@ -321,8 +392,8 @@ pub struct RemoteCluster {
     firewall: Option<Arc<Firewall>>,
     pub timings: Timings,
     rust_log: String,
-    /// When [`RemoteCluster::poll_exits`] last asked the hosts.
-    last_poll: Option<Instant>,
+    /// Whether the replicas are still there, asked off the procs lock.
+    watch: Arc<ExitWatch>,
 }
 
 /// The paxoskv `server` command line of node `i` (the binary at `bin`).
@@ -422,7 +493,7 @@ pub fn open(w: &Workload, program: &Path, dir: &Path) -> Result<Db> {
         firewall: None,
         timings: Timings::default(),
         rust_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-        last_poll: None,
+        watch: Arc::new(ExitWatch::default()),
     };
     let argvs: Vec<Vec<String>> = match &w.db {
         DbSpec::Paxoskv => layouts
@@ -455,11 +526,17 @@ pub fn open(w: &Workload, program: &Path, dir: &Path) -> Result<Db> {
             state: NodeState::Down,
             pids: None,
             starts: 0,
-            exited: None,
         });
     }
     let upload = matches!(w.db, DbSpec::Paxoskv).then_some(program);
     cluster.prepare(hosts, upload)?;
+    cluster.watch.spawn(
+        cluster
+            .nodes
+            .iter()
+            .map(|n| (n.session.clone(), n.layout.clone()))
+            .collect(),
+    );
     if w.uses_network() {
         let nodes = cluster
             .nodes
@@ -602,23 +679,9 @@ impl RemoteCluster {
         &self.nodes[i]
     }
 
-    /// Asks every running node's host whether its replica is still there;
-    /// the answers of those gone wait in [`RemoteNode::exited`].
-    fn poll_exits(&mut self) {
-        self.last_poll = Some(Instant::now());
-        let answers = each(&self.nodes, |_, n| {
-            let (pid, _) = n.pids?;
-            let out = n
-                .session
-                .run("status", &deploy::status(&n.layout, pid))
-                .ok()?;
-            out.starts_with("exit=").then_some(out)
-        });
-        for (n, a) in self.nodes.iter_mut().zip(answers) {
-            if a.is_some() {
-                n.exited = a;
-            }
-        }
+    /// Tells the watcher which replica PID each node has now.
+    fn sync_watch(&self) {
+        *lock(&self.watch.pids) = self.nodes.iter().map(|n| n.pids.map(|p| p.0)).collect();
     }
 
     fn pids(&self, i: usize) -> Result<(u32, u32)> {
@@ -646,7 +709,6 @@ impl RemoteNode {
         self.pids = Some((pid, wpid));
         self.state = NodeState::Running;
         self.starts += 1;
-        self.exited = None;
         Ok(())
     }
 
@@ -660,7 +722,6 @@ impl RemoteNode {
             eprintln!("harness: {e}");
         }
         self.pids = None;
-        self.exited = None;
         self.state = NodeState::Down;
     }
 }
@@ -684,7 +745,9 @@ impl Processes for RemoteCluster {
 
     fn start(&mut self, i: usize) -> Result<()> {
         let rust_log = self.rust_log.clone();
-        self.nodes[i].start(&rust_log)
+        let r = self.nodes[i].start(&rust_log);
+        self.sync_watch();
+        r
     }
 
     /// Every node at once (each start is a round trip to its host).
@@ -705,6 +768,7 @@ impl Processes for RemoteCluster {
                 })
                 .collect()
         });
+        self.sync_watch();
         if !errors.is_empty() {
             bail!("{}", errors.join("\n"));
         }
@@ -713,6 +777,7 @@ impl Processes for RemoteCluster {
 
     fn stop(&mut self, node: usize, grace: Duration) {
         self.nodes[node].stop(grace);
+        self.sync_watch();
     }
 
     fn kill(&mut self, i: usize) -> Result<()> {
@@ -720,8 +785,8 @@ impl Processes for RemoteCluster {
         let n = &mut self.nodes[i];
         n.session.run("kill", &deploy::kill(&n.layout, pid, wpid))?;
         n.pids = None;
-        n.exited = None;
         n.state = NodeState::Down;
+        self.sync_watch();
         Ok(())
     }
 
@@ -749,26 +814,38 @@ impl Processes for RemoteCluster {
         Ok(())
     }
 
-    /// Asks the hosts, all at once and at most once a second (each
-    /// question is a round trip, and the run asks every 100 ms while the
-    /// cluster starts); when the replica is gone, its recorded exit status,
-    /// and the end of its log lands in the local log file (for the report).
+    /// What the watcher heard from the node's host in the last 2 s
+    /// ([`ExitWatch`]), so that the startup's polling never waits for a
+    /// round trip under the procs lock; a one-off question (after the heal)
+    /// asks the host. When the replica is gone, its recorded exit status, and
+    /// the end of its log lands in the local log file (for the report).
     fn check_exited(&mut self, i: usize) -> Option<ExitStatus> {
-        self.nodes[i].pids?;
-        if self.nodes[i].exited.is_none()
-            && self
-                .last_poll
-                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
-        {
-            self.poll_exits();
-        }
+        let (pid, _) = self.nodes[i].pids?;
+        *lock(&self.watch.wanted) = Some(Instant::now());
+        let cached = lock(&self.watch.answers)
+            .get(i)
+            .cloned()
+            .flatten()
+            .filter(|a| a.pid == pid && a.at.elapsed() < Duration::from_secs(2));
+        let answer = match cached {
+            Some(a) => a,
+            None => {
+                let n = &self.nodes[i];
+                let a = ask(&n.session, &n.layout, pid)?;
+                if let Some(slot) = lock(&self.watch.answers).get_mut(i) {
+                    *slot = Some(a.clone());
+                }
+                a
+            }
+        };
+        let out = answer.gone?;
         let n = &mut self.nodes[i];
-        let out = n.exited.take()?;
         let rest = out.strip_prefix("exit=")?;
         let (code, log) = rest.split_once('\n').unwrap_or((rest, ""));
         let _ = std::fs::write(&n.files.log_path, log);
         n.pids = None;
         n.state = NodeState::Down;
+        self.sync_watch();
         let code: i32 = code.trim().parse().unwrap_or(255);
         Some(if code > 128 && code < 160 {
             ExitStatus::from_raw(code - 128)
@@ -783,6 +860,7 @@ impl Processes for RemoteCluster {
                 s.spawn(move || n.stop(grace));
             }
         });
+        self.sync_watch();
     }
 
     /// Downloads every node's log and data dir (a tar over SSH) into the
@@ -833,6 +911,9 @@ impl Processes for RemoteCluster {
 
 impl Drop for RemoteCluster {
     fn drop(&mut self) {
+        self.watch
+            .stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.stop_all(Duration::from_secs(2));
         if let Some(fw) = &self.firewall {
             for e in fw.teardown() {
