@@ -12,6 +12,7 @@
 //! - [`cli`]: the `harness` command line (subcommands).
 //! - [`net`]: per-link TCP proxies and partition shapes (network faults).
 //! - [`serve`]: `harness serve`, the store's runs as local web pages.
+//! - [`remote`]: nodes on remote hosts over SSH (`cluster.hosts`).
 
 pub mod checker;
 pub mod cli;
@@ -24,6 +25,7 @@ pub mod nemesis;
 pub mod net;
 pub mod progress;
 pub mod recorder;
+pub mod remote;
 pub mod report;
 pub mod run;
 pub mod serve;

@@ -228,6 +228,11 @@ pub struct ClusterSpec {
     pub server_flags: Vec<String>,
     /// How long to wait for the cluster to elect a coordinator at start.
     pub startup_timeout: Dur,
+    /// Remote hosts reached over SSH, one per replica (node `n<i>` on
+    /// `hosts[i]`); empty: local processes on `host` ([`crate::remote`]).
+    pub hosts: Vec<crate::remote::HostSpec>,
+    /// Deadline of every remote command (connect, signal, start, stop).
+    pub ssh_timeout: Dur,
 }
 
 impl Default for ClusterSpec {
@@ -242,6 +247,8 @@ impl Default for ClusterSpec {
             base_proxy_port: 10000,
             server_flags: Vec::new(),
             startup_timeout: Dur::secs(30),
+            hosts: Vec::new(),
+            ssh_timeout: Dur::secs(10),
         }
     }
 }
@@ -765,6 +772,10 @@ impl Workload {
         if c.host.trim().is_empty() {
             return Err(bad(&["cluster", "host"], "empty host".into()));
         }
+        crate::remote::validate(self).map_err(|(field, message)| {
+            let path: Vec<&str> = field.split('.').collect();
+            bad(&path, message)
+        })?;
         if self.duration.0.is_zero() {
             return Err(bad(&["duration"], "must be greater than 0".into()));
         }

@@ -96,24 +96,65 @@ pub fn check_template(words: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Where each node of an exec cluster runs: its host and data dir (local:
+/// every node on `cluster.host`, dirs in the run's dir; remote: one host
+/// each, dirs on the hosts).
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub hosts: Vec<String>,
+    pub dirs: Vec<String>,
+    pub base_client_port: u16,
+    pub base_paxos_port: u16,
+}
+
+impl Placement {
+    /// Every node of `c` on its one host.
+    pub fn local(c: &ClusterConfig) -> Placement {
+        Placement {
+            hosts: vec![c.host.clone(); c.replicas],
+            dirs: (0..c.replicas)
+                .map(|i| c.dir.join(format!("n{i}")).display().to_string())
+                .collect(),
+            base_client_port: c.base_client_port,
+            base_paxos_port: c.base_paxos_port,
+        }
+    }
+
+    fn addr(&self, i: usize, base: u16) -> String {
+        format!("{}:{}", self.hosts[i], usize::from(base) + i)
+    }
+    pub fn client_addr(&self, i: usize) -> String {
+        self.addr(i, self.base_client_port)
+    }
+    pub fn peer_addr(&self, i: usize) -> String {
+        self.addr(i, self.base_paxos_port)
+    }
+}
+
 /// The command line `template` for node `i` of the cluster `c`.
 pub fn command_line(template: &[String], c: &ClusterConfig, i: usize) -> Result<Vec<String>> {
-    let all = |f: &dyn Fn(usize) -> String| (0..c.replicas).map(f).collect::<Vec<_>>().join(",");
+    command_line_at(template, &Placement::local(c), i)
+}
+
+/// The command line `template` for node `i` placed by `p`.
+pub fn command_line_at(template: &[String], p: &Placement, i: usize) -> Result<Vec<String>> {
+    let n = p.hosts.len();
+    let all = |f: &dyn Fn(usize) -> String| (0..n).map(f).collect::<Vec<_>>().join(",");
     let port = |addr: String| addr.rsplit(':').next().unwrap_or_default().to_string();
     let value = |name: &str| -> Option<String> {
         Some(match name {
             "id" => i.to_string(),
             "name" => format!("n{i}"),
-            "dir" => c.dir.join(format!("n{i}")).display().to_string(),
-            "host" => c.host.clone(),
-            "client_port" => port(c.client_addr(i)),
-            "peer_port" => port(c.paxos_addr(i)),
-            "client_addr" => c.client_addr(i),
-            "peer_addr" => c.paxos_addr(i),
-            "client_ports" => all(&|r| port(c.client_addr(r))),
-            "peer_ports" => all(&|r| port(c.paxos_addr(r))),
-            "client_addrs" => all(&|r| c.client_addr(r)),
-            "peer_addrs" => all(&|r| c.paxos_addr(r)),
+            "dir" => p.dirs[i].clone(),
+            "host" => p.hosts[i].clone(),
+            "client_port" => port(p.client_addr(i)),
+            "peer_port" => port(p.peer_addr(i)),
+            "client_addr" => p.client_addr(i),
+            "peer_addr" => p.peer_addr(i),
+            "client_ports" => all(&|r| port(p.client_addr(r))),
+            "peer_ports" => all(&|r| port(p.peer_addr(r))),
+            "client_addrs" => all(&|r| p.client_addr(r)),
+            "peer_addrs" => all(&|r| p.peer_addr(r)),
             _ => return None,
         })
     };
@@ -187,6 +228,18 @@ pub struct ExecApi {
     /// The client command line of each node.
     clients: Vec<Vec<String>>,
     client_log: PathBuf,
+}
+
+impl ExecApi {
+    /// Nodes serving clients at `addrs`; `clients[i]` runs a client of node
+    /// `i`; their stderr goes to `client_log`.
+    pub fn new(addrs: Vec<String>, clients: Vec<Vec<String>>, client_log: PathBuf) -> ExecApi {
+        ExecApi {
+            addrs,
+            clients,
+            client_log,
+        }
+    }
 }
 
 impl Api for ExecApi {

@@ -86,6 +86,13 @@ pub trait Processes: Send {
         anyhow::bail!("this database does not list the records of its data dir")
     }
 
+    /// Brings every node's log and data dir to [`Processes::files`], with
+    /// the nodes stopped: remote nodes download them
+    /// ([`crate::remote::RemoteCluster`]); local ones have them there.
+    fn collect_files(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     fn start_all(&mut self) -> Result<()> {
         for i in 0..self.node_count() {
             self.start(i)?;
@@ -184,6 +191,9 @@ pub struct Db {
     /// The link proxies between the nodes, if the adapter started the
     /// nodes behind them (for network faults).
     pub network: Option<Arc<Network>>,
+    /// The iptables rules on remote nodes, if the nodes run on hosts of
+    /// `cluster.hosts` and the workload partitions them.
+    pub firewall: Option<Arc<crate::remote::iptables::Firewall>>,
 }
 
 impl Db {
@@ -192,6 +202,7 @@ impl Db {
             procs: Arc::new(Mutex::new(procs)),
             api,
             network: None,
+            firewall: None,
         }
     }
 
@@ -220,6 +231,20 @@ impl Db {
         (0..p.node_count()).map(|i| p.state(i)).collect()
     }
 
+    /// Downloads the nodes' files ([`Processes::collect_files`]), off the
+    /// async threads.
+    pub async fn collect_files(&self) -> Result<()> {
+        let procs = self.procs.clone();
+        tokio::task::spawn_blocking(move || {
+            procs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .collect_files()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("collecting the nodes' files: {e}"))?
+    }
+
     /// Stops every node, off the async threads.
     pub async fn stop_all(&self, grace: Duration) {
         let procs = self.procs.clone();
@@ -244,8 +269,12 @@ pub fn find_program(db: &DbSpec, explicit: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// The database of workload `w` (its `db:`), laid out in the run's dir
-/// `dir`; nothing is started yet. `program` is [`find_program`]'s answer.
+/// `dir` (on the hosts of `cluster.hosts`, if any: [`crate::remote`]);
+/// nothing is started yet. `program` is [`find_program`]'s answer.
 pub fn open(w: &Workload, program: &Path, dir: &Path) -> Result<Db> {
+    if !w.cluster.hosts.is_empty() {
+        return crate::remote::open(w, program, dir);
+    }
     match &w.db {
         DbSpec::Paxoskv => paxoskv::open(w, program, dir),
         DbSpec::Etcd(e) => etcd::open(w, e, program, dir),

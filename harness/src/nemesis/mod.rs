@@ -280,13 +280,14 @@ impl Nemesis {
         }
     }
 
-    /// Runs one schedule entry until `end` (relative to the recorder's start)
-    /// or until stopped. A fault whose heal time falls after `end` is healed
-    /// at `end`.
-    pub async fn run_schedule(self, spec: FaultSpec, end: Duration, seed: u64) {
+    /// Runs one schedule entry until `end` or until stopped; its times
+    /// (`start`, `end`) count from `origin`, the start of the clients (not
+    /// the recorder's start: a cluster on remote hosts takes seconds to
+    /// start). A fault whose heal time falls after `end` is healed at `end`.
+    pub async fn run_schedule(self, spec: FaultSpec, origin: Instant, end: Duration, seed: u64) {
         let mut rng = StdRng::seed_from_u64(seed);
         let fault = fault_for(&spec, &self.env, seed.wrapping_add(1));
-        let t0 = Instant::from_std(self.recorder.start());
+        let t0 = origin;
         let end_at = t0 + end;
         let mut k: u32 = 0;
         loop {

@@ -1,4 +1,6 @@
-//! Network faults, through the link proxies of [`crate::net`]: `partition`
+//! Network faults, through the link proxies of [`crate::net`] (a
+//! `partition` of nodes on remote hosts: iptables rules there,
+//! [`crate::remote::iptables`]): `partition`
 //! (a shape or explicit groups; cut links blackhole or reset), `delay`
 //! (latency and jitter) and `slow` (bandwidth) on the links of the targets.
 //!
@@ -41,6 +43,35 @@ pub fn of(spec: &FaultSpec, seed: u64) -> Box<dyn Fault> {
             seed,
         )),
     }
+}
+
+/// Where a partition cuts links: the link proxies, or iptables on remote
+/// nodes ([`crate::remote::iptables`]).
+enum CutBy<'a> {
+    Proxies(&'a Network),
+    Firewall(&'a crate::remote::iptables::Firewall),
+}
+
+fn partition_links(db: &Db) -> Result<CutBy<'_>, String> {
+    match (db.network(), db.firewall.as_deref()) {
+        (Some(net), _) => Ok(CutBy::Proxies(net)),
+        (None, Some(fw)) => Ok(CutBy::Firewall(fw)),
+        (None, None) => network(db).map(CutBy::Proxies),
+    }
+}
+
+/// Runs `f` on the remote nodes' firewall on a blocking thread (each rule
+/// change is a round trip over SSH); its errors.
+async fn on_firewall(
+    db: &Db,
+    f: impl FnOnce(&crate::remote::iptables::Firewall) -> Vec<String> + Send + 'static,
+) -> Vec<String> {
+    let Some(fw) = db.firewall.clone() else {
+        return vec!["no firewall".into()];
+    };
+    tokio::task::spawn_blocking(move || f(&fw))
+        .await
+        .unwrap_or_else(|e| vec![format!("firewall task: {e}")])
 }
 
 /// Network faults need the nodes to talk through the link proxies.
@@ -102,7 +133,7 @@ impl Fault for Partition {
         "heal-partition"
     }
     fn check_available(&self, db: &Db) -> anyhow::Result<()> {
-        check_network(db)
+        partition_links(db).map(|_| ()).map_err(anyhow::Error::msg)
     }
     /// A paused or dead node can be cut off too.
     fn can_target(&self, _state: NodeState) -> bool {
@@ -111,22 +142,33 @@ impl Fault for Partition {
     fn apply<'a>(&'a self, db: &'a Db, nodes: &'a [usize]) -> BoxFuture<'a, Applied> {
         Box::pin(async move {
             let mut out = Applied::default();
-            let net = match network(db) {
-                Ok(n) => n,
+            let links = match partition_links(db) {
+                Ok(l) => l,
                 Err(e) => {
                     out.errors.push(e);
                     return out;
                 }
             };
+            let n = match &links {
+                CutBy::Proxies(net) => net.nodes(),
+                CutBy::Firewall(fw) => fw.nodes(),
+            };
             let grudge = {
                 let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-                self.shape.grudge(net.nodes(), nodes, &mut *rng)
+                self.shape.grudge(n, nodes, &mut *rng)
             };
             match grudge {
                 Ok(g) => {
-                    net.partition(&g, self.cut);
+                    match links {
+                        CutBy::Proxies(net) => net.partition(&g, self.cut),
+                        CutBy::Firewall(_) => {
+                            let (g, cut) = (g.clone(), self.cut);
+                            out.errors
+                                .extend(on_firewall(db, move |fw| fw.partition(&g, cut)).await)
+                        }
+                    }
                     // The nodes hit: every node with a cut link.
-                    out.hit = (0..net.nodes())
+                    out.hit = (0..n)
                         .filter(|&i| g.links().any(|(f, t)| f == i || t == i))
                         .collect();
                     *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(g);
@@ -138,11 +180,12 @@ impl Fault for Partition {
     }
     fn heal<'a>(&'a self, db: &'a Db, _nodes: &'a [usize]) -> BoxFuture<'a, Vec<String>> {
         Box::pin(async move {
-            match network(db) {
-                Ok(net) => {
+            match partition_links(db) {
+                Ok(CutBy::Proxies(net)) => {
                     net.heal_partition();
                     vec![]
                 }
+                Ok(CutBy::Firewall(_)) => on_firewall(db, |fw| fw.heal()).await,
                 Err(e) => vec![e],
             }
         })
@@ -157,7 +200,10 @@ impl Fault for Partition {
     }
     /// Every node, while any link is still cut.
     fn lingering(&self, db: &Db, _ran: bool) -> Vec<usize> {
-        lingering(db, |r| r.cut.is_some())
+        match db.firewall.as_deref() {
+            Some(fw) if db.network().is_none() && fw.is_cut() => (0..fw.nodes()).collect(),
+            _ => lingering(db, |r| r.cut.is_some()),
+        }
     }
 }
 

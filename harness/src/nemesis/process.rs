@@ -22,10 +22,14 @@ impl Fault for Pause {
         state == NodeState::Running
     }
     fn apply<'a>(&'a self, db: &'a Db, nodes: &'a [usize]) -> BoxFuture<'a, Applied> {
-        Box::pin(async move { Applied::each(nodes, |i| db.procs().pause(i)) })
+        Box::pin(off_runtime(db, nodes, |db, nodes| {
+            Applied::each(&nodes, |i| db.procs().pause(i))
+        }))
     }
     fn heal<'a>(&'a self, db: &'a Db, nodes: &'a [usize]) -> BoxFuture<'a, Vec<String>> {
-        Box::pin(async move { heal_where(db, nodes, NodeState::Paused, |p, i| p.resume(i)) })
+        Box::pin(off_runtime(db, nodes, |db, nodes| {
+            heal_where(&db, &nodes, NodeState::Paused, |p, i| p.resume(i))
+        }))
     }
     fn lingering(&self, db: &Db, _ran: bool) -> Vec<usize> {
         nodes_in(db, NodeState::Paused)
@@ -46,10 +50,14 @@ impl Fault for Kill {
         state == NodeState::Running
     }
     fn apply<'a>(&'a self, db: &'a Db, nodes: &'a [usize]) -> BoxFuture<'a, Applied> {
-        Box::pin(async move { Applied::each(nodes, |i| db.procs().kill(i)) })
+        Box::pin(off_runtime(db, nodes, |db, nodes| {
+            Applied::each(&nodes, |i| db.procs().kill(i))
+        }))
     }
     fn heal<'a>(&'a self, db: &'a Db, nodes: &'a [usize]) -> BoxFuture<'a, Vec<String>> {
-        Box::pin(async move { heal_where(db, nodes, NodeState::Down, |p, i| p.start(i)) })
+        Box::pin(off_runtime(db, nodes, |db, nodes| {
+            heal_where(&db, &nodes, NodeState::Down, |p, i| p.start(i))
+        }))
     }
     /// Dead nodes, also those that crashed on their own.
     fn lingering(&self, db: &Db, _ran: bool) -> Vec<usize> {
@@ -112,6 +120,19 @@ impl Fault for FailRate {
             vec![]
         }
     }
+}
+
+/// Runs `f` on a blocking thread: a signal to a remote node is a round trip
+/// over SSH ([`crate::remote`]), which must not stall the clients' tasks.
+async fn off_runtime<T: Send + 'static + Default>(
+    db: &Db,
+    nodes: &[usize],
+    f: impl FnOnce(Db, Vec<usize>) -> T + Send + 'static,
+) -> T {
+    let (db, nodes) = (db.clone(), nodes.to_vec());
+    tokio::task::spawn_blocking(move || f(db, nodes))
+        .await
+        .unwrap_or_default()
 }
 
 /// Runs `heal` on the nodes still in `state` (a node restarted or resumed

@@ -223,6 +223,9 @@ impl Test<'_> {
             }
         }
         db.stop_all(Duration::from_secs(3)).await;
+        if let Err(e) = db.collect_files().await {
+            eprintln!("harness: cannot collect the nodes' files: {e:#}");
+        }
         // Shared with the checker's blocking task rather than copied: a
         // history can hold millions of ops.
         let history = Arc::new(recorder.snapshot());
@@ -260,7 +263,8 @@ impl Test<'_> {
         let w = self.w;
         let recorder = &nemesis.recorder;
         let counters = Arc::new(Counters::default());
-        let deadline = Instant::now() + w.duration.0;
+        let clients_start = Instant::now();
+        let deadline = clients_start + w.duration.0;
         let pace = w
             .clients
             .rate
@@ -293,6 +297,7 @@ impl Test<'_> {
             .map(|(k, spec)| {
                 tokio::spawn(nemesis.clone().run_schedule(
                     spec.clone(),
+                    clients_start,
                     w.duration.0,
                     self.seed.wrapping_add(1000 + k as u64),
                 ))
@@ -505,21 +510,28 @@ fn client_ops(history: &History) -> Vec<pairing::ClientOp<'_>> {
 /// with its exit status and the tail of its log.
 async fn startup_crash(db: &Db) -> String {
     loop {
-        {
-            let mut p = db.procs();
+        // Off the async threads: asking a remote node is a round trip.
+        let procs = db.procs.clone();
+        let crash = tokio::task::spawn_blocking(move || {
+            let mut p = procs.lock().unwrap_or_else(|e| e.into_inner());
             for i in 0..p.node_count() {
                 if let Some(st) = p.check_exited(i) {
                     let log_path = p.files(i).log_path;
                     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                     let tail: Vec<&str> = log.lines().rev().take(5).collect();
                     let tail: Vec<&str> = tail.into_iter().rev().collect();
-                    return format!(
+                    return Some(format!(
                         "n{i} exited during startup ({st}); the end of {}:\n    {}",
                         log_path.display(),
                         tail.join("\n    ")
-                    );
+                    ));
                 }
             }
+            None
+        })
+        .await;
+        if let Ok(Some(why)) = crash {
+            return why;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
