@@ -300,7 +300,13 @@ pub fn start(config: NodeConfig, shutdown: Shutdown) -> Result<Started, StartErr
     );
     let mut core_config = config.core.clone();
     core_config.read_mode = config.read_mode;
-    let replica = Replica::new(config.id, n, core_config, restored)?;
+    let mut replica = Replica::new(config.id, n, core_config, restored)?;
+    // Distinct for every start of this process (follower reads, see
+    // `Replica::set_incarnation`).
+    let incarnation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    replica.set_incarnation(incarnation);
 
     let shared = Arc::new(Shared {
         id: config.id,

@@ -127,6 +127,7 @@ pub mod acceptor;
 pub mod coordinator;
 pub mod learner;
 pub mod messages;
+pub mod read_index;
 pub mod ready;
 pub mod replica;
 pub mod storage;

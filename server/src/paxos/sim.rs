@@ -415,6 +415,8 @@ struct Sim {
     /// Request id → client index.
     requests: HashMap<RequestId, usize>,
     next_request: RequestId,
+    /// Replica restarts so far (numbers their incarnations).
+    starts: u64,
     now: u64,
     /// Logical clock of client events, finer than ticks (real-time order).
     clock: u64,
@@ -484,6 +486,7 @@ impl Sim {
             clients,
             requests: HashMap::new(),
             next_request: 1,
+            starts: 0,
             now: 0,
             clock: 0,
             healed: false,
@@ -689,6 +692,9 @@ impl Sim {
         let mut replica =
             Replica::new(id, self.cfg.replicas, self.cfg.core.clone(), disk).expect("valid config");
         replica.planted = self.cfg.planted;
+        // Every start is a new incarnation (the first ones are 0).
+        self.starts += 1;
+        replica.set_incarnation(self.starts);
         self.nodes[id].replica = Some(replica);
         self.nodes[id].paused = false;
         self.log(|| format!("restart {id}"));
@@ -1674,4 +1680,15 @@ fn count_planted_hits() {
             .collect();
         eprintln!("{bug:?} hits: {hits:?}");
     }
+}
+
+#[test]
+fn the_simulator_catches_a_follower_read_served_before_its_read_index_is_applied() {
+    // Planted: a follower serves as soon as it knows the read index.
+    let found = find_violation_in_default_schedules(|cfg| {
+        cfg.planted = Some(PlantedBug::FollowerReadBeforeApplied)
+    });
+    let (seed, violation) = found.expect("a follower read before its read index should be caught");
+    eprintln!("follower read before applied: seed {seed}: {violation}");
+    assert!(violation.contains("linearizable"), "{violation}");
 }
