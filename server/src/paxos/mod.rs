@@ -31,13 +31,16 @@
 //!     1. write every ready.persist item, in order, and fsync;
 //!     2. only then send ready.messages (best effort: a failed send is a
 //!        lost message, which the protocol tolerates) and deliver
-//!        ready.replies to the waiting clients.
+//!        ready.replies to the waiting clients (with several replicas the
+//!        replies may go before step 1, see `Ready`).
 //! }
 //! ```
-//! - **Persist before send.** A `Ready`'s messages and replies may depend on
-//!   its writes (a promise, an accepted value). Sending them before the
-//!   fsync lets a crash break a promise. Several inputs may be handled before
-//!   calling `ready()` (that is how batches form).
+//! - **Persist before send.** A `Ready`'s messages may depend on its writes
+//!   (a promise, an accepted value). Sending them before the fsync lets a
+//!   crash break a promise. Replies may go at once when there is more than
+//!   one replica (they depend only on votes a majority made durable, see
+//!   [`Ready`]). Several inputs may be handled before calling `ready()`
+//!   (that is how batches form).
 //! - **Restoring.** Apply every [`StorageWrite`] in order to a
 //!   [`PersistentState`] (see [`PersistentState::apply`]), or store the
 //!   equivalent: promise, accepted (slot → ballot, value), chosen (slot →

@@ -656,6 +656,17 @@ impl Sim {
         if keep < ready.persist.len() {
             self.stats.torn_crashes += 1;
         }
+        // Replies need not wait for the writes (see `Ready`): those of the
+        // torn Ready may have left already.
+        if self.cfg.replicas > 1 {
+            for (request, reply) in ready.replies {
+                if self.lost_between_client_and(id) {
+                    continue;
+                }
+                let deliver_at = self.now + self.delay();
+                self.post(deliver_at, CLIENTS, Payload::Reply(id, request, reply));
+            }
+        }
         self.log(|| format!("crash {id} (persisted {keep}/{})", ready.persist.len()));
         // A damaged WAL: records that were durable, and acknowledged, are
         // gone too. At most a minority may be lost this way, so that the
