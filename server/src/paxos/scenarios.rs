@@ -1065,12 +1065,10 @@ fn an_overloaded_coordinator_refuses_new_requests_as_not_applied() {
 /// read index covers the write, so the follower answers only once it has
 /// caught up and applied it (with the planted bug it answers at once, with
 /// the value from before the write).
-fn follower_read_story(
-    planted: Option<PlantedBug>,
-) -> (
-    Option<Result<OpResult, RequestError>>,
-    Option<Result<OpResult, RequestError>>,
-) {
+/// An answer as `Cluster::reply` gives it.
+type Answer = Option<Result<OpResult, RequestError>>;
+
+fn follower_read_story(planted: Option<PlantedBug>) -> (Answer, Answer) {
     let mut c = Cluster::new(3, config());
     c.elect(0);
     c.replicas[2].as_mut().unwrap().planted = planted;
