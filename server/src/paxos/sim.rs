@@ -660,11 +660,7 @@ impl Sim {
         // torn Ready may have left already.
         if self.cfg.replicas > 1 {
             for (request, reply) in ready.replies {
-                if self.lost_between_client_and(id) {
-                    continue;
-                }
-                let deliver_at = self.now + self.delay();
-                self.post(deliver_at, CLIENTS, Payload::Reply(id, request, reply));
+                self.post(self.now + 1, CLIENTS, Payload::Reply(id, request, reply));
             }
         }
         self.log(|| format!("crash {id} (persisted {keep}/{})", ready.persist.len()));
