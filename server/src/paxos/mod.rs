@@ -109,7 +109,9 @@
 //! [`ReadMode::Quorum`] (read-index): a `Get` is answered once a majority has
 //! acknowledged, in the coordinator's ballot, a heartbeat sent after the read
 //! arrived, and the log is applied up to the last slot proposed when it
-//! arrived. [`ReadMode::Local`] answers at once from local state and turns
+//! arrived. A follower that hears a live coordinator serves a `Get` itself
+//! with a read index obtained from the coordinator ([`read_index`]).
+//! [`ReadMode::Local`] answers at once from local state and turns
 //! check-quorum off: the original C++ project's unsafe behaviour (a coordinator cut off by a
 //! partition serves stale reads until it sees a higher ballot), kept so the
 //! harness can catch it.

@@ -40,7 +40,9 @@
 //! sharp this is was measured by breaking the core on purpose. Tests here
 //! assert that the default schedules catch: a read confirmed by the
 //! heartbeat round already sent when it arrived (planted bug
-//! `ReadRoundNotAhead`), an acceptor that forgets its promises, local reads,
+//! `ReadRoundNotAhead`), a follower read served before the follower applied
+//! its read index (`FollowerReadBeforeApplied`), an acceptor that forgets
+//! its promises, local reads,
 //! and a replica that votes again after losing durable records. Earlier
 //! measurements also caught adopting the lowest instead of the highest
 //! accepted value, a read index at the commit index instead of the last
