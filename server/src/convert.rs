@@ -268,6 +268,21 @@ pub(crate) fn message_to_pb(m: &Message) -> pb::PaxosMessage {
         Message::Snapshot { snapshot } => K::Snapshot(pb::InstallSnapshot {
             snapshot: Some(snapshot_to_pb(snapshot)),
         }),
+        Message::ReadIndex { incarnation, id } => K::ReadIndex(pb::ReadIndex {
+            incarnation: *incarnation,
+            id: *id,
+        }),
+        Message::ReadIndexReply {
+            ballot,
+            incarnation,
+            id,
+            read_index,
+        } => K::ReadIndexReply(pb::ReadIndexReply {
+            ballot: Some(ballot_to_pb(*ballot)),
+            incarnation: *incarnation,
+            id: *id,
+            read_index: *read_index,
+        }),
     };
     pb::PaxosMessage { kind: Some(kind) }
 }
@@ -340,6 +355,24 @@ pub(crate) fn message_from_pb(m: pb::PaxosMessage, count: usize) -> Result<Messa
         K::Snapshot(s) => Message::Snapshot {
             snapshot: snapshot_from_pb(s.snapshot.ok_or(ConvertError::Missing("snapshot"))?)?,
         },
+        K::ReadIndex(r) => Message::ReadIndex {
+            incarnation: r.incarnation,
+            id: r.id,
+        },
+        K::ReadIndexReply(r) => Message::ReadIndexReply {
+            ballot: b(r.ballot)?,
+            incarnation: r.incarnation,
+            id: r.id,
+            read_index: r.read_index,
+        },
+        // The runtime handles forwarded requests before decoding
+        // (`peer.rs`); they are not core messages.
+        K::Forward(_) | K::ForwardReply(_) => {
+            return Err(ConvertError::Decode {
+                what: "peer message",
+                reason: "a forwarded request is not a core message".into(),
+            })
+        }
     })
 }
 

@@ -7,11 +7,13 @@
 //! - [`convert`]: core types ⇄ protobuf, with validation of network input.
 //! - [`node`]: the runtime task that drives the core, and the storage thread.
 //! - [`peer`]: outbound peer channels and the `Paxos` gRPC service.
-//! - [`service`]: the client-facing `Kv` gRPC service.
+//! - [`service`]: the client-facing `Kv` gRPC service; [`forward`]: client
+//!   requests a follower forwards to the coordinator on the peer streams.
 //! - [`run`]: wiring a whole replica together; [`shutdown`]: clean stop.
 
 pub mod config;
 pub mod convert;
+pub mod forward;
 pub mod kv;
 pub mod node;
 pub mod paxos;

@@ -11,9 +11,12 @@
 //!   Readys that queued up while the previous fsync ran into one
 //!   [`WriteBatch`] (group commit), makes it durable with one fsync, and only
 //!   then sends their messages and answers their clients. Because it is a
-//!   single FIFO, no message or reply ever leaves before the writes of its own
-//!   and every earlier Ready are on disk, while the core keeps working during
-//!   the fsync (pipelining).
+//!   single FIFO, no message ever leaves before the writes of its own and
+//!   every earlier Ready are on disk, while the core keeps working during
+//!   the fsync (pipelining). Client replies do not wait for it when there
+//!   are several replicas: a reply depends only on votes a majority already
+//!   made durable (see [`Ready`](crate::paxos::Ready)), so the core task
+//!   answers at once instead of behind the next group's fsync.
 //! - **Peer tasks** ([`crate::peer`]) carry messages to the other replicas.
 //!
 //! A storage error is fatal: a replica that cannot make its promises durable
@@ -300,7 +303,13 @@ pub fn start(config: NodeConfig, shutdown: Shutdown) -> Result<Started, StartErr
     );
     let mut core_config = config.core.clone();
     core_config.read_mode = config.read_mode;
-    let replica = Replica::new(config.id, n, core_config, restored)?;
+    let mut replica = Replica::new(config.id, n, core_config, restored)?;
+    // Distinct for every start of this process (follower reads, see
+    // `Replica::set_incarnation`).
+    let incarnation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    replica.set_incarnation(incarnation);
 
     let shared = Arc::new(Shared {
         id: config.id,
@@ -392,11 +401,22 @@ async fn core_task(
         if ready.is_empty() {
             continue;
         }
-        let replies = ready
+        let mut replies: Vec<_> = ready
             .replies
             .into_iter()
             .filter_map(|(id, reply)| waiting.remove(&id).map(|tx| (tx, reply)))
             .collect();
+        // With more than one replica a reply never depends on this Ready's
+        // writes (see `paxos::Ready`): it leaves now instead of behind the
+        // next fsync.
+        if replica.replica_count() > 1 {
+            for (tx, reply) in replies.drain(..) {
+                let _ = tx.send(reply);
+            }
+        }
+        if ready.persist.is_empty() && ready.messages.is_empty() && replies.is_empty() {
+            continue;
+        }
         let job = Job {
             writes: ready.persist,
             messages: ready.messages,

@@ -17,7 +17,9 @@
 //! `PaxosService::deliver` validates each envelope (sender in range and not
 //! us, addressed to us, same cluster size), decodes each message
 //! ([`crate::convert`]), drops acceptor-bound messages with probability
-//! `fail_rate`, and hands the rest to the core task.
+//! `fail_rate`, and hands the rest to the core task. Forwarded client
+//! requests and their answers ([`crate::forward`]) travel on the same
+//! streams and are handled here, outside the core.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -136,13 +138,25 @@ impl Peers {
         if to == self.me {
             return;
         }
+        self.enqueue(to, || convert::message_to_pb(msg));
+    }
+
+    /// Queues an already encoded message (a forwarded client request or its
+    /// answer, see [`crate::forward`]) for replica `to`. Returns false if it
+    /// was dropped (full queue, or no such peer). Never blocks.
+    pub fn send_pb(&self, to: ReplicaId, msg: pb::PaxosMessage) -> bool {
+        to != self.me && self.enqueue(to, || msg)
+    }
+
+    /// Queues the message `encode` builds, unless the queue is full.
+    fn enqueue(&self, to: ReplicaId, encode: impl FnOnce() -> pb::PaxosMessage) -> bool {
         let Some(Some(q)) = self.queues.get(to) else {
-            return;
+            return false;
         };
         // A full queue (in bytes) drops the message before paying for its
         // encoding; an empty queue always takes one, however large.
         let sent = q.bytes.load(Ordering::Relaxed) < MAX_QUEUED_BYTES && {
-            let m = convert::message_to_pb(msg);
+            let m = encode();
             let len = prost::Message::encoded_len(&m);
             q.bytes.fetch_add(len, Ordering::Relaxed);
             match q.tx.try_send((m, len)) {
@@ -159,6 +173,7 @@ impl Peers {
                 tracing::debug!(peer = to, dropped = n, "peer queue full; dropping messages");
             }
         }
+        sent
     }
 
     /// A client for the `Paxos` service of replica `to` (for forwarding).
@@ -305,6 +320,28 @@ impl PaxosService {
             .max_encoding_message_size(MAX_PAXOS_MESSAGE)
     }
 
+    /// Executes a request that replica `from` forwarded on its stream and
+    /// queues the answer back to it (see [`crate::forward`]).
+    fn execute_forwarded(&self, from: ReplicaId, req: pb::ForwardRequest) {
+        let executor = self.executor.clone();
+        let peers = self.node.peers.clone();
+        let deadline = tokio::time::Instant::now() + crate::forward::budget(&req);
+        let id = req.id;
+        let Some(mut request) = req.request else {
+            let answer = Err(Status::invalid_argument(
+                "forwarded request without a request",
+            ));
+            peers.send_pb(from, crate::forward::reply_for(id, answer));
+            return;
+        };
+        request.forwarded = true;
+        tokio::spawn(async move {
+            let answer = executor.execute(request, deadline).await;
+            // Dropped if the queue back is full: the follower times out.
+            peers.send_pb(from, crate::forward::reply_for(id, answer));
+        });
+    }
+
     /// Checks an envelope's header; returns the sender.
     fn validate(&self, env: &pb::Envelope) -> Result<ReplicaId, Status> {
         let shared = &self.node.shared;
@@ -352,6 +389,17 @@ impl pb::paxos_server::Paxos for PaxosService {
             }
             let fail_rate = self.node.shared.fail_rate();
             for m in env.messages {
+                let m = match m.kind {
+                    Some(pb::paxos_message::Kind::Forward(req)) => {
+                        self.execute_forwarded(from, req);
+                        continue;
+                    }
+                    Some(pb::paxos_message::Kind::ForwardReply(reply)) => {
+                        self.executor.forwarder().on_reply(reply);
+                        continue;
+                    }
+                    kind => pb::PaxosMessage { kind },
+                };
                 let msg = match convert::message_from_pb(m, self.node.shared.cluster_size) {
                     Ok(msg) => msg,
                     Err(e) => {

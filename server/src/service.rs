@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
 
+use crate::forward::Forwarder;
 use crate::kv::{Command, Op, OpResult};
 use crate::node::NodeHandle;
 use crate::paxos::{Executed, RequestError};
@@ -87,12 +88,21 @@ fn connect_refused(st: &Status) -> bool {
 #[derive(Debug)]
 pub struct Executor {
     node: NodeHandle,
+    forwarder: Forwarder,
 }
 
 impl Executor {
     /// An executor for `node`.
     pub fn new(node: NodeHandle) -> Self {
-        Executor { node }
+        Executor {
+            node,
+            forwarder: Forwarder::default(),
+        }
+    }
+
+    /// The table of requests this replica forwarded and waits for.
+    pub fn forwarder(&self) -> &Forwarder {
+        &self.forwarder
     }
 
     /// Executes `req`, answering by `deadline` at the latest.
@@ -193,28 +203,15 @@ impl Executor {
         leader: usize,
         deadline: Instant,
     ) -> Result<pkv::ExecuteReply, Status> {
-        let Some(mut client) = self.node.peers.client(leader) else {
-            return Err(unavailable(
-                format!("no channel to replica {leader}"),
-                false,
-            ));
-        };
         let mut fwd = req.clone();
         fwd.forwarded = true;
-        let mut request = Request::new(fwd);
         // One attempt gets at most FORWARD_ATTEMPT: a coordinator that was
         // paused or partitioned away is replaced within that time, and the
         // retry goes to its successor (same (client_id, seq): applied once).
         let attempt_end = deadline.min(Instant::now() + FORWARD_ATTEMPT);
-        let left = attempt_end.saturating_duration_since(Instant::now());
-        request.set_timeout(left.max(Duration::from_millis(1)));
-        match tokio::time::timeout_at(attempt_end, client.forward(request)).await {
-            Ok(r) => r.map(Response::into_inner),
-            Err(_) => Err(unavailable(
-                format!("replica {leader} did not answer a forwarded request in time"),
-                true,
-            )),
-        }
+        self.forwarder
+            .forward(&self.node.peers, leader, fwd, attempt_end)
+            .await
     }
 
     fn reply(&self, op: &Op, executed: Executed) -> pkv::ExecuteReply {

@@ -62,6 +62,9 @@ pub(crate) enum PlantedBug {
     /// The behaviour before pre-vote: campaign at once when the election
     /// timer fires, take over as soon as caught up (no hysteresis).
     NoPreVote,
+    /// A follower serves a read as soon as it knows the read index, before
+    /// it has applied the log up to it.
+    FollowerReadBeforeApplied,
 }
 
 /// The rest of the replica, as the coordinator's handlers see it.
@@ -132,11 +135,24 @@ impl Proposal {
     }
 }
 
-/// A `Get` waiting for the read-index conditions.
+/// Who waits for a read's confirmation.
+#[derive(Debug)]
+enum ReadOrigin {
+    /// A client's `Get` of `key` at this replica.
+    Client { request_id: RequestId, key: String },
+    /// A follower's read-index request (see [`super::read_index`]): it is
+    /// answered with the read index and serves the reads itself.
+    Follower {
+        from: ReplicaId,
+        incarnation: u64,
+        id: u64,
+    },
+}
+
+/// A read waiting for the read-index conditions.
 #[derive(Debug)]
 struct PendingRead {
-    request_id: RequestId,
-    key: String,
+    origin: ReadOrigin,
     /// Last slot the coordinator had proposed (or recovered) when the read
     /// arrived: every write acknowledged before the read is at or below it.
     read_index: Slot,
@@ -297,19 +313,11 @@ impl Coordinator {
                 local.reply(request_id, Ok(read_result(value)));
             }
             (Op::Get { key }, ReadMode::Quorum) => {
-                #[allow(unused_mut)]
-                let mut round = self.read_round + 1;
-                #[cfg(test)]
-                if local.planted(PlantedBug::ReadRoundNotAhead) {
-                    round = self.read_round;
-                }
-                self.reads.push(PendingRead {
+                let origin = ReadOrigin::Client {
                     request_id,
                     key: key.clone(),
-                    read_index: (self.next_slot - 1).max(local.learner.commit_index()),
-                    round,
-                });
-                self.round_needed = true;
+                };
+                self.push_read(origin, local);
             }
             _ => {
                 let key = key_of(&command);
@@ -332,6 +340,39 @@ impl Coordinator {
                 }
             }
         }
+    }
+
+    /// A follower asks for a read index (see [`super::read_index`]):
+    /// answered like a read of our own, once a round sent after it is
+    /// confirmed.
+    pub fn on_read_index(&mut self, from: ReplicaId, incarnation: u64, id: u64, local: &mut Local) {
+        if self.reads.len() >= local.config.max_pending {
+            // Unanswered: the follower gives up and forwards its reads.
+            return;
+        }
+        let origin = ReadOrigin::Follower {
+            from,
+            incarnation,
+            id,
+        };
+        self.push_read(origin, local);
+    }
+
+    /// Queue a read, to be confirmed by the first heartbeat round sent after
+    /// it arrived (or a later one).
+    fn push_read(&mut self, origin: ReadOrigin, local: &Local) {
+        #[allow(unused_mut)]
+        let mut round = self.read_round + 1;
+        #[cfg(test)]
+        if local.planted(PlantedBug::ReadRoundNotAhead) {
+            round = self.read_round;
+        }
+        self.reads.push(PendingRead {
+            origin,
+            read_index: (self.next_slot - 1).max(local.learner.commit_index()),
+            round,
+        });
+        self.round_needed = true;
     }
 
     /// An acceptor accepted `slot` in `ballot`. The caller applies what got
@@ -540,6 +581,8 @@ impl Coordinator {
             self.waiting.insert(slot, batch);
             self.propose(slot, Value::Batch(commands), local)?;
         }
+        // One round per wake-up: every read (and follower read-index
+        // request) that arrived since the last round shares this one.
         if self.round_needed {
             self.broadcast_heartbeat(local);
         }
@@ -584,14 +627,33 @@ impl Coordinator {
         }
         let applied = local.learner.applied();
         let confirmed = self.confirmed_round();
-        let (done, waiting): (Vec<_>, Vec<_>) = self
-            .reads
-            .drain(..)
-            .partition(|r| r.round <= confirmed && r.read_index <= applied);
+        // A follower's request needs only the confirmation: it waits for
+        // its own log to reach the read index.
+        let (done, waiting): (Vec<_>, Vec<_>) = self.reads.drain(..).partition(|r| {
+            r.round <= confirmed
+                && (r.read_index <= applied || matches!(r.origin, ReadOrigin::Follower { .. }))
+        });
         self.reads = waiting;
         for read in done {
-            let value = local.learner.kv().read(&read.key);
-            local.reply(read.request_id, Ok(read_result(value)));
+            match read.origin {
+                ReadOrigin::Client { request_id, key } => {
+                    let value = local.learner.kv().read(&key);
+                    local.reply(request_id, Ok(read_result(value)));
+                }
+                ReadOrigin::Follower {
+                    from,
+                    incarnation,
+                    id,
+                } => local.send(
+                    from,
+                    Message::ReadIndexReply {
+                        ballot: self.ballot,
+                        incarnation,
+                        id,
+                        read_index: read.read_index,
+                    },
+                ),
+            }
         }
     }
 
@@ -625,11 +687,15 @@ impl Coordinator {
                 RequestError::OutcomeUnknown { leader_hint: hint },
             );
         }
+        // A follower's request goes unanswered: the follower gives up on
+        // its own.
         for read in reads {
-            out.replies.push((
-                read.request_id,
-                Err(RequestError::NotLeader { leader_hint: hint }),
-            ));
+            if let ReadOrigin::Client { request_id, .. } = read.origin {
+                out.replies.push((
+                    request_id,
+                    Err(RequestError::NotLeader { leader_hint: hint }),
+                ));
+            }
         }
     }
 }

@@ -84,6 +84,21 @@ pub enum Message {
     /// The state machine as of `snapshot.last_slot`, for a replica that needs
     /// slots already compacted away.
     Snapshot { snapshot: Snapshot },
+    /// A follower asks the coordinator for a read index for the reads it
+    /// holds (etcd's follower ReadIndex, see [`super::read_index`]).
+    /// `incarnation` and `id` name the request (unique across the
+    /// follower's restarts); the answer echoes them.
+    ReadIndex { incarnation: u64, id: u64 },
+    /// The coordinator of `ballot` confirmed, with a majority, a heartbeat
+    /// round sent after request `id` arrived; `read_index` is the last slot
+    /// it had proposed then. The follower serves the request's reads once it
+    /// applied that slot.
+    ReadIndexReply {
+        ballot: Ballot,
+        incarnation: u64,
+        id: u64,
+        read_index: Slot,
+    },
 }
 
 impl Message {
@@ -95,7 +110,8 @@ impl Message {
             | Message::Accept { ballot, .. }
             | Message::Accepted { ballot, .. }
             | Message::Heartbeat { ballot, .. }
-            | Message::HeartbeatAck { ballot, .. } => Some(*ballot),
+            | Message::HeartbeatAck { ballot, .. }
+            | Message::ReadIndexReply { ballot, .. } => Some(*ballot),
             Message::Rejected { promised, .. } => Some(*promised),
             // A pre-vote ballot is only a question: no one may step down
             // because of it.
@@ -103,7 +119,8 @@ impl Message {
             | Message::PreVoteReply { .. }
             | Message::Chosen { .. }
             | Message::CatchUp { .. }
-            | Message::Snapshot { .. } => None,
+            | Message::Snapshot { .. }
+            | Message::ReadIndex { .. } => None,
         }
     }
 
@@ -129,7 +146,11 @@ impl Message {
             Message::Heartbeat { commit_index, .. }
             | Message::HeartbeatAck { commit_index, .. } => *commit_index,
             Message::Snapshot { snapshot } => snapshot.last_slot,
-            Message::Rejected { .. } | Message::PreVote { .. } | Message::PreVoteReply { .. } => 0,
+            Message::ReadIndexReply { read_index, .. } => *read_index,
+            Message::Rejected { .. }
+            | Message::PreVote { .. }
+            | Message::PreVoteReply { .. }
+            | Message::ReadIndex { .. } => 0,
         }
     }
 
@@ -148,6 +169,8 @@ impl Message {
             Message::HeartbeatAck { .. } => "heartbeat-ack",
             Message::CatchUp { .. } => "catch-up",
             Message::Snapshot { .. } => "snapshot",
+            Message::ReadIndex { .. } => "read-index",
+            Message::ReadIndexReply { .. } => "read-index-reply",
         }
     }
 }

@@ -31,13 +31,16 @@
 //!     1. write every ready.persist item, in order, and fsync;
 //!     2. only then send ready.messages (best effort: a failed send is a
 //!        lost message, which the protocol tolerates) and deliver
-//!        ready.replies to the waiting clients.
+//!        ready.replies to the waiting clients (with several replicas the
+//!        replies may go before step 1, see `Ready`).
 //! }
 //! ```
-//! - **Persist before send.** A `Ready`'s messages and replies may depend on
-//!   its writes (a promise, an accepted value). Sending them before the
-//!   fsync lets a crash break a promise. Several inputs may be handled before
-//!   calling `ready()` (that is how batches form).
+//! - **Persist before send.** A `Ready`'s messages may depend on its writes
+//!   (a promise, an accepted value). Sending them before the fsync lets a
+//!   crash break a promise. Replies may go at once when there is more than
+//!   one replica (they depend only on votes a majority made durable, see
+//!   [`Ready`]). Several inputs may be handled before calling `ready()`
+//!   (that is how batches form).
 //! - **Restoring.** Apply every [`StorageWrite`] in order to a
 //!   [`PersistentState`] (see [`PersistentState::apply`]), or store the
 //!   equivalent: promise, accepted (slot → ballot, value), chosen (slot →
@@ -106,7 +109,9 @@
 //! [`ReadMode::Quorum`] (read-index): a `Get` is answered once a majority has
 //! acknowledged, in the coordinator's ballot, a heartbeat sent after the read
 //! arrived, and the log is applied up to the last slot proposed when it
-//! arrived. [`ReadMode::Local`] answers at once from local state and turns
+//! arrived. A follower that hears a live coordinator serves a `Get` itself
+//! with a read index obtained from the coordinator ([`read_index`]).
+//! [`ReadMode::Local`] answers at once from local state and turns
 //! check-quorum off: the original C++ project's unsafe behaviour (a coordinator cut off by a
 //! partition serves stale reads until it sees a higher ballot), kept so the
 //! harness can catch it.
@@ -127,6 +132,7 @@ pub mod acceptor;
 pub mod coordinator;
 pub mod learner;
 pub mod messages;
+pub mod read_index;
 pub mod ready;
 pub mod replica;
 pub mod storage;

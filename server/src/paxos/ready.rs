@@ -49,9 +49,18 @@ pub type Reply = Result<Executed, RequestError>;
 /// Everything the core wants done after the last inputs.
 ///
 /// **Rule:** every item of `persist` must be durable (written and fsynced, in
-/// order) before any of this `Ready`'s `messages` are sent or `replies`
-/// delivered. A promise or an accept must never be announced before it would
-/// survive a crash.
+/// order) before any of this `Ready`'s `messages` are sent. A promise or an
+/// accept must never be announced before it would survive a crash.
+///
+/// `replies` may be delivered at once, before `persist` is durable, when the
+/// cluster has more than one replica: a reply only reports slots that are
+/// chosen (or reads of what they applied, or that nothing was done), and a
+/// slot is chosen only once a majority accepted it durably. The
+/// coordinator's own vote counts only from the `Ready` that proposed it,
+/// whose accepts left after that `Ready` was durable, and a majority of two
+/// or more needs such a remote vote: no reply can depend on writes of its own
+/// `Ready`. With a single replica its own vote is the majority, so replies
+/// wait for `persist` like messages.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Ready {
     pub persist: Vec<StorageWrite>,

@@ -10,12 +10,13 @@ use super::coordinator::PlantedBug;
 use super::coordinator::{Candidate, Coordinator, Deposed, Local, PromiseInfo};
 use super::learner::Learner;
 use super::messages::{ChosenEntry, Message};
+use super::read_index::FollowerReads;
 use super::ready::{Ready, Reply, RequestError};
 use super::storage::{PersistentState, Snapshot};
 use super::types::{
     majority, Ballot, Config, ReadMode, ReplicaId, RequestId, Role, Slot, Value, MAX_SLOT,
 };
-use crate::kv::{Command, KvStore};
+use crate::kv::{Command, KvStore, Op};
 
 /// A configuration the core refuses to run with.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -113,6 +114,9 @@ pub struct Replica {
     prevote: Option<PreVoting>,
     /// Highest round seen in any ballot: a new campaign goes above it.
     max_round_seen: u64,
+    /// Reads served here as a follower, with a read index from the
+    /// coordinator ([`super::read_index`]).
+    follower_reads: FollowerReads,
     /// Output accumulated since the last `ready()`.
     out: Ready,
     /// Every slot applied, in order, with its value (snapshot installs show as
@@ -172,6 +176,7 @@ impl Replica {
             steady_ticks: 0,
             prevote: None,
             max_round_seen: restored.promised.round,
+            follower_reads: FollowerReads::default(),
             out: Ready::default(),
             #[cfg(test)]
             applied_log: Vec::new(),
@@ -210,6 +215,7 @@ impl Replica {
             | Message::Prepare { ballot, .. }
             | Message::Accept { ballot, .. }
             | Message::Heartbeat { ballot, .. }
+            | Message::ReadIndexReply { ballot, .. }
                 if ballot.replica != from =>
             {
                 return Err(StepError::NotBallotOwner {
@@ -282,6 +288,21 @@ impl Replica {
                 self.local().send_catch_up(from, first_slot);
             }
             Message::Snapshot { snapshot } => self.on_snapshot(snapshot),
+            Message::ReadIndex { incarnation, id } => {
+                if let Some((c, mut local)) = self.lead() {
+                    c.on_read_index(from, incarnation, id, &mut local);
+                }
+            }
+            Message::ReadIndexReply {
+                incarnation,
+                id,
+                read_index,
+                ..
+            } => {
+                self.follower_reads
+                    .on_reply(from, incarnation, id, read_index);
+                self.serve_follower_reads();
+            }
         }
         Ok(())
     }
@@ -290,6 +311,9 @@ impl Replica {
     pub fn tick(&mut self) {
         let election_timeout = self.election_timeout();
         let heartbeat_ticks = self.config.heartbeat_ticks;
+        let hint = self.leader_hint();
+        self.follower_reads
+            .tick(self.config.election_ticks, hint, &mut self.out);
         match &mut self.role {
             RoleState::Follower => {
                 self.election_elapsed += 1;
@@ -339,6 +363,15 @@ impl Replica {
     /// [`RequestError::NotLeader`] (the runtime forwards the request).
     pub fn submit(&mut self, request_id: RequestId, command: Command) {
         let hint = self.leader_hint();
+        if let (RoleState::Follower, Some(_), ReadMode::Quorum, Op::Get { key }) = (
+            &self.role,
+            self.live_leader(),
+            self.config.read_mode,
+            &command.op,
+        ) {
+            self.follower_reads.submit(request_id, key.clone());
+            return;
+        }
         if !matches!(self.role, RoleState::Coordinator(_)) {
             self.reply(
                 request_id,
@@ -362,7 +395,21 @@ impl Replica {
     /// persist, send and reply. Persist first, then send and reply.
     pub fn ready(&mut self) -> Ready {
         self.flush();
+        let leader = match self.role {
+            RoleState::Follower => self.live_leader(),
+            _ => None,
+        };
+        self.follower_reads.flush(leader, &mut self.out);
         mem::take(&mut self.out)
+    }
+
+    /// Distinguish this run of the replica from every earlier one (call once
+    /// after [`Replica::new`] with a number no earlier start used, e.g. the
+    /// start time in nanoseconds): follower read requests carry it, so that
+    /// a delayed answer to a request of an earlier run is never taken for
+    /// the answer to a new one.
+    pub fn set_incarnation(&mut self, incarnation: u64) {
+        self.follower_reads.set_incarnation(incarnation);
     }
 
     // ----- status -------------------------------------------------------
@@ -572,6 +619,7 @@ impl Replica {
     fn campaign(&mut self) {
         self.step_down(None);
         self.prevote = None;
+        self.follower_reads.fail_all(None, &mut self.out);
         let round = self.max_round_seen.max(self.acceptor.promised().round) + 1;
         self.max_round_seen = round;
         let ballot = Ballot::new(round, self.id);
@@ -894,6 +942,23 @@ impl Replica {
         if let Some((c, mut local)) = self.lead() {
             c.serve_reads(&mut local);
         }
+        self.serve_follower_reads();
+    }
+
+    /// Serve the follower reads whose read index is applied.
+    fn serve_follower_reads(&mut self) {
+        #[allow(unused_mut)]
+        let mut ignore_applied = false;
+        #[cfg(test)]
+        if self.planted == Some(PlantedBug::FollowerReadBeforeApplied) {
+            ignore_applied = true;
+        }
+        self.follower_reads.serve(
+            self.learner.applied(),
+            self.learner.kv(),
+            &mut self.out,
+            ignore_applied,
+        );
     }
 
     // ----- plumbing -----------------------------------------------------

@@ -41,6 +41,8 @@ struct Cluster {
     /// (replica, request, reply) in answer order.
     replies: Vec<(ReplicaId, RequestId, Reply)>,
     next_request: RequestId,
+    /// Restarts so far (numbers the replicas' incarnations).
+    starts: u64,
     config: Config,
 }
 
@@ -62,6 +64,7 @@ impl Cluster {
             sent: Vec::new(),
             replies: Vec::new(),
             next_request: 1,
+            starts: 0,
             config,
         }
     }
@@ -195,7 +198,10 @@ impl Cluster {
     fn restart(&mut self, id: ReplicaId) {
         let n = self.replicas.len();
         let disk = self.disks[id].clone();
-        self.replicas[id] = Some(Replica::new(id, n, self.config.clone(), disk).unwrap());
+        let mut replica = Replica::new(id, n, self.config.clone(), disk).unwrap();
+        self.starts += 1;
+        replica.set_incarnation(self.starts);
+        self.replicas[id] = Some(replica);
     }
 }
 
@@ -229,15 +235,11 @@ fn replica_zero_is_elected_and_a_write_reaches_every_replica() {
     }
     let digests: Vec<_> = (0..3).map(|id| c.replica(id).digest()).collect();
     assert!(digests.iter().all(|d| *d == digests[0]));
-    // A follower does not serve: it names the coordinator.
+    // A follower serves a read itself, with a read index from the
+    // coordinator (see `follower_reads` for the details).
     let r = c.submit(2, 1, 2, get("apple"));
     c.stabilize();
-    assert_eq!(
-        c.reply(r),
-        Some(Err(RequestError::NotLeader {
-            leader_hint: Some(0)
-        }))
-    );
+    assert_eq!(c.reply(r), Some(value("green")));
     // The coordinator answers the read after a heartbeat round.
     let r = c.submit(0, 1, 2, get("apple"));
     assert_eq!(c.reply(r), None, "no quorum confirmation yet");
@@ -1057,4 +1059,101 @@ fn an_overloaded_coordinator_refuses_new_requests_as_not_applied() {
     let again = c.submit(0, 9, 1, put("k", "later"));
     c.stabilize();
     assert_eq!(c.reply(again), Some(Ok(OpResult::Done)));
+}
+
+/// A follower that missed a write is asked for a read: the coordinator's
+/// read index covers the write, so the follower answers only once it has
+/// caught up and applied it (with the planted bug it answers at once, with
+/// the value from before the write).
+/// An answer as `Cluster::reply` gives it.
+type Answer = Option<Result<OpResult, RequestError>>;
+
+fn follower_read_story(planted: Option<PlantedBug>) -> (Answer, Answer) {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    c.replicas[2].as_mut().unwrap().planted = planted;
+    // Replica 2 hears neither the accept nor the chosen value of the write.
+    c.lost.push((2, "accept"));
+    c.lost.push((2, "chosen"));
+    let w = c.submit(0, 1, 1, put("k", "new"));
+    c.stabilize();
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
+    assert_eq!(c.replica(2).kv().read("k"), None);
+    let mark = c.sent.len();
+    let r = c.submit(2, 2, 1, get("k"));
+    c.stabilize();
+    // One read-index request went to the coordinator and was answered.
+    assert_eq!(c.count_sent(2, 0, "read-index", mark), 1);
+    assert_eq!(c.count_sent(0, 2, "read-index-reply", mark), 1);
+    let before_catch_up = c.reply(r);
+    // Heartbeats show the coordinator that replica 2 is behind; it is
+    // caught up and then serves the read.
+    c.lost.clear();
+    c.tick(20);
+    (before_catch_up, c.reply(r))
+}
+
+#[test]
+fn a_follower_serves_a_read_only_once_it_applied_the_read_index() {
+    let (early, late) = follower_read_story(None);
+    assert_eq!(early, None, "served before applying the read index");
+    assert_eq!(late, Some(value("new")));
+    // The planted bug serves the old state: a stale read.
+    let (early, _) = follower_read_story(Some(PlantedBug::FollowerReadBeforeApplied));
+    assert_eq!(early, Some(Ok(OpResult::Value(None))));
+}
+
+#[test]
+fn a_follower_read_without_an_answer_is_given_up_as_not_applied() {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    // The coordinator never receives the request.
+    c.lost.push((0, "read-index"));
+    let r = c.submit(1, 1, 1, get("k"));
+    c.stabilize();
+    assert_eq!(c.reply(r), None);
+    c.tick(config().election_ticks as usize + 1);
+    assert_eq!(
+        c.reply(r),
+        Some(Err(RequestError::NotLeader {
+            leader_hint: Some(0)
+        }))
+    );
+}
+
+#[test]
+fn an_answer_meant_for_an_earlier_run_of_a_follower_is_ignored() {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    let w = c.submit(0, 1, 1, put("k", "v1"));
+    c.stabilize();
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
+    // Replica 2 restarts (a new incarnation) and gets a read; the
+    // coordinator's answer to its request is held back.
+    c.crash(2);
+    c.restart(2);
+    c.tick(2 * config().heartbeat_ticks as usize);
+    assert_eq!(c.replica(2).leader(), Some(0));
+    c.lost.push((2, "read-index-reply"));
+    let r = c.submit(2, 2, 1, get("k"));
+    c.stabilize();
+    assert_eq!(c.reply(r), None);
+    // A reply of the same id from its earlier run (incarnation 0), with a
+    // read index of 0, must not serve the read.
+    let ballot = c.replica(0).status().own_ballot.unwrap();
+    c.replicas[2]
+        .as_mut()
+        .unwrap()
+        .step(
+            0,
+            Message::ReadIndexReply {
+                ballot,
+                incarnation: 0,
+                id: 1,
+                read_index: 0,
+            },
+        )
+        .unwrap();
+    c.flush(2);
+    assert_eq!(c.reply(r), None, "served with another run's read index");
 }

@@ -40,7 +40,9 @@
 //! sharp this is was measured by breaking the core on purpose. Tests here
 //! assert that the default schedules catch: a read confirmed by the
 //! heartbeat round already sent when it arrived (planted bug
-//! `ReadRoundNotAhead`), an acceptor that forgets its promises, local reads,
+//! `ReadRoundNotAhead`), a follower read served before the follower applied
+//! its read index (`FollowerReadBeforeApplied`), an acceptor that forgets
+//! its promises, local reads,
 //! and a replica that votes again after losing durable records. Earlier
 //! measurements also caught adopting the lowest instead of the highest
 //! accepted value, a read index at the commit index instead of the last
@@ -415,6 +417,8 @@ struct Sim {
     /// Request id → client index.
     requests: HashMap<RequestId, usize>,
     next_request: RequestId,
+    /// Replica restarts so far (numbers their incarnations).
+    starts: u64,
     now: u64,
     /// Logical clock of client events, finer than ticks (real-time order).
     clock: u64,
@@ -484,6 +488,7 @@ impl Sim {
             clients,
             requests: HashMap::new(),
             next_request: 1,
+            starts: 0,
             now: 0,
             clock: 0,
             healed: false,
@@ -653,6 +658,13 @@ impl Sim {
         if keep < ready.persist.len() {
             self.stats.torn_crashes += 1;
         }
+        // Replies need not wait for the writes (see `Ready`): those of the
+        // torn Ready may have left already.
+        if self.cfg.replicas > 1 {
+            for (request, reply) in ready.replies {
+                self.post(self.now + 1, CLIENTS, Payload::Reply(id, request, reply));
+            }
+        }
         self.log(|| format!("crash {id} (persisted {keep}/{})", ready.persist.len()));
         // A damaged WAL: records that were durable, and acknowledged, are
         // gone too. At most a minority may be lost this way, so that the
@@ -689,6 +701,9 @@ impl Sim {
         let mut replica =
             Replica::new(id, self.cfg.replicas, self.cfg.core.clone(), disk).expect("valid config");
         replica.planted = self.cfg.planted;
+        // Every start is a new incarnation (the first ones are 0).
+        self.starts += 1;
+        replica.set_incarnation(self.starts);
         self.nodes[id].replica = Some(replica);
         self.nodes[id].paused = false;
         self.log(|| format!("restart {id}"));
@@ -1674,4 +1689,15 @@ fn count_planted_hits() {
             .collect();
         eprintln!("{bug:?} hits: {hits:?}");
     }
+}
+
+#[test]
+fn the_simulator_catches_a_follower_read_served_before_its_read_index_is_applied() {
+    // Planted: a follower serves as soon as it knows the read index.
+    let found = find_violation_in_default_schedules(|cfg| {
+        cfg.planted = Some(PlantedBug::FollowerReadBeforeApplied)
+    });
+    let (seed, violation) = found.expect("a follower read before its read index should be caught");
+    eprintln!("follower read before applied: seed {seed}: {violation}");
+    assert!(violation.contains("linearizable"), "{violation}");
 }
