@@ -22,7 +22,7 @@
 //! A storage error is fatal: a replica that cannot make its promises durable
 //! must not answer anyone, so the process logs the error and exits.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -372,7 +372,10 @@ async fn core_task(
     loop {
         tokio::select! {
             _ = shutdown.wait() => break,
-            _ = interval.tick() => replica.tick(),
+            _ = interval.tick() => {
+                replica.tick();
+                cancel_abandoned(&mut replica, &mut waiting);
+            }
             input = rx.recv() => match input {
                 None => break,
                 Some(input) => handle(&mut replica, input, &mut waiting, &mut next_request),
@@ -428,6 +431,30 @@ async fn core_task(
         }
     }
     tracing::debug!("core task stopped");
+}
+
+/// Drop the requests whose client is gone (its deadline passed or it
+/// cancelled the RPC: the receiving end of the reply channel is closed), so
+/// that the coordinator does not propose commands nobody waits for.
+fn cancel_abandoned(
+    replica: &mut Replica,
+    waiting: &mut HashMap<RequestId, oneshot::Sender<Reply>>,
+) {
+    let gone: BTreeSet<RequestId> = waiting
+        .iter()
+        .filter(|(_, tx)| tx.is_closed())
+        .map(|(id, _)| *id)
+        .collect();
+    if gone.is_empty() {
+        return;
+    }
+    for id in &gone {
+        waiting.remove(id);
+    }
+    let dropped = replica.cancel(&gone);
+    if dropped > 0 {
+        tracing::debug!(dropped, "dropped queued requests whose client is gone");
+    }
 }
 
 fn handle(

@@ -9,7 +9,7 @@
 //! [`Replica`](super::Replica) then steps down, because changing roles
 //! involves more than the coordinator.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::mem;
 
 use super::acceptor::Acceptor;
@@ -373,6 +373,43 @@ impl Coordinator {
             round,
         });
         self.round_needed = true;
+    }
+
+    /// The requesters of `request_ids` are gone (their deadline passed or
+    /// they cancelled): drop what of theirs is not proposed yet, so that a
+    /// backlog of abandoned commands is not decided for nobody. A command
+    /// a live retry joined stays queued, now for that retry. Proposed ones
+    /// run their course (they may be chosen; their answers go nowhere).
+    /// Cancelled requests get no answer. Returns how many queued commands
+    /// and reads were dropped.
+    pub fn cancel(&mut self, request_ids: &BTreeSet<RequestId>) -> usize {
+        let before = self.queue.len() + self.reads.len();
+        for (_, retries) in self.retries.values_mut() {
+            retries.retain(|id| !request_ids.contains(id));
+        }
+        let retries = &mut self.retries;
+        self.queue.retain_mut(|(request_id, cmd)| {
+            if !request_ids.contains(request_id) {
+                return true;
+            }
+            match retries.get_mut(&key_of(cmd)) {
+                Some((_, joined)) if !joined.is_empty() => {
+                    *request_id = joined.remove(0);
+                    true
+                }
+                _ => {
+                    retries.remove(&key_of(cmd));
+                    false
+                }
+            }
+        });
+        self.reads.retain(|r| match &r.origin {
+            ReadOrigin::Client { request_id, .. } => !request_ids.contains(request_id),
+            // A follower's read-index request: its clients' reads wait at
+            // the follower, which cancels them there.
+            ReadOrigin::Follower { .. } => true,
+        });
+        before - (self.queue.len() + self.reads.len())
     }
 
     /// An acceptor accepted `slot` in `ballot`. The caller applies what got

@@ -56,7 +56,7 @@
 //!   `step` for it.
 //! - **Client requests.** `submit(request_id, command)`; the answer comes back
 //!   in some later `Ready::replies` with the same id. Every submitted request
-//!   is answered exactly once while the process lives:
+//!   is answered exactly once while the process lives (unless cancelled, below):
 //!   - `Ok(Executed { result, slot })`: applied (writes: exactly once, via
 //!     the session table, in log slot `slot`; reads: linearizable in
 //!     [`ReadMode::Quorum`], slot 0).
@@ -67,6 +67,11 @@
 //!     may or may not take effect; a retry with the same `(client_id, seq)`
 //!     is safe.
 //!   - `Err(Stale(..))`: the client reused an old sequence number.
+//!
+//!   [`Replica::cancel`] is the exception: when a client has gone (its
+//!   deadline passed, it cancelled the RPC), the runtime cancels its
+//!   requests; those still queued at the coordinator are dropped before
+//!   they are proposed, and cancelled requests get no answer.
 //!
 //!   Reads (`Op::Get`) carry a `(client_id, seq)` like writes, but never
 //!   touch the session table. A retry of a write that is already applied is

@@ -29,9 +29,10 @@
 //! so that an answer meant for an earlier run of the process, delayed in the
 //! network, is never taken for the answer to a new request.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::messages::Message;
+
 use super::ready::{Executed, Ready, RequestError};
 use super::types::{ReplicaId, RequestId, Slot};
 use crate::kv::{KvStore, OpResult};
@@ -73,6 +74,17 @@ impl FollowerReads {
     /// True when no read waits.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Drop the reads of `request_ids`, whose requesters are gone (see
+    /// [`super::Replica::cancel`]). Returns how many were dropped.
+    pub fn cancel(&mut self, request_ids: &BTreeSet<RequestId>) -> usize {
+        let before = self.len();
+        self.unsent.retain(|(id, _)| !request_ids.contains(id));
+        for b in self.batches.values_mut() {
+            b.reads.retain(|(id, _)| !request_ids.contains(id));
+        }
+        before - self.len()
     }
 
     /// A `Get` of `key` to serve here.

@@ -384,6 +384,20 @@ impl Replica {
         }
     }
 
+    /// The clients of these requests are gone (deadline passed, RPC
+    /// cancelled): commands and reads of theirs that are still queued at
+    /// the coordinator, or reads waiting at a follower for a read index, are dropped before they are proposed, and those
+    /// requests get no answer. Requests already proposed (or unknown) are
+    /// unaffected. Returns how many queued requests were dropped.
+    pub fn cancel(&mut self, request_ids: &std::collections::BTreeSet<RequestId>) -> usize {
+        let at_follower = self.follower_reads.cancel(request_ids);
+        at_follower
+            + match &mut self.role {
+                RoleState::Coordinator(c) => c.cancel(request_ids),
+                _ => 0,
+            }
+    }
+
     /// Change how reads are answered (takes effect for reads submitted later).
     pub fn set_read_mode(&mut self, mode: ReadMode) {
         self.config.read_mode = mode;

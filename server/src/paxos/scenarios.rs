@@ -1156,4 +1156,50 @@ fn an_answer_meant_for_an_earlier_run_of_a_follower_is_ignored() {
         .unwrap();
     c.flush(2);
     assert_eq!(c.reply(r), None, "served with another run's read index");
+
+#[test]
+fn commands_whose_requester_is_gone_are_dropped_before_they_are_proposed() {
+    // One slot in flight, so later commands wait in the queue.
+    let mut c = Cluster::new(
+        3,
+        Config {
+            max_inflight_slots: 1,
+            max_batch: 1,
+            ..config()
+        },
+    );
+    c.elect(0);
+    let first = c.submit(0, 1, 1, put("a", "1"));
+    c.flush(0);
+    let abandoned = c.submit(0, 2, 1, put("b", "abandoned"));
+    let joined = c.submit(0, 3, 1, put("c", "3"));
+    let retry = c.submit(0, 3, 1, put("c", "3"));
+    let read = c.submit(0, 4, 1, get("a"));
+    let kept = c.submit(0, 5, 1, put("d", "5"));
+    // The clients of `abandoned`, of the first attempt of (3, 1) and of the
+    // read gave up (deadline passed, RPC cancelled).
+    let gone = [abandoned, joined, read].into_iter().collect();
+    assert_eq!(c.replicas[0].as_mut().unwrap().cancel(&gone), 2);
+    c.stabilize();
+    c.tick(5);
+    // The abandoned command was never proposed, and nothing answers it.
+    let proposed_b = c.sent.iter().any(|(_, _, m)| {
+        matches!(m, Message::Accept { value: Value::Batch(cmds), .. }
+            if cmds.iter().any(|cmd| cmd.client_id == 2))
+    });
+    assert!(
+        !proposed_b,
+        "a command whose requester is gone was proposed"
+    );
+    for request in [abandoned, joined, read] {
+        assert_eq!(c.reply(request), None);
+    }
+    assert!(c.replica(0).kv().read("b").is_none());
+    // The others went through; (3, 1) for the retry that is still waiting.
+    for request in [first, retry, kept] {
+        assert_eq!(c.reply(request), Some(Ok(OpResult::Done)));
+    }
+    assert_eq!(c.replica(0).kv().read("c").as_deref(), Some("3"));
+    // At a follower there is nothing to cancel.
+    assert_eq!(c.replicas[1].as_mut().unwrap().cancel(&gone), 0);
 }

@@ -36,7 +36,9 @@
 //! Schedules mix five profiles: a broad one, one that hunts stale reads
 //! (frequent pauses, clients sent anywhere), a crash storm, a slow network
 //! (long delays and one-way cuts, timeouts scaled to match) and a
-//! returning coordinator (crashes during pauses, mostly reads). How
+//! returning coordinator (a Jepsen-style nemesis that kills the
+//! coordinator and stops one process at a time for several election
+//! timeouts, on a quiet network, mostly reads). How
 //! sharp this is was measured by breaking the core on purpose. Tests here
 //! assert that the default schedules catch: a read confirmed by the
 //! heartbeat round already sent when it arrived (planted bug
@@ -47,12 +49,16 @@
 //! measurements also caught adopting the lowest instead of the highest
 //! accepted value, a read index at the commit index instead of the last
 //! proposed slot, an acceptor accepting below its promise, and not
-//! persisting promises or accepted values. Not caught yet: counting
-//! heartbeat acks of another ballot (`AckOfAnyBallot`): it needs acks of a
-//! coordinator's earlier ballot to arrive after it leads again with a
-//! lower round count, and then a deposal while it serves a read; the
-//! scenario test `heartbeat_acks_of_an_earlier_ballot_confirm_no_read`
-//! tells that story.
+//! persisting promises or accepted values. Not caught yet by the default
+//! schedules: counting heartbeat acks of another ballot (`AckOfAnyBallot`).
+//! It needs a chain: a follower asleep through its coordinator's restart
+//! and re-election answers the old ballot's heartbeats late (their round
+//! numbers above the new ballot's: the nemesis profile makes this in about
+//! 1 schedule in 15), then, before the new ballot's rounds catch up, the
+//! coordinator sleeps through its deposal and a write, and wakes to a read
+//! of that key. Only a few schedules in a thousand of that profile get the
+//! whole chain; the scenario test
+//! `heartbeat_acks_of_an_earlier_ballot_confirm_no_read` tells the story.
 //!
 //! A failure prints its seed and the command that replays it:
 //! `PAXOS_SIM_SEED=<seed> cargo test -p server --lib paxos::sim::replay -- --ignored --nocapture`.
@@ -90,6 +96,16 @@ pub struct SimConfig {
     pub restart_p: f64,
     pub pause_p: f64,
     pub resume_p: f64,
+    /// A nemesis in the manner of Jepsen's: every `nemesis_every / 2` to
+    /// `3 * nemesis_every / 2` ticks (0: never) it kills the coordinator
+    /// (restarted by `restart_p`), or stops the coordinator or a follower
+    /// (one process at a time) for 2 to 5 election timeouts (SIGSTOP: long
+    /// enough for the others to change leadership behind its back). Its
+    /// operations overlap: a follower sleeps through a coordinator's
+    /// restart and re-election and wakes to answer the old ballot's
+    /// heartbeats; a coordinator sleeps through its deposal and wakes to a
+    /// read.
+    pub nemesis_every: u64,
     /// Per tick, probability that a replica gets cut off (healing uses
     /// `resume_p`).
     pub partition_p: f64,
@@ -163,18 +179,27 @@ impl SimConfig {
         }
     }
 
-    /// A coordinator crashes while a follower is paused, and is elected
-    /// again; later it is paused and deposed, and asked to read when it
-    /// wakes. Mostly reads, so that a read has no write in flight to wait
-    /// for: this is where heartbeat acks of an earlier ballot would confirm
-    /// a read they must not.
+    /// The nemesis (see [`SimConfig::nemesis_every`]) on an otherwise quiet
+    /// network, for longer: a coordinator crashes while a follower is
+    /// paused and is elected again; later it is paused and deposed, and
+    /// asked to read when it wakes. Mostly reads, so that a read has no
+    /// write in flight to wait for: this is where a read confirmed by an
+    /// old heartbeat round, or by acks of an earlier ballot, would show.
     pub fn returning_coordinator(self) -> Self {
         SimConfig {
-            clients: 6,
-            crash_p: 0.03,
-            restart_p: 0.5,
-            pause_p: 0.04,
+            clients: 8,
+            fault_ticks: 150 + self.fault_ticks / 2,
+            crash_p: 0.0,
+            restart_p: 0.8,
+            pause_p: 0.0,
             resume_p: 0.05,
+            nemesis_every: 15,
+            partition_p: 0.0,
+            one_way_p: 0.0,
+            max_fail_rate: 0.0,
+            drop_p: self.drop_p / 4.0,
+            long_delay_p: 0.0,
+            tail_loss_p: 0.0,
             target_leader_p: 0.5,
             retarget_p: 0.5,
             request_timeout: 15,
@@ -235,6 +260,7 @@ impl SimConfig {
             restart_p: 0.1,
             pause_p: rng.random_range(0.0..0.03),
             resume_p: 0.1,
+            nemesis_every: 0,
             partition_p: rng.random_range(0.0..0.03),
             target_leader_p: rng.random_range(0.0..0.8),
             max_fail_rate: rng.random_range(0.0..0.3),
@@ -303,6 +329,8 @@ struct Node {
     /// It lost durable records and refuses to start: it stays down.
     refused: bool,
     paused: bool,
+    /// A pause by the nemesis ends at this tick (others end at random).
+    resume_at: Option<u64>,
     /// Just resumed: it handles the client requests waiting in its socket
     /// buffers before the peer messages.
     clients_first: bool,
@@ -438,6 +466,8 @@ struct Sim {
     sent: u64,
     /// The ballot of the latest coordinator seen.
     leading: Option<Ballot>,
+    /// When the nemesis acts next.
+    next_nemesis: u64,
 }
 
 /// Replies travel to clients as envelopes addressed to this pseudo-replica.
@@ -462,6 +492,7 @@ impl Sim {
                     wal: Vec::new(),
                     refused: false,
                     paused: false,
+                    resume_at: None,
                     clients_first: false,
                     isolated: false,
                     fail_rate: 0.0,
@@ -502,6 +533,7 @@ impl Sim {
             leaderless_since: None,
             sent: 0,
             leading: None,
+            next_nemesis: 0,
         }
     }
 
@@ -590,10 +622,16 @@ impl Sim {
             self.nodes[id].paused = true;
         }
         let id = self.rng.random_range(0..n);
-        if self.nodes[id].paused && self.rng.random_bool(self.cfg.resume_p) {
-            self.log(|| format!("resume {id}"));
-            self.nodes[id].paused = false;
-            self.nodes[id].clients_first = true;
+        if self.nodes[id].paused
+            && self.nodes[id].resume_at.is_none()
+            && self.rng.random_bool(self.cfg.resume_p)
+        {
+            self.resume(id);
+        }
+        for id in 0..n {
+            if self.nodes[id].resume_at.is_some_and(|at| at <= self.now) {
+                self.resume(id);
+            }
         }
         let id = self.victim();
         if self.rng.random_bool(self.cfg.partition_p) {
@@ -633,7 +671,56 @@ impl Sim {
             let id = self.rng.random_range(0..n);
             self.nodes[id].fail_rate = self.rng.random_range(0.0..=self.cfg.max_fail_rate);
         }
+        if self.cfg.nemesis_every > 0 && self.now >= self.next_nemesis {
+            self.nemesis()?;
+        }
         Ok(())
+    }
+
+    /// One operation of the nemesis (see [`SimConfig::nemesis_every`]).
+    fn nemesis(&mut self) -> Result<(), String> {
+        let every = self.cfg.nemesis_every;
+        self.next_nemesis = self.now + self.rng.random_range(every / 2..=every * 3 / 2);
+        let n = self.cfg.replicas;
+        let leader = (0..n).find(|id| {
+            self.running(*id)
+                && self.nodes[*id]
+                    .replica
+                    .as_ref()
+                    .is_some_and(|r| r.role() == Role::Coordinator)
+        });
+        let election = self.cfg.core.election_ticks;
+        let until = self.now + self.rng.random_range(2 * election..=5 * election);
+        // One process stopped at a time, so that the others can go on.
+        let one_paused = self.nodes.iter().any(|node| node.paused);
+        match (self.rng.random_range(0..3), leader) {
+            (0, Some(id)) => self.crash(id)?,
+            _ if one_paused => {}
+            (1, Some(id)) => self.pause_until(id, until),
+            (_, leader) => {
+                let followers: Vec<_> = (0..n)
+                    .filter(|id| Some(*id) != leader && self.running(*id))
+                    .collect();
+                if !followers.is_empty() {
+                    let id = followers[self.rng.random_range(0..followers.len())];
+                    self.pause_until(id, until);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn pause_until(&mut self, id: ReplicaId, until: u64) {
+        self.log(|| format!("nemesis: pause {id} until t={until}"));
+        self.nodes[id].paused = true;
+        self.nodes[id].resume_at = Some(until);
+    }
+
+    fn resume(&mut self, id: ReplicaId) {
+        self.log(|| format!("resume {id}"));
+        self.nodes[id].paused = false;
+        self.nodes[id].resume_at = None;
+        self.nodes[id].clients_first = true;
     }
 
     /// Kill a replica. Sometimes it dies in the middle of persisting a
@@ -706,6 +793,7 @@ impl Sim {
         replica.set_incarnation(self.starts);
         self.nodes[id].replica = Some(replica);
         self.nodes[id].paused = false;
+        self.nodes[id].resume_at = None;
         self.log(|| format!("restart {id}"));
     }
 
@@ -717,6 +805,7 @@ impl Sim {
                 self.restart(id);
             }
             self.nodes[id].paused = false;
+            self.nodes[id].resume_at = None;
             self.nodes[id].isolated = false;
             self.nodes[id].fail_rate = 0.0;
         }
