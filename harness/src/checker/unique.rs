@@ -40,7 +40,7 @@ use rustc_hash::FxHashMap;
 
 use super::linearizable::Stuck;
 use super::model::{Model, SearchOp, NIL};
-use crate::history::Value;
+use crate::history::{Str, Value};
 
 /// An op as this check sees it (a `delete` is a write of `nil`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +119,7 @@ struct Checker<'a, M: UniqueValues> {
     /// value → ops writing it (write, delete, cas new).
     writers: FxHashMap<u32, Vec<usize>>,
     /// appended string → ops appending it.
-    tokens: FxHashMap<String, Vec<usize>>,
+    tokens: FxHashMap<Str, Vec<usize>>,
     token_lengths: Vec<usize>,
     /// What each (value, its producer) was seen doing.
     observed: FxHashMap<State, Observed>,
@@ -240,7 +240,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                     self.describe(x)
                 ));
             }
-            let mut lengths: Vec<usize> = self.tokens.keys().map(String::len).collect();
+            let mut lengths: Vec<usize> = self.tokens.keys().map(|k| k.len()).collect();
             lengths.sort_unstable();
             lengths.dedup();
             self.token_lengths = lengths;
@@ -424,7 +424,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         };
         let pred = if rest.is_empty() {
             // Appending to a missing key or to "" gives the same string.
-            let empty = self.model.intern_computed(Value::Str(String::new()));
+            let empty = self.model.intern_computed(Value::string(""));
             let empty_made = empty == self.init || self.writers.contains_key(&empty);
             let nil_made = NIL == self.init || self.writers.contains_key(&NIL);
             if empty_made && nil_made {
@@ -438,7 +438,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                 NIL
             }
         } else {
-            self.model.intern_computed(Value::Str(rest))
+            self.model.intern_computed(Value::string(rest))
         };
         Ok((producer, Some(pred)))
     }

@@ -69,7 +69,8 @@ pub fn grudge_value(g: &Grudge) -> Value {
                     Value::Vector(deaf.into_iter().map(node).collect()),
                 )
             })
-            .collect(),
+            .collect::<Vec<_>>()
+            .into(),
     )
 }
 
@@ -153,7 +154,7 @@ impl Fault for Partition {
             Value::keyword(self.shape.name()),
             Value::keyword(self.cut.as_str()),
             last.as_ref().map(grudge_value).unwrap_or(Value::Nil),
-        ]))
+        ].into()))
     }
     /// Every node, while any link is still cut.
     fn lingering(&self, db: &Db, _ran: bool) -> Vec<usize> {
@@ -254,11 +255,11 @@ impl Fault for Links {
                     Value::keyword("jitter-ms"),
                     Value::Int(jitter.as_millis() as i64),
                 ),
-            ]),
+            ].into()),
             LinkFault::Slow { bandwidth } => Value::Map(vec![(
                 Value::keyword("bytes-per-s"),
                 Value::Int(bandwidth as i64),
-            )]),
+            )].into()),
         })
     }
     /// Every node, while any link is still delayed (or slowed).
