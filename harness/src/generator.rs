@@ -44,10 +44,13 @@ impl HistoryOp for Op {
             Op::Put { value, .. } | Op::Append { value, .. } => {
                 Edn::Vector(vec![k, Edn::string(value.clone())].into())
             }
-            Op::Cas { expected, new, .. } => Edn::Vector(vec![
-                k,
-                Edn::Vector(vec![Edn::opt(expected.clone()), Edn::string(new.clone())].into()),
-            ].into()),
+            Op::Cas { expected, new, .. } => Edn::Vector(
+                vec![
+                    k,
+                    Edn::Vector(vec![Edn::opt(expected.clone()), Edn::string(new.clone())].into()),
+                ]
+                .into(),
+            ),
         }
     }
 

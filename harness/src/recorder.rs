@@ -118,10 +118,13 @@ mod tests {
             3,
             OpType::Invoke,
             "cas",
-            Value::Vector(vec![
-                Value::string("k1"),
-                Value::Vector(vec![Value::Nil, Value::string("a\"b")].into()),
-            ].into()),
+            Value::Vector(
+                vec![
+                    Value::string("k1"),
+                    Value::Vector(vec![Value::Nil, Value::string("a\"b")].into()),
+                ]
+                .into(),
+            ),
             "127.0.0.1:8001",
             None,
         );

@@ -111,9 +111,10 @@ pub fn generate(config: &SynthConfig) -> History {
                     };
                     (if kv { "put" } else { "write" }, Action::Write(v))
                 }
-                (true, 70..85) if config.appends => {
-                    ("append", Action::Append(Value::string(format!("x{unique};"))))
-                }
+                (true, 70..85) if config.appends => (
+                    "append",
+                    Action::Append(Value::string(format!("x{unique};"))),
+                ),
                 (true, 85..90) if config.appends && config.deletes => ("delete", Action::Delete),
                 _ => {
                     // Often compare against the current value so that some cas succeed.

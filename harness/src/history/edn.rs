@@ -220,7 +220,6 @@ impl<T: Into<Value>> From<Vec<T>> for Value {
     }
 }
 
-
 /// Writes the value as EDN; reading the output gives the same value back.
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

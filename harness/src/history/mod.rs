@@ -152,7 +152,9 @@ impl Extra {
 
     pub fn get(&self, name: &str) -> Option<&Value> {
         let fields = self.fields();
-        let i = fields.binary_search_by(|(k, _)| k.as_str().cmp(name)).ok()?;
+        let i = fields
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .ok()?;
         Some(&fields[i].1)
     }
 
@@ -171,7 +173,9 @@ impl Extra {
 
     pub fn remove(&mut self, name: &str) -> Option<Value> {
         let fields = self.0.as_mut()?;
-        let i = fields.binary_search_by(|(k, _)| k.as_str().cmp(name)).ok()?;
+        let i = fields
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .ok()?;
         let (_, value) = fields.remove(i);
         if fields.is_empty() {
             self.0 = None;
