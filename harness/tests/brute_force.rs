@@ -1,0 +1,532 @@
+//! The checker against the definition: on thousands of small random
+//! histories (random values, so most are not linearizable and some are), the
+//! verdict must equal that of a brute-force enumeration of every order of
+//! every subset of the `:info` ops that respects real time.
+//!
+//! This guards the search's shortcuts (memo subsumption, twin `:info` ops,
+//! required-before-optional candidate order): each is sound only if it never
+//! prunes the last remaining linearization.
+
+use harness::checker::{check, CheckOptions, ModelKind, Verdict};
+use harness::history::{History, Op, OpType, Value};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+#[derive(Clone, Debug)]
+enum Kind {
+    Read(Value),
+    Write(Value),
+    Cas(Value, Value),
+    Append(String),
+}
+
+#[derive(Clone, Debug)]
+struct BruteOp {
+    kind: Kind,
+    call: usize,
+    /// `None`: unknown outcome (optional, no deadline).
+    ret: Option<usize>,
+}
+
+/// Register (or single kv key with append) semantics, written independently
+/// of the models under test.
+fn apply(state: &Value, kind: &Kind) -> Option<Value> {
+    match kind {
+        Kind::Read(v) => (v == state).then(|| state.clone()),
+        Kind::Write(v) => Some(v.clone()),
+        Kind::Cas(old, new) => (old == state).then(|| new.clone()),
+        Kind::Append(s) => match state {
+            Value::Nil => Some(Value::string(s.as_str())),
+            Value::Str(a) => Some(Value::string(format!("{a}{s}"))),
+            _ => None,
+        },
+    }
+}
+
+fn brute_force(ops: &[BruteOp], used: &mut Vec<bool>, state: &Value) -> bool {
+    if ops
+        .iter()
+        .zip(used.iter())
+        .all(|(op, &u)| u || op.ret.is_none())
+    {
+        return true;
+    }
+    // The earliest deadline among unlinearized ops that must take effect.
+    let deadline = ops
+        .iter()
+        .zip(used.iter())
+        .filter(|(_, &u)| !u)
+        .filter_map(|(op, _)| op.ret)
+        .min()
+        .unwrap_or(usize::MAX);
+    for i in 0..ops.len() {
+        if used[i] || ops[i].call > deadline {
+            continue;
+        }
+        if let Some(next) = apply(state, &ops[i].kind) {
+            used[i] = true;
+            let found = brute_force(ops, used, &next);
+            used[i] = false;
+            if found {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// A random small history over one register / one kv key.
+fn random_history(rng: &mut StdRng, kv: bool) -> (History, Vec<BruteOp>) {
+    let values = [Value::Nil, Value::Int(1), Value::Int(2), Value::Int(3)];
+    let pick = |rng: &mut StdRng, nil: bool| -> Value {
+        let lo = if nil { 0 } else { 1 };
+        values[rng.random_range(lo..values.len())].clone()
+    };
+    let processes = rng.random_range(1..=4);
+    let total = rng.random_range(1..=8);
+    let mut history = History::new();
+    let mut brute = Vec::new();
+    // process -> (invoke op, its brute op without ret)
+    let mut running: Vec<Option<(Op, BruteOp)>> = vec![None; processes];
+    let mut ids: Vec<i64> = (0..processes as i64).collect();
+    let mut next_id = processes as i64;
+    let mut invoked = 0;
+    let key = || Value::Str("k".into());
+    let wrap = |v: Value| {
+        if kv {
+            Value::Vector(vec![key(), v].into())
+        } else {
+            v
+        }
+    };
+    while invoked < total || running.iter().any(Option::is_some) {
+        let p = rng.random_range(0..processes);
+        match running[p].take() {
+            None if invoked < total => {
+                invoked += 1;
+                let (f, kind, value) = match rng.random_range(0..if kv { 4 } else { 3 }) {
+                    0 => ("read", Kind::Read(Value::Nil), wrap(Value::Nil)),
+                    1 => {
+                        let v = pick(rng, false);
+                        ("write", Kind::Write(v.clone()), wrap(v))
+                    }
+                    2 => {
+                        let (o, n) = (pick(rng, true), pick(rng, false));
+                        let pair = Value::Vector(vec![o.clone(), n.clone()].into());
+                        ("cas", Kind::Cas(o, n), wrap(pair))
+                    }
+                    _ => {
+                        let s = ["a", "b"][rng.random_range(0..2)].to_string();
+                        ("append", Kind::Append(s.clone()), wrap(Value::string(s)))
+                    }
+                };
+                let op = Op::invoke(ids[p], f, value);
+                let b = BruteOp {
+                    kind,
+                    call: history.ops.len(),
+                    ret: None,
+                };
+                history.push(op.clone());
+                running[p] = Some((op, b));
+            }
+            None => {}
+            Some((op, mut b)) => {
+                let roll = rng.random_range(0..100);
+                if roll < 15 {
+                    history.push(op.complete(OpType::Info, op.value.clone()));
+                    // An :info read observed nothing: the brute force drops it.
+                    if !matches!(b.kind, Kind::Read(_)) {
+                        brute.push(b);
+                    }
+                    ids[p] = next_id; // the process retires
+                    next_id += 1;
+                } else if roll < 25 {
+                    history.push(op.complete(OpType::Fail, op.value.clone()));
+                } else {
+                    let completion = if let Kind::Read(_) = b.kind {
+                        let seen = if kv && rng.random_bool(0.3) {
+                            Value::Str(["a", "ab", "b", "ba"][rng.random_range(0..4)].into())
+                        } else {
+                            pick(rng, true)
+                        };
+                        b.kind = Kind::Read(seen.clone());
+                        wrap(seen)
+                    } else {
+                        op.value.clone()
+                    };
+                    b.ret = Some(history.ops.len());
+                    history.push(op.complete(OpType::Ok, completion));
+                    brute.push(b);
+                }
+            }
+        }
+        // Now and then a process never completes (the test ended).
+        if invoked == total && rng.random_bool(0.05) {
+            for (_, b) in running.iter_mut().filter_map(Option::take) {
+                if !matches!(b.kind, Kind::Read(_)) {
+                    brute.push(b);
+                }
+            }
+        }
+    }
+    (history, brute)
+}
+
+fn compare(kv: bool, cases: u64, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut lin, mut not) = (0, 0);
+    for case in 0..cases {
+        let (history, brute) = random_history(&mut rng, kv);
+        let expected = brute_force(&brute, &mut vec![false; brute.len()], &Value::Nil);
+        let model = if kv {
+            ModelKind::Kv
+        } else {
+            ModelKind::CasRegister
+        };
+        let options = CheckOptions {
+            model: Some(model),
+            ..CheckOptions::default()
+        };
+        let got = check(&history, &options).unwrap().verdict();
+        let want = if expected {
+            Verdict::Linearizable
+        } else {
+            Verdict::NotLinearizable
+        };
+        assert_eq!(got, want, "case {case}:\n{}", history.to_edn_string());
+        if expected {
+            lin += 1
+        } else {
+            not += 1
+        }
+    }
+    // The generator must exercise both verdicts.
+    assert!(
+        lin > cases / 10 && not > cases / 10,
+        "{lin} linearizable, {not} not"
+    );
+}
+
+#[test]
+fn register_verdicts_match_brute_force() {
+    compare(false, 20_000, 11);
+}
+
+#[test]
+fn kv_key_verdicts_match_brute_force() {
+    compare(true, 20_000, 12);
+}
+
+// ---------------------------------------------------------------------------
+// The polynomial unique-values check (`checker::unique`) against the brute
+// force and against the WGL search, on histories whose written values are
+// unique (fresh strings for writes, cas and appends; cas expecting earlier
+// values or nil), with deletes, `:info` and `:fail` ops, and reads that see a
+// random plausible value (so both verdicts occur).
+
+/// `CHECKER_CASES=N` multiplies the number of cases (default 1).
+fn scale() -> u64 {
+    std::env::var("CHECKER_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+}
+
+fn check_with(history: &History, model: ModelKind, fast_paths: bool) -> Verdict {
+    let options = CheckOptions {
+        model: Some(model),
+        fast_paths,
+        ..CheckOptions::default()
+    };
+    check(history, &options).unwrap().verdict()
+}
+
+fn used_fast_path(history: &History, model: ModelKind) -> bool {
+    let options = CheckOptions {
+        model: Some(model),
+        ..CheckOptions::default()
+    };
+    let report = check(history, &options).unwrap();
+    report
+        .keys
+        .iter()
+        .all(|k| k.method == harness::checker::Method::UniqueValues)
+}
+
+/// A random small history over one key with unique written values.
+fn random_unique_history(
+    rng: &mut StdRng,
+    kv: bool,
+    with_deletes: bool,
+) -> (History, Vec<BruteOp>) {
+    let processes = rng.random_range(1..=4);
+    let total = rng.random_range(1..=8);
+    let mut history = History::new();
+    let mut brute = Vec::new();
+    let mut running: Vec<Option<(Op, BruteOp)>> = vec![None; processes];
+    let mut ids: Vec<i64> = (0..processes as i64).collect();
+    let mut next_id = processes as i64;
+    let mut invoked = 0;
+    let mut fresh = 0;
+    // Values written so far (for cas expectations and reads), and appended strings.
+    let mut written: Vec<Value> = vec![Value::Nil];
+    let mut appended: Vec<String> = Vec::new();
+    let key = || Value::Str("k".into());
+    let wrap = |v: Value| {
+        if kv {
+            Value::Vector(vec![key(), v].into())
+        } else {
+            v
+        }
+    };
+    let deletes = kv && (with_deletes || rng.random_bool(0.3));
+    while invoked < total || running.iter().any(Option::is_some) {
+        let p = rng.random_range(0..processes);
+        match running[p].take() {
+            None if invoked < total => {
+                invoked += 1;
+                fresh += 1;
+                let new = if kv {
+                    Value::string(format!("v{fresh}"))
+                } else {
+                    Value::Int(fresh)
+                };
+                let kinds = if kv { 5 } else { 3 };
+                let (f, kind, value) = match rng.random_range(0..kinds) {
+                    0 => ("read", Kind::Read(Value::Nil), wrap(Value::Nil)),
+                    1 => {
+                        written.push(new.clone());
+                        ("write", Kind::Write(new.clone()), wrap(new))
+                    }
+                    2 => {
+                        let old = written[rng.random_range(0..written.len())].clone();
+                        written.push(new.clone());
+                        let pair = Value::Vector(vec![old.clone(), new.clone()].into());
+                        ("cas", Kind::Cas(old, new), wrap(pair))
+                    }
+                    3 if !deletes || rng.random_bool(0.5) => {
+                        let s = format!("a{fresh};");
+                        appended.push(s.clone());
+                        ("append", Kind::Append(s.clone()), wrap(Value::string(s)))
+                    }
+                    _ => (
+                        "delete",
+                        Kind::Write(Value::Nil),
+                        Value::Vector(vec![key()].into()),
+                    ),
+                };
+                let op = Op::invoke(ids[p], f, value);
+                let b = BruteOp {
+                    kind,
+                    call: history.ops.len(),
+                    ret: None,
+                };
+                history.push(op.clone());
+                running[p] = Some((op, b));
+            }
+            None => {}
+            Some((op, mut b)) => {
+                let roll = rng.random_range(0..100);
+                if roll < 15 {
+                    history.push(op.complete(OpType::Info, op.value.clone()));
+                    if !matches!(b.kind, Kind::Read(_)) {
+                        brute.push(b);
+                    }
+                    ids[p] = next_id;
+                    next_id += 1;
+                } else if roll < 22 && !matches!(b.kind, Kind::Read(_)) {
+                    history.push(op.complete(OpType::Fail, op.value.clone()));
+                } else {
+                    let completion = if let Kind::Read(_) = b.kind {
+                        // A plausible value: something written, then maybe appends.
+                        let mut seen = written[rng.random_range(0..written.len())].clone();
+                        if kv && !appended.is_empty() && rng.random_bool(0.4) {
+                            let mut s = seen.as_str().unwrap_or("").to_string();
+                            for _ in 0..rng.random_range(1..=2) {
+                                s.push_str(&appended[rng.random_range(0..appended.len())]);
+                            }
+                            seen = Value::string(s);
+                        }
+                        b.kind = Kind::Read(seen.clone());
+                        wrap(seen)
+                    } else {
+                        op.value.clone()
+                    };
+                    b.ret = Some(history.ops.len());
+                    history.push(op.complete(OpType::Ok, completion));
+                    brute.push(b);
+                }
+            }
+        }
+        if invoked == total && rng.random_bool(0.05) {
+            for (_, b) in running.iter_mut().filter_map(Option::take) {
+                if !matches!(b.kind, Kind::Read(_)) {
+                    brute.push(b);
+                }
+            }
+        }
+    }
+    (history, brute)
+}
+
+fn compare_unique(kv: bool, cases: u64, seed: u64) {
+    compare_unique_with(kv, false, cases, seed);
+}
+
+fn compare_unique_with(kv: bool, with_deletes: bool, cases: u64, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let model = if kv {
+        ModelKind::Kv
+    } else {
+        ModelKind::CasRegister
+    };
+    let (mut lin, mut not, mut fast) = (0, 0, 0);
+    for case in 0..cases {
+        let (history, brute) = random_unique_history(&mut rng, kv, with_deletes);
+        let expected = if brute_force(&brute, &mut vec![false; brute.len()], &Value::Nil) {
+            Verdict::Linearizable
+        } else {
+            Verdict::NotLinearizable
+        };
+        let got = check_with(&history, model, true);
+        assert_eq!(got, expected, "case {case}:\n{}", history.to_edn_string());
+        let searched = check_with(&history, model, false);
+        assert_eq!(
+            searched,
+            expected,
+            "search, case {case}:\n{}",
+            history.to_edn_string()
+        );
+        if used_fast_path(&history, model) {
+            fast += 1;
+        }
+        if expected == Verdict::Linearizable {
+            lin += 1
+        } else {
+            not += 1
+        }
+    }
+    assert!(
+        lin > cases / 10 && not > cases / 10 && fast > cases / 2,
+        "{lin} linearizable, {not} not, {fast} by the unique-values check"
+    );
+}
+
+#[test]
+fn unique_register_verdicts_match_brute_force_and_search() {
+    compare_unique(false, 10_000 * scale(), 21);
+}
+
+#[test]
+fn unique_kv_key_verdicts_match_brute_force_and_search() {
+    compare_unique(true, 10_000 * scale(), 22);
+}
+
+/// Every history has deletes (so `nil` has several writers): the two-stage
+/// check of keys with deletes must agree with the brute force and the
+/// search, and decide most of them.
+#[test]
+fn keys_with_deletes_match_brute_force_and_search() {
+    compare_unique_with(true, true, 20_000 * scale(), 24);
+}
+
+/// Bigger histories (a few hundred ops, many concurrent processes) from the
+/// simulator, valid and then mutated (a read sees another written value, or
+/// an append string loses a piece): the unique-values check must agree with
+/// the search wherever the search decides.
+#[test]
+fn unique_values_agree_with_the_search_on_simulated_histories() {
+    use harness::checker::synth::{generate, SynthConfig};
+    let mut rng = StdRng::seed_from_u64(23);
+    let (mut agree, mut invalid, mut fast) = (0, 0, 0);
+    for seed in 0..300 * scale() {
+        let mut history = generate(&SynthConfig {
+            model: ModelKind::Kv,
+            ops: rng.random_range(20..200),
+            processes: rng.random_range(2..12),
+            keys: rng.random_range(1..4),
+            info_rate: [0.0, 0.02, 0.1][seed as usize % 3],
+            appends: true,
+            deletes: seed % 4 == 0,
+            seed,
+        });
+        if seed % 2 == 1 {
+            mutate(&mut history, &mut rng);
+        }
+        let options = |fast_paths| CheckOptions {
+            model: Some(ModelKind::Kv),
+            all_keys: true,
+            fast_paths,
+            ..CheckOptions::default()
+        };
+        let with = check(&history, &options(true)).unwrap();
+        let without = check(&history, &options(false)).unwrap();
+        for (a, b) in with.keys.iter().zip(&without.keys) {
+            if b.verdict == Verdict::Unknown {
+                continue;
+            }
+            assert_eq!(
+                a.verdict,
+                b.verdict,
+                "seed {seed}, key {:?}:\n{}",
+                a.key,
+                history.to_edn_string()
+            );
+            agree += 1;
+            invalid += usize::from(b.verdict == Verdict::NotLinearizable);
+            fast += usize::from(a.method == harness::checker::Method::UniqueValues);
+        }
+    }
+    assert!(
+        invalid > agree / 10 && fast > agree / 2,
+        "{agree} keys, {invalid} invalid, {fast} by the unique-values check"
+    );
+}
+
+/// Makes one `:ok` read see another value written in the history, or drop
+/// a piece of an appended string.
+fn mutate(history: &mut History, rng: &mut StdRng) {
+    let written: Vec<Value> = history
+        .ops
+        .iter()
+        .filter(|op| op.kind == OpType::Invoke && matches!(op.f.as_str(), "put" | "cas"))
+        .filter_map(|op| match op.value.as_vector() {
+            Some([_, Value::Vector(pair)]) => pair.get(1).cloned(),
+            Some([_, v]) => Some(v.clone()),
+            _ => None,
+        })
+        .collect();
+    let reads: Vec<usize> = (0..history.ops.len())
+        .filter(|&i| history.ops[i].kind == OpType::Ok && history.ops[i].f == "get")
+        .collect();
+    if reads.is_empty() || written.is_empty() {
+        return;
+    }
+    let i = reads[rng.random_range(0..reads.len())];
+    let Some([key, seen]) = history.ops[i]
+        .value
+        .as_vector()
+        .map(|v| v.to_vec())
+        .as_deref()
+        .map(|v| [v[0].clone(), v[1].clone()])
+    else {
+        return;
+    };
+    let new = match seen.as_str() {
+        Some(s) if s.matches(';').count() >= 2 && rng.random_bool(0.5) => {
+            // Drop one appended piece ("x3;") from the middle or the end.
+            let pieces: Vec<&str> = s.split_inclusive(';').collect();
+            let drop = rng.random_range(0..pieces.len());
+            Value::string(
+                pieces
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != drop)
+                    .map(|(_, p)| *p)
+                    .collect::<String>(),
+            )
+        }
+        _ => written[rng.random_range(0..written.len())].clone(),
+    };
+    history.ops[i].value = Value::Vector(vec![key, new].into());
+}

@@ -56,10 +56,10 @@ impl Process {
         matches!(self, Process::Client(_))
     }
 
-    fn to_value(&self) -> Value {
+    fn to_value(self) -> Value {
         match self {
-            Process::Client(p) => Value::Int(*p),
-            Process::Named(n) => Value::Keyword(*n),
+            Process::Client(p) => Value::Int(p),
+            Process::Named(n) => Value::Keyword(n),
         }
     }
 }
@@ -139,7 +139,7 @@ pub struct Op {
 /// The extra fields of an op, sorted by name: one pointer, to a small
 /// vector when there are any (most ops have none or one, `:node`).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Extra(Option<Box<Vec<(Name, Value)>>>);
+pub struct Extra(Option<Box<[(Name, Value)]>>);
 
 impl Extra {
     pub fn new() -> Self {
@@ -147,7 +147,7 @@ impl Extra {
     }
 
     fn fields(&self) -> &[(Name, Value)] {
-        self.0.as_deref().map_or(&[], |v| v.as_slice())
+        self.0.as_deref().unwrap_or(&[])
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
@@ -161,24 +161,27 @@ impl Extra {
     /// Sets a field; returns its previous value.
     pub fn insert(&mut self, name: impl Into<Name>, value: Value) -> Option<Value> {
         let name = name.into();
-        let fields = self.0.get_or_insert_with(Default::default);
-        match fields.binary_search_by(|(k, _)| k.as_str().cmp(name.as_str())) {
+        let mut fields = self.0.take().map(Vec::from).unwrap_or_default();
+        let previous = match fields.binary_search_by(|(k, _)| k.as_str().cmp(name.as_str())) {
             Ok(i) => Some(std::mem::replace(&mut fields[i].1, value)),
             Err(i) => {
                 fields.insert(i, (name, value));
                 None
             }
-        }
+        };
+        self.0 = Some(fields.into_boxed_slice());
+        previous
     }
 
     pub fn remove(&mut self, name: &str) -> Option<Value> {
-        let fields = self.0.as_mut()?;
-        let i = fields
+        let i = self
+            .fields()
             .binary_search_by(|(k, _)| k.as_str().cmp(name))
             .ok()?;
+        let mut fields = self.0.take().map(Vec::from).unwrap_or_default();
         let (_, value) = fields.remove(i);
-        if fields.is_empty() {
-            self.0 = None;
+        if !fields.is_empty() {
+            self.0 = Some(fields.into_boxed_slice());
         }
         Some(value)
     }
