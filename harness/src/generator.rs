@@ -40,20 +40,23 @@ impl HistoryOp for Op {
     fn invoke_value(&self) -> Edn {
         let k = Edn::string(self.key());
         match self {
-            Op::Get { .. } | Op::Delete { .. } => Edn::Vector(vec![k, Edn::Nil]),
+            Op::Get { .. } | Op::Delete { .. } => Edn::Vector(vec![k, Edn::Nil].into()),
             Op::Put { value, .. } | Op::Append { value, .. } => {
-                Edn::Vector(vec![k, Edn::string(value.clone())])
+                Edn::Vector(vec![k, Edn::string(value.clone())].into())
             }
-            Op::Cas { expected, new, .. } => Edn::Vector(vec![
-                k,
-                Edn::Vector(vec![Edn::opt(expected.clone()), Edn::string(new.clone())]),
-            ]),
+            Op::Cas { expected, new, .. } => Edn::Vector(
+                vec![
+                    k,
+                    Edn::Vector(vec![Edn::opt(expected.clone()), Edn::string(new.clone())].into()),
+                ]
+                .into(),
+            ),
         }
     }
 
     fn ok_value(&self, read: Option<String>) -> Edn {
         match self {
-            Op::Get { key } => Edn::Vector(vec![Edn::string(key.clone()), Edn::opt(read)]),
+            Op::Get { key } => Edn::Vector(vec![Edn::string(key.clone()), Edn::opt(read)].into()),
             _ => self.invoke_value(),
         }
     }

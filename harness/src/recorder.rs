@@ -118,16 +118,19 @@ mod tests {
             3,
             OpType::Invoke,
             "cas",
-            Value::Vector(vec![
-                Value::string("k1"),
-                Value::Vector(vec![Value::Nil, Value::string("a\"b")]),
-            ]),
+            Value::Vector(
+                vec![
+                    Value::string("k1"),
+                    Value::Vector(vec![Value::Nil, Value::string("a\"b")].into()),
+                ]
+                .into(),
+            ),
             "127.0.0.1:8001",
             None,
         );
         r.record_nemesis(
             "pause",
-            Value::Vector(vec![Value::string("127.0.0.1:8000")]),
+            Value::Vector(vec![Value::string("127.0.0.1:8000")].into()),
             None,
         );
         let h = r.snapshot();

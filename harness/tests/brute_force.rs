@@ -36,8 +36,8 @@ fn apply(state: &Value, kind: &Kind) -> Option<Value> {
         Kind::Write(v) => Some(v.clone()),
         Kind::Cas(old, new) => (old == state).then(|| new.clone()),
         Kind::Append(s) => match state {
-            Value::Nil => Some(Value::Str(s.clone())),
-            Value::Str(a) => Some(Value::Str(format!("{a}{s}"))),
+            Value::Nil => Some(Value::string(s.as_str())),
+            Value::Str(a) => Some(Value::string(format!("{a}{s}"))),
             _ => None,
         },
     }
@@ -92,7 +92,13 @@ fn random_history(rng: &mut StdRng, kv: bool) -> (History, Vec<BruteOp>) {
     let mut next_id = processes as i64;
     let mut invoked = 0;
     let key = || Value::Str("k".into());
-    let wrap = |v: Value| if kv { Value::Vector(vec![key(), v]) } else { v };
+    let wrap = |v: Value| {
+        if kv {
+            Value::Vector(vec![key(), v].into())
+        } else {
+            v
+        }
+    };
     while invoked < total || running.iter().any(Option::is_some) {
         let p = rng.random_range(0..processes);
         match running[p].take() {
@@ -106,12 +112,12 @@ fn random_history(rng: &mut StdRng, kv: bool) -> (History, Vec<BruteOp>) {
                     }
                     2 => {
                         let (o, n) = (pick(rng, true), pick(rng, false));
-                        let pair = Value::Vector(vec![o.clone(), n.clone()]);
+                        let pair = Value::Vector(vec![o.clone(), n.clone()].into());
                         ("cas", Kind::Cas(o, n), wrap(pair))
                     }
                     _ => {
                         let s = ["a", "b"][rng.random_range(0..2)].to_string();
-                        ("append", Kind::Append(s.clone()), wrap(Value::Str(s)))
+                        ("append", Kind::Append(s.clone()), wrap(Value::string(s)))
                     }
                 };
                 let op = Op::invoke(ids[p], f, value);
@@ -248,7 +254,11 @@ fn used_fast_path(history: &History, model: ModelKind) -> bool {
 }
 
 /// A random small history over one key with unique written values.
-fn random_unique_history(rng: &mut StdRng, kv: bool) -> (History, Vec<BruteOp>) {
+fn random_unique_history(
+    rng: &mut StdRng,
+    kv: bool,
+    with_deletes: bool,
+) -> (History, Vec<BruteOp>) {
     let processes = rng.random_range(1..=4);
     let total = rng.random_range(1..=8);
     let mut history = History::new();
@@ -262,8 +272,14 @@ fn random_unique_history(rng: &mut StdRng, kv: bool) -> (History, Vec<BruteOp>) 
     let mut written: Vec<Value> = vec![Value::Nil];
     let mut appended: Vec<String> = Vec::new();
     let key = || Value::Str("k".into());
-    let wrap = |v: Value| if kv { Value::Vector(vec![key(), v]) } else { v };
-    let deletes = kv && rng.random_bool(0.3);
+    let wrap = |v: Value| {
+        if kv {
+            Value::Vector(vec![key(), v].into())
+        } else {
+            v
+        }
+    };
+    let deletes = kv && (with_deletes || rng.random_bool(0.3));
     while invoked < total || running.iter().any(Option::is_some) {
         let p = rng.random_range(0..processes);
         match running[p].take() {
@@ -271,7 +287,7 @@ fn random_unique_history(rng: &mut StdRng, kv: bool) -> (History, Vec<BruteOp>) 
                 invoked += 1;
                 fresh += 1;
                 let new = if kv {
-                    Value::Str(format!("v{fresh}"))
+                    Value::string(format!("v{fresh}"))
                 } else {
                     Value::Int(fresh)
                 };
@@ -285,18 +301,18 @@ fn random_unique_history(rng: &mut StdRng, kv: bool) -> (History, Vec<BruteOp>) 
                     2 => {
                         let old = written[rng.random_range(0..written.len())].clone();
                         written.push(new.clone());
-                        let pair = Value::Vector(vec![old.clone(), new.clone()]);
+                        let pair = Value::Vector(vec![old.clone(), new.clone()].into());
                         ("cas", Kind::Cas(old, new), wrap(pair))
                     }
                     3 if !deletes || rng.random_bool(0.5) => {
                         let s = format!("a{fresh};");
                         appended.push(s.clone());
-                        ("append", Kind::Append(s.clone()), wrap(Value::Str(s)))
+                        ("append", Kind::Append(s.clone()), wrap(Value::string(s)))
                     }
                     _ => (
                         "delete",
                         Kind::Write(Value::Nil),
-                        Value::Vector(vec![key()]),
+                        Value::Vector(vec![key()].into()),
                     ),
                 };
                 let op = Op::invoke(ids[p], f, value);
@@ -329,7 +345,7 @@ fn random_unique_history(rng: &mut StdRng, kv: bool) -> (History, Vec<BruteOp>) 
                             for _ in 0..rng.random_range(1..=2) {
                                 s.push_str(&appended[rng.random_range(0..appended.len())]);
                             }
-                            seen = Value::Str(s);
+                            seen = Value::string(s);
                         }
                         b.kind = Kind::Read(seen.clone());
                         wrap(seen)
@@ -354,6 +370,10 @@ fn random_unique_history(rng: &mut StdRng, kv: bool) -> (History, Vec<BruteOp>) 
 }
 
 fn compare_unique(kv: bool, cases: u64, seed: u64) {
+    compare_unique_with(kv, false, cases, seed);
+}
+
+fn compare_unique_with(kv: bool, with_deletes: bool, cases: u64, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let model = if kv {
         ModelKind::Kv
@@ -362,7 +382,7 @@ fn compare_unique(kv: bool, cases: u64, seed: u64) {
     };
     let (mut lin, mut not, mut fast) = (0, 0, 0);
     for case in 0..cases {
-        let (history, brute) = random_unique_history(&mut rng, kv);
+        let (history, brute) = random_unique_history(&mut rng, kv, with_deletes);
         let expected = if brute_force(&brute, &mut vec![false; brute.len()], &Value::Nil) {
             Verdict::Linearizable
         } else {
@@ -400,6 +420,14 @@ fn unique_register_verdicts_match_brute_force_and_search() {
 #[test]
 fn unique_kv_key_verdicts_match_brute_force_and_search() {
     compare_unique(true, 10_000 * scale(), 22);
+}
+
+/// Every history has deletes (so `nil` has several writers): the two-stage
+/// check of keys with deletes must agree with the brute force and the
+/// search, and decide most of them.
+#[test]
+fn keys_with_deletes_match_brute_force_and_search() {
+    compare_unique_with(true, true, 20_000 * scale(), 24);
 }
 
 /// Bigger histories (a few hundred ops, many concurrent processes) from the
@@ -489,16 +517,16 @@ fn mutate(history: &mut History, rng: &mut StdRng) {
             // Drop one appended piece ("x3;") from the middle or the end.
             let pieces: Vec<&str> = s.split_inclusive(';').collect();
             let drop = rng.random_range(0..pieces.len());
-            Value::Str(
+            Value::string(
                 pieces
                     .iter()
                     .enumerate()
                     .filter(|&(j, _)| j != drop)
                     .map(|(_, p)| *p)
-                    .collect(),
+                    .collect::<String>(),
             )
         }
         _ => written[rng.random_range(0..written.len())].clone(),
     };
-    history.ops[i].value = Value::Vector(vec![key, new]);
+    history.ops[i].value = Value::Vector(vec![key, new].into());
 }

@@ -31,7 +31,7 @@ fn history(rows: &[Row<'_>]) -> History {
 }
 
 fn kv(k: &str, v: impl Into<Value>) -> Value {
-    Value::Vector(vec![Value::from(k), v.into()])
+    Value::Vector(vec![Value::from(k), v.into()].into())
 }
 
 fn s(v: &str) -> Value {

@@ -71,7 +71,7 @@ fn every_op_shape_checks_as_linearizable() {
     let r = Recorder::new();
     r.record_nemesis(
         "pause",
-        Edn::Vector(vec![Edn::string("127.0.0.1:8000")]),
+        Edn::Vector(vec![Edn::string("127.0.0.1:8000")].into()),
         None,
     );
     op(&r, 0, &put("k1", "a"), OpType::Ok, None);
@@ -115,7 +115,7 @@ fn every_op_shape_checks_as_linearizable() {
     op(&r, 3, &get("k2"), OpType::Ok, Some("q"));
     r.record_nemesis(
         "resume",
-        Edn::Vector(vec![Edn::string("127.0.0.1:8000")]),
+        Edn::Vector(vec![Edn::string("127.0.0.1:8000")].into()),
         None,
     );
     let res = check(&r, "valid");

@@ -6,7 +6,7 @@ use harness::history::{History, Op, OpType, Outcome, Value};
 use harness::report::timeline;
 
 fn kv(k: &str, v: impl Into<Value>) -> Value {
-    Value::Vector(vec![Value::from(k), v.into()])
+    Value::Vector(vec![Value::from(k), v.into()].into())
 }
 
 /// `n` sequential writes and reads of k0 on three nodes, a pause window

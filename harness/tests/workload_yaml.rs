@@ -153,6 +153,15 @@ fn every_shipped_workload_is_valid() {
 }
 
 #[test]
+fn the_benchmark_workload_checks_linearizability() {
+    // Issue 17: bench.yaml's 130k+ ops are checked, not skipped.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/bench.yaml");
+    let w = Workload::load(&path).unwrap();
+    assert!(w.checkers.linearizable);
+    assert!(w.clients.concurrency >= 64);
+}
+
+#[test]
 fn harness_run_rejects_a_bad_workload_with_exit_2() {
     let tmp_dir = tempfile::Builder::new()
         .prefix("harness-badwl-")

@@ -46,12 +46,12 @@ impl KvKey<'_> {
         }
         let result = match (self.values.get(state), self.values.get(item)) {
             (Value::Nil, Value::Str(s)) => Some(Value::Str(s.clone())),
-            (Value::Nil, other) => Some(Value::Vector(vec![other.clone()])),
-            (Value::Str(a), Value::Str(b)) => Some(Value::Str(format!("{a}{b}"))),
+            (Value::Nil, other) => Some(Value::Vector(vec![other.clone()].into())),
+            (Value::Str(a), Value::Str(b)) => Some(Value::string(format!("{a}{b}"))),
             (Value::Vector(items), other) => {
-                let mut items = items.clone();
+                let mut items = items.to_vec();
                 items.push(other.clone());
-                Some(Value::Vector(items))
+                Some(Value::Vector(items.into()))
             }
             _ => None, // e.g. appending to an integer: impossible
         };

@@ -89,7 +89,7 @@ pub fn generate(config: &SynthConfig) -> History {
     let mut invoked = 0usize;
     let mut unique = 0u64;
     let mut time = 0i64;
-    let key_value = |k: usize| Value::Str(format!("k{k}"));
+    let key_value = |k: usize| Value::string(format!("k{k}"));
 
     while invoked < config.ops || !running.is_empty() {
         time += 1_000;
@@ -105,27 +105,28 @@ pub fn generate(config: &SynthConfig) -> History {
                 (_, 0..40) => (if kv { "get" } else { "read" }, Action::Read),
                 (_, 40..70) => {
                     let v = if kv {
-                        Value::Str(format!("v{unique}"))
+                        Value::string(format!("v{unique}"))
                     } else {
                         small
                     };
                     (if kv { "put" } else { "write" }, Action::Write(v))
                 }
-                (true, 70..85) if config.appends => {
-                    ("append", Action::Append(Value::Str(format!("x{unique};"))))
-                }
+                (true, 70..85) if config.appends => (
+                    "append",
+                    Action::Append(Value::string(format!("x{unique};"))),
+                ),
                 (true, 85..90) if config.appends && config.deletes => ("delete", Action::Delete),
                 _ => {
                     // Often compare against the current value so that some cas succeed.
                     let old = if rng.random_bool(0.5) {
                         state[key].clone()
                     } else if kv {
-                        Value::Str(format!("v{}", rng.random_range(0..=unique)))
+                        Value::string(format!("v{}", rng.random_range(0..=unique)))
                     } else {
                         Value::Int(rng.random_range(0..5))
                     };
                     let new = if kv {
-                        Value::Str(format!("v{unique}"))
+                        Value::string(format!("v{unique}"))
                     } else {
                         Value::Int(rng.random_range(0..5))
                     };
@@ -135,13 +136,13 @@ pub fn generate(config: &SynthConfig) -> History {
             let body = match &action {
                 Action::Read => Value::Nil,
                 Action::Write(v) | Action::Append(v) => v.clone(),
-                Action::Cas(o, n) => Value::Vector(vec![o.clone(), n.clone()]),
+                Action::Cas(o, n) => Value::Vector(vec![o.clone(), n.clone()].into()),
                 Action::Delete => Value::Nil,
             };
             let invoke_value = if kv {
                 match action {
-                    Action::Delete => Value::Vector(vec![key_value(key)]),
-                    _ => Value::Vector(vec![key_value(key), body]),
+                    Action::Delete => Value::Vector(vec![key_value(key)].into()),
+                    _ => Value::Vector(vec![key_value(key), body].into()),
                 }
             } else {
                 body
@@ -180,10 +181,10 @@ pub fn generate(config: &SynthConfig) -> History {
                 Action::Append(v) => {
                     let appended = match (&*current, v) {
                         (Value::Str(a), Value::Str(b)) => format!("{a}{b}"),
-                        (_, Value::Str(b)) => b.clone(),
+                        (_, Value::Str(b)) => b.to_string(),
                         _ => String::new(),
                     };
-                    *current = Value::Str(appended);
+                    *current = Value::string(appended);
                     (OpType::Ok, Value::Nil)
                 }
                 Action::Cas(old, new) => {
@@ -196,7 +197,7 @@ pub fn generate(config: &SynthConfig) -> History {
                 }
             };
             let completion = match (&op.action, kv) {
-                (Action::Read, true) => Value::Vector(vec![key_value(op.key), observed]),
+                (Action::Read, true) => Value::Vector(vec![key_value(op.key), observed].into()),
                 (Action::Read, false) => observed,
                 _ => op.invoke_value.clone(),
             };
@@ -238,11 +239,11 @@ pub fn corrupt_one_read(history: &mut History, seed: u64) -> Option<usize> {
     }
     let mut rng = StdRng::seed_from_u64(seed);
     let pos = reads[rng.random_range(0..reads.len())];
-    let impossible = Value::Str("never-written".to_string());
+    let impossible = Value::string("never-written");
     let op = &mut history.ops[pos];
     op.value = match &op.value {
         Value::Vector(items) if !items.is_empty() => {
-            Value::Vector(vec![items[0].clone(), impossible])
+            Value::Vector(vec![items[0].clone(), impossible].into())
         }
         _ => impossible,
     };

@@ -40,15 +40,21 @@ use rustc_hash::FxHashMap;
 
 use super::linearizable::Stuck;
 use super::model::{Model, SearchOp, NIL};
-use crate::history::Value;
+use crate::history::{Str, Value};
 
 /// An op as this check sees it (a `delete` is a write of `nil`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UniqueOp {
     Read(u32),
     Write(u32),
-    Cas { old: u32, new: u32 },
+    Cas {
+        old: u32,
+        new: u32,
+    },
     Append(u32),
+    /// Left out of the check (a `nil` read or a delete, in the first stage
+    /// of [`check`] for keys with deletes); models never return it.
+    Skip,
 }
 
 /// A model whose ops and values this check understands.
@@ -87,7 +93,28 @@ struct Observed {
 }
 
 /// Decides linearizability of one key's ops when its values allow it.
+///
+/// A key with deletes (or other writes of `nil`) has a value with many
+/// producers, so its reads of `nil` do not say which delete they saw. It is
+/// checked in two stages first: without the deletes and the reads of `nil`
+/// (a cas from `nil` and an append to a missing key counted as blind
+/// writes), which is a relaxation, so "not linearizable" there is final;
+/// then the blocks of that check are put in order, the deletes and reads of
+/// `nil` inserted between them where real time allows, and the resulting
+/// sequence replayed on the model ([`Checker::witness`]): if it replays,
+/// it is a linearization. If not, the usual check follows.
 pub fn check<M: UniqueValues>(model: &mut M, ops: &[SearchOp<M::Op>]) -> Decision {
+    if ops
+        .iter()
+        .any(|o| model.view(&o.op) == UniqueOp::Write(NIL))
+    {
+        let mut checker = Checker::new(model, ops, Guess::LastInvoked);
+        checker.relax_nil();
+        match checker.run() {
+            Decision::NotApplicable(_) => {}
+            d => return d,
+        }
+    }
     let first = Checker::new(model, ops, Guess::LastInvoked).run();
     match first {
         // A guess did not fit: try the other rule once.
@@ -119,7 +146,7 @@ struct Checker<'a, M: UniqueValues> {
     /// value → ops writing it (write, delete, cas new).
     writers: FxHashMap<u32, Vec<usize>>,
     /// appended string → ops appending it.
-    tokens: FxHashMap<String, Vec<usize>>,
+    tokens: FxHashMap<Str, Vec<usize>>,
     token_lengths: Vec<usize>,
     /// What each (value, its producer) was seen doing.
     observed: FxHashMap<State, Observed>,
@@ -134,6 +161,15 @@ struct Checker<'a, M: UniqueValues> {
     /// still proves the key linearizable; a failure proves nothing.
     guessed: bool,
     guess: Guess,
+    /// The first stage for keys with deletes (see [`check`]).
+    relaxed: bool,
+    /// Ops that need `nil` just before them (relaxed: a cas from `nil`, an
+    /// append to a missing key), checked as blind writes.
+    nil_heads: Vec<bool>,
+    /// The views before relaxing.
+    original: Vec<UniqueOp>,
+    /// The reads of each value, by producer.
+    readers: FxHashMap<State, Vec<usize>>,
 }
 
 /// A value as made by one producer ([`INIT`] or an op).
@@ -165,6 +201,27 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             needed: vec![false; ops.len()],
             guessed: false,
             guess,
+            relaxed: false,
+            nil_heads: vec![false; ops.len()],
+            original: Vec::new(),
+            readers: FxHashMap::default(),
+        }
+    }
+
+    /// Leaves the deletes and the reads of `nil` out, and counts ops that
+    /// change `nil` as blind writes (see [`check`]).
+    fn relax_nil(&mut self) {
+        self.relaxed = true;
+        self.original = self.view.clone();
+        for (i, v) in self.view.iter_mut().enumerate() {
+            match *v {
+                UniqueOp::Read(NIL) | UniqueOp::Write(NIL) => *v = UniqueOp::Skip,
+                UniqueOp::Cas { old: NIL, new } => {
+                    *v = UniqueOp::Write(new);
+                    self.nil_heads[i] = true;
+                }
+                _ => {}
+            }
         }
     }
 
@@ -192,7 +249,10 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             return d;
         }
         let decision = match self.resolve().and_then(|()| self.blocks()) {
-            Ok(blocks) => self.zones(blocks),
+            Ok(blocks) => match self.zones(&blocks) {
+                Decision::Linearizable if self.relaxed => self.witness(&blocks),
+                d => d,
+            },
             Err(d) => d,
         };
         match decision {
@@ -221,7 +281,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                     }
                     self.tokens.entry(s.clone()).or_default().push(i);
                 }
-                UniqueOp::Read(_) => {}
+                UniqueOp::Read(_) | UniqueOp::Skip => {}
             }
         }
         if has_appends {
@@ -240,7 +300,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                     self.describe(x)
                 ));
             }
-            let mut lengths: Vec<usize> = self.tokens.keys().map(String::len).collect();
+            let mut lengths: Vec<usize> = self.tokens.keys().map(|k| k.len()).collect();
             lengths.sort_unstable();
             lengths.dedup();
             self.token_lengths = lengths;
@@ -295,14 +355,16 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                 UniqueOp::Cas { old, .. } if required => work.push((old, i)),
                 _ => {}
             }
-            if required {
+            if required && *v != UniqueOp::Skip {
                 self.needed[i] = true;
             }
         }
         while let Some((value, observer)) = work.pop() {
             let (producer, predecessor) = self.producer(value, observer)?;
             let state = (value, producer);
-            if !matches!(self.view[observer], UniqueOp::Read(_)) {
+            if matches!(self.view[observer], UniqueOp::Read(_)) {
+                self.readers.entry(state).or_default().push(observer);
+            } else {
                 self.consumed.insert(observer, state);
             }
             if let Some(seen) = self.observed.get_mut(&state) {
@@ -339,7 +401,12 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                     }
                 }
                 self.append_states.insert(producer, value);
-                work.push((pred, producer));
+                if self.relaxed && pred == NIL {
+                    // An append to a missing key: a blind write here.
+                    self.nil_heads[producer] = true;
+                } else {
+                    work.push((pred, producer));
+                }
             }
             if !self.needed[producer] {
                 // An op of unknown outcome that some read depends on.
@@ -424,7 +491,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         };
         let pred = if rest.is_empty() {
             // Appending to a missing key or to "" gives the same string.
-            let empty = self.model.intern_computed(Value::Str(String::new()));
+            let empty = self.model.intern_computed(Value::string(""));
             let empty_made = empty == self.init || self.writers.contains_key(&empty);
             let nil_made = NIL == self.init || self.writers.contains_key(&NIL);
             if empty_made && nil_made {
@@ -438,7 +505,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                 NIL
             }
         } else {
-            self.model.intern_computed(Value::Str(rest))
+            self.model.intern_computed(Value::string(rest))
         };
         Ok((producer, Some(pred)))
     }
@@ -482,7 +549,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             (self.needed[i] && matches!(self.view[i], UniqueOp::Write(_)))
                 || (self.needed[i]
                     && matches!(self.view[i], UniqueOp::Append(_))
-                    && !self.append_states.contains_key(&i))
+                    && (!self.append_states.contains_key(&i) || self.nil_heads[i]))
         }));
         let heads: Vec<usize> = heads.collect();
         for head in heads {
@@ -506,7 +573,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         let v = match self.view[op] {
             UniqueOp::Write(x) | UniqueOp::Cas { new: x, .. } => x,
             UniqueOp::Append(_) => *self.append_states.get(&op)?,
-            UniqueOp::Read(_) => return None,
+            UniqueOp::Read(_) | UniqueOp::Skip => return None,
         };
         self.observed.contains_key(&(v, op)).then_some(v)
     }
@@ -586,10 +653,10 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
     }
 
     /// The zone test over all blocks.
-    fn zones(&self, blocks: Vec<Block>) -> Decision {
+    fn zones(&self, blocks: &[Block]) -> Decision {
         let mut forward: Vec<&Block> = Vec::new();
         let mut backward: Vec<&Block> = Vec::new();
-        for b in &blocks {
+        for b in blocks {
             if b.head == INIT || b.deadline.0 <= b.exit.0 {
                 forward.push(b);
             } else {
@@ -626,6 +693,225 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         Decision::Linearizable
     }
 
+    /// The second stage for keys with deletes (see [`check`]): orders the
+    /// blocks the relaxed check accepted, inserts the deletes and reads of
+    /// `nil` between blocks where real time allows, and replays the
+    /// sequence on the model. A replay that succeeds is a linearization;
+    /// otherwise the key is left to the other checks.
+    fn witness(&mut self, blocks: &[Block]) -> Decision {
+        let mut last = Decision::Linearizable;
+        for late in [false, true] {
+            last = self.witness_with(blocks, late);
+            if last == Decision::Linearizable {
+                break;
+            }
+        }
+        last
+    }
+
+    /// [`Checker::witness`] with forward blocks anchored at their start
+    /// (`late`: at their exit) and backward ones at the start of their range.
+    fn witness_with(&mut self, blocks: &[Block], late: bool) -> Decision {
+        const FAILED: &str = "no order of the deletes and reads of nil was found";
+        // Each block at an anchor: a forward block where it must already
+        // hold (its deadline - 1), a backward one at the first point of its
+        // range outside every forward block (ties: backward blocks first).
+        let forward_start = |b: &Block| if b.head == INIT { -1 } else { b.deadline.0 - 1 };
+        let mut forward: Vec<&Block> = blocks
+            .iter()
+            .filter(|b| b.head == INIT || b.deadline.0 <= b.exit.0)
+            .collect();
+        forward.sort_by_key(|b| (forward_start(b), b.exit.0));
+        let mut order: Vec<((i64, u8, i64), &Block)> = Vec::with_capacity(blocks.len());
+        for b in blocks {
+            if b.head == INIT || b.deadline.0 <= b.exit.0 {
+                let key = if b.head == INIT {
+                    (-2, 0, 0)
+                } else if late {
+                    (b.exit.0, 1, forward_start(b))
+                } else {
+                    (forward_start(b), 1, b.exit.0)
+                };
+                order.push((key, b));
+            } else {
+                let lo = b.exit.0;
+                let n = forward.partition_point(|f| forward_start(f) < lo);
+                let x = match n.checked_sub(1).map(|i| forward[i]) {
+                    Some(f) if f.exit.0 > lo => f.exit.0,
+                    _ => lo,
+                };
+                order.push(((x, 0, 0), b));
+            }
+        }
+        order.sort_by_key(|(key, _)| *key);
+        // The ops of the blocks, in order; `starts[j]` is where block j begins.
+        let mut seq: Vec<usize> = Vec::with_capacity(self.ops.len());
+        let mut starts: Vec<usize> = Vec::with_capacity(order.len() + 1);
+        let mut nil_before: Vec<bool> = Vec::with_capacity(order.len() + 1);
+        for (_, b) in &order {
+            starts.push(seq.len());
+            nil_before.push(b.head != INIT && self.nil_heads[b.head]);
+            let mut op = b.head;
+            loop {
+                let value = if op == INIT {
+                    Some(self.init)
+                } else {
+                    seq.push(op);
+                    self.produced(op)
+                };
+                let Some(v) = value else { break };
+                if let Some(reads) = self.readers.get(&(v, op)) {
+                    let mut reads = reads.clone();
+                    reads.sort_by_key(|&r| self.ops[r].call);
+                    seq.extend(reads);
+                }
+                match self.observed.get(&(v, op)).and_then(|s| s.successor) {
+                    Some(next) => op = next,
+                    None => break,
+                }
+            }
+        }
+        starts.push(seq.len());
+        nil_before.push(false);
+        // Real time at each boundary: the latest call before it, the
+        // earliest return after it; and the model's state there.
+        let bounds = starts.len();
+        let mut max_call = vec![-1i64; bounds];
+        let mut min_ret = vec![NEVER; bounds];
+        let mut nil_at = vec![false; bounds];
+        {
+            let mut m = -1i64;
+            let mut state = self.model.init();
+            let mut j = 0;
+            for (pos, &i) in seq.iter().enumerate() {
+                while j < bounds && starts[j] == pos {
+                    max_call[j] = m;
+                    nil_at[j] = state == NIL;
+                    if nil_before[j] {
+                        // A delete will be inserted here.
+                        state = NIL;
+                    }
+                    j += 1;
+                }
+                m = m.max(call(&self.ops[i]));
+                match self.model.step(&state, &self.ops[i].op) {
+                    Some(next) => state = next,
+                    None => return Decision::NotApplicable(FAILED.into()),
+                }
+            }
+            while j < bounds {
+                max_call[j] = m;
+                nil_at[j] = state == NIL;
+                j += 1;
+            }
+            let mut r = NEVER;
+            let mut j = bounds;
+            for pos in (0..=seq.len()).rev() {
+                while j > 0 && starts[j - 1] == pos {
+                    j -= 1;
+                    min_ret[j] = r;
+                }
+                if pos > 0 {
+                    r = r.min(ret(&self.ops[seq[pos - 1]]));
+                }
+            }
+        }
+        // The boundaries where an op fits: after every op called before it
+        // returned... precisely, max_call < its return and min_ret > its call.
+        let range = |op: usize| -> Option<(usize, usize)> {
+            let lo = min_ret.partition_point(|&r| r <= call(&self.ops[op]));
+            let hi = max_call.partition_point(|&c| c < ret(&self.ops[op]));
+            (lo < hi).then(|| (lo, hi - 1))
+        };
+        let mut deletes: Vec<(usize, (usize, usize))> = Vec::new();
+        let mut nil_reads: Vec<(usize, (usize, usize))> = Vec::new();
+        for i in 0..self.ops.len() {
+            match self.original[i] {
+                UniqueOp::Write(NIL) => match range(i) {
+                    Some(r) => deletes.push((i, r)),
+                    None if self.ops[i].ret.is_some() => {
+                        return Decision::NotApplicable(FAILED.into())
+                    }
+                    None => {}
+                },
+                UniqueOp::Read(NIL) => match range(i) {
+                    Some(r) => nil_reads.push((i, r)),
+                    None => return Decision::NotApplicable(FAILED.into()),
+                },
+                _ => {}
+            }
+        }
+        // Demands for nil: before a block that changes nil, and somewhere in
+        // each nil read's range; served earliest-deadline first by deletes
+        // (required ones first), each placed as late as the demand allows.
+        let mut demands: Vec<(usize, usize)> = (0..bounds)
+            .filter(|&j| nil_before[j])
+            .map(|j| (j, j))
+            .chain(nil_reads.iter().map(|&(_, r)| r))
+            .collect();
+        demands.sort_by_key(|&(lo, hi)| (hi, lo));
+        let mut placed: Vec<Option<usize>> = vec![None; deletes.len()];
+        let mut nil_points: std::collections::BTreeSet<usize> =
+            (0..bounds).filter(|&j| nil_at[j]).collect();
+        let mut by_choice: Vec<usize> = (0..deletes.len()).collect();
+        by_choice.sort_by_key(|&d| (self.ops[deletes[d].0].ret.is_none(), deletes[d].1 .1));
+        for &(lo, hi) in &demands {
+            if nil_points.range(lo..=hi).next().is_some() {
+                continue;
+            }
+            let pick = by_choice.iter().copied().find(|&d| {
+                let (dlo, dhi) = deletes[d].1;
+                placed[d].is_none() && dlo <= hi && dhi >= lo
+            });
+            let Some(d) = pick else {
+                return Decision::NotApplicable(FAILED.into());
+            };
+            let at = hi.min(deletes[d].1 .1);
+            placed[d] = Some(at);
+            nil_points.insert(at);
+        }
+        for (d, &(op, (lo, _))) in deletes.iter().enumerate() {
+            if placed[d].is_none() && self.ops[op].ret.is_some() {
+                placed[d] = Some(lo);
+            }
+        }
+        // The final sequence: at each boundary the deletes, then the nil
+        // reads, each by call.
+        let mut inserted: Vec<Vec<usize>> = vec![Vec::new(); bounds];
+        let mut delete_at: Vec<Vec<usize>> = vec![Vec::new(); bounds];
+        for (d, &(op, _)) in deletes.iter().enumerate() {
+            if let Some(at) = placed[d] {
+                delete_at[at].push(op);
+            }
+        }
+        for &(op, (lo, hi)) in &nil_reads {
+            match nil_points.range(lo..=hi).next() {
+                Some(&at) => inserted[at].push(op),
+                None => return Decision::NotApplicable(FAILED.into()),
+            }
+        }
+        let mut full: Vec<usize> = Vec::with_capacity(seq.len() + deletes.len() + nil_reads.len());
+        for j in 0..bounds {
+            // The first delete invoked, then the other deletes and the reads
+            // by call (all see nil).
+            let mut here = std::mem::take(&mut delete_at[j]);
+            here.sort_by_key(|&i| self.ops[i].call);
+            let mut rest = here.split_off(here.len().min(1));
+            rest.append(&mut inserted[j]);
+            rest.sort_by_key(|&i| self.ops[i].call);
+            full.extend(here);
+            full.extend(rest);
+            if j + 1 < bounds {
+                full.extend_from_slice(&seq[starts[j]..starts[j + 1]]);
+            }
+        }
+        if replays(self.model, self.ops, &full) {
+            Decision::Linearizable
+        } else {
+            Decision::NotApplicable(FAILED.into())
+        }
+    }
+
     /// Block `inner` has to take effect while `outer`'s value must hold.
     fn overlap(&self, inner: &Block, outer: &Block) -> Decision {
         let name = |b: &Block| match b.head {
@@ -651,6 +937,27 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             ),
         )
     }
+}
+
+/// True if `order` is a linearization of `ops`: every op with a return
+/// appears once (others at most once), no op comes after one that was
+/// invoked after it returned, and the model accepts each op in turn.
+fn replays<M: Model<State = u32>>(model: &mut M, ops: &[SearchOp<M::Op>], order: &[usize]) -> bool {
+    let mut used = vec![false; ops.len()];
+    let mut latest_call = -1i64;
+    let mut state = model.init();
+    for &i in order {
+        if used[i] || ret(&ops[i]) <= latest_call {
+            return false;
+        }
+        used[i] = true;
+        latest_call = latest_call.max(call(&ops[i]));
+        match model.step(&state, &ops[i].op) {
+            Some(next) => state = next,
+            None => return false,
+        }
+    }
+    ops.iter().zip(&used).all(|(op, &u)| u || op.ret.is_none())
 }
 
 /// Records `observer` reading `seen`'s value (only reads bound the value's

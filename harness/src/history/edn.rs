@@ -14,6 +14,9 @@
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+pub use super::intern::{Interner, Name, Str};
 
 /// Deepest nesting of vectors/maps the reader accepts; deeper input is an
 /// error rather than a stack overflow.
@@ -21,41 +24,55 @@ pub const MAX_DEPTH: usize = 128;
 
 /// An EDN value.
 ///
-/// Maps keep their entries in input order (a `Vec`, not a hash map): histories
-/// are written back exactly as read, and op maps are tiny.
-#[derive(Debug, Clone)]
+/// Compact (24 bytes): strings are shared [`Str`]s, keywords and symbols
+/// interned [`Name`]s, collections shared slices (`Arc<[..]>`, cheap to
+/// clone; build one from a `Vec` with `.into()`). Maps keep their entries in
+/// input order (not a hash map): histories are written back exactly as read,
+/// and op maps are tiny.
+#[derive(Debug, Clone, Default)]
 pub enum Value {
+    #[default]
     Nil,
     Bool(bool),
     Int(i64),
     /// Floats compare and hash by bit pattern, so `Value` can be a map key.
     Float(f64),
-    Str(String),
+    Str(Str),
     /// A keyword, stored without its leading colon: `:write` is `Keyword("write")`.
-    Keyword(String),
-    Symbol(String),
+    Keyword(Name),
+    Symbol(Name),
     /// Vectors, and lists `( ... )` which are read as vectors.
-    Vector(Vec<Value>),
-    Set(Vec<Value>),
-    Map(Vec<(Value, Value)>),
+    Vector(Arc<[Value]>),
+    Set(Arc<[Value]>),
+    Map(Arc<[(Value, Value)]>),
     /// `#tag value`, e.g. `#inst "2024-01-01T00:00:00Z"`, kept as written.
-    Tagged(String, Box<Value>),
+    Tagged(Name, Box<Value>),
 }
 
 impl Value {
     /// A keyword value (`name` without the colon).
-    pub fn keyword(name: impl Into<String>) -> Value {
+    pub fn keyword(name: impl Into<Name>) -> Value {
         Value::Keyword(name.into())
     }
 
     /// A string value.
-    pub fn string(s: impl Into<String>) -> Value {
+    pub fn string(s: impl Into<Str>) -> Value {
         Value::Str(s.into())
+    }
+
+    /// A vector value.
+    pub fn vector(items: impl Into<Arc<[Value]>>) -> Value {
+        Value::Vector(items.into())
+    }
+
+    /// A map value (entries in order).
+    pub fn map(entries: impl Into<Arc<[(Value, Value)]>>) -> Value {
+        Value::Map(entries.into())
     }
 
     /// A string value, or `nil` for `None`.
     pub fn opt(s: Option<String>) -> Value {
-        s.map(Value::Str).unwrap_or(Value::Nil)
+        s.map(|s| Value::Str(s.into())).unwrap_or(Value::Nil)
     }
 
     pub fn is_nil(&self) -> bool {
@@ -65,7 +82,7 @@ impl Value {
     /// The elements of a vector, `None` for anything else.
     pub fn as_vector(&self) -> Option<&[Value]> {
         match self {
-            Value::Vector(v) => Some(v),
+            Value::Vector(v) => Some(&v[..]),
             _ => None,
         }
     }
@@ -73,7 +90,7 @@ impl Value {
     /// The name of a keyword, `None` for anything else.
     pub fn as_keyword(&self) -> Option<&str> {
         match self {
-            Value::Keyword(k) => Some(k),
+            Value::Keyword(k) => Some(k.as_str()),
             _ => None,
         }
     }
@@ -87,7 +104,7 @@ impl Value {
 
     pub fn as_str(&self) -> Option<&str> {
         match self {
-            Value::Str(s) => Some(s),
+            Value::Str(s) => Some(s.as_str()),
             _ => None,
         }
     }
@@ -129,7 +146,8 @@ impl PartialEq for Value {
             (Bool(a), Bool(b)) => a == b,
             (Int(a), Int(b)) => a == b,
             (Float(a), Float(b)) => a.to_bits() == b.to_bits(),
-            (Str(a), Str(b)) | (Keyword(a), Keyword(b)) | (Symbol(a), Symbol(b)) => a == b,
+            (Str(a), Str(b)) => a == b,
+            (Keyword(a), Keyword(b)) | (Symbol(a), Symbol(b)) => a == b,
             (Vector(a), Vector(b)) | (Set(a), Set(b)) => a == b,
             (Map(a), Map(b)) => a == b,
             (Tagged(t, a), Tagged(u, b)) => t == u && a == b,
@@ -148,7 +166,8 @@ impl Hash for Value {
             Value::Bool(b) => b.hash(state),
             Value::Int(i) => i.hash(state),
             Value::Float(f) => f.to_bits().hash(state),
-            Value::Str(s) | Value::Keyword(s) | Value::Symbol(s) => s.hash(state),
+            Value::Str(s) => s.hash(state),
+            Value::Keyword(s) | Value::Symbol(s) => s.hash(state),
             Value::Vector(v) | Value::Set(v) => v.hash(state),
             Value::Map(m) => m.hash(state),
             Value::Tagged(t, v) => {
@@ -167,12 +186,18 @@ impl From<i64> for Value {
 
 impl From<&str> for Value {
     fn from(s: &str) -> Self {
-        Value::Str(s.to_string())
+        Value::Str(s.into())
     }
 }
 
 impl From<String> for Value {
     fn from(s: String) -> Self {
+        Value::Str(s.into())
+    }
+}
+
+impl From<Str> for Value {
+    fn from(s: Str) -> Self {
         Value::Str(s)
     }
 }
@@ -415,6 +440,65 @@ impl<'a> HistoryForms<'a> {
             }
         }
     }
+
+    /// Like [`HistoryForms::next_form`], but a map's entries are handed to
+    /// `entry` one by one as they are read instead of being collected into a
+    /// [`Value::Map`] (an op becomes its fields without an intermediate map).
+    /// Returns the line the form starts on, and the form itself when it is
+    /// not a map.
+    pub fn next_entries(
+        &mut self,
+        entry: &mut dyn FnMut(Value, Value),
+    ) -> Result<Option<(usize, Option<Value>)>, SyntaxError> {
+        if self.started && self.reader.peek() == Some('{') {
+            // The common case, straight after the previous op.
+            let line = self.reader.line;
+            let depth = usize::from(self.closing.is_some());
+            self.reader.read_map_entries(depth, entry)?;
+            return Ok(Some((line, None)));
+        }
+        if !self.started {
+            // As in `next_form`: open the whole-history vector or list.
+            self.reader.skip_blank()?;
+            match self.reader.peek() {
+                None => return Ok(None),
+                Some('[') => self.closing = Some(']'),
+                Some('(') => self.closing = Some(')'),
+                _ => {}
+            }
+            self.started = true;
+            if self.closing.is_some() {
+                self.reader.bump();
+            }
+        }
+        loop {
+            self.reader.skip_blank()?;
+            match self.reader.peek() {
+                Some('{') => {
+                    let line = self.reader.line;
+                    let depth = usize::from(self.closing.is_some());
+                    self.reader.read_map_entries(depth, entry)?;
+                    return Ok(Some((line, None)));
+                }
+                Some(c) if Some(c) == self.closing => {
+                    self.reader.bump();
+                    self.closing = None;
+                }
+                _ => return Ok(self.next_form()?.map(|f| (f.line, Some(f.value)))),
+            }
+        }
+    }
+
+    /// Uses `interner` (carried over from the previous piece of a file).
+    pub fn with_interner(mut self, interner: Interner) -> Self {
+        self.reader.interner = interner;
+        self
+    }
+
+    /// The interner, to carry it over to the next piece.
+    pub fn take_interner(&mut self) -> Interner {
+        std::mem::take(&mut self.reader.interner)
+    }
 }
 
 impl Iterator for HistoryForms<'_> {
@@ -451,6 +535,11 @@ pub fn read_value(text: &str) -> Result<Value, SyntaxError> {
 }
 
 struct Reader<'a> {
+    /// Shares equal strings and small vectors.
+    interner: Interner,
+    /// Recently read keywords, by a hash of their text (a hit costs one
+    /// comparison, where `Name::new` hashes and looks up a table).
+    keywords: [Option<Name>; 64],
     text: &'a str,
     /// `text` as bytes: every delimiter is ASCII, so the reader scans bytes
     /// and only decodes UTF-8 where a non-ASCII character starts.
@@ -483,12 +572,29 @@ fn is_delimiter_byte(b: u8) -> bool {
 impl<'a> Reader<'a> {
     fn new(text: &'a str) -> Self {
         Reader {
+            interner: Interner::default(),
+            keywords: [None; 64],
             text,
             bytes: text.as_bytes(),
             pos: 0,
             line: 1,
             column: 1,
         }
+    }
+
+    /// The interned name of a keyword's text.
+    #[inline]
+    fn name(&mut self, text: &str) -> Name {
+        let b = text.as_bytes();
+        let slot = (b.len() * 7 + b[0] as usize * 3 + b[b.len() - 1] as usize) & 63;
+        if let Some(name) = self.keywords[slot] {
+            if name.as_str() == text {
+                return name;
+            }
+        }
+        let name = Name::new(text);
+        self.keywords[slot] = Some(name);
+        name
     }
 
     #[inline]
@@ -598,24 +704,29 @@ impl<'a> Reader<'a> {
                 while let (Some(k), Some(v)) = (it.next(), it.next()) {
                     entries.push((k, v));
                 }
-                Value::Map(entries)
+                Value::Map(entries.into())
             }
             '[' => {
                 self.bump();
-                Value::Vector(self.read_seq(']', depth)?)
+                let items = self.read_seq(']', depth)?;
+                Value::Vector(self.interner.vector(items))
             }
             '(' => {
                 self.bump();
-                Value::Vector(self.read_seq(')', depth)?)
+                let items = self.read_seq(')', depth)?;
+                Value::Vector(self.interner.vector(items))
             }
-            '"' => Value::Str(self.read_string()?),
+            '"' => {
+                let text = self.read_string()?;
+                Value::Str(self.interner.str(&text))
+            }
             ':' => {
                 self.bump();
                 let name = self.token();
                 if name.is_empty() {
                     return Err(self.error("a keyword name after `:`"));
                 }
-                Value::Keyword(name.to_string())
+                Value::Keyword(self.name(name))
             }
             '#' => return self.read_dispatch(depth),
             '\\' => return Err(self.error("a value (character literals are not supported)")),
@@ -632,6 +743,50 @@ impl<'a> Reader<'a> {
             }
         };
         Ok(Some(value))
+    }
+
+    /// Reads a map at the cursor (`{`), handing each entry to `entry`.
+    fn read_map_entries(
+        &mut self,
+        depth: usize,
+        entry: &mut dyn FnMut(Value, Value),
+    ) -> Result<(), SyntaxError> {
+        if depth > MAX_DEPTH {
+            return Err(self.error(&format!("at most {MAX_DEPTH} levels of nesting")));
+        }
+        self.bump(); // '{'
+        let open_line = self.line;
+        let mut key: Option<Value> = None;
+        loop {
+            self.skip_blank()?;
+            match self.peek() {
+                Some('}') => {
+                    self.bump();
+                    if key.is_some() {
+                        return Err(
+                            self.error("an even number of forms in the map (a key without value)")
+                        );
+                    }
+                    return Ok(());
+                }
+                None => {
+                    return Err(self.error(&format!(
+                        "`}}` closing the map opened on line {open_line} (the input ends inside it)"
+                    )))
+                }
+                Some(c @ (')' | ']')) => {
+                    return Err(self.error(&format!("`}}` (or a value), not `{c}`")))
+                }
+                _ => {
+                    if let Some(v) = self.read_value(depth + 1)? {
+                        match key.take() {
+                            None => key = Some(v),
+                            Some(k) => entry(k, v),
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn read_seq(&mut self, close: char, depth: usize) -> Result<Vec<Value>, SyntaxError> {
@@ -671,7 +826,7 @@ impl<'a> Reader<'a> {
         match self.peek() {
             Some('{') => {
                 self.bump();
-                Ok(Some(Value::Set(self.read_seq('}', depth)?)))
+                Ok(Some(Value::Set(self.read_seq('}', depth)?.into())))
             }
             Some('_') => {
                 self.bump();
@@ -690,7 +845,7 @@ impl<'a> Reader<'a> {
                 }
             }
             Some(c) if c.is_alphabetic() => {
-                let tag = self.token().to_string();
+                let tag = Name::new(self.token());
                 self.skip_blank()?;
                 loop {
                     if self.peek().is_none() {
@@ -706,7 +861,22 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn read_string(&mut self) -> Result<String, SyntaxError> {
+    /// Reads a string literal; one without escapes or newlines is borrowed
+    /// from the text.
+    fn read_string(&mut self) -> Result<std::borrow::Cow<'a, str>, SyntaxError> {
+        let start = self.pos + 1;
+        let plain_end = self.bytes[start..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b == b'\n')
+            .map(|n| start + n);
+        if let Some(end) = plain_end.filter(|&end| self.bytes[end] == b'"') {
+            self.advance_in_line(end + 1);
+            return Ok(std::borrow::Cow::Borrowed(&self.text[start..end]));
+        }
+        self.read_escaped_string().map(std::borrow::Cow::Owned)
+    }
+
+    fn read_escaped_string(&mut self) -> Result<String, SyntaxError> {
         self.bump(); // opening quote
         let mut out = String::new();
         loop {
@@ -790,7 +960,7 @@ fn parse_atom(token: &str) -> Result<Value, String> {
     if token.is_empty() {
         return Err("a value".to_string());
     }
-    Ok(Value::Symbol(token.to_string()))
+    Ok(Value::Symbol(Name::new(token)))
 }
 
 #[cfg(test)]
@@ -818,7 +988,10 @@ mod tests {
         assert_eq!(v.get("b"), Some(&Value::from(vec![1i64, 2, 3])));
         assert_eq!(v.get("c").and_then(|c| c.get("d")), Some(&Value::Nil));
         assert_eq!(read_value("(1 2)").unwrap(), Value::from(vec![1i64, 2]));
-        assert_eq!(read_value("#{1}").unwrap(), Value::Set(vec![Value::Int(1)]));
+        assert_eq!(
+            read_value("#{1}").unwrap(),
+            Value::Set(vec![Value::Int(1)].into())
+        );
         assert_eq!(
             read_value("[1 #_ 2 3]").unwrap(),
             Value::from(vec![1i64, 3])

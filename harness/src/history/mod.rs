@@ -26,6 +26,7 @@
 //! `:time` (nanoseconds since the test start) is carried for reports.
 
 pub mod edn;
+pub mod intern;
 pub mod pairing;
 
 use std::fmt;
@@ -33,31 +34,32 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 pub use edn::{SyntaxError, Value};
+pub use intern::{Interner, Name, Str};
 pub use pairing::{ClientOp, Outcome};
 
 /// Who issued an op: a client process (an integer in Jepsen) or a named one
 /// such as `:nemesis`. Only integer processes are clients whose ops are checked.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Process {
     Client(i64),
     /// A keyword process, stored without the colon (`:nemesis` → `"nemesis"`).
-    Named(String),
+    Named(Name),
 }
 
 impl Process {
     /// The `:nemesis` process.
     pub fn nemesis() -> Self {
-        Process::Named("nemesis".to_string())
+        Process::Named(Name::new("nemesis"))
     }
 
     pub fn is_client(&self) -> bool {
         matches!(self, Process::Client(_))
     }
 
-    fn to_value(&self) -> Value {
+    fn to_value(self) -> Value {
         match self {
-            Process::Client(p) => Value::Int(*p),
-            Process::Named(n) => Value::keyword(n.clone()),
+            Process::Client(p) => Value::Int(p),
+            Process::Named(n) => Value::Keyword(n),
         }
     }
 }
@@ -123,8 +125,9 @@ pub struct Op {
     /// `:type`.
     pub kind: OpType,
     /// `:f`, the operation name without the colon: `"read"`, `"write"`, `"cas"`,
-    /// `"get"`, `"put"`, `"append"`, `"delete"`, or nemesis ones like `"start-pause"`.
-    pub f: String,
+    /// `"get"`, `"put"`, `"append"`, `"delete"`, or nemesis ones like
+    /// `"start-pause"` (compare with `op.f == "read"`).
+    pub f: Name,
     /// `:value` (`nil` when absent).
     pub value: Value,
     /// Every other key of the op map, by keyword name (`:node` → `"node"`),
@@ -133,73 +136,85 @@ pub struct Op {
     pub extra: Extra,
 }
 
-/// The extra fields of an op, sorted by name: a small vector (most ops have
-/// none or one, `:node`), not a tree map, whose every node is a few hundred
-/// bytes.
+/// The extra fields of an op, sorted by name: one pointer, to a small
+/// vector when there are any (most ops have none or one, `:node`).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Extra(Vec<(String, Value)>);
+pub struct Extra(Option<Box<[(Name, Value)]>>);
 
 impl Extra {
     pub fn new() -> Self {
-        Extra(Vec::new())
+        Extra(None)
+    }
+
+    fn fields(&self) -> &[(Name, Value)] {
+        self.0.as_deref().unwrap_or(&[])
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
-        let i = self
-            .0
+        let fields = self.fields();
+        let i = fields
             .binary_search_by(|(k, _)| k.as_str().cmp(name))
             .ok()?;
-        Some(&self.0[i].1)
+        Some(&fields[i].1)
     }
 
     /// Sets a field; returns its previous value.
-    pub fn insert(&mut self, name: String, value: Value) -> Option<Value> {
-        match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&name)) {
-            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+    pub fn insert(&mut self, name: impl Into<Name>, value: Value) -> Option<Value> {
+        let name = name.into();
+        let mut fields = self.0.take().map(Vec::from).unwrap_or_default();
+        let previous = match fields.binary_search_by(|(k, _)| k.as_str().cmp(name.as_str())) {
+            Ok(i) => Some(std::mem::replace(&mut fields[i].1, value)),
             Err(i) => {
-                self.0.insert(i, (name, value));
+                fields.insert(i, (name, value));
                 None
             }
-        }
+        };
+        self.0 = Some(fields.into_boxed_slice());
+        previous
     }
 
     pub fn remove(&mut self, name: &str) -> Option<Value> {
         let i = self
-            .0
+            .fields()
             .binary_search_by(|(k, _)| k.as_str().cmp(name))
             .ok()?;
-        Some(self.0.remove(i).1)
+        let mut fields = self.0.take().map(Vec::from).unwrap_or_default();
+        let (_, value) = fields.remove(i);
+        if !fields.is_empty() {
+            self.0 = Some(fields.into_boxed_slice());
+        }
+        Some(value)
     }
 
     /// The fields in name order.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
-        self.0.iter().map(|(k, v)| (k, v))
+    pub fn iter(&self) -> impl Iterator<Item = (&Name, &Value)> {
+        self.fields().iter().map(|(k, v)| (k, v))
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.fields().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.fields().is_empty()
     }
 }
 
 impl<'a> IntoIterator for &'a Extra {
-    type Item = (&'a String, &'a Value);
+    type Item = (&'a Name, &'a Value);
     type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (String, Value)>,
-        fn(&'a (String, Value)) -> (&'a String, &'a Value),
+        std::slice::Iter<'a, (Name, Value)>,
+        fn(&'a (Name, Value)) -> (&'a Name, &'a Value),
     >;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(k, v)| (k, v))
+        self.fields().iter().map(|(k, v)| (k, v))
     }
 }
 
 impl Op {
     /// An `:invoke` event (no index or time yet).
-    pub fn invoke(process: i64, f: impl Into<String>, value: impl Into<Value>) -> Op {
+    pub fn invoke(process: i64, f: impl Into<Name>, value: impl Into<Value>) -> Op {
         Op {
             index: None,
             time: None,
@@ -212,7 +227,7 @@ impl Op {
     }
 
     /// A nemesis event, e.g. `Op::nemesis(OpType::Info, "start-pause", Value::Nil)`.
-    pub fn nemesis(kind: OpType, f: impl Into<String>, value: impl Into<Value>) -> Op {
+    pub fn nemesis(kind: OpType, f: impl Into<Name>, value: impl Into<Value>) -> Op {
         Op {
             index: None,
             time: None,
@@ -229,9 +244,9 @@ impl Op {
         Op {
             index: None,
             time: None,
-            process: self.process.clone(),
+            process: self.process,
             kind,
-            f: self.f.clone(),
+            f: self.f,
             value: value.into(),
             extra: Extra::new(),
         }
@@ -244,7 +259,7 @@ impl Op {
     }
 
     /// Adds an extra field, e.g. `.with_extra("node", "127.0.0.1:8001")`.
-    pub fn with_extra(mut self, key: impl Into<String>, value: impl Into<Value>) -> Op {
+    pub fn with_extra(mut self, key: impl Into<Name>, value: impl Into<Value>) -> Op {
         self.extra.insert(key.into(), value.into());
         self
     }
@@ -261,7 +276,7 @@ impl Op {
         Self::from_edn(value.clone())
     }
 
-    /// Like [`Op::from_value`], consuming the map (no copies).
+    /// Like [`Op::from_value`], for an owned value.
     pub fn from_edn(value: Value) -> Result<Op, String> {
         let Value::Map(entries) = value else {
             return Err(format!(
@@ -269,79 +284,114 @@ impl Op {
                 value.kind()
             ));
         };
-        let mut index = None;
-        let mut time = None;
-        let mut process = None;
-        let mut kind = None;
-        let mut f = None;
-        let mut op_value = Value::Nil;
-        let mut extra = Extra::new();
-        for (k, v) in entries {
-            let name = match k {
-                Value::Keyword(name) => name,
-                other => {
-                    extra.insert(other.to_string(), v);
-                    continue;
-                }
-            };
-            match name.as_str() {
-                "index" => match v {
-                    Value::Int(i) if i >= 0 => index = Some(i as u64),
-                    Value::Nil => {}
-                    _ => return Err(format!(":index must be a non-negative integer, found {v}")),
-                },
-                "time" => match v {
-                    Value::Int(t) => time = Some(t),
-                    Value::Float(t) => time = Some(t as i64),
-                    Value::Nil => {}
-                    _ => return Err(format!(":time must be an integer (nanoseconds), found {v}")),
-                },
-                "process" => {
-                    process = Some(match v {
-                        Value::Int(p) => Process::Client(p),
-                        Value::Keyword(n) | Value::Str(n) | Value::Symbol(n) => Process::Named(n),
-                        _ => {
-                            return Err(format!(
-                                ":process must be an integer or a keyword like :nemesis, found {v}"
-                            ))
-                        }
-                    })
-                }
-                "type" => {
-                    let t = match &v {
-                        Value::Keyword(t) | Value::Str(t) => OpType::parse(t),
-                        _ => None,
-                    };
-                    match t {
-                        Some(t) => kind = Some(t),
-                        None => {
-                            return Err(format!(
-                                ":type must be one of :invoke :ok :fail :info, found {v}"
-                            ))
-                        }
-                    }
-                }
-                "f" => match v {
-                    Value::Keyword(n) | Value::Str(n) | Value::Symbol(n) => f = Some(n),
-                    _ => return Err(format!(":f must be a keyword like :read, found {v}")),
-                },
-                "value" => op_value = v,
-                _ => {
-                    extra.insert(name, v);
-                }
+        let mut fields = OpFields::default();
+        for (k, v) in entries.iter() {
+            fields.field(k.clone(), v.clone());
+        }
+        fields.finish()
+    }
+}
+
+/// The fields of an op, filled in one map entry at a time as the reader
+/// reads them (no map is built); the first bad field is remembered.
+#[derive(Default)]
+struct OpFields {
+    index: Option<u64>,
+    time: Option<i64>,
+    process: Option<Process>,
+    kind: Option<OpType>,
+    f: Option<Name>,
+    value: Value,
+    extra: Extra,
+    error: Option<String>,
+}
+
+impl OpFields {
+    fn field(&mut self, key: Value, v: Value) {
+        if self.error.is_none() {
+            if let Err(e) = self.try_field(key, v) {
+                self.error = Some(e);
             }
         }
-        let kind = kind.ok_or("the op has no :type (expected :invoke, :ok, :fail or :info)")?;
-        let process = process.ok_or("the op has no :process")?;
-        let f = f.ok_or("the op has no :f")?;
+    }
+
+    fn try_field(&mut self, key: Value, v: Value) -> Result<(), String> {
+        let name = match key {
+            Value::Keyword(name) => name,
+            other => {
+                self.extra.insert(other.to_string(), v);
+                return Ok(());
+            }
+        };
+        match name.as_str() {
+            "index" => match v {
+                Value::Int(i) if i >= 0 => self.index = Some(i as u64),
+                Value::Nil => {}
+                _ => return Err(format!(":index must be a non-negative integer, found {v}")),
+            },
+            "time" => match v {
+                Value::Int(t) => self.time = Some(t),
+                Value::Float(t) => self.time = Some(t as i64),
+                Value::Nil => {}
+                _ => return Err(format!(":time must be an integer (nanoseconds), found {v}")),
+            },
+            "process" => {
+                self.process = Some(match v {
+                    Value::Int(p) => Process::Client(p),
+                    Value::Keyword(n) | Value::Symbol(n) => Process::Named(n),
+                    Value::Str(n) => Process::Named(Name::new(&n)),
+                    _ => {
+                        return Err(format!(
+                            ":process must be an integer or a keyword like :nemesis, found {v}"
+                        ))
+                    }
+                })
+            }
+            "type" => {
+                let t = match &v {
+                    Value::Keyword(t) => OpType::parse(t),
+                    Value::Str(t) => OpType::parse(t),
+                    _ => None,
+                };
+                match t {
+                    Some(t) => self.kind = Some(t),
+                    None => {
+                        return Err(format!(
+                            ":type must be one of :invoke :ok :fail :info, found {v}"
+                        ))
+                    }
+                }
+            }
+            "f" => match v {
+                Value::Keyword(n) | Value::Symbol(n) => self.f = Some(n),
+                Value::Str(n) => self.f = Some(Name::new(&n)),
+                _ => return Err(format!(":f must be a keyword like :read, found {v}")),
+            },
+            "value" => self.value = v,
+            _ => {
+                self.extra.insert(name, v);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Op, String> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let kind = self
+            .kind
+            .ok_or("the op has no :type (expected :invoke, :ok, :fail or :info)")?;
+        let process = self.process.ok_or("the op has no :process")?;
+        let f = self.f.ok_or("the op has no :f")?;
         Ok(Op {
-            index,
-            time,
+            index: self.index,
+            time: self.time,
             process,
             kind,
             f,
-            value: op_value,
-            extra,
+            value: self.value,
+            extra: self.extra,
         })
     }
 }
@@ -402,8 +452,9 @@ pub enum HistoryError {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct History {
     pub ops: Vec<Op>,
-    /// The input line of each op, when it was read from text (for messages).
-    pub lines: Vec<usize>,
+    /// The input line of each op, when it was read from text (for messages;
+    /// see [`History::line_of`]).
+    pub lines: Vec<u32>,
 }
 
 impl History {
@@ -460,6 +511,7 @@ impl History {
         let piece = piece.min(size_hint as usize + 1).max(1);
         let mut buf: Vec<u8> = Vec::with_capacity(piece);
         let mut state = edn::FormsState::default();
+        let mut interner = Interner::default();
         let mut at_end = false;
         loop {
             if !at_end {
@@ -494,36 +546,12 @@ impl History {
                     format!("not UTF-8 text ({e})"),
                 ))
             })?;
-            let mut forms = edn::HistoryForms::resume(text, state);
-            let mut consumed = 0;
-            loop {
-                match forms.next_form() {
-                    Ok(Some(form)) => {
-                        let line = form.line;
-                        let op =
-                            Op::from_edn(form.value).map_err(|message| HistoryError::BadOp {
-                                path: path.clone(),
-                                line,
-                                message,
-                            })?;
-                        history.ops.push(op);
-                        history.lines.push(line);
-                        (state, consumed) = forms.state();
-                    }
-                    Ok(None) => {
-                        (state, consumed) = forms.state();
-                        break;
-                    }
-                    // A form cut by the end of the piece: read on.
-                    Err(e) if !at_end && e.found == "end of input" => break,
-                    Err(error) => {
-                        return Err(HistoryError::Syntax {
-                            path: path.clone(),
-                            error,
-                        })
-                    }
-                }
-            }
+            let mut forms =
+                edn::HistoryForms::resume(text, state).with_interner(std::mem::take(&mut interner));
+            let read = history.read_ops(&mut forms, &path, at_end);
+            interner = forms.take_interner();
+            let consumed;
+            (state, consumed) = read?;
             buf.drain(..consumed);
             if at_end {
                 return Ok(history);
@@ -538,26 +566,54 @@ impl History {
             ops: Vec::with_capacity(estimate),
             lines: Vec::with_capacity(estimate),
         };
-        for form in edn::HistoryForms::new(text) {
-            let form = form.map_err(|error| HistoryError::Syntax {
-                path: path.clone(),
-                error,
-            })?;
-            let line = form.line;
-            let op = Op::from_edn(form.value).map_err(|message| HistoryError::BadOp {
-                path: path.clone(),
-                line,
-                message,
-            })?;
-            history.ops.push(op);
-            history.lines.push(line);
-        }
+        history.read_ops(&mut edn::HistoryForms::new(text), &path, true)?;
         Ok(history)
+    }
+
+    /// Appends the ops of `forms` up to the end of its text; returns where
+    /// the reader stopped: after the last whole op (a piece that is not the
+    /// last of the file may end inside one, which is read again with the
+    /// next piece).
+    fn read_ops(
+        &mut self,
+        forms: &mut edn::HistoryForms<'_>,
+        path: &Option<PathBuf>,
+        at_end: bool,
+    ) -> Result<(edn::FormsState, usize), HistoryError> {
+        let mut last = forms.state();
+        loop {
+            let mut fields = OpFields::default();
+            match forms.next_entries(&mut |k, v| fields.field(k, v)) {
+                Ok(Some((line, form))) => {
+                    let op = match form {
+                        None => fields.finish(),
+                        Some(value) => Op::from_edn(value),
+                    };
+                    let op = op.map_err(|message| HistoryError::BadOp {
+                        path: path.clone(),
+                        line,
+                        message,
+                    })?;
+                    self.ops.push(op);
+                    self.lines.push(line as u32);
+                    last = forms.state();
+                }
+                Ok(None) => return Ok(forms.state()),
+                // A form cut by the end of the piece: read on.
+                Err(e) if !at_end && e.found == "end of input" => return Ok(last),
+                Err(error) => {
+                    return Err(HistoryError::Syntax {
+                        path: path.clone(),
+                        error,
+                    })
+                }
+            }
+        }
     }
 
     /// The input line of op `i`, or `i + 1` for a history built in memory.
     pub fn line_of(&self, i: usize) -> usize {
-        self.lines.get(i).copied().unwrap_or(i + 1)
+        self.lines.get(i).map_or(i + 1, |&l| l as usize)
     }
 
     /// Writes the history as EDN, one op map a line.

@@ -108,7 +108,7 @@ pub fn pair(history: &History) -> Result<Vec<ClientOp<'_>>, PairingError> {
                 pending.insert(process, ops.len());
                 ops.push(ClientOp {
                     process,
-                    f: &op.f,
+                    f: op.f.as_str(),
                     invoke: pos,
                     complete: None,
                     outcome: Outcome::Info,
@@ -125,12 +125,12 @@ pub fn pair(history: &History) -> Result<Vec<ClientOp<'_>>, PairingError> {
                     });
                 };
                 let client_op = &mut ops[running];
-                if client_op.f != op.f {
+                if client_op.f != op.f.as_str() {
                     return Err(PairingError::MismatchedF {
                         line: history.line_of(pos),
                         process,
                         invoked: client_op.f.to_string(),
-                        completed: op.f.clone(),
+                        completed: op.f.to_string(),
                         invoke_line: history.line_of(client_op.invoke),
                     });
                 }

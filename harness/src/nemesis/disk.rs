@@ -106,11 +106,14 @@ fn kw(k: &str) -> Value {
 }
 
 fn loss_value(loss: &Loss) -> Value {
-    Value::Map(vec![
-        (kw("files"), Value::Int(loss.files as i64)),
-        (kw("bytes"), Value::Int(loss.bytes as i64)),
-        (kw("dir-changes"), Value::Int(loss.dir_changes as i64)),
-    ])
+    Value::Map(
+        vec![
+            (kw("files"), Value::Int(loss.files as i64)),
+            (kw("bytes"), Value::Int(loss.bytes as i64)),
+            (kw("dir-changes"), Value::Int(loss.dir_changes as i64)),
+        ]
+        .into(),
+    )
 }
 
 /// What it takes to undo one corruption.
@@ -276,7 +279,7 @@ impl Corrupt {
                 ))
             }
         };
-        Ok((Value::Map(detail), error))
+        Ok((Value::Map(detail.into()), error))
     }
 }
 

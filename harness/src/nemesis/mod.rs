@@ -247,7 +247,8 @@ impl Nemesis {
             .map(|&i| Value::string(addrs[i].clone()))
             .collect();
         v.extend(extra);
-        self.recorder.record_nemesis(f, Value::Vector(v), error);
+        self.recorder
+            .record_nemesis(f, Value::Vector(v.into()), error);
     }
 
     /// Applies a fault to `nodes`; returns the nodes actually hit and the

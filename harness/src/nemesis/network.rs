@@ -100,7 +100,8 @@ pub fn grudge_value(g: &Grudge) -> Value {
                     Value::Vector(deaf.into_iter().map(node).collect()),
                 )
             })
-            .collect(),
+            .collect::<Vec<_>>()
+            .into(),
     )
 }
 
@@ -192,11 +193,14 @@ impl Fault for Partition {
     }
     fn describe(&self) -> Option<Value> {
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        Some(Value::Vector(vec![
-            Value::keyword(self.shape.name()),
-            Value::keyword(self.cut.as_str()),
-            last.as_ref().map(grudge_value).unwrap_or(Value::Nil),
-        ]))
+        Some(Value::Vector(
+            vec![
+                Value::keyword(self.shape.name()),
+                Value::keyword(self.cut.as_str()),
+                last.as_ref().map(grudge_value).unwrap_or(Value::Nil),
+            ]
+            .into(),
+        ))
     }
     /// Every node, while any link is still cut.
     fn lingering(&self, db: &Db, _ran: bool) -> Vec<usize> {
@@ -291,20 +295,22 @@ impl Fault for Links {
     }
     fn describe(&self) -> Option<Value> {
         Some(match self.0 {
-            LinkFault::Delay { latency, jitter } => Value::Map(vec![
-                (
-                    Value::keyword("latency-ms"),
-                    Value::Int(latency.as_millis() as i64),
-                ),
-                (
-                    Value::keyword("jitter-ms"),
-                    Value::Int(jitter.as_millis() as i64),
-                ),
-            ]),
-            LinkFault::Slow { bandwidth } => Value::Map(vec![(
-                Value::keyword("bytes-per-s"),
-                Value::Int(bandwidth as i64),
-            )]),
+            LinkFault::Delay { latency, jitter } => Value::Map(
+                vec![
+                    (
+                        Value::keyword("latency-ms"),
+                        Value::Int(latency.as_millis() as i64),
+                    ),
+                    (
+                        Value::keyword("jitter-ms"),
+                        Value::Int(jitter.as_millis() as i64),
+                    ),
+                ]
+                .into(),
+            ),
+            LinkFault::Slow { bandwidth } => Value::Map(
+                vec![(Value::keyword("bytes-per-s"), Value::Int(bandwidth as i64))].into(),
+            ),
         })
     }
     /// Every node, while any link is still delayed (or slowed).

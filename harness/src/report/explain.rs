@@ -175,7 +175,7 @@ impl<'h> Ctx<'_, 'h> {
     fn key(&self) -> String {
         match &self.violation.key {
             None => "the register".to_string(),
-            Some(Value::Str(s)) => s.clone(),
+            Some(Value::Str(s)) => s.to_string(),
             Some(k) => k.to_string(),
         }
     }
@@ -367,7 +367,7 @@ impl<'h> Ctx<'_, 'h> {
     /// first); `Err(rest)` when a part of the string matches no append.
     fn items(&self, v: &'h Value) -> Result<Vec<Value>, String> {
         match v {
-            Value::Vector(items) => Ok(items.clone()),
+            Value::Vector(items) => Ok(items.to_vec()),
             Value::Str(s) => {
                 let mut pieces: Vec<&str> = self
                     .ops
@@ -383,7 +383,7 @@ impl<'h> Ctx<'_, 'h> {
                 while !rest.is_empty() {
                     match pieces.iter().find(|p| rest.starts_with(**p)) {
                         Some(p) => {
-                            out.push(Value::Str(p.to_string()));
+                            out.push(Value::string(*p));
                             rest = &rest[p.len()..];
                         }
                         None => return Err(rest.to_string()),
@@ -417,7 +417,7 @@ impl<'h> Ctx<'_, 'h> {
             Err(rest) => {
                 return Some(Explanation {
                     anomaly: Anomaly::NeverWritten,
-                    text: format!("{read}, but no operation appended {}", Value::Str(rest)),
+                    text: format!("{read}, but no operation appended {}", Value::string(rest)),
                     ops: vec![r.op.invoke],
                 })
             }

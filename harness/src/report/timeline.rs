@@ -478,7 +478,7 @@ pub fn file_name(violation: &Violation) -> String {
         None => "timeline.html".to_string(),
         Some(k) => {
             let raw = match k {
-                crate::history::Value::Str(s) => s.clone(),
+                crate::history::Value::Str(s) => s.to_string(),
                 other => other.to_string(),
             };
             let safe: String = raw
@@ -556,11 +556,11 @@ fn fault_nodes(value: &Value) -> Vec<String> {
         Value::Vector(items) => items
             .iter()
             .filter_map(|v| match v {
-                Value::Str(s) => Some(s.clone()),
+                Value::Str(s) => Some(s.to_string()),
                 _ => None,
             })
             .collect(),
-        Value::Str(s) => vec![s.clone()],
+        Value::Str(s) => vec![s.to_string()],
         _ => vec![],
     }
 }
@@ -585,7 +585,7 @@ fn fault_windows(history: &History, lo: usize, hi: usize) -> Vec<FaultWindow> {
             }
         } else {
             windows.push(FaultWindow {
-                kind: op.f.clone(),
+                kind: op.f.to_string(),
                 nodes,
                 start: pos,
                 end: None,
@@ -603,7 +603,7 @@ fn node_of(history: &History, op: &ClientOp<'_>) -> Option<String> {
         .and_then(|c| history.ops[c].extra.get("node"))
         .or_else(|| history.ops[op.invoke].extra.get("node"))
         .map(|n| match n {
-            Value::Str(s) => s.clone(),
+            Value::Str(s) => s.to_string(),
             other => other.to_string(),
         })
 }

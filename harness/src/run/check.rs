@@ -91,7 +91,7 @@ pub fn check_history_with(
         }
     };
     let key_name = |k: &Option<crate::history::Value>| match k {
-        Some(crate::history::Value::Str(s)) => s.clone(),
+        Some(crate::history::Value::Str(s)) => s.to_string(),
         Some(v) => v.to_string(),
         None => "register".to_string(),
     };

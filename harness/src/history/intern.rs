@@ -1,0 +1,308 @@
+//! Interned text: [`Name`] for keywords and op names, [`Str`] for strings.
+//!
+//! A million-op history names the same few keywords (`:read`, `:put`,
+//! `:nemesis`, `:node`) millions of times and the same key and value strings
+//! twice or more (an invocation and its completion carry the same
+//! `["k1" "v3"]`). Storing each occurrence as its own `String` made the
+//! parsed history the bulk of the checker's memory, so:
+//!
+//! - a [`Name`] is one pointer to a name stored once for the whole program
+//!   (like Clojure's keywords): comparing two names compares pointers;
+//! - a [`Str`] is a shared, immutable string (`Arc<str>`); the reader
+//!   ([`Interner`]) gives equal strings of one file one allocation, and equal
+//!   small vectors (`["k1" "v3"]`) one allocation too.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::Value;
+
+/// A keyword-like name (`read`, `nemesis`, `node`), stored once per program.
+///
+/// Names are never freed: they are the vocabulary of histories (op names,
+/// keywords, field names), a few dozen in practice.
+#[derive(Clone, Copy)]
+pub struct Name(&'static &'static str);
+
+fn names() -> &'static Mutex<FxHashMap<&'static str, Name>> {
+    static NAMES: OnceLock<Mutex<FxHashMap<&'static str, Name>>> = OnceLock::new();
+    NAMES.get_or_init(Default::default)
+}
+
+thread_local! {
+    /// Names this thread already looked up (the global table is locked
+    /// once per name and thread, not once per keyword read).
+    static SEEN: std::cell::RefCell<FxHashMap<&'static str, Name>> = Default::default();
+}
+
+impl Name {
+    /// The name for `text` (without a leading colon).
+    pub fn new(text: &str) -> Name {
+        if let Some(name) = SEEN.with(|seen| seen.borrow().get(text).copied()) {
+            return name;
+        }
+        let name = {
+            let mut table = names().lock().unwrap_or_else(|e| e.into_inner());
+            match table.get(text) {
+                Some(&name) => name,
+                None => {
+                    let stored: &'static str = Box::leak(text.to_owned().into_boxed_str());
+                    let name = Name(Box::leak(Box::new(stored)));
+                    table.insert(stored, name);
+                    name
+                }
+            }
+        };
+        SEEN.with(|seen| seen.borrow_mut().insert(name.as_str(), name));
+        name
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.0
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Name) -> bool {
+        // Interned: one pointer per name.
+        std::ptr::eq(self.0, other.0)
+    }
+}
+
+impl Eq for Name {}
+
+impl Hash for Name {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Name) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Name {
+    fn cmp(&self, other: &Name) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<Name> for &str {
+    fn eq(&self, other: &Name) -> bool {
+        *self == other.as_str()
+    }
+}
+
+impl From<&str> for Name {
+    fn from(text: &str) -> Name {
+        Name::new(text)
+    }
+}
+
+impl From<String> for Name {
+    fn from(text: String) -> Name {
+        Name::new(&text)
+    }
+}
+
+impl From<&String> for Name {
+    fn from(text: &String) -> Name {
+        Name::new(text)
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An immutable shared string: cloning it copies a pointer.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Str(Arc<str>);
+
+impl Str {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for Str {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for Str {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Str {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Str {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Str {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl From<&str> for Str {
+    fn from(text: &str) -> Str {
+        Str(text.into())
+    }
+}
+
+impl From<String> for Str {
+    fn from(text: String) -> Str {
+        Str(text.into())
+    }
+}
+
+impl From<&String> for Str {
+    fn from(text: &String) -> Str {
+        Str(text.as_str().into())
+    }
+}
+
+impl From<Str> for String {
+    fn from(text: Str) -> String {
+        text.as_str().to_string()
+    }
+}
+
+/// The text itself (as EDN it is written quoted, see [`Value`]'s `Display`).
+impl fmt::Display for Str {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Str {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// Strings longer than this are not interned (they are mostly unique read
+/// results of appended keys, and hashing them costs more than it saves).
+const MAX_INTERNED_LEN: usize = 128;
+
+/// Vectors longer than this are not interned.
+const MAX_INTERNED_ITEMS: usize = 4;
+
+/// Makes equal strings and small vectors of one reading share memory.
+#[derive(Default)]
+pub struct Interner {
+    strings: FxHashSet<Str>,
+    vectors: FxHashSet<Arc<[Value]>>,
+}
+
+impl Interner {
+    /// The shared copy of `text`.
+    pub fn str(&mut self, text: &str) -> Str {
+        if text.len() > MAX_INTERNED_LEN {
+            return Str::from(text);
+        }
+        if let Some(s) = self.strings.get(text) {
+            return s.clone();
+        }
+        let s = Str::from(text);
+        self.strings.insert(s.clone());
+        s
+    }
+
+    /// The shared copy of a vector: small vectors of scalars and strings
+    /// (`["k1" "v3"]`, `["k1" nil]`) are interned, others allocated as they are.
+    pub fn vector(&mut self, items: Vec<Value>) -> Arc<[Value]> {
+        let small = items.len() <= MAX_INTERNED_ITEMS
+            && items.iter().all(|v| match v {
+                Value::Vector(_) | Value::Set(_) | Value::Map(_) | Value::Tagged(..) => false,
+                Value::Str(s) => s.len() <= MAX_INTERNED_LEN,
+                _ => true,
+            });
+        if !small {
+            return items.into();
+        }
+        if let Some(v) = self.vectors.get(items.as_slice()) {
+            return v.clone();
+        }
+        let v: Arc<[Value]> = items.into();
+        self.vectors.insert(v.clone());
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_interned_and_compare_as_text() {
+        let a = Name::new("read");
+        let b = Name::from(String::from("read"));
+        assert_eq!(a, b);
+        assert!(std::ptr::eq(a.as_str(), b.as_str()));
+        assert_eq!(a, "read");
+        assert_ne!(a, Name::new("write"));
+        assert!(Name::new("a") < Name::new("b"));
+        let from_thread = std::thread::spawn(|| Name::new("read")).join().unwrap();
+        assert_eq!(from_thread, a);
+    }
+
+    #[test]
+    fn the_interner_shares_equal_strings_and_small_vectors() {
+        let mut i = Interner::default();
+        let a = i.str("k1");
+        let b = i.str("k1");
+        assert!(std::ptr::eq(a.as_str(), b.as_str()));
+        let v1 = i.vector(vec![Value::Str(a), Value::Nil]);
+        let v2 = i.vector(vec![Value::Str(b), Value::Nil]);
+        assert!(Arc::ptr_eq(&v1, &v2));
+        let long = "x".repeat(MAX_INTERNED_LEN + 1);
+        assert_eq!(i.str(&long), i.str(&long));
+    }
+}
