@@ -1156,6 +1156,7 @@ fn an_answer_meant_for_an_earlier_run_of_a_follower_is_ignored() {
         .unwrap();
     c.flush(2);
     assert_eq!(c.reply(r), None, "served with another run's read index");
+}
 
 #[test]
 fn commands_whose_requester_is_gone_are_dropped_before_they_are_proposed() {
