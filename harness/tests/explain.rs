@@ -409,4 +409,12 @@ fn the_report_text_carries_the_explanation_as_its_second_line() {
         lines[1],
         "  why (never-written): read of k0 at 0.300 s via n1 returned 6, but no operation wrote 6; k0 could hold 5 there"
     );
+    // One explanation: the checker's own reason (the unique-values path
+    // gives one here) is not printed beside it.
+    assert!(v.reason.is_some(), "the unique-values path gave no reason");
+    let whys = lines
+        .iter()
+        .filter(|l| l.trim_start().starts_with("why"))
+        .count();
+    assert_eq!(whys, 1, "{text}");
 }

@@ -250,8 +250,16 @@ impl Violation {
         std::iter::once(&self.op).chain(&self.pending)
     }
 
-    /// A multi-line text report naming history lines.
+    /// A multi-line text report naming history lines; its `why:` line is
+    /// the checker's own [`Violation::reason`], if any.
     pub fn render_text(&self, history: &History) -> String {
+        self.render_text_with_why(history, self.reason.as_deref())
+    }
+
+    /// [`Violation::render_text`] with `why` as its one `why:` line (the
+    /// report passes its explanation in words, which already draws on the
+    /// checker's reason; see `crate::report::explain`).
+    pub fn render_text_with_why(&self, history: &History, why: Option<&str>) -> String {
         use std::fmt::Write;
         let line = |op: &OpRef| {
             let complete = op
@@ -271,8 +279,8 @@ impl Violation {
             self.op,
             line(&self.op)
         );
-        if let Some(reason) = &self.reason {
-            let _ = writeln!(s, "  why: {reason}");
+        if let Some(why) = why {
+            let _ = writeln!(s, "  why: {why}");
         }
         if !self.pending.is_empty() {
             let _ = writeln!(s, "  also pending then (none fits next):");

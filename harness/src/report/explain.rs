@@ -16,7 +16,9 @@
 //!   forbids, or two reads disagree on the order.
 //!
 //! Anything else gets [`Anomaly::Other`] with the model state the checker
-//! reached. Times are the ops' `:time` (seconds since the test start) or,
+//! reached (and the checker's own reason, when its polynomial path gave one).
+//! This is the one "why" of a report: [`report_text`] prints it instead of
+//! the checker's `why:` line. Times are the ops' `:time` (seconds since the test start) or,
 //! without one, history lines; nodes are the ops' `:node`.
 
 use std::fmt::Write;
@@ -559,6 +561,11 @@ impl<'h> Ctx<'_, 'h> {
             self.violation.state,
             self.violation.pending.len()
         );
+        // The checker's polynomial path says why in its own words: keep it,
+        // so that the report has one explanation, not two.
+        if let Some(reason) = &self.violation.reason {
+            let _ = write!(text, " ({reason})");
+        }
         Explanation {
             anomaly: Anomaly::Other,
             text,
@@ -573,7 +580,7 @@ impl<'h> Ctx<'_, 'h> {
 /// second line: `  why (stale-read): read of k0 at ...`.
 pub fn report_text(history: &History, violation: &Violation) -> String {
     let e = explain(history, violation);
-    let text = violation.render_text(history);
+    let text = violation.render_text_with_why(history, None);
     let (head, rest) = text.split_once('\n').unwrap_or((&text, ""));
     format!("{head}\n  why ({}): {}\n{rest}", e.anomaly.name(), e.text)
 }
