@@ -62,19 +62,7 @@ fn a_pause_and_kill_run_is_valid_and_leaves_a_complete_store() {
     assert_eq!(r.code, Some(0), "exit status");
     let run = std::fs::canonicalize(store.join("latest")).unwrap();
     assert!(run.starts_with(std::fs::canonicalize(store.join("pause-kill")).unwrap()));
-    for f in [
-        "history.edn",
-        "results.json",
-        "workload.yaml",
-        "summary.txt",
-        "latency.svg",
-        "rate.svg",
-        "n0.log",
-        "n1.log",
-        "n2.log",
-    ] {
-        assert!(run.join(f).is_file(), "{f} missing in {}", run.display());
-    }
+    common::assert_complete_run_dir(&run, 3);
     // The history parses and holds client and nemesis ops.
     let h = harness::history::History::from_file(run.join("history.edn")).unwrap();
     let text = std::fs::read_to_string(run.join("history.edn")).unwrap();

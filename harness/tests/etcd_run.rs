@@ -84,34 +84,27 @@ checkers:
   time_limit: 60s
 "#;
 
+/// Runs `workload` (YAML text) in `dir` and asserts it exits 0 and leaves
+/// no etcd on its client `ports`; returns the run's dir.
+fn run_valid(dir: &Path, workload: &str, ports: [u16; 3]) -> std::path::PathBuf {
+    let wl = dir.join("workload.yaml");
+    std::fs::write(&wl, workload).unwrap();
+    let store = dir.join("store");
+    let r = harness_run(&wl, &store, &[], Duration::from_secs(120));
+    eprintln!("{}\n{}\n(took {:?})", r.stdout, r.stderr, r.elapsed);
+    for p in ports {
+        assert!(etcds_on(p).is_empty(), "etcd left behind on {p}");
+    }
+    assert_eq!(r.code, Some(0), "exit status");
+    std::fs::canonicalize(store.join("latest")).unwrap()
+}
+
 #[test]
 fn a_kill_and_pause_run_on_etcd_is_valid_and_leaves_a_complete_store() {
     require_etcd();
     let scratch_dir = scratch("etcd-kill-pause");
-    let dir = scratch_dir.path();
-    let wl = dir.join("etcd-kill-pause.yaml");
-    std::fs::write(&wl, KILL_PAUSE).unwrap();
-    let store = dir.join("store");
-    let r = harness_run(&wl, &store, &[], Duration::from_secs(120));
-    eprintln!("{}\n{}\n(took {:?})", r.stdout, r.stderr, r.elapsed);
-    for p in [28000, 28001, 28002] {
-        assert!(etcds_on(p).is_empty(), "etcd left behind on {p}");
-    }
-    assert_eq!(r.code, Some(0), "exit status");
-    let run = std::fs::canonicalize(store.join("latest")).unwrap();
-    for f in [
-        "history.edn",
-        "results.json",
-        "workload.yaml",
-        "summary.txt",
-        "latency.svg",
-        "rate.svg",
-        "n0.log",
-        "n1.log",
-        "n2.log",
-    ] {
-        assert!(run.join(f).is_file(), "{f} missing in {}", run.display());
-    }
+    let run = run_valid(scratch_dir.path(), KILL_PAUSE, [28000, 28001, 28002]);
+    common::assert_complete_run_dir(&run, 3);
     for n in ["n0", "n1", "n2"] {
         assert!(
             run.join(n).join("member").is_dir(),
@@ -216,17 +209,7 @@ fn leader_terms(run: &Path) -> Vec<u64> {
 fn partitions_cut_etcd_peer_traffic_and_the_run_stays_valid() {
     require_etcd();
     let scratch_dir = scratch("etcd-partition");
-    let dir = scratch_dir.path();
-    let wl = dir.join("etcd-partition.yaml");
-    std::fs::write(&wl, PARTITION).unwrap();
-    let store = dir.join("store");
-    let r = harness_run(&wl, &store, &[], Duration::from_secs(120));
-    eprintln!("{}\n{}\n(took {:?})", r.stdout, r.stderr, r.elapsed);
-    for p in [28300, 28301, 28302] {
-        assert!(etcds_on(p).is_empty(), "etcd left behind on {p}");
-    }
-    assert_eq!(r.code, Some(0), "exit status");
-    let run = std::fs::canonicalize(store.join("latest")).unwrap();
+    let run = run_valid(scratch_dir.path(), PARTITION, [28300, 28301, 28302]);
     let text = std::fs::read_to_string(run.join("history.edn")).unwrap();
     assert!(text.contains("[:isolate :blackhole") && text.contains("[:one-way :blackhole"));
     // The members really lost the leader: each cut (isolated, then unable

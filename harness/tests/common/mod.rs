@@ -157,3 +157,20 @@ pub fn run_until_anomaly(
     }
     panic!("no anomaly found in {attempts} attempts: exit codes {codes:?}");
 }
+
+/// Asserts that the run dir `run` holds everything a finished run writes:
+/// history, results, workload, summary, plots and one log per node.
+pub fn assert_complete_run_dir(run: &Path, nodes: usize) {
+    let fixed = [
+        "history.edn",
+        "results.json",
+        "workload.yaml",
+        "summary.txt",
+        "latency.svg",
+        "rate.svg",
+    ];
+    let logs = (0..nodes).map(|i| format!("n{i}.log"));
+    for f in fixed.iter().map(|f| f.to_string()).chain(logs) {
+        assert!(run.join(&f).is_file(), "{f} missing in {}", run.display());
+    }
+}
