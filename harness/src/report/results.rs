@@ -231,6 +231,39 @@ pub fn availability(
     out
 }
 
+/// How the nodes met the `corrupt` faults ([`crate::nemesis::disk`]): each
+/// damage must be refused at start; one a node started on went undetected.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Corruptions {
+    /// Damages the node detected (it refused to start).
+    pub refused: usize,
+    /// Damages the node started on without noticing.
+    pub started: usize,
+}
+
+/// Counts the outcomes recorded in the history's `corrupt` nemesis ops
+/// (their `:outcome` entries); `None` when the run corrupted nothing.
+pub fn corruptions(history: &History) -> Option<Corruptions> {
+    let mut c = Corruptions::default();
+    let mut any = false;
+    let ops = history.ops.iter().filter(|o| o.f == "corrupt");
+    for op in ops.filter(|o| o.process == crate::history::Process::nemesis()) {
+        any = true;
+        let details = op.value.as_vector().unwrap_or_default();
+        for outcome in details
+            .iter()
+            .filter_map(|d| d.get("outcome")?.as_keyword())
+        {
+            match outcome {
+                "refused" => c.refused += 1,
+                "started" => c.started += 1,
+                _ => {}
+            }
+        }
+    }
+    any.then_some(c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +293,31 @@ mod tests {
         assert!((part.seconds - 3.0).abs() < 1e-9);
         let delay = a.iter().find(|x| x.during == "delay").unwrap();
         assert!((delay.seconds - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn corrupt_outcomes_are_counted_from_the_nemesis_ops() {
+        let r = Recorder::new();
+        assert_eq!(corruptions(&r.snapshot()), None);
+        let detail = |outcome: &str| {
+            Value::Map(vec![(Value::keyword("outcome"), Value::keyword(outcome))].into())
+        };
+        let op = |details: Vec<Value>| {
+            let mut v = vec![Value::string("127.0.0.1:1"), Value::keyword("bitflip")];
+            v.extend(details);
+            Value::Vector(v.into())
+        };
+        r.record_nemesis("corrupt", op(vec![detail("refused")]), None);
+        r.record_nemesis("repair", op(vec![]), None);
+        r.record_nemesis(
+            "corrupt",
+            op(vec![detail("started"), detail("refused")]),
+            None,
+        );
+        // A corrupt op that failed before damaging anything counts nothing.
+        r.record_nemesis("corrupt", op(vec![]), Some("no record yet".into()));
+        let c = corruptions(&r.snapshot()).unwrap();
+        assert_eq!((c.refused, c.started), (2, 1));
     }
 
     #[test]

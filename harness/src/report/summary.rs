@@ -64,6 +64,21 @@ pub fn render(r: &Results, description: Option<&str>) -> String {
         if !avail.is_empty() {
             let _ = writeln!(out, "  ok/s during: {}", avail.join(", "));
         }
+        if let Some(c) = &r.corruptions {
+            let _ = writeln!(
+                out,
+                "  corrupt: {} refused at start, {} started on damaged data{}",
+                c.refused,
+                c.started,
+                if c.started > 0 { " (UNDETECTED)" } else { "" }
+            );
+        }
+    }
+    if let Some(n) = r.stray_connections.filter(|&n| n > 0) {
+        let _ = writeln!(
+            out,
+            "  link proxies: {n} connection(s) no node dialled, reset"
+        );
     }
     let _ = writeln!(out, "\nchecks");
     match &r.linearizability {

@@ -108,6 +108,11 @@ pub struct Results {
     pub availability: Vec<results::Availability>,
     /// Replicas that exited without being told to.
     pub unexpected_exits: Vec<String>,
+    /// How the nodes met the `corrupt` faults, if there were any.
+    pub corruptions: Option<results::Corruptions>,
+    /// Connections to the link proxies that no node dialled (reset), when
+    /// the run had network faults ([`crate::net::Network::strangers`]).
+    pub stray_connections: Option<usize>,
     pub history_ops: usize,
 }
 
@@ -190,6 +195,7 @@ struct Phases {
     final_reads: FinalReads,
     convergence: Option<Convergence>,
     unexpected_exits: Vec<String>,
+    stray_connections: Option<usize>,
 }
 
 impl Test<'_> {
@@ -222,6 +228,7 @@ impl Test<'_> {
                 self.final_phase(&db, &recorder, &mut phases).await;
             }
         }
+        phases.stray_connections = db.network().map(|n| n.strangers());
         db.stop_all(Duration::from_secs(3)).await;
         if let Err(e) = db.collect_files().await {
             eprintln!("harness: cannot collect the nodes' files: {e:#}");
@@ -406,6 +413,7 @@ impl Test<'_> {
         client_phase_end: u64,
     ) -> Results {
         let interrupted = self.cancel.is_cancelled();
+        let corruptions = results::corruptions(history);
         let (verdict, reasons) = verdict::verdict(&verdict::Facts {
             start_error: phases.start_error.clone(),
             interrupted,
@@ -413,6 +421,7 @@ impl Test<'_> {
             linearizability: lin.as_ref(),
             convergence: phases.convergence.as_ref().map(|c| c.status),
             unexpected_exits: &phases.unexpected_exits,
+            undetected_corruptions: corruptions.as_ref().map_or(0, |c| c.started),
         });
         let ops = client_ops(history);
         let w = self.w;
@@ -445,6 +454,8 @@ impl Test<'_> {
                 results::availability(history, &ops, windows, client_phase_end)
             },
             unexpected_exits: phases.unexpected_exits,
+            corruptions,
+            stray_connections: phases.stray_connections,
             history_ops: history.ops.len(),
         }
     }

@@ -69,6 +69,8 @@ pub struct Facts<'a> {
     pub convergence: Option<ConvergenceStatus>,
     /// Replicas that exited without being told to, one line each.
     pub unexpected_exits: &'a [String],
+    /// `corrupt` faults a node started on without noticing the damage.
+    pub undetected_corruptions: usize,
 }
 
 /// The verdict and its reasons, one line each.
@@ -134,6 +136,16 @@ pub fn verdict(f: &Facts<'_>) -> (RunVerdict, Vec<String>) {
     }
     for e in f.unexpected_exits {
         worsen(RunVerdict::Unknown, e.clone(), &mut reasons);
+    }
+    if f.undetected_corruptions > 0 {
+        worsen(
+            RunVerdict::Anomaly,
+            format!(
+                "{} damaged data dir(s) went undetected: a node started on them (see the corrupt ops)",
+                f.undetected_corruptions
+            ),
+            &mut reasons,
+        );
     }
     if v == RunVerdict::Valid {
         reasons.push("valid: every check passed".into());
@@ -241,6 +253,17 @@ mod tests {
         assert_eq!(
             why,
             vec!["the cluster did not start: no coordinator after 5s"]
+        );
+
+        let (v, why) = verdict(&Facts {
+            linearizability: Some(&ok),
+            undetected_corruptions: 1,
+            ..Facts::default()
+        });
+        assert_eq!(v, RunVerdict::Anomaly);
+        assert!(
+            why[0].contains("1 damaged data dir(s) went undetected"),
+            "{why:?}"
         );
     }
 }
