@@ -13,7 +13,12 @@
 //!   then sends their messages and answers their clients. Because it is a
 //!   single FIFO, no message ever leaves before the writes of its own and
 //!   every earlier Ready are on disk, while the core keeps working during
-//!   the fsync (pipelining). Client replies do not wait for it when there
+//!   the fsync (pipelining). The messages that depend on no write
+//!   (`Ready::send_now`: the coordinator's accepts, chosen announcements and
+//!   heartbeats) leave from the core task at once, so the followers fsync
+//!   an accepted value while the coordinator fsyncs it; the coordinator's
+//!   own vote comes back from the storage thread, after its fsync, on a
+//!   channel of its own. Client replies do not wait for it when there
 //!   are several replicas: a reply depends only on votes a majority already
 //!   made durable (see [`Ready`](crate::paxos::Ready)), so the core task
 //!   answers at once instead of behind the next group's fsync.
@@ -326,17 +331,21 @@ pub fn start(config: NodeConfig, shutdown: Shutdown) -> Result<Started, StartErr
     let peers = Arc::new(Peers::start(shared.clone(), shutdown.clone()));
 
     let (job_tx, job_rx) = std::sync::mpsc::channel::<Job>();
+    // The coordinator's own votes, back from the storage thread once durable.
+    let (own_tx, own_rx) = mpsc::unbounded_channel();
     let storage_peers = peers.clone();
+    let me = config.id;
     let storage = std::thread::Builder::new()
         .name("storage".into())
-        .spawn(move || storage_thread(storage, job_rx, storage_peers))
+        .spawn(move || storage_thread(storage, job_rx, storage_peers, me, own_tx))
         .map_err(StartError::Thread)?;
 
     let (tx, rx) = mpsc::channel(65_536);
     let core = tokio::spawn(core_task(
         replica,
-        rx,
+        Inputs { rx, own: own_rx },
         job_tx,
+        peers.clone(),
         config.tick,
         shutdown.clone(),
     ));
@@ -356,13 +365,24 @@ pub fn start(config: NodeConfig, shutdown: Shutdown) -> Result<Started, StartErr
 /// inputs can add to the first of them).
 const MAX_DRAIN: usize = 4096;
 
+/// What the core task listens to besides its tick.
+struct Inputs {
+    /// Peer messages, client commands, status queries.
+    rx: mpsc::Receiver<Input>,
+    /// Messages the core sent itself (its own votes), once durable.
+    own: mpsc::UnboundedReceiver<Message>,
+}
+
 async fn core_task(
     mut replica: Replica,
-    mut rx: mpsc::Receiver<Input>,
+    inputs: Inputs,
     jobs: std::sync::mpsc::Sender<Job>,
+    peers: Arc<Peers>,
     tick: Duration,
     shutdown: Shutdown,
 ) {
+    let Inputs { mut rx, mut own } = inputs;
+    let me = replica.id();
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut waiting: HashMap<RequestId, oneshot::Sender<Reply>> = HashMap::new();
@@ -380,6 +400,10 @@ async fn core_task(
                 None => break,
                 Some(input) => handle(&mut replica, input, &mut waiting, &mut next_request),
             },
+            Some(msg) = own.recv() => step_own(&mut replica, me, msg),
+        }
+        while let Ok(msg) = own.try_recv() {
+            step_own(&mut replica, me, msg);
         }
         for _ in 0..MAX_DRAIN {
             match rx.try_recv() {
@@ -403,6 +427,11 @@ async fn core_task(
         }
         if ready.is_empty() {
             continue;
+        }
+        // Accepts, chosen announcements and heartbeats wait for no write:
+        // the followers fsync while we do.
+        for (to, msg) in &ready.send_now {
+            peers.send(*to, msg);
         }
         let mut replies: Vec<_> = ready
             .replies
@@ -457,6 +486,13 @@ fn cancel_abandoned(
     }
 }
 
+/// Hands the core a message it sent itself, now durable.
+fn step_own(replica: &mut Replica, me: ReplicaId, msg: Message) {
+    if let Err(e) = replica.step(me, msg) {
+        tracing::warn!(error = %e, "ignored an own message");
+    }
+}
+
 fn handle(
     replica: &mut Replica,
     input: Input,
@@ -488,7 +524,13 @@ fn handle(
 /// Most Readys merged into one fsync.
 const MAX_GROUP: usize = 1024;
 
-fn storage_thread(mut storage: Storage, jobs: std::sync::mpsc::Receiver<Job>, peers: Arc<Peers>) {
+fn storage_thread(
+    mut storage: Storage,
+    jobs: std::sync::mpsc::Receiver<Job>,
+    peers: Arc<Peers>,
+    me: ReplicaId,
+    own: mpsc::UnboundedSender<Message>,
+) {
     while let Ok(first) = jobs.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -514,7 +556,12 @@ fn storage_thread(mut storage: Storage, jobs: std::sync::mpsc::Receiver<Job>, pe
         }
         for job in group {
             for (to, msg) in job.messages {
-                peers.send(to, &msg);
+                if to == me {
+                    // The core task is gone when this fails: stopping.
+                    let _ = own.send(msg);
+                } else {
+                    peers.send(to, &msg);
+                }
             }
             for (tx, reply) in job.replies {
                 let _ = tx.send(reply);
