@@ -28,6 +28,15 @@ pub enum RequestError {
         "the coordinator is overloaded ({pending} requests waiting); the command was not applied"
     )]
     Overloaded { pending: usize },
+    /// This replica's disk is behind: `waiting` batches of writes are
+    /// queued for it already, so the runtime refused the request before
+    /// handing it to the core (back-pressure): **definitely not applied**.
+    /// Retry later. (Never produced by the core itself.)
+    #[error(
+        "this replica's disk is behind ({waiting} batches of writes waiting); the command was not \
+         applied"
+    )]
+    DiskBehind { waiting: usize },
     /// The session table refused the command (an older sequence number, or
     /// one already used for another command): not applied.
     #[error(transparent)]

@@ -1425,7 +1425,7 @@ impl Sim {
                 c.target = leader_hint.unwrap_or((from + 1) % self.cfg.replicas);
                 p.retry_at = Some(now + 1);
             }
-            Err(RequestError::Overloaded { .. }) => {
+            Err(RequestError::Overloaded { .. } | RequestError::DiskBehind { .. }) => {
                 p.retry_at = Some(now + 2);
             }
             Err(RequestError::OutcomeUnknown { leader_hint }) => {
