@@ -485,6 +485,12 @@ async fn core_task(
             break;
         }
     }
+    // A clean stop writes what still waits for the disk too.
+    for job in queue.backlog.drain(..) {
+        if jobs.send(job).await.is_err() {
+            break;
+        }
+    }
     tracing::debug!("core task stopped");
 }
 
