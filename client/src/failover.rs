@@ -6,10 +6,11 @@
 //! after a lost answer is applied at most once (the replicas deduplicate by
 //! `(client_id, seq)`).
 //!
-//! Attempts go to the replicas in list order, starting from the coordinator
-//! that executed the last command (the reply's `served_by`) when it is one of
-//! the configured addresses, which saves the hop through a follower that
-//! relays; otherwise from the last replica that answered. Any retryable
+//! Attempts go to the replicas in list order, starting from the replica
+//! that executed the last command (the reply's `served_by`: the
+//! coordinator, or for a GET the follower that served it with a read index)
+//! when it is one of the configured addresses, which saves the hop through a
+//! follower that relays; otherwise from the last replica that answered. Any retryable
 //! failure moves on to the next replica; after a full round without success
 //! the client sleeps a short, growing, jittered backoff. All of it happens
 //! within [`ClientOptions::timeout`]; each attempt gets at most

@@ -13,16 +13,26 @@
 //!   then sends their messages and answers their clients. Because it is a
 //!   single FIFO, no message ever leaves before the writes of its own and
 //!   every earlier Ready are on disk, while the core keeps working during
-//!   the fsync (pipelining). Client replies do not wait for it when there
+//!   the fsync (pipelining). The messages that depend on no write
+//!   (`Ready::send_now`: the coordinator's accepts, chosen announcements and
+//!   heartbeats) leave from the core task at once, so the followers fsync
+//!   an accepted value while the coordinator fsyncs it; the coordinator's
+//!   own vote comes back from the storage thread, after its fsync, on a
+//!   channel of its own. Client replies do not wait for it when there
 //!   are several replicas: a reply depends only on votes a majority already
 //!   made durable (see [`Ready`](crate::paxos::Ready)), so the core task
 //!   answers at once instead of behind the next group's fsync.
+//! - **Back-pressure.** The channel to the storage thread is bounded
+//!   ([`MAX_QUEUED_READYS`]). A Ready that finds it full waits in the core
+//!   task, in order, and while one waits the disk is behind: new client
+//!   commands are refused at once with `DiskBehind` (surely not applied)
+//!   instead of queueing without bound.
 //! - **Peer tasks** ([`crate::peer`]) carry messages to the other replicas.
 //!
 //! A storage error is fatal: a replica that cannot make its promises durable
 //! must not answer anyone, so the process logs the error and exits.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -49,6 +59,11 @@ use crate::storage::{Storage, StorageOptions, WriteBatch};
 pub const MAX_INFLIGHT_SLOTS: u64 = 2;
 /// Most client commands in one slot.
 pub const MAX_BATCH: usize = 256;
+/// Readys queued for the storage thread before the core stops taking
+/// client commands (back-pressure: they are refused with
+/// [`RequestError::DiskBehind`](paxos::RequestError::DiskBehind), surely not
+/// applied). One group commit takes them all (`MAX_GROUP`).
+pub const MAX_QUEUED_READYS: usize = MAX_GROUP;
 
 /// Everything the runtime needs to start a replica.
 #[derive(Clone, Debug)]
@@ -325,18 +340,22 @@ pub fn start(config: NodeConfig, shutdown: Shutdown) -> Result<Started, StartErr
     });
     let peers = Arc::new(Peers::start(shared.clone(), shutdown.clone()));
 
-    let (job_tx, job_rx) = std::sync::mpsc::channel::<Job>();
+    let (job_tx, job_rx) = mpsc::channel::<Job>(MAX_QUEUED_READYS);
+    // The coordinator's own votes, back from the storage thread once durable.
+    let (own_tx, own_rx) = mpsc::unbounded_channel();
     let storage_peers = peers.clone();
+    let me = config.id;
     let storage = std::thread::Builder::new()
         .name("storage".into())
-        .spawn(move || storage_thread(storage, job_rx, storage_peers))
+        .spawn(move || storage_thread(storage, job_rx, storage_peers, me, own_tx))
         .map_err(StartError::Thread)?;
 
     let (tx, rx) = mpsc::channel(65_536);
     let core = tokio::spawn(core_task(
         replica,
-        rx,
+        Inputs { rx, own: own_rx },
         job_tx,
+        peers.clone(),
         config.tick,
         shutdown.clone(),
     ));
@@ -356,13 +375,25 @@ pub fn start(config: NodeConfig, shutdown: Shutdown) -> Result<Started, StartErr
 /// inputs can add to the first of them).
 const MAX_DRAIN: usize = 4096;
 
+/// What the core task listens to besides its tick.
+struct Inputs {
+    /// Peer messages, client commands, status queries.
+    rx: mpsc::Receiver<Input>,
+    /// Messages the core sent itself (its own votes), once durable.
+    own: mpsc::UnboundedReceiver<Message>,
+}
+
 async fn core_task(
     mut replica: Replica,
-    mut rx: mpsc::Receiver<Input>,
-    jobs: std::sync::mpsc::Sender<Job>,
+    inputs: Inputs,
+    jobs: mpsc::Sender<Job>,
+    peers: Arc<Peers>,
     tick: Duration,
     shutdown: Shutdown,
 ) {
+    let Inputs { mut rx, mut own } = inputs;
+    let mut queue = StorageQueue::new(jobs.clone());
+    let me = replica.id();
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut waiting: HashMap<RequestId, oneshot::Sender<Reply>> = HashMap::new();
@@ -378,12 +409,31 @@ async fn core_task(
             }
             input = rx.recv() => match input {
                 None => break,
-                Some(input) => handle(&mut replica, input, &mut waiting, &mut next_request),
+                Some(input) => {
+                    handle(&mut replica, input, &mut waiting, &mut next_request, queue.behind())
+                }
             },
+            Some(msg) = own.recv() => step_own(&mut replica, me, msg),
+            permit = jobs.reserve(), if queue.behind().is_some() => match permit {
+                Ok(permit) => queue.send_first(permit),
+                Err(_) => {
+                    tracing::error!("storage thread is gone; stopping");
+                    break;
+                }
+            },
+        }
+        while let Ok(msg) = own.try_recv() {
+            step_own(&mut replica, me, msg);
         }
         for _ in 0..MAX_DRAIN {
             match rx.try_recv() {
-                Ok(input) => handle(&mut replica, input, &mut waiting, &mut next_request),
+                Ok(input) => handle(
+                    &mut replica,
+                    input,
+                    &mut waiting,
+                    &mut next_request,
+                    queue.behind(),
+                ),
                 Err(_) => break,
             }
         }
@@ -403,6 +453,11 @@ async fn core_task(
         }
         if ready.is_empty() {
             continue;
+        }
+        // Accepts, chosen announcements and heartbeats wait for no write:
+        // the followers fsync while we do.
+        for (to, msg) in &ready.send_now {
+            peers.send(*to, msg);
         }
         let mut replies: Vec<_> = ready
             .replies
@@ -425,12 +480,64 @@ async fn core_task(
             messages: ready.messages,
             replies,
         };
-        if jobs.send(job).is_err() {
+        if queue.push(job).is_err() {
             tracing::error!("storage thread is gone; stopping");
             break;
         }
     }
+    // A clean stop writes what still waits for the disk too.
+    for job in queue.backlog.drain(..) {
+        if jobs.send(job).await.is_err() {
+            break;
+        }
+    }
     tracing::debug!("core task stopped");
+}
+
+/// The core's end of the bounded channel to the storage thread. A Ready
+/// that does not fit waits here, in order (it cannot be dropped: the core
+/// already counts on its writes), and while any waits the disk is behind
+/// and client commands are refused rather than queued without bound.
+struct StorageQueue {
+    tx: mpsc::Sender<Job>,
+    backlog: VecDeque<Job>,
+}
+
+impl StorageQueue {
+    fn new(tx: mpsc::Sender<Job>) -> Self {
+        StorageQueue {
+            tx,
+            backlog: VecDeque::new(),
+        }
+    }
+
+    /// Queues `job` behind the waiting ones. Err: the storage thread is gone.
+    fn push(&mut self, job: Job) -> Result<(), NodeStopped> {
+        self.backlog.push_back(job);
+        while let Some(job) = self.backlog.pop_front() {
+            match self.tx.try_send(job) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(job)) => {
+                    self.backlog.push_front(job);
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(NodeStopped),
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the oldest waiting Ready over, into the room `permit` holds.
+    fn send_first(&mut self, permit: mpsc::Permit<'_, Job>) {
+        if let Some(job) = self.backlog.pop_front() {
+            permit.send(job);
+        }
+    }
+
+    /// How many Readys wait for room, if any do (the disk is behind).
+    fn behind(&self) -> Option<usize> {
+        (!self.backlog.is_empty()).then_some(self.backlog.len())
+    }
 }
 
 /// Drop the requests whose client is gone (its deadline passed or it
@@ -457,13 +564,25 @@ fn cancel_abandoned(
     }
 }
 
+/// Hands the core a message it sent itself, now durable.
+fn step_own(replica: &mut Replica, me: ReplicaId, msg: Message) {
+    if let Err(e) = replica.step(me, msg) {
+        tracing::warn!(error = %e, "ignored an own message");
+    }
+}
+
 fn handle(
     replica: &mut Replica,
     input: Input,
     waiting: &mut HashMap<RequestId, oneshot::Sender<Reply>>,
     next_request: &mut RequestId,
+    disk_behind: Option<usize>,
 ) {
     match input {
+        Input::Client { reply, .. } if disk_behind.is_some() => {
+            let waiting = disk_behind.unwrap_or_default();
+            let _ = reply.send(Err(paxos::RequestError::DiskBehind { waiting }));
+        }
         Input::Peer { from, msg } => {
             let kind = msg.kind();
             if let Err(e) = replica.step(from, msg) {
@@ -488,8 +607,14 @@ fn handle(
 /// Most Readys merged into one fsync.
 const MAX_GROUP: usize = 1024;
 
-fn storage_thread(mut storage: Storage, jobs: std::sync::mpsc::Receiver<Job>, peers: Arc<Peers>) {
-    while let Ok(first) = jobs.recv() {
+fn storage_thread(
+    mut storage: Storage,
+    mut jobs: mpsc::Receiver<Job>,
+    peers: Arc<Peers>,
+    me: ReplicaId,
+    own: mpsc::UnboundedSender<Message>,
+) {
+    while let Some(first) = jobs.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match jobs.try_recv() {
@@ -514,7 +639,12 @@ fn storage_thread(mut storage: Storage, jobs: std::sync::mpsc::Receiver<Job>, pe
         }
         for job in group {
             for (to, msg) in job.messages {
-                peers.send(to, &msg);
+                if to == me {
+                    // The core task is gone when this fails: stopping.
+                    let _ = own.send(msg);
+                } else {
+                    peers.send(to, &msg);
+                }
             }
             for (tx, reply) in job.replies {
                 let _ = tx.send(reply);
@@ -522,4 +652,96 @@ fn storage_thread(mut storage: Storage, jobs: std::sync::mpsc::Receiver<Job>, pe
         }
     }
     tracing::debug!("storage thread stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::Op;
+    use crate::paxos::{Ballot, PersistentState, RequestError, StorageWrite};
+
+    /// A Ready whose one write tells which it was.
+    fn job(i: u64) -> Job {
+        Job {
+            writes: vec![StorageWrite::Promise(Ballot {
+                round: i,
+                replica: 0,
+            })],
+            messages: Vec::new(),
+            replies: Vec::new(),
+        }
+    }
+
+    fn which(job: &Job) -> u64 {
+        match job.writes[0] {
+            StorageWrite::Promise(b) => b.round,
+            _ => unreachable!(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_disk_that_is_behind_refuses_client_commands_and_keeps_every_ready_in_order() {
+        let (tx, mut rx) = mpsc::channel::<Job>(2);
+        let mut queue = StorageQueue::new(tx.clone());
+        for i in 1..=5 {
+            queue.push(job(i)).unwrap();
+        }
+        // Two fit in the channel; three wait in the core, none is lost.
+        assert_eq!(queue.behind(), Some(3));
+        // Meanwhile a client command is refused at once, surely not
+        // applied, and the core never sees it.
+        let mut replica = Replica::new(0, 3, paxos::Config::default(), PersistentState::default())
+            .expect("valid config");
+        let mut waiting = HashMap::new();
+        let mut next_request = 1;
+        let (reply, answer) = oneshot::channel();
+        let command = Command {
+            client_id: 1,
+            seq: 1,
+            op: Op::Put {
+                key: "k".into(),
+                value: "v".into(),
+            },
+        };
+        handle(
+            &mut replica,
+            Input::Client { command, reply },
+            &mut waiting,
+            &mut next_request,
+            queue.behind(),
+        );
+        assert_eq!(
+            answer.await.unwrap(),
+            Err(RequestError::DiskBehind { waiting: 3 })
+        );
+        assert!(waiting.is_empty());
+        assert!(replica.ready().is_empty(), "the core saw nothing");
+        // The storage thread takes the first two; the waiting ones follow
+        // as room appears, in order.
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            seen.push(which(&rx.recv().await.unwrap()));
+        }
+        while queue.behind().is_some() {
+            let permit = tx.reserve().await.unwrap();
+            queue.send_first(permit);
+            seen.push(which(&rx.recv().await.unwrap()));
+        }
+        assert_eq!(seen, vec![1, 2, 3, 4, 5]);
+        // Caught up: commands are taken again.
+        let (reply, _answer) = oneshot::channel();
+        let command = Command {
+            client_id: 1,
+            seq: 1,
+            op: Op::Get { key: "k".into() },
+        };
+        handle(
+            &mut replica,
+            Input::Client { command, reply },
+            &mut waiting,
+            &mut next_request,
+            queue.behind(),
+        );
+        assert_eq!(waiting.len(), 1);
+    }
 }

@@ -150,9 +150,10 @@ impl Executor {
                 Err(RequestError::Stale(s)) => {
                     return Err(Status::failed_precondition(s.to_string()))
                 }
-                Err(overloaded @ RequestError::Overloaded { .. }) => {
-                    return Err(unavailable(overloaded.to_string(), maybe_applied))
-                }
+                Err(
+                    overloaded
+                    @ (RequestError::Overloaded { .. } | RequestError::DiskBehind { .. }),
+                ) => return Err(unavailable(overloaded.to_string(), maybe_applied)),
                 Err(RequestError::OutcomeUnknown { .. }) => {
                     maybe_applied = true;
                     last_problem = "the coordinator lost leadership after proposing".into();

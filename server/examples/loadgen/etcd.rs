@@ -1,68 +1,25 @@
 //! A minimal etcd v3 gRPC client for the benchmark: `KV.Put`, `KV.Range`
-//! (linearizable) and `Maintenance.Status` (to find the leader), with the
-//! few protobuf fields they need declared by hand (field numbers from etcd's
-//! `rpc.proto`; prost skips the fields not declared here).
+//! (linearizable) and `Maintenance.Status` (to find the leader), on the
+//! client code generated from `harness/proto/etcd.proto` (see
+//! `server/build.rs`), the definition the harness's etcd adapter uses.
 
 use std::time::Duration;
 
-use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Channel, Endpoint};
-use tonic::Request;
-use tonic_prost::ProstCodec;
 
-#[derive(Clone, PartialEq, prost::Message)]
-struct PutRequest {
-    #[prost(bytes = "vec", tag = "1")]
-    key: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    value: Vec<u8>,
+/// The generated client code of `harness/proto/etcd.proto`.
+mod pb {
+    tonic::include_proto!("etcdserverpb");
 }
 
-#[derive(Clone, PartialEq, prost::Message)]
-struct PutResponse {}
+use pb::kv_client::KvClient;
+use pb::maintenance_client::MaintenanceClient;
 
-#[derive(Clone, PartialEq, prost::Message)]
-struct RangeRequest {
-    #[prost(bytes = "vec", tag = "1")]
-    key: Vec<u8>,
-    // serializable = 7 stays false: a linearizable read (read index).
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct KeyValue {
-    #[prost(bytes = "vec", tag = "1")]
-    key: Vec<u8>,
-    #[prost(bytes = "vec", tag = "5")]
-    value: Vec<u8>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct RangeResponse {
-    #[prost(message, repeated, tag = "2")]
-    kvs: Vec<KeyValue>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct StatusRequest {}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct ResponseHeader {
-    #[prost(uint64, tag = "2")]
-    member_id: u64,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct StatusResponse {
-    #[prost(message, optional, tag = "1")]
-    header: Option<ResponseHeader>,
-    #[prost(uint64, tag = "4")]
-    leader: u64,
-}
-
-/// One connection to one etcd member.
+/// One connection to one etcd member (the generated clients are cheap
+/// wrappers of its channel, made per call).
 #[derive(Clone, Debug)]
 pub struct EtcdClient {
-    grpc: tonic::client::Grpc<Channel>,
+    channel: Channel,
 }
 
 impl EtcdClient {
@@ -72,53 +29,38 @@ impl EtcdClient {
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(5))
             .connect_lazy();
-        Ok(EtcdClient {
-            grpc: tonic::client::Grpc::new(channel),
-        })
-    }
-
-    async fn unary<Q, R>(&mut self, path: &'static str, req: Q) -> Result<R, tonic::Status>
-    where
-        Q: prost::Message + Send + Sync + 'static,
-        R: prost::Message + Default + Send + Sync + 'static,
-    {
-        self.grpc
-            .ready()
-            .await
-            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        let codec = ProstCodec::<Q, R>::default();
-        let reply = self
-            .grpc
-            .unary(Request::new(req), PathAndQuery::from_static(path), codec)
-            .await?;
-        Ok(reply.into_inner())
+        Ok(EtcdClient { channel })
     }
 
     /// `KV.Put`.
     pub async fn put(&mut self, key: &str, value: &str) -> Result<(), tonic::Status> {
-        let req = PutRequest {
+        let req = pb::PutRequest {
             key: key.as_bytes().to_vec(),
             value: value.as_bytes().to_vec(),
+            ..Default::default()
         };
-        self.unary::<_, PutResponse>("/etcdserverpb.KV/Put", req)
-            .await
-            .map(|_| ())
+        let mut kv = KvClient::new(self.channel.clone());
+        kv.put(req).await.map(|_| ())
     }
 
-    /// `KV.Range` of one key, linearizable; the value if the key exists.
+    /// `KV.Range` of one key, linearizable (`serializable` stays false: a
+    /// read index); the value if the key exists.
     pub async fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, tonic::Status> {
-        let req = RangeRequest {
+        let req = pb::RangeRequest {
             key: key.as_bytes().to_vec(),
+            ..Default::default()
         };
-        let reply: RangeResponse = self.unary("/etcdserverpb.KV/Range", req).await?;
+        let mut kv = KvClient::new(self.channel.clone());
+        let reply = kv.range(req).await?.into_inner();
         Ok(reply.kvs.into_iter().next().map(|kv| kv.value))
     }
 
     /// True if this member is the leader (`Maintenance.Status`).
     pub async fn is_leader(&mut self) -> Result<bool, tonic::Status> {
-        let st: StatusResponse = self
-            .unary("/etcdserverpb.Maintenance/Status", StatusRequest {})
-            .await?;
+        let st = MaintenanceClient::new(self.channel.clone())
+            .status(pb::StatusRequest {})
+            .await?
+            .into_inner();
         Ok(st.leader != 0 && st.header.is_some_and(|h| h.member_id == st.leader))
     }
 }

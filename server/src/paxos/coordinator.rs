@@ -65,6 +65,9 @@ pub(crate) enum PlantedBug {
     /// A follower serves a read as soon as it knows the read index, before
     /// it has applied the log up to it.
     FollowerReadBeforeApplied,
+    /// The coordinator counts its own vote for a proposal at once, before
+    /// its accepted value is durable (while the accepts already left).
+    OwnVoteBeforeFsync,
 }
 
 /// The rest of the replica, as the coordinator's handlers see it.
@@ -92,6 +95,18 @@ impl Local<'_> {
 
     pub fn reply(&mut self, request_id: RequestId, reply: Reply) {
         self.out.replies.push((request_id, reply));
+    }
+
+    /// Send a message that depends on no write (see [`Ready::send_now`]).
+    pub fn send_now(&mut self, to: ReplicaId, msg: Message) {
+        self.out.send_now.push((to, msg));
+    }
+
+    /// Send to every other replica a message that depends on no write.
+    pub fn broadcast_now(&mut self, msg: Message) {
+        for r in (0..self.n).filter(|r| *r != self.id) {
+            self.out.send_now.push((r, msg.clone()));
+        }
     }
 
     /// Send `to` what it needs from `first_slot` on: chosen entries (at most
@@ -540,7 +555,9 @@ impl Coordinator {
     // ----- proposing ----------------------------------------------------
 
     /// Propose `value` for `slot` in our ballot: vote for it ourselves, ask
-    /// everyone else.
+    /// everyone else. The accepts leave at once, while our own accepted
+    /// value is written; our vote counts once that write is durable (the
+    /// runtime hands our `Accepted` to ourselves back after the fsync).
     pub fn propose(&mut self, slot: Slot, value: Value, local: &mut Local) -> Result<(), Deposed> {
         let ballot = self.ballot;
         if local
@@ -552,7 +569,17 @@ impl Coordinator {
             return Err(Deposed);
         }
         let mut votes = vec![false; local.n];
-        votes[local.id] = true;
+        #[allow(unused_mut)]
+        let mut own_vote_now = false;
+        #[cfg(test)]
+        if local.planted(PlantedBug::OwnVoteBeforeFsync) {
+            own_vote_now = true;
+        }
+        if own_vote_now {
+            votes[local.id] = true;
+        } else {
+            local.send(local.id, Message::Accepted { ballot, slot });
+        }
         self.inflight.insert(
             slot,
             Proposal {
@@ -561,7 +588,7 @@ impl Coordinator {
             },
         );
         self.next_slot = self.next_slot.max(slot + 1);
-        local.broadcast(Message::Accept {
+        local.broadcast_now(Message::Accept {
             ballot,
             slot,
             value,
@@ -586,7 +613,7 @@ impl Coordinator {
         local
             .learner
             .learn(slot, p.value.clone(), &mut local.out.persist);
-        local.broadcast(Message::Chosen {
+        local.broadcast_now(Message::Chosen {
             entries: vec![ChosenEntry {
                 slot,
                 value: p.value,
@@ -631,7 +658,7 @@ impl Coordinator {
         self.acked_round[local.id] = self.read_round;
         self.round_needed = false;
         self.heartbeat_elapsed = 0;
-        local.broadcast(Message::Heartbeat {
+        local.broadcast_now(Message::Heartbeat {
             ballot: self.ballot,
             commit_index: local.learner.commit_index(),
             read_round: self.read_round,
@@ -643,7 +670,7 @@ impl Coordinator {
         for (slot, p) in &self.inflight {
             for (r, voted) in p.votes.iter().enumerate() {
                 if !voted && r != local.id {
-                    local.send(
+                    local.send_now(
                         r,
                         Message::Accept {
                             ballot: self.ballot,

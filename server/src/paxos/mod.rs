@@ -28,16 +28,22 @@
 //!         client request (id, cmd)   => replica.submit(id, cmd),
 //!     }
 //!     let ready = replica.ready();
+//!     0. send ready.send_now at once (they depend on no write);
 //!     1. write every ready.persist item, in order, and fsync;
 //!     2. only then send ready.messages (best effort: a failed send is a
-//!        lost message, which the protocol tolerates) and deliver
-//!        ready.replies to the waiting clients (with several replicas the
-//!        replies may go before step 1, see `Ready`).
+//!        lost message, which the protocol tolerates; one addressed to this
+//!        replica itself, its own vote, goes back into step(my_id, msg))
+//!        and deliver ready.replies to the waiting clients (with several
+//!        replicas the replies may go before step 1, see `Ready`).
 //! }
 //! ```
 //! - **Persist before send.** A `Ready`'s messages may depend on its writes
 //!   (a promise, an accepted value). Sending them before the fsync lets a
-//!   crash break a promise. Replies may go at once when there is more than
+//!   crash break a promise. `send_now` holds those that depend on none
+//!   (the coordinator's accepts, chosen and heartbeats), so a follower's
+//!   fsync of an accepted value overlaps the coordinator's; the
+//!   coordinator's own vote counts only when its `Accepted` to itself comes
+//!   back after the fsync. Replies may go at once when there is more than
 //!   one replica (they depend only on votes a majority made durable, see
 //!   [`Ready`]). Several inputs may be handled before calling `ready()`
 //!   (that is how batches form).

@@ -28,6 +28,15 @@ pub enum RequestError {
         "the coordinator is overloaded ({pending} requests waiting); the command was not applied"
     )]
     Overloaded { pending: usize },
+    /// This replica's disk is behind: `waiting` batches of writes are
+    /// queued for it already, so the runtime refused the request before
+    /// handing it to the core (back-pressure): **definitely not applied**.
+    /// Retry later. (Never produced by the core itself.)
+    #[error(
+        "this replica's disk is behind ({waiting} batches of writes waiting); the command was not \
+         applied"
+    )]
+    DiskBehind { waiting: usize },
     /// The session table refused the command (an older sequence number, or
     /// one already used for another command): not applied.
     #[error(transparent)]
@@ -52,25 +61,39 @@ pub type Reply = Result<Executed, RequestError>;
 /// order) before any of this `Ready`'s `messages` are sent. A promise or an
 /// accept must never be announced before it would survive a crash.
 ///
+/// `send_now` holds the messages that depend on no write at all, of this
+/// `Ready` or of an earlier one still on its way to disk: the coordinator's
+/// accepts, chosen announcements and heartbeats, all in a ballot whose
+/// phase 1 a majority completed (its own promise in it was durable before
+/// the prepares left, so before any remote promise came back). They may be
+/// sent at once, while `persist` is being written: a follower fsyncs an
+/// accepted value while the coordinator fsyncs the same one (as Raft
+/// leaders do). The coordinator's own vote for what it proposes is a
+/// `Message::Accepted` addressed to itself in `messages`: the runtime hands
+/// it back to [`step`](super::Replica::step) once `persist` is durable, and
+/// only then does the vote count.
+///
 /// `replies` may be delivered at once, before `persist` is durable, when the
 /// cluster has more than one replica: a reply only reports slots that are
 /// chosen (or reads of what they applied, or that nothing was done), and a
-/// slot is chosen only once a majority accepted it durably. The
-/// coordinator's own vote counts only from the `Ready` that proposed it,
-/// whose accepts left after that `Ready` was durable, and a majority of two
-/// or more needs such a remote vote: no reply can depend on writes of its own
-/// `Ready`. With a single replica its own vote is the majority, so replies
-/// wait for `persist` like messages.
+/// slot is chosen only once a majority accepted it durably (the
+/// coordinator's own vote included only after its fsync, above). With a
+/// single replica, replies wait for `persist` like messages.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Ready {
     pub persist: Vec<StorageWrite>,
     pub messages: Vec<(ReplicaId, Message)>,
+    /// Messages that need no write to be durable first (see above).
+    pub send_now: Vec<(ReplicaId, Message)>,
     pub replies: Vec<(RequestId, Reply)>,
 }
 
 impl Ready {
     /// True when there is nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.persist.is_empty() && self.messages.is_empty() && self.replies.is_empty()
+        self.persist.is_empty()
+            && self.messages.is_empty()
+            && self.send_now.is_empty()
+            && self.replies.is_empty()
     }
 }

@@ -198,7 +198,9 @@ impl Replica {
                 count: self.n,
             });
         }
-        if from == self.id {
+        // The one message a replica sends itself: the coordinator's own
+        // vote, handed back by the runtime once it is durable (see `Ready`).
+        if from == self.id && !matches!(msg, Message::Accepted { .. }) {
             return Err(StepError::FromSelf);
         }
         if let Some(ballot) = msg.ballot() {

@@ -83,6 +83,10 @@ impl Cluster {
             return;
         };
         let ready = replica.ready();
+        for (to, msg) in ready.send_now {
+            self.sent.push((id, to, msg.clone()));
+            self.net.push_back((id, to, msg));
+        }
         for w in &ready.persist {
             self.disks[id].apply(w);
         }
@@ -110,7 +114,11 @@ impl Cluster {
                 held.push_back((from, to, msg));
                 continue;
             }
-            if self.deaf[to] || self.mute[from] || self.lost.contains(&(to, msg.kind())) {
+            // A replica's message to itself (its own vote, once durable)
+            // never crosses the network.
+            let local = from == to;
+            if !local && (self.deaf[to] || self.mute[from] || self.lost.contains(&(to, msg.kind())))
+            {
                 continue;
             }
             let Some(replica) = self.replicas[to].as_mut() else {
@@ -1203,4 +1211,72 @@ fn commands_whose_requester_is_gone_are_dropped_before_they_are_proposed() {
     assert_eq!(c.replica(0).kv().read("c").as_deref(), Some("3"));
     // At a follower there is nothing to cancel.
     assert_eq!(c.replicas[1].as_mut().unwrap().cancel(&gone), 0);
+}
+
+#[test]
+fn accepts_leave_before_the_coordinators_fsync_and_its_vote_counts_only_after() {
+    for planted in [None, Some(PlantedBug::OwnVoteBeforeFsync)] {
+        let mut c = Cluster::new(3, config());
+        c.elect(0);
+        let w = c.submit(0, 1, 1, put("k", "v"));
+        // The coordinator's output: its accepted value to write, the
+        // accepts to send at once, and its own vote to hand back after
+        // the fsync.
+        let coordinator = c.replicas[0].as_mut().unwrap();
+        coordinator.planted = planted;
+        let ready = coordinator.ready();
+        assert!(ready
+            .persist
+            .iter()
+            .any(|w| matches!(w, StorageWrite::Accept { .. })));
+        let accepts: Vec<_> = ready
+            .send_now
+            .iter()
+            .filter(|(_, m)| matches!(m, Message::Accept { .. }))
+            .map(|(to, _)| *to)
+            .collect();
+        assert_eq!(accepts, vec![1, 2]);
+        let own_vote: Vec<_> = ready
+            .messages
+            .iter()
+            .filter(|(to, m)| *to == 0 && matches!(m, Message::Accepted { .. }))
+            .cloned()
+            .collect();
+        let accept = ready.send_now[0].1.clone();
+        // Replica 1 accepts (durably) and answers, while the coordinator's
+        // own write is still on its way to disk.
+        let follower = c.replicas[1].as_mut().unwrap();
+        follower.step(0, accept).unwrap();
+        let answer = follower.ready();
+        assert!(!answer.persist.is_empty());
+        let accepted = answer
+            .messages
+            .iter()
+            .find(|(to, m)| *to == 0 && matches!(m, Message::Accepted { .. }))
+            .map(|(_, m)| m.clone())
+            .expect("replica 1 accepts");
+        let coordinator = c.replicas[0].as_mut().unwrap();
+        coordinator.step(1, accepted).unwrap();
+        let early = coordinator.ready();
+        if planted.is_some() {
+            // The bug: one remote vote plus an own vote that a crash now
+            // would lose, and the client is told the write is done.
+            assert!(early.replies.iter().any(|(id, r)| *id == w && r.is_ok()));
+            assert!(own_vote.is_empty());
+            continue;
+        }
+        assert_eq!(own_vote.len(), 1, "one own vote, after the fsync");
+        assert!(early.replies.is_empty(), "chosen before its fsync");
+        assert_eq!(coordinator.commit_index(), 0);
+        // The fsync completes: the runtime hands the own vote back.
+        coordinator.step(0, own_vote[0].1.clone()).unwrap();
+        let done = coordinator.ready();
+        assert!(done.replies.iter().any(|(id, r)| *id == w && r.is_ok()));
+        assert_eq!(coordinator.commit_index(), 1);
+        // A message from itself of any other kind is still refused.
+        assert_eq!(
+            coordinator.step(0, Message::CatchUp { first_slot: 1 }),
+            Err(StepError::FromSelf)
+        );
+    }
 }

@@ -12,7 +12,11 @@
 //! schedule); replicas pause, and one that resumes handles the client
 //! requests in its socket buffers before its backlog of peer messages;
 //! replica clocks jitter (a tick skipped, two at once); acceptors fail
-//! messages (`fail_rate`). Clients send requests and get replies through the
+//! messages (`fail_rate`); a `Ready`'s writes reach the disk up to
+//! `fsync_delay` ticks after it is taken, in order, its `send_now`
+//! messages leave at once and its other messages after the writes (the
+//! runtime's pipelined storage thread), so a crash loses every write not
+//! yet durable. Clients send requests and get replies through the
 //! same lossy network, to whichever replica they believe leads; they time
 //! out and try the next replica, and may give up on a command (its outcome
 //! stays unknown) and move on to their next sequence number. After the fault
@@ -23,6 +27,8 @@
 //! - no two replicas apply different values at the same slot, and each one
 //!   applies slots in order (so each applied sequence is a prefix of the
 //!   longest);
+//! - when a slot is first applied, a majority holds its value durably
+//!   (accepted, chosen or under a snapshot);
 //! - during faults: while a majority has been healthy (up, running,
 //!   connected both ways, no fail_rate) for `leaderless_bound` ticks, some
 //!   running replica leads;
@@ -43,7 +49,8 @@
 //! assert that the default schedules catch: a read confirmed by the
 //! heartbeat round already sent when it arrived (planted bug
 //! `ReadRoundNotAhead`), a follower read served before the follower applied
-//! its read index (`FollowerReadBeforeApplied`), an acceptor that forgets
+//! its read index (`FollowerReadBeforeApplied`), a coordinator that counts
+//! its own vote before its fsync (`OwnVoteBeforeFsync`), an acceptor that forgets
 //! its promises, local reads,
 //! and a replica that votes again after losing durable records. Earlier
 //! measurements also caught adopting the lowest instead of the highest
@@ -145,6 +152,12 @@ pub struct SimConfig {
     pub votes_after_tail_loss: bool,
     /// A bug planted in the core, to show the simulator catches it.
     pub planted: Option<PlantedBug>,
+    /// Ticks a `Ready`'s writes take to become durable (drawn from
+    /// `0..=fsync_delay`, in order, like the runtime's storage thread):
+    /// until then a crash may lose them and their `messages` wait, while
+    /// its `send_now` messages (and, with several replicas, its replies)
+    /// have left already.
+    pub fsync_delay: u64,
     /// Deliberately broken variants, to show the simulator can fail.
     pub read_mode: ReadMode,
     /// Restart with an empty disk (the acceptor forgets its promises).
@@ -276,6 +289,7 @@ impl SimConfig {
             leaderless_bound: 200,
             votes_after_tail_loss: false,
             planted: None,
+            fsync_delay: 0,
             read_mode: ReadMode::Quorum,
             amnesia: false,
             core: Config {
@@ -293,6 +307,7 @@ impl SimConfig {
             },
         };
         cfg.dup_delay = 3 * cfg.max_delay;
+        cfg.fsync_delay = rng.random_range(0..=3);
         cfg
     }
 }
@@ -341,6 +356,16 @@ struct Node {
     last_applied: Slot,
     /// Healthy (up, running, connected, no fail_rate) since this tick.
     healthy_since: Option<u64>,
+    /// Readys whose writes are not durable yet, oldest first.
+    unsynced: std::collections::VecDeque<Unsynced>,
+}
+
+/// A `Ready` on its way to disk: its writes, and what waits for them.
+struct Unsynced {
+    durable_at: u64,
+    writes: Vec<StorageWrite>,
+    messages: Vec<(ReplicaId, Message)>,
+    replies: Vec<(RequestId, Reply)>,
 }
 
 /// Records in a WAL before the simulated storage writes a checkpoint.
@@ -498,6 +523,7 @@ impl Sim {
                     fail_rate: 0.0,
                     last_applied: 0,
                     healthy_since: Some(0),
+                    unsynced: Default::default(),
                 }
             })
             .collect();
@@ -734,16 +760,27 @@ impl Sim {
         let ready = replica.ready();
         // What it applied in memory counts for the safety check too.
         self.check_applied(id, std::mem::take(&mut replica.applied_log))?;
-        let keep = if ready.persist.is_empty() {
+        // Writes still on their way to disk, this Ready's last: a prefix
+        // of them made it. What waited for them never left.
+        let mut writes: Vec<StorageWrite> = std::mem::take(&mut self.nodes[id].unsynced)
+            .into_iter()
+            .flat_map(|u| u.writes)
+            .collect();
+        writes.extend(ready.persist);
+        let keep = if writes.is_empty() {
             0
         } else {
-            self.rng.random_range(0..=ready.persist.len())
+            self.rng.random_range(0..=writes.len())
         };
-        for w in &ready.persist[..keep] {
+        for w in &writes[..keep] {
             self.nodes[id].persist(w);
         }
-        if keep < ready.persist.len() {
+        if keep < writes.len() {
             self.stats.torn_crashes += 1;
+        }
+        // Messages that waited for no write may have left already.
+        for (to, msg) in ready.send_now {
+            self.send(id, to, msg);
         }
         // Replies need not wait for the writes (see `Ready`): those of the
         // torn Ready may have left already.
@@ -752,7 +789,7 @@ impl Sim {
                 self.post(self.now + 1, CLIENTS, Payload::Reply(id, request, reply));
             }
         }
-        self.log(|| format!("crash {id} (persisted {keep}/{})", ready.persist.len()));
+        self.log(|| format!("crash {id} (persisted {keep}/{})", writes.len()));
         // A damaged WAL: records that were durable, and acknowledged, are
         // gone too. At most a minority may be lost this way, so that the
         // others can still go on.
@@ -889,6 +926,7 @@ impl Sim {
         self.now += 1;
         for id in 0..self.cfg.replicas {
             if self.running(id) {
+                self.sync(id);
                 // Clocks are only roughly regular: now and then a replica's
                 // tick comes late (skipped) or two come at once.
                 let ticks = if self.healed || self.cfg.jitter_p == 0.0 {
@@ -967,7 +1005,11 @@ impl Sim {
             match e.payload {
                 Payload::Peer(from, msg) => {
                     let fail_rate = self.nodes[to].fail_rate;
-                    if !self.healed && fail_rate > 0.0 && self.rng.random_bool(fail_rate) {
+                    if from != to
+                        && !self.healed
+                        && fail_rate > 0.0
+                        && self.rng.random_bool(fail_rate)
+                    {
                         continue;
                     }
                     self.stats.messages += 1;
@@ -1034,22 +1076,61 @@ impl Sim {
         };
         let ready = replica.ready();
         let applied = std::mem::take(&mut replica.applied_log);
-        for w in &ready.persist {
-            self.nodes[id].persist(w);
-        }
         self.check_applied(id, applied)?;
-        for (to, msg) in ready.messages {
+        for (to, msg) in ready.send_now {
             self.send(id, to, msg);
         }
-        for (request, reply) in ready.replies {
-            // Answers travel back over the same lossy network.
-            if self.lost_between_client_and(id) {
-                continue;
+        let mut replies = ready.replies;
+        if self.cfg.replicas > 1 {
+            // Replies need not wait for the writes (see `Ready`).
+            for (request, reply) in replies.drain(..) {
+                self.answer(id, request, reply);
             }
-            let deliver_at = self.now + self.delay();
-            self.post(deliver_at, CLIENTS, Payload::Reply(id, request, reply));
         }
+        // The writes become durable in order, each batch after the last.
+        let after = self.nodes[id].unsynced.back().map_or(0, |u| u.durable_at);
+        let delay = self.rng.random_range(0..=self.cfg.fsync_delay);
+        self.nodes[id].unsynced.push_back(Unsynced {
+            durable_at: (self.now + delay).max(after),
+            writes: ready.persist,
+            messages: ready.messages,
+            replies,
+        });
+        self.sync(id);
         Ok(())
+    }
+
+    /// Make durable what replica `id`'s disk has finished writing, then
+    /// send what waited for it.
+    fn sync(&mut self, id: ReplicaId) {
+        while self.nodes[id]
+            .unsynced
+            .front()
+            .is_some_and(|u| u.durable_at <= self.now)
+        {
+            let Some(u) = self.nodes[id].unsynced.pop_front() else {
+                break;
+            };
+            for w in &u.writes {
+                self.nodes[id].persist(w);
+            }
+            for (to, msg) in u.messages {
+                self.send(id, to, msg);
+            }
+            for (request, reply) in u.replies {
+                self.answer(id, request, reply);
+            }
+        }
+    }
+
+    /// Send a reply back to the clients.
+    fn answer(&mut self, id: ReplicaId, request: RequestId, reply: Reply) {
+        // Answers travel back over the same lossy network.
+        if self.lost_between_client_and(id) {
+            return;
+        }
+        let deliver_at = self.now + self.delay();
+        self.post(deliver_at, CLIENTS, Payload::Reply(id, request, reply));
     }
 
     /// A delay for one message: mostly up to `max_delay`, now and then a
@@ -1079,6 +1160,11 @@ impl Sim {
     }
 
     fn send(&mut self, from: ReplicaId, to: ReplicaId, msg: Message) {
+        if from == to {
+            // Its own vote, handed back by its storage: no network.
+            self.post(self.now, to, Payload::Peer(from, msg));
+            return;
+        }
         let faulty = !self.healed;
         if faulty && (self.nodes[from].isolated || self.nodes[to].isolated || self.cut[from][to]) {
             return;
@@ -1115,6 +1201,14 @@ impl Sim {
                         }
                         Some(_) => {}
                         None => {
+                            // Chosen means a majority accepted it durably.
+                            let holders = self.durable_holders(slot, &value);
+                            if holders < majority(self.cfg.replicas) {
+                                return Err(format!(
+                                    "replica {id} applied {value:?} at slot {slot}, which only \
+                                     {holders} replicas hold durably"
+                                ));
+                            }
                             self.stats.slots_chosen += 1;
                             self.chosen.insert(slot, value);
                         }
@@ -1132,6 +1226,32 @@ impl Sim {
             }
         }
         Ok(())
+    }
+
+    /// Replicas whose disk holds `value` for `slot` (accepted or chosen,
+    /// or under a snapshot that covers it). One that refuses to start after
+    /// losing durable records counts too: it held what it lost (the model's
+    /// damage, see `tail_loss_p`), and it no longer votes.
+    fn durable_holders(&self, slot: Slot, value: &Value) -> usize {
+        let holds = |w: &StorageWrite| match w {
+            StorageWrite::Accept {
+                slot: s, value: v, ..
+            }
+            | StorageWrite::Chosen { slot: s, value: v } => *s == slot && v == value,
+            StorageWrite::Snapshot(snap) => snap.last_slot >= slot,
+            StorageWrite::Promise(_) | StorageWrite::Compact { .. } => false,
+        };
+        self.nodes
+            .iter()
+            .filter(|n| {
+                let cp = &n.checkpoint;
+                n.refused
+                    || cp.accepted.get(&slot).is_some_and(|(_, v)| v == value)
+                    || cp.chosen.get(&slot) == Some(value)
+                    || cp.snapshot.as_ref().is_some_and(|s| s.last_slot >= slot)
+                    || n.wal.iter().any(holds)
+            })
+            .count()
     }
 
     // ----- clients -------------------------------------------------------
@@ -1305,7 +1425,7 @@ impl Sim {
                 c.target = leader_hint.unwrap_or((from + 1) % self.cfg.replicas);
                 p.retry_at = Some(now + 1);
             }
-            Err(RequestError::Overloaded { .. }) => {
+            Err(RequestError::Overloaded { .. } | RequestError::DiskBehind { .. }) => {
                 p.retry_at = Some(now + 2);
             }
             Err(RequestError::OutcomeUnknown { leader_hint }) => {
@@ -1618,6 +1738,7 @@ fn replay() {
             "amnesia" => cfg.amnesia = true,
             "read-round" => cfg.planted = Some(PlantedBug::ReadRoundNotAhead),
             "any-ballot" => cfg.planted = Some(PlantedBug::AckOfAnyBallot),
+            "own-vote" => cfg.planted = Some(PlantedBug::OwnVoteBeforeFsync),
             "tail-votes" => cfg.votes_after_tail_loss = true,
             _ => {}
         },
@@ -1771,7 +1892,11 @@ fn leadership_with_a_lossy_follower() {
 #[ignore]
 fn count_planted_hits() {
     let count = schedules(1000);
-    for bug in [PlantedBug::ReadRoundNotAhead, PlantedBug::AckOfAnyBallot] {
+    for bug in [
+        PlantedBug::ReadRoundNotAhead,
+        PlantedBug::AckOfAnyBallot,
+        PlantedBug::OwnVoteBeforeFsync,
+    ] {
         let hits: Vec<u64> = (0..count)
             .chain(1_000_000..1_000_000 + count)
             .filter(|seed| run_seed(*seed, |cfg| cfg.planted = Some(bug), false).is_err())
@@ -1789,4 +1914,16 @@ fn the_simulator_catches_a_follower_read_served_before_its_read_index_is_applied
     let (seed, violation) = found.expect("a follower read before its read index should be caught");
     eprintln!("follower read before applied: seed {seed}: {violation}");
     assert!(violation.contains("linearizable"), "{violation}");
+}
+
+#[test]
+fn the_simulator_catches_a_coordinator_counting_its_own_vote_before_its_fsync() {
+    // Planted: the accepts leave before the coordinator's own accepted
+    // value is durable, and it counts its own vote at once; a crash before
+    // the fsync then loses a vote that chose a value.
+    let found = find_violation_in_default_schedules(|cfg| {
+        cfg.planted = Some(PlantedBug::OwnVoteBeforeFsync)
+    });
+    let (seed, violation) = found.expect("an own vote counted before its fsync should be caught");
+    eprintln!("own vote before fsync: seed {seed}: {violation}");
 }
