@@ -16,18 +16,50 @@ use super::acceptor::Acceptor;
 use super::learner::{Learner, SlotResults};
 use super::messages::{AcceptedEntry, ChosenEntry, Message};
 use super::ready::{Executed, Ready, Reply, RequestError};
+use super::snapshot_transfer;
 use super::storage::Snapshot;
 use super::types::{
     command_bytes, majority, Ballot, Config, ReadMode, ReplicaId, RequestId, Slot, Value,
 };
 use crate::kv::{op_digest, Command, Op, OpResult, StaleCommand};
 
-/// What one acceptor answered to our prepare.
+/// What one acceptor answered to our prepare (all its pieces so far).
 #[derive(Debug)]
 pub struct PromiseInfo {
     pub accepted: Vec<AcceptedEntry>,
     pub chosen: Vec<ChosenEntry>,
     pub snapshot: Option<Snapshot>,
+    /// `Some(slot)`: the accepted values reported so far stop at `slot` (the
+    /// report was cut by bytes); the promise counts only once complete.
+    pub accepted_through: Option<Slot>,
+}
+
+impl PromiseInfo {
+    /// Add the next piece of the same promise. Every piece of a promise of
+    /// one ballot reports the same accepted values (while the acceptor
+    /// keeps that promise it accepts nothing below it, and we propose
+    /// nothing before phase 1 ends), so pieces add up whatever their order;
+    /// each answers a prepare from a slot at most one past what earlier
+    /// pieces covered, so coverage stays contiguous.
+    pub fn merge(&mut self, piece: PromiseInfo) {
+        self.accepted_through = match (self.accepted_through, piece.accepted_through) {
+            (None, _) | (_, None) => None,
+            (Some(a), Some(b)) => Some(a.max(b)),
+        };
+        let known: BTreeSet<Slot> = self.accepted.iter().map(|e| e.slot).collect();
+        self.accepted.extend(
+            piece
+                .accepted
+                .into_iter()
+                .filter(|e| !known.contains(&e.slot)),
+        );
+        self.chosen.extend(piece.chosen);
+        if piece.snapshot.as_ref().map(|s| s.last_slot)
+            > self.snapshot.as_ref().map(|s| s.last_slot)
+        {
+            self.snapshot = piece.snapshot;
+        }
+    }
 }
 
 /// A replica running phase 1 for `ballot`.
@@ -95,13 +127,16 @@ impl Local<'_> {
     }
 
     /// Send `to` what it needs from `first_slot` on: chosen entries (at most
-    /// `max_catchup_entries`), or our snapshot if they were compacted. Returns
-    /// the last slot sent, if anything was.
+    /// `max_catchup_entries`), or our snapshot if they were compacted (in
+    /// chunks of `max_message_bytes`, see [`super::snapshot_transfer`]).
+    /// Returns the last slot sent, if anything was.
     pub fn send_catch_up(&mut self, to: ReplicaId, first_slot: Slot) -> Option<Slot> {
         if first_slot <= self.learner.snapshot_slot() {
-            let snapshot = self.learner.snapshot().clone();
+            let snapshot = self.learner.snapshot();
             let through = snapshot.last_slot;
-            self.send(to, Message::Snapshot { snapshot });
+            for chunk in snapshot_transfer::chunks(snapshot, self.config.max_message_bytes) {
+                self.send(to, chunk);
+            }
             Some(through)
         } else {
             let entries = self.learner.entries_from(

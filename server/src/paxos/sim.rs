@@ -106,6 +106,9 @@ pub struct SimConfig {
     /// heartbeats; a coordinator sleeps through its deposal and wakes to a
     /// read.
     pub nemesis_every: u64,
+    /// Probability that a nemesis operation is its long one, a chain of
+    /// stops and a kill (see [`Chain`]) rather than a single stop or kill.
+    pub nemesis_chain_p: f64,
     /// Per tick, probability that a replica gets cut off (healing uses
     /// `resume_p`).
     pub partition_p: f64,
@@ -194,6 +197,7 @@ impl SimConfig {
             pause_p: 0.0,
             resume_p: 0.05,
             nemesis_every: 15,
+            nemesis_chain_p: 0.4,
             partition_p: 0.0,
             one_way_p: 0.0,
             max_fail_rate: 0.0,
@@ -261,6 +265,7 @@ impl SimConfig {
             pause_p: rng.random_range(0.0..0.03),
             resume_p: 0.1,
             nemesis_every: 0,
+            nemesis_chain_p: 0.0,
             partition_p: rng.random_range(0.0..0.03),
             target_leader_p: rng.random_range(0.0..0.8),
             max_fail_rate: rng.random_range(0.0..0.3),
@@ -316,6 +321,10 @@ pub struct SimStats {
     /// Times a new ballot started leading.
     pub leader_changes: u64,
     pub slots_chosen: u64,
+    /// Snapshot chunks delivered, and snapshots installed (from chunks, or
+    /// carried by a promise).
+    pub snapshot_chunks: u64,
+    pub snapshots_installed: u64,
     /// Ticks from healing until every command completed and replicas
     /// converged (the maximum over schedules when summed up).
     pub ticks_to_recover: u64,
@@ -468,6 +477,41 @@ struct Sim {
     leading: Option<Ballot>,
     /// When the nemesis acts next.
     next_nemesis: u64,
+    /// The nemesis's long operation in progress, if any.
+    chain: Option<Chain>,
+}
+
+/// The nemesis's long operation, a chain of process stops and a kill that
+/// leaves a coordinator holding heartbeat acks of its own earlier ballot,
+/// deposed while asleep:
+/// 1. all but a bare majority of the followers are stopped while the
+///    coordinator numbers heartbeat rounds, which pile up in their socket
+///    buffers;
+/// 2. the coordinator is killed, restarted, and (with the followers still
+///    asleep) elected again, numbering its rounds from 1 in the new ballot;
+/// 3. the sleepers wake and answer the old ballot's heartbeats first, with
+///    round numbers the new ballot has not reached;
+/// 4. the coordinator is stopped for a few election timeouts: the others
+///    depose it and go on writing; it wakes to client requests.
+#[derive(Clone, Debug)]
+enum Chain {
+    Asleep {
+        leader: ReplicaId,
+        ballot: Ballot,
+        sleepers: Vec<ReplicaId>,
+        until: u64,
+    },
+    Reelecting {
+        leader: ReplicaId,
+        ballot: Ballot,
+        sleepers: Vec<ReplicaId>,
+        restart_at: u64,
+        until: u64,
+    },
+    Woken {
+        leader: ReplicaId,
+        until: u64,
+    },
 }
 
 /// Replies travel to clients as envelopes addressed to this pseudo-replica.
@@ -534,6 +578,7 @@ impl Sim {
             sent: 0,
             leading: None,
             next_nemesis: 0,
+            chain: None,
         }
     }
 
@@ -671,7 +716,9 @@ impl Sim {
             let id = self.rng.random_range(0..n);
             self.nodes[id].fail_rate = self.rng.random_range(0.0..=self.cfg.max_fail_rate);
         }
-        if self.cfg.nemesis_every > 0 && self.now >= self.next_nemesis {
+        if let Some(chain) = self.chain.take() {
+            self.chain = self.chain_step(chain)?;
+        } else if self.cfg.nemesis_every > 0 && self.now >= self.next_nemesis {
             self.nemesis()?;
         }
         Ok(())
@@ -693,6 +740,12 @@ impl Sim {
         let until = self.now + self.rng.random_range(2 * election..=5 * election);
         // One process stopped at a time, so that the others can go on.
         let one_paused = self.nodes.iter().any(|node| node.paused);
+        if let (Some(id), false) = (leader, one_paused) {
+            if self.rng.random_bool(self.cfg.nemesis_chain_p) {
+                self.chain = self.chain_start(id);
+                return Ok(());
+            }
+        }
         match (self.rng.random_range(0..3), leader) {
             (0, Some(id)) => self.crash(id)?,
             _ if one_paused => {}
@@ -708,6 +761,121 @@ impl Sim {
             }
         }
         Ok(())
+    }
+
+    /// Step 1 of a [`Chain`]: stop all but a bare majority's followers of
+    /// coordinator `leader` for 2 to 5 election timeouts.
+    fn chain_start(&mut self, leader: ReplicaId) -> Option<Chain> {
+        let ballot = self.nodes[leader].replica.as_ref()?.status().own_ballot?;
+        let n = self.cfg.replicas;
+        let mut followers: Vec<_> = (0..n)
+            .filter(|id| *id != leader && self.running(*id))
+            .collect();
+        let count = n - majority(n);
+        if followers.len() < count {
+            return None;
+        }
+        let mut sleepers = Vec::new();
+        for _ in 0..count {
+            sleepers.push(followers.swap_remove(self.rng.random_range(0..followers.len())));
+        }
+        self.log(|| format!("nemesis chain: {sleepers:?} asleep under {leader} ({ballot})"));
+        for id in &sleepers {
+            // Woken by the chain, not at random.
+            self.pause_until(*id, u64::MAX);
+        }
+        let election = self.cfg.core.election_ticks;
+        let until = self.now + self.rng.random_range(2 * election..=5 * election);
+        Some(Chain::Asleep {
+            leader,
+            ballot,
+            sleepers,
+            until,
+        })
+    }
+
+    /// The next step of a [`Chain`], when due; `None` once done (or given
+    /// up because the cluster went another way).
+    fn chain_step(&mut self, chain: Chain) -> Result<Option<Chain>, String> {
+        let election = self.cfg.core.election_ticks;
+        let leads_in = |sim: &Self, id: ReplicaId| {
+            sim.nodes[id]
+                .replica
+                .as_ref()
+                .filter(|r| r.role() == Role::Coordinator)
+                .and_then(|r| r.status().own_ballot)
+        };
+        Ok(match chain {
+            Chain::Asleep { until, .. } if self.now < until => Some(chain),
+            Chain::Asleep {
+                leader,
+                ballot,
+                sleepers,
+                ..
+            } => {
+                if leads_in(self, leader) != Some(ballot) || !self.running(leader) {
+                    self.wake(&sleepers);
+                    return Ok(None);
+                }
+                self.log(|| format!("nemesis chain: kill {leader}"));
+                self.crash(leader)?;
+                let heartbeat = self.cfg.core.heartbeat_ticks;
+                Some(Chain::Reelecting {
+                    leader,
+                    ballot,
+                    sleepers,
+                    restart_at: self.now + self.rng.random_range(1..=heartbeat),
+                    until: self.now + 5 * election,
+                })
+            }
+            Chain::Reelecting {
+                leader,
+                ballot,
+                sleepers,
+                restart_at,
+                until,
+            } => {
+                if self.nodes[leader].replica.is_none() && self.now >= restart_at {
+                    self.restart(leader);
+                }
+                let again = leads_in(self, leader).is_some_and(|b| b > ballot);
+                if again || self.now >= until {
+                    self.wake(&sleepers);
+                }
+                if !again {
+                    return Ok((self.now < until).then_some(Chain::Reelecting {
+                        leader,
+                        ballot,
+                        sleepers,
+                        restart_at,
+                        until,
+                    }));
+                }
+                // Their acks must arrive before it is stopped.
+                let settle = self.cfg.max_delay + 2;
+                Some(Chain::Woken {
+                    leader,
+                    until: self.now + settle + self.rng.random_range(0..=election / 2),
+                })
+            }
+            Chain::Woken { until, .. } if self.now < until => Some(chain),
+            Chain::Woken { leader, .. } => {
+                if self.running(leader) {
+                    let until = self.now + self.rng.random_range(2 * election..=5 * election);
+                    self.pause_until(leader, until);
+                }
+                self.next_nemesis = self.now + self.cfg.nemesis_every;
+                None
+            }
+        })
+    }
+
+    fn wake(&mut self, sleepers: &[ReplicaId]) {
+        for id in sleepers {
+            if self.nodes[*id].paused {
+                self.resume(*id);
+            }
+        }
     }
 
     fn pause_until(&mut self, id: ReplicaId, until: u64) {
@@ -971,6 +1139,9 @@ impl Sim {
                         continue;
                     }
                     self.stats.messages += 1;
+                    if matches!(msg, Message::SnapshotChunk { .. }) {
+                        self.stats.snapshot_chunks += 1;
+                    }
                     if self.trace.is_some() {
                         let line = match &msg {
                             Message::Accept { ballot, slot, .. } => {
@@ -986,6 +1157,15 @@ impl Sim {
                             Message::Snapshot { snapshot } => {
                                 format!("snapshot {}", snapshot.last_slot)
                             }
+                            Message::SnapshotChunk {
+                                last_slot,
+                                total_bytes,
+                                offset,
+                                data,
+                            } => format!(
+                                "snapshot {last_slot} bytes {offset}+{} of {total_bytes}",
+                                data.len()
+                            ),
                             Message::Heartbeat {
                                 ballot,
                                 commit_index,
@@ -1121,6 +1301,7 @@ impl Sim {
                     }
                 }
                 AppliedEvent::Snapshot(slot) => {
+                    self.stats.snapshots_installed += 1;
                     let last = self.nodes[id].last_applied;
                     if slot <= last {
                         return Err(format!(
@@ -1574,6 +1755,8 @@ fn run_many(name: &str, first: u64, count: u64) {
                 total.leader_changes += s.leader_changes;
                 total.longest_leaderless = total.longest_leaderless.max(s.longest_leaderless);
                 total.slots_chosen += s.slots_chosen;
+                total.snapshot_chunks += s.snapshot_chunks;
+                total.snapshots_installed += s.snapshots_installed;
                 total.ticks_to_recover = total.ticks_to_recover.max(s.ticks_to_recover);
             }
             Err(violation) => panic!(
@@ -1771,7 +1954,11 @@ fn leadership_with_a_lossy_follower() {
 #[ignore]
 fn count_planted_hits() {
     let count = schedules(1000);
-    for bug in [PlantedBug::ReadRoundNotAhead, PlantedBug::AckOfAnyBallot] {
+    for bug in [
+        PlantedBug::ReadRoundNotAhead,
+        PlantedBug::AckOfAnyBallot,
+        PlantedBug::FollowerReadBeforeApplied,
+    ] {
         let hits: Vec<u64> = (0..count)
             .chain(1_000_000..1_000_000 + count)
             .filter(|seed| run_seed(*seed, |cfg| cfg.planted = Some(bug), false).is_err())
@@ -1788,5 +1975,16 @@ fn the_simulator_catches_a_follower_read_served_before_its_read_index_is_applied
     });
     let (seed, violation) = found.expect("a follower read before its read index should be caught");
     eprintln!("follower read before applied: seed {seed}: {violation}");
+    assert!(violation.contains("linearizable"), "{violation}");
+}
+
+#[test]
+fn the_simulator_catches_heartbeat_acks_of_an_earlier_ballot() {
+    // Planted: heartbeat acks count towards a read whatever their ballot.
+    // It takes the nemesis's chain (see `Chain`) to show.
+    let found =
+        find_violation_in_default_schedules(|cfg| cfg.planted = Some(PlantedBug::AckOfAnyBallot));
+    let (seed, violation) = found.expect("acks of an earlier ballot should be caught");
+    eprintln!("ack of any ballot: seed {seed}: {violation}");
     assert!(violation.contains("linearizable"), "{violation}");
 }
