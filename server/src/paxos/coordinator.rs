@@ -97,6 +97,9 @@ pub(crate) enum PlantedBug {
     /// A follower serves a read as soon as it knows the read index, before
     /// it has applied the log up to it.
     FollowerReadBeforeApplied,
+    /// A candidate counts a promise whose accepted values were cut short by
+    /// bytes as if it were complete.
+    IncompletePromiseCounts,
 }
 
 /// The rest of the replica, as the coordinator's handlers see it.

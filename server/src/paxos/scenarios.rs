@@ -1205,8 +1205,10 @@ fn commands_whose_requester_is_gone_are_dropped_before_they_are_proposed() {
     assert_eq!(c.replicas[1].as_mut().unwrap().cancel(&gone), 0);
 }
 
-#[test]
-fn a_promise_reports_a_long_accepted_history_in_byte_bounded_pieces() {
+/// The story of `a_promise_reports_a_long_accepted_history_in_byte_bounded_pieces`:
+/// returns the cluster once replica 2 leads, and replica 1's promises to it
+/// (accepted bytes, where the piece stopped).
+fn promise_pieces_story(planted: Option<PlantedBug>) -> (Cluster, Vec<(usize, Option<Slot>)>) {
     // 300 bytes per message; 12 writes of 100-byte values, one per slot,
     // accepted by replica 1 and never known chosen: replica 0 hears no
     // `Accepted`, replica 2 hears nothing.
@@ -1234,11 +1236,10 @@ fn a_promise_reports_a_long_accepted_history_in_byte_bounded_pieces() {
     c.crash(0);
     c.deaf[2] = false;
     c.lost = vec![(2, "pre-vote")];
+    c.replicas[2].as_mut().unwrap().planted = planted;
     let mark = c.sent.len();
     c.elect(2);
-    // Replica 1's promise came in pieces, each within the budget, the last
-    // one complete.
-    let pieces: Vec<(usize, Option<Slot>)> = c.sent[mark..]
+    let pieces = c.sent[mark..]
         .iter()
         .filter(|(from, to, _)| (*from, *to) == (1, 2))
         .filter_map(|(_, _, m)| match m {
@@ -1253,6 +1254,17 @@ fn a_promise_reports_a_long_accepted_history_in_byte_bounded_pieces() {
             _ => None,
         })
         .collect();
+    c.tick(10);
+    (c, pieces)
+}
+
+#[test]
+fn a_promise_reports_a_long_accepted_history_in_byte_bounded_pieces() {
+    let budget = 300;
+    let big = "v".repeat(100);
+    let (c, pieces) = promise_pieces_story(None);
+    // Replica 1's promise came in pieces, each within the budget, the last
+    // one complete.
     assert!(pieces.len() >= 4, "pieces {pieces:?}");
     assert!(
         pieces.iter().all(|(bytes, _)| *bytes <= budget),
@@ -1260,7 +1272,6 @@ fn a_promise_reports_a_long_accepted_history_in_byte_bounded_pieces() {
     );
     assert_eq!(pieces.last().unwrap().1, None);
     // Every value replica 1 accepted was recovered and chosen again.
-    c.tick(10);
     assert!(c.replica(2).commit_index() >= 12);
     for seq in 1..=12 {
         for id in [1, 2] {
@@ -1270,6 +1281,10 @@ fn a_promise_reports_a_long_accepted_history_in_byte_bounded_pieces() {
             );
         }
     }
+    // Counting the first piece as the whole promise (the planted bug)
+    // leads without the values past it: they are lost.
+    let (c, _) = promise_pieces_story(Some(PlantedBug::IncompletePromiseCounts));
+    assert_eq!(c.replica(2).kv().read("k12"), None);
 }
 
 #[test]

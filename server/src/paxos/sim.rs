@@ -53,8 +53,9 @@
 //! ballot (`AckOfAnyBallot`, which takes the chain), a follower read
 //! served before the follower applied its read index
 //! (`FollowerReadBeforeApplied`), an acceptor that forgets its promises,
-//! local reads, and a replica that votes again after losing durable
-//! records. Earlier measurements also caught adopting the lowest instead
+//! local reads, a replica that votes again after losing durable records,
+//! and (with tiny message budgets) a candidate that counts a promise cut
+//! short by bytes as complete (`IncompletePromiseCounts`). Earlier measurements also caught adopting the lowest instead
 //! of the highest accepted value, a read index at the commit index instead
 //! of the last proposed slot, an acceptor accepting below its promise, and
 //! not persisting promises or accepted values. `count_planted_hits` lists
@@ -1833,6 +1834,7 @@ fn replay() {
             "amnesia" => cfg.amnesia = true,
             "read-round" => cfg.planted = Some(PlantedBug::ReadRoundNotAhead),
             "any-ballot" => cfg.planted = Some(PlantedBug::AckOfAnyBallot),
+            "incomplete-promise" => cfg.planted = Some(PlantedBug::IncompletePromiseCounts),
             "tail-votes" => cfg.votes_after_tail_loss = true,
             _ => {}
         },
@@ -1990,6 +1992,7 @@ fn count_planted_hits() {
         PlantedBug::ReadRoundNotAhead,
         PlantedBug::AckOfAnyBallot,
         PlantedBug::FollowerReadBeforeApplied,
+        PlantedBug::IncompletePromiseCounts,
     ] {
         let hits: Vec<u64> = (0..count)
             .chain(1_000_000..1_000_000 + count)
@@ -2019,4 +2022,31 @@ fn the_simulator_catches_heartbeat_acks_of_an_earlier_ballot() {
     let (seed, violation) = found.expect("acks of an earlier ballot should be caught");
     eprintln!("ack of any ballot: seed {seed}: {violation}");
     assert!(violation.contains("linearizable"), "{violation}");
+}
+
+#[test]
+fn the_simulator_catches_a_candidate_that_counts_an_incomplete_promise() {
+    // Tiny budgets and no compaction make long accepted histories that
+    // promises report in many pieces, and crashes make candidates that lag:
+    // safe as it is...
+    let tiny = |cfg: &mut SimConfig| {
+        cfg.core.max_message_bytes = 60;
+        cfg.core.snapshot_every = 0;
+        *cfg = cfg.clone().crash_storm();
+    };
+    for seed in 0..300 {
+        if let Err(e) = run_seed(seed, tiny, false) {
+            panic!("seed {seed} failed with tiny budgets: {e}");
+        }
+    }
+    // ...while counting a promise cut short as complete (planted) is caught.
+    let found = find_violation(
+        move |cfg| {
+            tiny(cfg);
+            cfg.planted = Some(PlantedBug::IncompletePromiseCounts);
+        },
+        500,
+    );
+    let (seed, violation) = found.expect("an incomplete promise counted should be caught");
+    eprintln!("incomplete promise counts: seed {seed}: {violation}");
 }
