@@ -132,15 +132,18 @@ impl Local<'_> {
     /// Send `to` what it needs from `first_slot` on: chosen entries (at most
     /// `max_catchup_entries`), or our snapshot if they were compacted (in
     /// chunks of `max_message_bytes`, see [`super::snapshot_transfer`]).
-    /// Returns the last slot sent, if anything was.
-    pub fn send_catch_up(&mut self, to: ReplicaId, first_slot: Slot) -> Option<Slot> {
+    /// Returns the last slot sent and the number of messages, if anything
+    /// was sent.
+    pub fn send_catch_up(&mut self, to: ReplicaId, first_slot: Slot) -> Option<(Slot, u64)> {
         if first_slot <= self.learner.snapshot_slot() {
             let snapshot = self.learner.snapshot();
             let through = snapshot.last_slot;
-            for chunk in snapshot_transfer::chunks(snapshot, self.config.max_message_bytes) {
+            let chunks = snapshot_transfer::chunks(snapshot, self.config.max_message_bytes);
+            let count = chunks.len() as u64;
+            for chunk in chunks {
                 self.send(to, chunk);
             }
-            Some(through)
+            Some((through, count))
         } else {
             let entries = self.learner.entries_from(
                 first_slot,
@@ -149,7 +152,7 @@ impl Local<'_> {
             );
             let through = entries.last()?.slot;
             self.send(to, Message::Chosen { entries });
-            Some(through)
+            Some((through, 1))
         }
     }
 
@@ -208,6 +211,9 @@ struct CatchUpSent {
     through: Slot,
     /// Ticks since it was sent: after a timeout it counts as lost.
     age: u64,
+    /// That timeout: one catch-up timeout per message (a snapshot in many
+    /// chunks takes longer to arrive, and is not sent again meanwhile).
+    timeout: u64,
 }
 
 /// A replica that completed phase 1 for its ballot: the only proposer.
@@ -496,14 +502,18 @@ impl Coordinator {
         // At most one catch-up in flight per replica: the next goes out once
         // this answer shows the last one arrived, or once it is presumed lost.
         let timeout = catchup_timeout(local.config);
-        let in_flight = self.catchup[from].is_some_and(|s| commit < s.through && s.age < timeout);
+        let in_flight = self.catchup[from].is_some_and(|s| commit < s.through && s.age < s.timeout);
         if !in_flight {
             self.catchup[from] = None;
         }
         if commit < own_commit && (stalled || far_behind) {
             if !in_flight {
-                let through = local.send_catch_up(from, commit + 1);
-                self.catchup[from] = through.map(|through| CatchUpSent { through, age: 0 });
+                let sent = local.send_catch_up(from, commit + 1);
+                self.catchup[from] = sent.map(|(through, count)| CatchUpSent {
+                    through,
+                    age: 0,
+                    timeout: timeout * count,
+                });
             }
         } else if commit > own_commit {
             local.send(

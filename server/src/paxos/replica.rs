@@ -122,6 +122,11 @@ pub struct Replica {
     follower_reads: FollowerReads,
     /// A snapshot arriving in chunks ([`super::snapshot_transfer`]).
     snapshot_in: SnapshotReceiver,
+    /// Ticks since start, and per replica the snapshot we last sent it
+    /// instead of a promise, and when: a candidate asks again every
+    /// heartbeat, and a large snapshot is not sent again each time.
+    ticks: u64,
+    snapshot_sent: Vec<Option<(Slot, u64)>>,
     /// Output accumulated since the last `ready()`.
     out: Ready,
     /// Every slot applied, in order, with its value (snapshot installs show as
@@ -183,6 +188,8 @@ impl Replica {
             max_round_seen: restored.promised.round,
             follower_reads: FollowerReads::default(),
             snapshot_in: SnapshotReceiver::default(),
+            ticks: 0,
+            snapshot_sent: vec![None; replica_count],
             out: Ready::default(),
             #[cfg(test)]
             applied_log: Vec::new(),
@@ -331,6 +338,7 @@ impl Replica {
 
     /// Advance logical time by one tick.
     pub fn tick(&mut self) {
+        self.ticks += 1;
         let election_timeout = self.election_timeout();
         let heartbeat_ticks = self.config.heartbeat_ticks;
         let hint = self.leader_hint();
@@ -811,9 +819,16 @@ impl Replica {
             // them. Too large for the promise, it goes first, in chunks; we
             // promise nothing yet (silence is safe), and the candidate, once
             // it installed it, asks again from beyond it.
-            let chunks =
-                snapshot_transfer::chunks(self.learner.snapshot(), self.config.max_message_bytes);
+            let snapshot = self.learner.snapshot();
+            let recently = self.snapshot_sent[from].is_some_and(|(slot, at)| {
+                slot == snapshot.last_slot && self.ticks < at + self.config.election_ticks
+            });
+            if recently {
+                return;
+            }
+            let chunks = snapshot_transfer::chunks(snapshot, self.config.max_message_bytes);
             if chunks.len() > 1 {
+                self.snapshot_sent[from] = Some((snapshot.last_slot, self.ticks));
                 for chunk in chunks {
                     self.send(from, chunk);
                 }
