@@ -41,8 +41,10 @@ pub enum Message {
     Prepare { ballot: Ballot, first_slot: Slot },
     /// Phase 1b: the acceptor promised `ballot`. It reports what it accepted
     /// and what it knows is chosen from `first_slot` on, and, when it compacted
-    /// slots the candidate asked about, its snapshot (which covers them).
-    /// Both reports are cut by bytes: `accepted_through` is `Some(slot)`
+    /// slots the candidate asked about, its snapshot (which covers them) if
+    /// it fits in one message; a larger one it sends first, as
+    /// [`Message::SnapshotChunk`]s, instead of promising, and promises when
+    /// asked again from beyond it. Both reports are cut by bytes: `accepted_through` is `Some(slot)`
     /// when the accepted values reported stop at `slot`, and the candidate
     /// must ask again (same ballot) from the next slot before it counts this
     /// promise; the chosen entries only save work and are simply cut.
