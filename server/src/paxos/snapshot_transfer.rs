@@ -13,6 +13,8 @@
 //! - chunks may arrive in any order (they are put in place by offset);
 //! - a chunk of a newer snapshot supersedes a half-received one (its chunks
 //!   are dropped);
+//! - what is held stays under twice the snapshot's announced size
+//!   (overlapping chunks that would exceed it start the transfer over);
 //! - a lost chunk leaves the transfer incomplete: nothing is installed, and
 //!   the next catch-up the sender sends (it retries, see the coordinator)
 //!   fills the gap or supersedes it.
@@ -70,21 +72,33 @@ struct Partial {
 }
 
 impl Partial {
-    /// The bytes, if every one of them arrived.
-    fn assemble(&self) -> Option<Vec<u8>> {
+    /// Did every byte arrive? (Checked without copying anything.)
+    fn complete(&self) -> bool {
+        let mut covered = 0u64;
+        for (offset, data) in &self.pieces {
+            if *offset > covered {
+                return false; // a gap
+            }
+            covered = covered.max(offset + data.len() as u64);
+        }
+        covered == self.total
+    }
+
+    /// The bytes, once complete. Chunks of one snapshot cut the same bytes:
+    /// an overlapping one (cut by another budget) adds only what is new.
+    fn assemble(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(self.total as usize);
         for (offset, data) in &self.pieces {
-            if *offset > bytes.len() as u64 {
-                return None; // a gap
-            }
-            // Chunks of one snapshot cut the same bytes: an overlapping one
-            // (cut by another budget) adds only what is new.
             let skip = bytes.len() - *offset as usize;
             if skip < data.len() {
                 bytes.extend_from_slice(&data[skip..]);
             }
         }
-        (bytes.len() as u64 == self.total).then_some(bytes)
+        bytes
+    }
+
+    fn held(&self) -> u64 {
+        self.pieces.values().map(|d| d.len() as u64).sum()
     }
 }
 
@@ -129,11 +143,17 @@ impl SnapshotReceiver {
         let partial = self.partial.as_mut().expect("set above");
         let known = partial.pieces.get(&offset).map_or(0, Vec::len);
         if data.len() > known {
+            // Overlapping chunks (cut by different budgets) could pile up:
+            // past twice the snapshot's size, start over from this one.
+            if partial.held() - known as u64 + len > total.saturating_mul(2) {
+                partial.pieces.clear();
+            }
             partial.pieces.insert(offset, data);
         }
-        let Some(bytes) = partial.assemble() else {
+        if !partial.complete() {
             return Ok(None);
-        };
+        }
+        let bytes = partial.assemble();
         self.partial = None;
         let snapshot: Snapshot = match ciborium::from_reader(bytes.as_slice()) {
             Ok(s) => s,
@@ -246,6 +266,17 @@ mod tests {
             done = feed(&mut rx, c);
         }
         assert_eq!(done, Some(old));
+    }
+
+    #[test]
+    fn overlapping_chunks_hold_at_most_twice_the_snapshot() {
+        let mut rx = SnapshotReceiver::default();
+        // One-byte steps of 8-byte chunks over 16 bytes: never complete
+        // without offset 0, and never more than 32 bytes held.
+        for offset in 1..=8 {
+            assert_eq!(rx.on_chunk(5, 16, offset, vec![0; 8], 0).unwrap(), None);
+            assert!(rx.pending_bytes() <= 32, "{}", rx.pending_bytes());
+        }
     }
 
     #[test]
