@@ -156,11 +156,40 @@ impl Local<'_> {
         }
     }
 
+    /// Send `to` the next window of our snapshot's chunks, from chunk
+    /// `start` (wrapping around): at most [`SNAPSHOT_WINDOW`] chunks, so
+    /// that a large snapshot does not overflow the runtime's queue to that
+    /// peer (which drops what does not fit); the receiver keeps the chunks
+    /// across windows. Returns the snapshot's slot, the chunks sent and
+    /// where the next window starts.
+    pub fn send_snapshot_window(&mut self, to: ReplicaId, start: usize) -> (Slot, u64, usize) {
+        let snapshot = self.learner.snapshot();
+        let through = snapshot.last_slot;
+        let chunks = snapshot_transfer::chunks(snapshot, self.config.max_message_bytes);
+        let total = chunks.len();
+        let start = if start < total { start } else { 0 };
+        let window: Vec<_> = chunks
+            .into_iter()
+            .skip(start)
+            .take(SNAPSHOT_WINDOW)
+            .collect();
+        let count = window.len();
+        for chunk in window {
+            self.send(to, chunk);
+        }
+        (through, count as u64, start + count)
+    }
+
     #[cfg(test)]
     fn planted(&self, bug: PlantedBug) -> bool {
         self.planted == Some(bug)
     }
 }
+
+/// At most this many snapshot chunks per catch-up (see
+/// [`Local::send_snapshot_window`]): with the default 4 MiB budget, 8 MiB,
+/// half of what the runtime queues for one peer.
+pub const SNAPSHOT_WINDOW: usize = 2;
 
 /// A value proposed in the current ballot and not yet chosen.
 #[derive(Debug)]
@@ -253,6 +282,9 @@ pub struct Coordinator {
     /// time, so a replica far behind is not flooded with a catch-up per
     /// heartbeat answer.
     catchup: Vec<Option<CatchUpSent>>,
+    /// Per replica being sent our snapshot: its slot and the chunk the next
+    /// window starts at.
+    snapshot_cursor: Vec<(Slot, usize)>,
     /// Ticks since the last heartbeat.
     heartbeat_elapsed: u64,
 }
@@ -273,6 +305,7 @@ impl Coordinator {
             silent_ticks: vec![0; n],
             follower_commit: vec![0; n],
             catchup: vec![None; n],
+            snapshot_cursor: vec![(0, 0); n],
             heartbeat_elapsed: 0,
         }
     }
@@ -508,7 +541,21 @@ impl Coordinator {
         }
         if commit < own_commit && (stalled || far_behind) {
             if !in_flight {
-                let sent = local.send_catch_up(from, commit + 1);
+                let sent = if commit < local.learner.snapshot_slot() {
+                    // Window after window of the snapshot's chunks, until
+                    // the replica has them all and installs it.
+                    let (slot, start) = self.snapshot_cursor[from];
+                    let start = if slot == local.learner.snapshot_slot() {
+                        start
+                    } else {
+                        0
+                    };
+                    let (through, count, next) = local.send_snapshot_window(from, start);
+                    self.snapshot_cursor[from] = (through, next);
+                    Some((through, count))
+                } else {
+                    local.send_catch_up(from, commit + 1)
+                };
                 self.catchup[from] = sent.map(|(through, count)| CatchUpSent {
                     through,
                     age: 0,

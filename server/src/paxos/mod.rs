@@ -19,7 +19,9 @@
 //!
 //! Every message is bounded by bytes (`max_message_bytes`): batches and
 //! catch-ups are cut at the budget, a snapshot travels in chunks installed
-//! atomically once complete ([`snapshot_transfer`]), and a promise reports
+//! atomically once complete ([`snapshot_transfer`]; two chunks per
+//! catch-up, window after window, so that the runtime's bounded queue to a
+//! peer never has to drop them), and a promise reports
 //! its accepted values in pieces (the candidate asks again from where a
 //! piece stopped, and counts the promise once complete); an acceptor whose
 //! snapshot a candidate needs sends it in chunks first and promises once

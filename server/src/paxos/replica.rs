@@ -122,11 +122,11 @@ pub struct Replica {
     follower_reads: FollowerReads,
     /// A snapshot arriving in chunks ([`super::snapshot_transfer`]).
     snapshot_in: SnapshotReceiver,
-    /// Ticks since start, and per replica the snapshot we last sent it
-    /// instead of a promise, and when: a candidate asks again every
-    /// heartbeat, and a large snapshot is not sent again each time.
+    /// Ticks since start, and per replica the snapshot we are sending it
+    /// instead of a promise: its slot, when the last window of chunks went
+    /// out, and where the next one starts.
     ticks: u64,
-    snapshot_sent: Vec<Option<(Slot, u64)>>,
+    snapshot_sent: Vec<Option<(Slot, u64, usize)>>,
     /// Output accumulated since the last `ready()`.
     out: Ready,
     /// Every slot applied, in order, with its value (snapshot installs show as
@@ -819,19 +819,22 @@ impl Replica {
             // them. Too large for the promise, it goes first, in chunks; we
             // promise nothing yet (silence is safe), and the candidate, once
             // it installed it, asks again from beyond it.
+            // One window of chunks per heartbeat interval (the candidate
+            // asks again every heartbeat), each window the next.
             let snapshot = self.learner.snapshot();
-            let recently = self.snapshot_sent[from].is_some_and(|(slot, at)| {
-                slot == snapshot.last_slot && self.ticks < at + self.config.election_ticks
-            });
-            if recently {
-                return;
-            }
-            let chunks = snapshot_transfer::chunks(snapshot, self.config.max_message_bytes);
-            if chunks.len() > 1 {
-                self.snapshot_sent[from] = Some((snapshot.last_slot, self.ticks));
-                for chunk in chunks {
-                    self.send(from, chunk);
+            let (slot, next) = match self.snapshot_sent[from] {
+                Some((slot, at, _))
+                    if slot == snapshot.last_slot
+                        && self.ticks < at + self.config.heartbeat_ticks =>
+                {
+                    return;
                 }
+                Some((slot, _, next)) if slot == snapshot.last_slot => (slot, next),
+                _ => (snapshot.last_slot, 0),
+            };
+            if snapshot_transfer::chunks(snapshot, self.config.max_message_bytes).len() > 1 {
+                let (_, _, next) = self.local().send_snapshot_window(from, next);
+                self.snapshot_sent[from] = Some((slot, self.ticks, next));
                 return;
             }
         }
