@@ -60,7 +60,8 @@
 //! of the last proposed slot, an acceptor accepting below its promise, and
 //! not persisting promises or accepted values. `count_planted_hits` lists
 //! the schedules that catch each planted bug (of the 2000 default
-//! schedules: 3, 12 and 6 for the three above); the scenario test
+//! schedules: 4, 11 and 19 for the three above, 3 for
+//! `IncompletePromiseCounts`); the scenario test
 //! `heartbeat_acks_of_an_earlier_ballot_confirm_no_read` tells the
 //! `AckOfAnyBallot` story step by step.
 //!
