@@ -217,12 +217,14 @@ pub(crate) fn message_to_pb(m: &Message) -> pb::PaxosMessage {
             chosen,
             commit_index,
             snapshot,
+            accepted_through,
         } => K::Promise(pb::Promise {
             ballot: Some(ballot_to_pb(*ballot)),
             accepted: accepted.iter().map(accepted_to_pb).collect(),
             chosen: chosen.iter().map(chosen_to_pb).collect(),
             commit_index: *commit_index,
             snapshot: snapshot.as_ref().map(snapshot_to_pb),
+            accepted_through: accepted_through.unwrap_or(0),
         }),
         Message::Accept {
             ballot,
@@ -283,6 +285,17 @@ pub(crate) fn message_to_pb(m: &Message) -> pb::PaxosMessage {
             id: *id,
             read_index: *read_index,
         }),
+        Message::SnapshotChunk {
+            last_slot,
+            total_bytes,
+            offset,
+            data,
+        } => K::SnapshotChunk(pb::SnapshotChunk {
+            last_slot: *last_slot,
+            total_bytes: *total_bytes,
+            offset: *offset,
+            data: Bytes::copy_from_slice(data),
+        }),
     };
     pb::PaxosMessage { kind: Some(kind) }
 }
@@ -318,6 +331,8 @@ pub(crate) fn message_from_pb(m: pb::PaxosMessage, count: usize) -> Result<Messa
                 .collect::<Result<_>>()?,
             commit_index: p.commit_index,
             snapshot: p.snapshot.map(snapshot_from_pb).transpose()?,
+            // Slot 0 is no log slot: 0 means the report is complete.
+            accepted_through: (p.accepted_through != 0).then_some(p.accepted_through),
         },
         K::Accept(a) => Message::Accept {
             ballot: b(a.ballot)?,
@@ -364,6 +379,12 @@ pub(crate) fn message_from_pb(m: pb::PaxosMessage, count: usize) -> Result<Messa
             incarnation: r.incarnation,
             id: r.id,
             read_index: r.read_index,
+        },
+        K::SnapshotChunk(c) => Message::SnapshotChunk {
+            last_slot: c.last_slot,
+            total_bytes: c.total_bytes,
+            offset: c.offset,
+            data: c.data.to_vec(),
         },
         // The runtime handles forwarded requests before decoding
         // (`peer.rs`); they are not core messages.
@@ -485,6 +506,13 @@ mod tests {
                     last_slot: 2,
                     state: KvStore::new(),
                 }),
+                accepted_through: Some(7),
+            },
+            Message::SnapshotChunk {
+                last_slot: 9,
+                total_bytes: 10,
+                offset: 4,
+                data: vec![1, 2, 3],
             },
             Message::Rejected {
                 ballot: b,

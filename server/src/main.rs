@@ -26,6 +26,7 @@ fn node_config(c: ServerConfig) -> NodeConfig {
         heartbeat_ticks: u64::from(c.heartbeat_ticks),
         election_ticks: u64::from(c.election_ticks),
         snapshot_every: c.snapshot_every,
+        max_message_bytes: c.max_message_bytes,
         max_inflight_slots: node::MAX_INFLIGHT_SLOTS,
         max_batch: node::MAX_BATCH,
         ..paxos::Config::default()

@@ -56,6 +56,11 @@ pub(super) struct Cli {
     /// Log slots between snapshots (0: never).
     #[arg(long, default_value_t = 10_000, value_name = "SLOTS")]
     pub(super) snapshot_every: u64,
+    /// Byte budget of one replica-to-replica message: batches, catch-ups,
+    /// promises and snapshot chunks are cut at about this size (1024 to
+    /// 64 MiB).
+    #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
+    pub(super) max_message_bytes: usize,
     /// Connect to replica ID (its position in the replica list, from 0) at
     /// HOST:PORT instead of its listed address, e.g. through a proxy; repeat
     /// for several replicas. The replica keeps its identity.

@@ -65,6 +65,8 @@ pub struct ServerConfig {
     pub election_ticks: u32,
     /// Log slots between snapshots; 0 disables snapshots.
     pub snapshot_every: u64,
+    /// Byte budget of one replica-to-replica message (`--max-message-bytes`).
+    pub max_message_bytes: usize,
     /// `--unsafe-no-fsync`: skip every fsync (knowingly unsafe, for the
     /// harness to show what losing unsynced writes does).
     pub unsafe_no_fsync: bool,

@@ -1,8 +1,9 @@
 //! From flags and text to a checked [`ServerConfig`]: a flag overrides the
 //! text, `--replica` replaces the text's replica list; then every setting is
 //! checked (addresses are `host:port`, this replica is in the replica list
-//! exactly once, the fail rate is in [0, 1], the timing makes sense, each
-//! `--peer-dial` names another replica once).
+//! exactly once, the fail rate is in [0, 1], the timing makes sense, the
+//! message budget is within bounds, each `--peer-dial` names another
+//! replica once).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +13,12 @@ use paxoskv::HostPort;
 use super::flags::Cli;
 use super::text::TextConfig;
 use super::{ConfigError, ServerConfig};
+
+/// Bounds of `--max-message-bytes`: below it, framing dominates; above
+/// it, a message cut at the budget (plus one oversized command) could near
+/// the 256 MiB transport limit.
+const MIN_MESSAGE_BYTES: usize = 1024;
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// Merges the flags over the text and checks the result.
 pub(super) fn resolve(cli: Cli, text: TextConfig) -> Result<ServerConfig, ConfigError> {
@@ -79,6 +86,16 @@ pub(super) fn resolve(cli: Cli, text: TextConfig) -> Result<ServerConfig, Config
             ),
         });
     }
+    if !(MIN_MESSAGE_BYTES..=MAX_MESSAGE_BYTES).contains(&cli.max_message_bytes) {
+        return Err(ConfigError::Invalid {
+            field: "max_message_bytes",
+            reason: format!(
+                "{} is outside {MIN_MESSAGE_BYTES}..={MAX_MESSAGE_BYTES} (messages are cut at \
+                 this size, so it must leave room for framing below the transport's limit)",
+                cli.max_message_bytes
+            ),
+        });
+    }
     let data_dir = cli
         .data_dir
         .unwrap_or_else(|| PathBuf::from(format!("./data/paxos-{}", my_paxos_hp.port())));
@@ -98,6 +115,7 @@ pub(super) fn resolve(cli: Cli, text: TextConfig) -> Result<ServerConfig, Config
         heartbeat_ticks: cli.heartbeat_ticks,
         election_ticks: cli.election_ticks,
         snapshot_every: cli.snapshot_every,
+        max_message_bytes: cli.max_message_bytes,
         unsafe_no_fsync: cli.unsafe_no_fsync,
     })
 }
@@ -262,9 +280,12 @@ mod tests {
             "10",
             "--snapshot-every",
             "0",
+            "--max-message-bytes",
+            "2048",
             "--unsafe-no-fsync",
         ])
         .expect("flags");
+        assert_eq!(cfg.max_message_bytes, 2048);
         assert!(cfg.unsafe_no_fsync);
         assert_eq!(
             cfg.replicas,
@@ -336,6 +357,19 @@ mod tests {
         let cfg = parse(&[&line, "--replica", "0.0.0.0:9002,0.0.0.0:9005"]).expect("ok");
         assert_eq!(cfg.replicas, ["0.0.0.0:9002", "0.0.0.0:9005"]);
         assert_eq!(cfg.replica_id, 0);
+    }
+
+    #[test]
+    fn a_message_budget_out_of_bounds_is_named() {
+        let line = original_line(0);
+        for bad in ["0", "1023", "67108865"] {
+            let e = parse(&[&line, "--max-message-bytes", bad])
+                .expect_err(bad)
+                .to_string();
+            assert!(e.contains("max_message_bytes") && e.contains(bad), "{e}");
+        }
+        let cfg = parse(&[&line]).expect("default");
+        assert_eq!(cfg.max_message_bytes, 4 << 20);
     }
 
     #[test]

@@ -32,27 +32,38 @@ impl Acceptor {
     }
 
     /// Phase 1b. Promise `ballot` unless a higher one was promised; on success
-    /// returns the values accepted from `first_slot` on. Re-promising the
-    /// ballot already promised is allowed (a duplicated or retried prepare).
+    /// returns the values accepted from `first_slot` on, about `max_bytes`
+    /// of them (by [`Value::approx_bytes`], at least one), and, when that
+    /// cut the report short, the last slot it covers: the candidate asks
+    /// again from the next one. Re-promising the ballot already promised is
+    /// allowed (a duplicated or retried prepare, or the next piece).
     pub fn prepare(
         &mut self,
         ballot: Ballot,
         first_slot: Slot,
+        max_bytes: usize,
         persist: &mut Vec<StorageWrite>,
-    ) -> Result<Vec<AcceptedEntry>, Ballot> {
+    ) -> Result<(Vec<AcceptedEntry>, Option<Slot>), Ballot> {
         if ballot < self.promised {
             return Err(self.promised);
         }
         self.raise_promise(ballot, persist);
-        Ok(self
-            .accepted
-            .range(first_slot..)
-            .map(|(slot, (ballot, value))| AcceptedEntry {
+        let mut bytes = 0;
+        let mut entries = Vec::new();
+        let mut rest = self.accepted.range(first_slot..);
+        for (slot, (ballot, value)) in rest.by_ref() {
+            bytes += value.approx_bytes();
+            if !entries.is_empty() && bytes > max_bytes {
+                // Slot `slot` did not fit: covered through the one before.
+                return Ok((entries, Some(slot - 1)));
+            }
+            entries.push(AcceptedEntry {
                 slot: *slot,
                 ballot: *ballot,
                 value: value.clone(),
-            })
-            .collect())
+            });
+        }
+        Ok((entries, None))
     }
 
     /// Phase 2b. Accept `value` for `slot` in `ballot` unless a higher ballot
@@ -122,16 +133,40 @@ mod tests {
             ]
         );
         persist.clear();
-        let reported = acceptor.prepare(b2, 2, &mut persist).unwrap();
-        assert_eq!(reported.len(), 1);
+        let (reported, cut) = acceptor.prepare(b2, 2, usize::MAX, &mut persist).unwrap();
+        assert_eq!((reported.len(), cut), (1, None));
         assert_eq!(reported[0].ballot, b1);
         // The old coordinator is now refused, and told who outranks it.
         assert_eq!(acceptor.accept(b1, 4, &Value::NoOp, &mut persist), Err(b2));
-        assert_eq!(acceptor.prepare(b1, 1, &mut persist), Err(b2));
+        assert_eq!(acceptor.prepare(b1, 1, usize::MAX, &mut persist), Err(b2));
         // A duplicated prepare of the promised ballot is answered again,
         // without a new write.
         persist.clear();
-        assert!(acceptor.prepare(b2, 1, &mut persist).is_ok());
+        assert!(acceptor.prepare(b2, 1, usize::MAX, &mut persist).is_ok());
         assert!(persist.is_empty());
+    }
+
+    #[test]
+    fn a_promise_reports_accepted_values_in_byte_bounded_pieces() {
+        let mut acceptor = Acceptor::default();
+        let mut persist = Vec::new();
+        let b1 = Ballot::new(1, 0);
+        for slot in [2, 3, 5, 6] {
+            acceptor
+                .accept(b1, slot, &Value::NoOp, &mut persist)
+                .unwrap();
+        }
+        let b2 = Ballot::new(2, 1);
+        // A no-op counts 8 bytes: two fit in 16, the report stops at slot 3
+        // (slot 4 was never accepted, slot 5 is the next to ask for).
+        let (piece, cut) = acceptor.prepare(b2, 1, 16, &mut persist).unwrap();
+        assert_eq!(piece.iter().map(|e| e.slot).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(cut, Some(4));
+        let (piece, cut) = acceptor.prepare(b2, 5, 16, &mut persist).unwrap();
+        assert_eq!(piece.iter().map(|e| e.slot).collect::<Vec<_>>(), [5, 6]);
+        assert_eq!(cut, None);
+        // At least one entry, however small the budget.
+        let (piece, cut) = acceptor.prepare(b2, 1, 0, &mut persist).unwrap();
+        assert_eq!((piece.len(), cut), (1, Some(2)));
     }
 }

@@ -16,18 +16,50 @@ use super::acceptor::Acceptor;
 use super::learner::{Learner, SlotResults};
 use super::messages::{AcceptedEntry, ChosenEntry, Message};
 use super::ready::{Executed, Ready, Reply, RequestError};
+use super::snapshot_transfer;
 use super::storage::Snapshot;
 use super::types::{
     command_bytes, majority, Ballot, Config, ReadMode, ReplicaId, RequestId, Slot, Value,
 };
 use crate::kv::{op_digest, Command, Op, OpResult, StaleCommand};
 
-/// What one acceptor answered to our prepare.
+/// What one acceptor answered to our prepare (all its pieces so far).
 #[derive(Debug)]
 pub struct PromiseInfo {
     pub accepted: Vec<AcceptedEntry>,
     pub chosen: Vec<ChosenEntry>,
     pub snapshot: Option<Snapshot>,
+    /// `Some(slot)`: the accepted values reported so far stop at `slot` (the
+    /// report was cut by bytes); the promise counts only once complete.
+    pub accepted_through: Option<Slot>,
+}
+
+impl PromiseInfo {
+    /// Add the next piece of the same promise. Every piece of a promise of
+    /// one ballot reports the same accepted values (while the acceptor
+    /// keeps that promise it accepts nothing below it, and we propose
+    /// nothing before phase 1 ends), so pieces add up whatever their order;
+    /// each answers a prepare from a slot at most one past what earlier
+    /// pieces covered, so coverage stays contiguous.
+    pub fn merge(&mut self, piece: PromiseInfo) {
+        self.accepted_through = match (self.accepted_through, piece.accepted_through) {
+            (None, _) | (_, None) => None,
+            (Some(a), Some(b)) => Some(a.max(b)),
+        };
+        let known: BTreeSet<Slot> = self.accepted.iter().map(|e| e.slot).collect();
+        self.accepted.extend(
+            piece
+                .accepted
+                .into_iter()
+                .filter(|e| !known.contains(&e.slot)),
+        );
+        self.chosen.extend(piece.chosen);
+        if piece.snapshot.as_ref().map(|s| s.last_slot)
+            > self.snapshot.as_ref().map(|s| s.last_slot)
+        {
+            self.snapshot = piece.snapshot;
+        }
+    }
 }
 
 /// A replica running phase 1 for `ballot`.
@@ -68,6 +100,9 @@ pub(crate) enum PlantedBug {
     /// The coordinator counts its own vote for a proposal at once, before
     /// its accepted value is durable (while the accepts already left).
     OwnVoteBeforeFsync,
+    /// A candidate counts a promise whose accepted values were cut short by
+    /// bytes as if it were complete.
+    IncompletePromiseCounts,
 }
 
 /// The rest of the replica, as the coordinator's handlers see it.
@@ -110,14 +145,20 @@ impl Local<'_> {
     }
 
     /// Send `to` what it needs from `first_slot` on: chosen entries (at most
-    /// `max_catchup_entries`), or our snapshot if they were compacted. Returns
-    /// the last slot sent, if anything was.
-    pub fn send_catch_up(&mut self, to: ReplicaId, first_slot: Slot) -> Option<Slot> {
+    /// `max_catchup_entries`), or our snapshot if they were compacted (in
+    /// chunks of `max_message_bytes`, see [`super::snapshot_transfer`]).
+    /// Returns the last slot sent and the number of messages, if anything
+    /// was sent.
+    pub fn send_catch_up(&mut self, to: ReplicaId, first_slot: Slot) -> Option<(Slot, u64)> {
         if first_slot <= self.learner.snapshot_slot() {
-            let snapshot = self.learner.snapshot().clone();
+            let snapshot = self.learner.snapshot();
             let through = snapshot.last_slot;
-            self.send(to, Message::Snapshot { snapshot });
-            Some(through)
+            let chunks = snapshot_transfer::chunks(snapshot, self.config.max_message_bytes);
+            let count = chunks.len() as u64;
+            for chunk in chunks {
+                self.send(to, chunk);
+            }
+            Some((through, count))
         } else {
             let entries = self.learner.entries_from(
                 first_slot,
@@ -126,8 +167,32 @@ impl Local<'_> {
             );
             let through = entries.last()?.slot;
             self.send(to, Message::Chosen { entries });
-            Some(through)
+            Some((through, 1))
         }
+    }
+
+    /// Send `to` the next window of our snapshot's chunks, from chunk
+    /// `start` (wrapping around): at most [`SNAPSHOT_WINDOW`] chunks, so
+    /// that a large snapshot does not overflow the runtime's queue to that
+    /// peer (which drops what does not fit); the receiver keeps the chunks
+    /// across windows. Returns the snapshot's slot, the chunks sent and
+    /// where the next window starts.
+    pub fn send_snapshot_window(&mut self, to: ReplicaId, start: usize) -> (Slot, u64, usize) {
+        let snapshot = self.learner.snapshot();
+        let through = snapshot.last_slot;
+        let chunks = snapshot_transfer::chunks(snapshot, self.config.max_message_bytes);
+        let total = chunks.len();
+        let start = if start < total { start } else { 0 };
+        let window: Vec<_> = chunks
+            .into_iter()
+            .skip(start)
+            .take(SNAPSHOT_WINDOW)
+            .collect();
+        let count = window.len();
+        for chunk in window {
+            self.send(to, chunk);
+        }
+        (through, count as u64, start + count)
     }
 
     #[cfg(test)]
@@ -135,6 +200,11 @@ impl Local<'_> {
         self.planted == Some(bug)
     }
 }
+
+/// At most this many snapshot chunks per catch-up (see
+/// [`Local::send_snapshot_window`]): with the default 4 MiB budget, 8 MiB,
+/// half of what the runtime queues for one peer.
+pub const SNAPSHOT_WINDOW: usize = 2;
 
 /// A value proposed in the current ballot and not yet chosen.
 #[derive(Debug)]
@@ -185,6 +255,9 @@ struct CatchUpSent {
     through: Slot,
     /// Ticks since it was sent: after a timeout it counts as lost.
     age: u64,
+    /// That timeout: one catch-up timeout per message (a snapshot in many
+    /// chunks takes longer to arrive, and is not sent again meanwhile).
+    timeout: u64,
 }
 
 /// A replica that completed phase 1 for its ballot: the only proposer.
@@ -224,6 +297,9 @@ pub struct Coordinator {
     /// time, so a replica far behind is not flooded with a catch-up per
     /// heartbeat answer.
     catchup: Vec<Option<CatchUpSent>>,
+    /// Per replica being sent our snapshot: its slot and the chunk the next
+    /// window starts at.
+    snapshot_cursor: Vec<(Slot, usize)>,
     /// Ticks since the last heartbeat.
     heartbeat_elapsed: u64,
 }
@@ -244,6 +320,7 @@ impl Coordinator {
             silent_ticks: vec![0; n],
             follower_commit: vec![0; n],
             catchup: vec![None; n],
+            snapshot_cursor: vec![(0, 0); n],
             heartbeat_elapsed: 0,
         }
     }
@@ -473,14 +550,32 @@ impl Coordinator {
         // At most one catch-up in flight per replica: the next goes out once
         // this answer shows the last one arrived, or once it is presumed lost.
         let timeout = catchup_timeout(local.config);
-        let in_flight = self.catchup[from].is_some_and(|s| commit < s.through && s.age < timeout);
+        let in_flight = self.catchup[from].is_some_and(|s| commit < s.through && s.age < s.timeout);
         if !in_flight {
             self.catchup[from] = None;
         }
         if commit < own_commit && (stalled || far_behind) {
             if !in_flight {
-                let through = local.send_catch_up(from, commit + 1);
-                self.catchup[from] = through.map(|through| CatchUpSent { through, age: 0 });
+                let sent = if commit < local.learner.snapshot_slot() {
+                    // Window after window of the snapshot's chunks, until
+                    // the replica has them all and installs it.
+                    let (slot, start) = self.snapshot_cursor[from];
+                    let start = if slot == local.learner.snapshot_slot() {
+                        start
+                    } else {
+                        0
+                    };
+                    let (through, count, next) = local.send_snapshot_window(from, start);
+                    self.snapshot_cursor[from] = (through, next);
+                    Some((through, count))
+                } else {
+                    local.send_catch_up(from, commit + 1)
+                };
+                self.catchup[from] = sent.map(|(through, count)| CatchUpSent {
+                    through,
+                    age: 0,
+                    timeout: timeout * count,
+                });
             }
         } else if commit > own_commit {
             local.send(

@@ -41,13 +41,20 @@ pub enum Message {
     Prepare { ballot: Ballot, first_slot: Slot },
     /// Phase 1b: the acceptor promised `ballot`. It reports what it accepted
     /// and what it knows is chosen from `first_slot` on, and, when it compacted
-    /// slots the candidate asked about, its snapshot (which covers them).
+    /// slots the candidate asked about, its snapshot (which covers them) if
+    /// it fits in one message; a larger one it sends first, as
+    /// [`Message::SnapshotChunk`]s, instead of promising, and promises when
+    /// asked again from beyond it. Both reports are cut by bytes: `accepted_through` is `Some(slot)`
+    /// when the accepted values reported stop at `slot`, and the candidate
+    /// must ask again (same ballot) from the next slot before it counts this
+    /// promise; the chosen entries only save work and are simply cut.
     Promise {
         ballot: Ballot,
         accepted: Vec<AcceptedEntry>,
         chosen: Vec<ChosenEntry>,
         commit_index: Slot,
         snapshot: Option<Snapshot>,
+        accepted_through: Option<Slot>,
     },
     /// Phase 2a: the coordinator of `ballot` proposes `value` for `slot`.
     Accept {
@@ -99,6 +106,16 @@ pub enum Message {
         id: u64,
         read_index: Slot,
     },
+    /// Part of a snapshot too large for one message (see
+    /// [`super::snapshot_transfer`]): bytes `offset..offset + data.len()`
+    /// of the encoded snapshot of `last_slot`, `total_bytes` long. Sent
+    /// instead of [`Message::Snapshot`].
+    SnapshotChunk {
+        last_slot: Slot,
+        total_bytes: u64,
+        offset: u64,
+        data: Vec<u8>,
+    },
 }
 
 impl Message {
@@ -120,6 +137,7 @@ impl Message {
             | Message::Chosen { .. }
             | Message::CatchUp { .. }
             | Message::Snapshot { .. }
+            | Message::SnapshotChunk { .. }
             | Message::ReadIndex { .. } => None,
         }
     }
@@ -134,18 +152,21 @@ impl Message {
                 chosen,
                 commit_index,
                 snapshot,
+                accepted_through,
                 ..
             } => accepted
                 .iter()
                 .map(|e| e.slot)
                 .chain(chosen.iter().map(|e| e.slot))
                 .chain(snapshot.iter().map(|s| s.last_slot))
+                .chain(*accepted_through)
                 .fold(*commit_index, Slot::max),
             Message::Accept { slot, .. } | Message::Accepted { slot, .. } => *slot,
             Message::Chosen { entries } => entries.iter().map(|e| e.slot).max().unwrap_or(0),
             Message::Heartbeat { commit_index, .. }
             | Message::HeartbeatAck { commit_index, .. } => *commit_index,
             Message::Snapshot { snapshot } => snapshot.last_slot,
+            Message::SnapshotChunk { last_slot, .. } => *last_slot,
             Message::ReadIndexReply { read_index, .. } => *read_index,
             Message::Rejected { .. }
             | Message::PreVote { .. }
@@ -171,6 +192,7 @@ impl Message {
             Message::Snapshot { .. } => "snapshot",
             Message::ReadIndex { .. } => "read-index",
             Message::ReadIndexReply { .. } => "read-index-reply",
+            Message::SnapshotChunk { .. } => "snapshot-chunk",
         }
     }
 }

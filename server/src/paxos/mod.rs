@@ -17,6 +17,16 @@
 //! goes out when the replica's heartbeat answer shows the last one arrived,
 //! or after `2 * heartbeat_ticks` without it (presumed lost).
 //!
+//! Every message is bounded by bytes (`max_message_bytes`): batches and
+//! catch-ups are cut at the budget, a snapshot travels in chunks installed
+//! atomically once complete ([`snapshot_transfer`]; two chunks per
+//! catch-up, window after window, so that the runtime's bounded queue to a
+//! peer never has to drop them), and a promise reports
+//! its accepted values in pieces (the candidate asks again from where a
+//! piece stopped, and counts the promise once complete); an acceptor whose
+//! snapshot a candidate needs sends it in chunks first and promises once
+//! asked again from beyond it.
+//!
 //! # How the runtime drives a [`Replica`]
 //! ```text
 //! let restored = <load PersistentState from disk, or default() if fresh>;
@@ -146,6 +156,7 @@ pub mod messages;
 pub mod read_index;
 pub mod ready;
 pub mod replica;
+pub mod snapshot_transfer;
 pub mod storage;
 pub mod types;
 

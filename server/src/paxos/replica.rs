@@ -12,6 +12,7 @@ use super::learner::Learner;
 use super::messages::{ChosenEntry, Message};
 use super::read_index::FollowerReads;
 use super::ready::{Ready, Reply, RequestError};
+use super::snapshot_transfer::{self, BadChunk, SnapshotReceiver};
 use super::storage::{PersistentState, Snapshot};
 use super::types::{
     majority, Ballot, Config, ReadMode, ReplicaId, RequestId, Role, Slot, Value, MAX_SLOT,
@@ -54,6 +55,8 @@ pub enum StepError {
     SlotZero,
     #[error("slot {slot} is beyond any plausible log (limit {limit})", limit = MAX_SLOT)]
     SlotOutOfRange { slot: Slot },
+    #[error(transparent)]
+    BadChunk(#[from] BadChunk),
 }
 
 /// A snapshot of a replica's state for status reports.
@@ -117,6 +120,13 @@ pub struct Replica {
     /// Reads served here as a follower, with a read index from the
     /// coordinator ([`super::read_index`]).
     follower_reads: FollowerReads,
+    /// A snapshot arriving in chunks ([`super::snapshot_transfer`]).
+    snapshot_in: SnapshotReceiver,
+    /// Ticks since start, and per replica the snapshot we are sending it
+    /// instead of a promise: its slot, when the last window of chunks went
+    /// out, and where the next one starts.
+    ticks: u64,
+    snapshot_sent: Vec<Option<(Slot, u64, usize)>>,
     /// Output accumulated since the last `ready()`.
     out: Ready,
     /// Every slot applied, in order, with its value (snapshot installs show as
@@ -177,6 +187,9 @@ impl Replica {
             prevote: None,
             max_round_seen: restored.promised.round,
             follower_reads: FollowerReads::default(),
+            snapshot_in: SnapshotReceiver::default(),
+            ticks: 0,
+            snapshot_sent: vec![None; replica_count],
             out: Ready::default(),
             #[cfg(test)]
             applied_log: Vec::new(),
@@ -249,6 +262,7 @@ impl Replica {
                 chosen,
                 commit_index: _,
                 snapshot,
+                accepted_through,
             } => self.on_promise(
                 from,
                 ballot,
@@ -256,6 +270,7 @@ impl Replica {
                     accepted,
                     chosen,
                     snapshot,
+                    accepted_through,
                 },
             ),
             Message::Accept {
@@ -290,6 +305,20 @@ impl Replica {
                 self.local().send_catch_up(from, first_slot);
             }
             Message::Snapshot { snapshot } => self.on_snapshot(snapshot),
+            Message::SnapshotChunk {
+                last_slot,
+                total_bytes,
+                offset,
+                data,
+            } => {
+                let installed = self.learner.commit_index();
+                let done =
+                    self.snapshot_in
+                        .on_chunk(last_slot, total_bytes, offset, data, installed)?;
+                if let Some(snapshot) = done {
+                    self.on_snapshot(snapshot);
+                }
+            }
             Message::ReadIndex { incarnation, id } => {
                 if let Some((c, mut local)) = self.lead() {
                     c.on_read_index(from, incarnation, id, &mut local);
@@ -311,6 +340,7 @@ impl Replica {
 
     /// Advance logical time by one tick.
     pub fn tick(&mut self) {
+        self.ticks += 1;
         let election_timeout = self.election_timeout();
         let heartbeat_ticks = self.config.heartbeat_ticks;
         let hint = self.leader_hint();
@@ -342,11 +372,21 @@ impl Replica {
                     self.election_elapsed = election_timeout;
                     self.maybe_prevote();
                 } else if c.elapsed % heartbeat_ticks == 0 {
-                    let (ballot, first_slot) = (c.ballot, c.first_slot);
-                    let missing: Vec<_> = (0..self.n)
-                        .filter(|r| !c.promises.contains_key(r))
+                    // Ask again those that did not answer, or whose answer
+                    // is still incomplete (from where it stopped).
+                    // Slots we have learned since need no report (phase 1
+                    // recovers only slots above our commit index), so we
+                    // ask from beyond them: an acceptor that sent us its
+                    // snapshot instead of a promise now promises.
+                    let ballot = c.ballot;
+                    let known = self.learner.commit_index() + 1;
+                    let asks: Vec<_> = (0..self.n)
+                        .filter_map(|r| match c.promises.get(&r) {
+                            None => Some((r, c.first_slot.max(known))),
+                            Some(p) => p.accepted_through.map(|s| (r, (s + 1).max(known))),
+                        })
                         .collect();
-                    for r in missing {
+                    for (r, first_slot) in asks {
                         self.send(r, Message::Prepare { ballot, first_slot });
                     }
                 }
@@ -640,15 +680,16 @@ impl Replica {
         self.max_round_seen = round;
         let ballot = Ballot::new(round, self.id);
         let first_slot = self.learner.commit_index() + 1;
-        let accepted = match self
-            .acceptor
-            .prepare(ballot, first_slot, &mut self.out.persist)
-        {
-            Ok(accepted) => accepted,
-            // Cannot happen (the ballot is above the promise), but if it did
-            // the safe reaction is not to campaign.
-            Err(_) => return,
-        };
+        let accepted =
+            match self
+                .acceptor
+                .prepare(ballot, first_slot, usize::MAX, &mut self.out.persist)
+            {
+                Ok((accepted, _)) => accepted,
+                // Cannot happen (the ballot is above the promise), but if it did
+                // the safe reaction is not to campaign.
+                Err(_) => return,
+            };
         let mut promises = std::collections::BTreeMap::new();
         promises.insert(
             self.id,
@@ -656,6 +697,7 @@ impl Replica {
                 accepted,
                 chosen: Vec::new(),
                 snapshot: None,
+                accepted_through: None,
             },
         );
         self.role = RoleState::Candidate(Candidate {
@@ -672,7 +714,17 @@ impl Replica {
         let RoleState::Candidate(c) = &self.role else {
             return;
         };
-        if c.promises.len() < majority(self.n) {
+        #[allow(unused_mut)]
+        let mut complete = c
+            .promises
+            .values()
+            .filter(|p| p.accepted_through.is_none())
+            .count();
+        #[cfg(test)]
+        if self.planted == Some(PlantedBug::IncompletePromiseCounts) {
+            complete = c.promises.len();
+        }
+        if complete < majority(self.n) {
             return;
         }
         let RoleState::Candidate(c) = mem::replace(&mut self.role, RoleState::Follower) else {
@@ -764,11 +816,38 @@ impl Replica {
     // ----- acceptor side ------------------------------------------------
 
     fn on_prepare(&mut self, from: ReplicaId, ballot: Ballot, first_slot: Slot) {
+        if first_slot <= self.learner.snapshot_slot() && ballot >= self.acceptor.promised() {
+            // The candidate needs slots we compacted: our snapshot covers
+            // them. Too large for the promise, it goes first, in chunks; we
+            // promise nothing yet (silence is safe), and the candidate, once
+            // it installed it, asks again from beyond it.
+            // One window of chunks per heartbeat interval (the candidate
+            // asks again every heartbeat), each window the next.
+            let snapshot = self.learner.snapshot();
+            let (slot, next) = match self.snapshot_sent[from] {
+                Some((slot, at, _))
+                    if slot == snapshot.last_slot
+                        && self.ticks < at + self.config.heartbeat_ticks =>
+                {
+                    return;
+                }
+                Some((slot, _, next)) if slot == snapshot.last_slot => (slot, next),
+                _ => (snapshot.last_slot, 0),
+            };
+            if snapshot_transfer::chunks(snapshot, self.config.max_message_bytes).len() > 1 {
+                let (_, _, next) = self.local().send_snapshot_window(from, next);
+                self.snapshot_sent[from] = Some((slot, self.ticks, next));
+                return;
+            }
+        }
+        // The accepted values are cut by bytes (the candidate asks for the
+        // rest), and what we know chosen gets what is left of the budget.
+        let budget = self.config.max_message_bytes;
         match self
             .acceptor
-            .prepare(ballot, first_slot, &mut self.out.persist)
+            .prepare(ballot, first_slot, budget, &mut self.out.persist)
         {
-            Ok(accepted) => {
+            Ok((accepted, accepted_through)) => {
                 // Someone campaigns: give it time before campaigning ourselves.
                 self.election_elapsed = 0;
                 if self.leader != Some(from) {
@@ -779,11 +858,13 @@ impl Replica {
                 // What we know chosen only saves the candidate work (the
                 // accepted values are what phase 1 needs), so a budget cuts
                 // it: the rest reaches the new coordinator by catch-up.
-                let chosen = self.learner.entries_from(
-                    first_slot,
-                    usize::MAX,
-                    self.config.max_message_bytes,
-                );
+                let used: usize = accepted.iter().map(|e| e.value.approx_bytes()).sum();
+                let chosen = if used < budget {
+                    self.learner
+                        .entries_from(first_slot, usize::MAX, budget - used)
+                } else {
+                    Vec::new()
+                };
                 self.send(
                     from,
                     Message::Promise {
@@ -792,6 +873,7 @@ impl Replica {
                         chosen,
                         commit_index: self.learner.commit_index(),
                         snapshot,
+                        accepted_through,
                     },
                 );
             }
@@ -843,7 +925,23 @@ impl Replica {
     fn on_promise(&mut self, from: ReplicaId, ballot: Ballot, info: PromiseInfo) {
         if let RoleState::Candidate(c) = &mut self.role {
             if c.ballot == ballot {
-                c.promises.insert(from, info);
+                let before = c.promises.get(&from).map(|p| p.accepted_through);
+                match c.promises.get_mut(&from) {
+                    Some(p) => p.merge(info),
+                    None => {
+                        c.promises.insert(from, info);
+                    }
+                }
+                let after = c.promises.get(&from).and_then(|p| p.accepted_through);
+                if let Some(through) = after {
+                    if before != Some(Some(through)) {
+                        // A new piece, still not the last: ask for the next
+                        // one now, and give phase 1 the time it takes.
+                        c.elapsed = 0;
+                        let first_slot = through + 1;
+                        self.send(from, Message::Prepare { ballot, first_slot });
+                    }
+                }
                 self.maybe_become_coordinator();
             }
         }

@@ -44,28 +44,33 @@
 //! (long delays and one-way cuts, timeouts scaled to match) and a
 //! returning coordinator (a Jepsen-style nemesis that kills the
 //! coordinator and stops one process at a time for several election
-//! timeouts, on a quiet network, mostly reads). How
+//! timeouts, on a quiet network, mostly reads; and, as its long operation,
+//! a [`Chain`]: followers asleep through their coordinator's restart and
+//! re-election, whose late acks of the old ballot reach the new one, then
+//! the coordinator asleep through its deposal and the others' writes,
+//! woken to reads). Message budgets are small (`max_message_bytes` 400, in
+//! a quarter of the schedules 120), so batches, catch-ups and promises are
+//! cut by bytes (a promise's accepted values come in pieces) and snapshots
+//! travel in chunks, which the network drops, duplicates and reorders. How
 //! sharp this is was measured by breaking the core on purpose. Tests here
 //! assert that the default schedules catch: a read confirmed by the
 //! heartbeat round already sent when it arrived (planted bug
-//! `ReadRoundNotAhead`), a follower read served before the follower applied
-//! its read index (`FollowerReadBeforeApplied`), a coordinator that counts
-//! its own vote before its fsync (`OwnVoteBeforeFsync`), an acceptor that forgets
-//! its promises, local reads,
-//! and a replica that votes again after losing durable records. Earlier
-//! measurements also caught adopting the lowest instead of the highest
-//! accepted value, a read index at the commit index instead of the last
-//! proposed slot, an acceptor accepting below its promise, and not
-//! persisting promises or accepted values. Not caught yet by the default
-//! schedules: counting heartbeat acks of another ballot (`AckOfAnyBallot`).
-//! It needs a chain: a follower asleep through its coordinator's restart
-//! and re-election answers the old ballot's heartbeats late (their round
-//! numbers above the new ballot's: the nemesis profile makes this in about
-//! 1 schedule in 15), then, before the new ballot's rounds catch up, the
-//! coordinator sleeps through its deposal and a write, and wakes to a read
-//! of that key. Only a few schedules in a thousand of that profile get the
-//! whole chain; the scenario test
-//! `heartbeat_acks_of_an_earlier_ballot_confirm_no_read` tells the story.
+//! `ReadRoundNotAhead`), a read confirmed by heartbeat acks of an earlier
+//! ballot (`AckOfAnyBallot`, which takes the chain), a follower read
+//! served before the follower applied its read index
+//! (`FollowerReadBeforeApplied`), a coordinator that counts its own vote
+//! before its fsync (`OwnVoteBeforeFsync`), an acceptor that forgets its promises,
+//! local reads, a replica that votes again after losing durable records,
+//! and (with tiny message budgets) a candidate that counts a promise cut
+//! short by bytes as complete (`IncompletePromiseCounts`). Earlier measurements also caught adopting the lowest instead
+//! of the highest accepted value, a read index at the commit index instead
+//! of the last proposed slot, an acceptor accepting below its promise, and
+//! not persisting promises or accepted values. `count_planted_hits` lists
+//! the schedules that catch each planted bug (of the 2000 default
+//! schedules: 4, 11 and 19 for the three above, 3 for
+//! `IncompletePromiseCounts`); the scenario test
+//! `heartbeat_acks_of_an_earlier_ballot_confirm_no_read` tells the
+//! `AckOfAnyBallot` story step by step.
 //!
 //! A failure prints its seed and the command that replays it:
 //! `PAXOS_SIM_SEED=<seed> cargo test -p server --lib paxos::sim::replay -- --ignored --nocapture`.
@@ -113,6 +118,9 @@ pub struct SimConfig {
     /// heartbeats; a coordinator sleeps through its deposal and wakes to a
     /// read.
     pub nemesis_every: u64,
+    /// Probability that a nemesis operation is its long one, a chain of
+    /// stops and a kill (see [`Chain`]) rather than a single stop or kill.
+    pub nemesis_chain_p: f64,
     /// Per tick, probability that a replica gets cut off (healing uses
     /// `resume_p`).
     pub partition_p: f64,
@@ -168,13 +176,19 @@ pub struct SimConfig {
 impl SimConfig {
     pub fn new(replicas: usize, rng: &mut StdRng) -> Self {
         let base = Self::base(replicas, rng);
-        match rng.random_range(0..6) {
+        let mut cfg = match rng.random_range(0..6) {
             0 => base.hunting_stale_reads(),
             1 => base.crash_storm(),
             2 => base.slow_network(),
             3 => base.returning_coordinator(),
             _ => base,
+        };
+        // Now and then a budget so small that a promise's accepted values
+        // come in several pieces and every snapshot in many chunks.
+        if rng.random_bool(0.25) {
+            cfg.core.max_message_bytes = 120;
         }
+        cfg
     }
 
     /// Acceptors crash and restart all the time, so that a replica often
@@ -207,6 +221,7 @@ impl SimConfig {
             pause_p: 0.0,
             resume_p: 0.05,
             nemesis_every: 15,
+            nemesis_chain_p: 0.6,
             partition_p: 0.0,
             one_way_p: 0.0,
             max_fail_rate: 0.0,
@@ -274,6 +289,7 @@ impl SimConfig {
             pause_p: rng.random_range(0.0..0.03),
             resume_p: 0.1,
             nemesis_every: 0,
+            nemesis_chain_p: 0.6,
             partition_p: rng.random_range(0.0..0.03),
             target_leader_p: rng.random_range(0.0..0.8),
             max_fail_rate: rng.random_range(0.0..0.3),
@@ -331,6 +347,15 @@ pub struct SimStats {
     /// Times a new ballot started leading.
     pub leader_changes: u64,
     pub slots_chosen: u64,
+    /// Snapshot chunks delivered, and snapshots installed (from chunks, or
+    /// carried by a promise).
+    pub snapshot_chunks: u64,
+    pub snapshots_installed: u64,
+    /// Promises delivered cut short by bytes (more pieces to ask for).
+    pub promise_pieces: u64,
+    /// Nemesis chains (see `Chain`) started, and carried to their end.
+    pub chains_started: u64,
+    pub chains_done: u64,
     /// Ticks from healing until every command completed and replicas
     /// converged (the maximum over schedules when summed up).
     pub ticks_to_recover: u64,
@@ -493,6 +518,41 @@ struct Sim {
     leading: Option<Ballot>,
     /// When the nemesis acts next.
     next_nemesis: u64,
+    /// The nemesis's long operation in progress, if any.
+    chain: Option<Chain>,
+}
+
+/// The nemesis's long operation, a chain of process stops and a kill that
+/// leaves a coordinator holding heartbeat acks of its own earlier ballot,
+/// deposed while asleep:
+/// 1. all but a bare majority of the followers are stopped while the
+///    coordinator numbers heartbeat rounds, which pile up in their socket
+///    buffers;
+/// 2. the coordinator is killed, restarted, and (with the followers still
+///    asleep) elected again, numbering its rounds from 1 in the new ballot;
+/// 3. the sleepers wake and answer the old ballot's heartbeats first, with
+///    round numbers the new ballot has not reached;
+/// 4. the coordinator is stopped for a few election timeouts: the others
+///    depose it and go on writing; it wakes to client requests.
+#[derive(Clone, Debug)]
+enum Chain {
+    Asleep {
+        leader: ReplicaId,
+        ballot: Ballot,
+        sleepers: Vec<ReplicaId>,
+        until: u64,
+    },
+    Reelecting {
+        leader: ReplicaId,
+        ballot: Ballot,
+        sleepers: Vec<ReplicaId>,
+        restart_at: u64,
+        until: u64,
+    },
+    Woken {
+        leader: ReplicaId,
+        until: u64,
+    },
 }
 
 /// Replies travel to clients as envelopes addressed to this pseudo-replica.
@@ -560,6 +620,7 @@ impl Sim {
             sent: 0,
             leading: None,
             next_nemesis: 0,
+            chain: None,
         }
     }
 
@@ -697,7 +758,9 @@ impl Sim {
             let id = self.rng.random_range(0..n);
             self.nodes[id].fail_rate = self.rng.random_range(0.0..=self.cfg.max_fail_rate);
         }
-        if self.cfg.nemesis_every > 0 && self.now >= self.next_nemesis {
+        if let Some(chain) = self.chain.take() {
+            self.chain = self.chain_step(chain)?;
+        } else if self.cfg.nemesis_every > 0 && self.now >= self.next_nemesis {
             self.nemesis()?;
         }
         Ok(())
@@ -719,6 +782,12 @@ impl Sim {
         let until = self.now + self.rng.random_range(2 * election..=5 * election);
         // One process stopped at a time, so that the others can go on.
         let one_paused = self.nodes.iter().any(|node| node.paused);
+        if let (Some(id), false) = (leader, one_paused) {
+            if self.rng.random_bool(self.cfg.nemesis_chain_p) {
+                self.chain = self.chain_start(id);
+                return Ok(());
+            }
+        }
         match (self.rng.random_range(0..3), leader) {
             (0, Some(id)) => self.crash(id)?,
             _ if one_paused => {}
@@ -734,6 +803,128 @@ impl Sim {
             }
         }
         Ok(())
+    }
+
+    /// Step 1 of a [`Chain`]: stop all but a bare majority's followers of
+    /// coordinator `leader` for 2 to 5 election timeouts.
+    fn chain_start(&mut self, leader: ReplicaId) -> Option<Chain> {
+        let ballot = self.nodes[leader].replica.as_ref()?.status().own_ballot?;
+        let n = self.cfg.replicas;
+        // It must win the election again: every replica that outranks it
+        // sleeps (if that is few enough), then others at random.
+        let (mut sleepers, mut followers): (Vec<_>, Vec<_>) = (0..n)
+            .filter(|id| *id != leader && self.running(*id))
+            .partition(|id| *id < leader);
+        let count = n - majority(n);
+        if sleepers.len() > count || sleepers.len() + followers.len() < count {
+            return None;
+        }
+        while sleepers.len() < count {
+            sleepers.push(followers.swap_remove(self.rng.random_range(0..followers.len())));
+        }
+        self.log(|| format!("nemesis chain: {sleepers:?} asleep under {leader} ({ballot})"));
+        for id in &sleepers {
+            // Woken by the chain, not at random.
+            self.pause_until(*id, u64::MAX);
+        }
+        let election = self.cfg.core.election_ticks;
+        let until = self.now + self.rng.random_range(2 * election..=5 * election);
+        self.stats.chains_started += 1;
+        Some(Chain::Asleep {
+            leader,
+            ballot,
+            sleepers,
+            until,
+        })
+    }
+
+    /// The next step of a [`Chain`], when due; `None` once done (or given
+    /// up because the cluster went another way).
+    fn chain_step(&mut self, chain: Chain) -> Result<Option<Chain>, String> {
+        let election = self.cfg.core.election_ticks;
+        let leads_in = |sim: &Self, id: ReplicaId| {
+            sim.nodes[id]
+                .replica
+                .as_ref()
+                .filter(|r| r.role() == Role::Coordinator)
+                .and_then(|r| r.status().own_ballot)
+        };
+        Ok(match chain {
+            Chain::Asleep { until, .. } if self.now < until => Some(chain),
+            Chain::Asleep {
+                leader,
+                ballot,
+                sleepers,
+                ..
+            } => {
+                if leads_in(self, leader) != Some(ballot) || !self.running(leader) {
+                    self.wake(&sleepers);
+                    return Ok(None);
+                }
+                self.log(|| format!("nemesis chain: kill {leader}"));
+                self.crash(leader)?;
+                let heartbeat = self.cfg.core.heartbeat_ticks;
+                Some(Chain::Reelecting {
+                    leader,
+                    ballot,
+                    sleepers,
+                    restart_at: self.now + self.rng.random_range(1..=heartbeat),
+                    until: self.now + 5 * election,
+                })
+            }
+            Chain::Reelecting {
+                leader,
+                ballot,
+                sleepers,
+                restart_at,
+                until,
+            } => {
+                if self.nodes[leader].replica.is_none() && self.now >= restart_at {
+                    self.restart(leader);
+                }
+                let again = leads_in(self, leader).is_some_and(|b| b > ballot);
+                if again || self.now >= until {
+                    self.wake(&sleepers);
+                }
+                if !again {
+                    return Ok((self.now < until).then_some(Chain::Reelecting {
+                        leader,
+                        ballot,
+                        sleepers,
+                        restart_at,
+                        until,
+                    }));
+                }
+                self.log(|| format!("nemesis chain: {leader} leads again"));
+                // Their acks must arrive before it is stopped.
+                let settle = self.cfg.max_delay + 2;
+                Some(Chain::Woken {
+                    leader,
+                    until: self.now + settle + self.rng.random_range(0..=election / 2),
+                })
+            }
+            Chain::Woken { until, .. } if self.now < until => Some(chain),
+            Chain::Woken { leader, .. } => {
+                // Long enough for the others to elect a coordinator and
+                // write, and for clients to try it again; the nemesis
+                // leaves them alone meanwhile.
+                let until = self.now + self.rng.random_range(3 * election..=6 * election);
+                if self.running(leader) {
+                    self.pause_until(leader, until);
+                    self.stats.chains_done += 1;
+                }
+                self.next_nemesis = until;
+                None
+            }
+        })
+    }
+
+    fn wake(&mut self, sleepers: &[ReplicaId]) {
+        for id in sleepers {
+            if self.nodes[*id].paused {
+                self.resume(*id);
+            }
+        }
     }
 
     fn pause_until(&mut self, id: ReplicaId, until: u64) {
@@ -946,11 +1137,14 @@ impl Sim {
                 self.flush(id)?;
             }
         }
-        // Deliver what is due, in random order (reordering).
+        // Deliver what is due, in random order (reordering). Messages to a
+        // paused replica stay in its socket buffer until it resumes.
         let mut due = Vec::new();
         let mut i = 0;
         while i < self.net.len() {
-            if self.net[i].deliver_at <= self.now {
+            let to = self.net[i].to;
+            let held = to != CLIENTS && self.nodes[to].paused;
+            if self.net[i].deliver_at <= self.now && !held {
                 due.push(self.net.swap_remove(i));
             } else {
                 i += 1;
@@ -1013,6 +1207,14 @@ impl Sim {
                         continue;
                     }
                     self.stats.messages += 1;
+                    match &msg {
+                        Message::SnapshotChunk { .. } => self.stats.snapshot_chunks += 1,
+                        Message::Promise {
+                            accepted_through: Some(_),
+                            ..
+                        } => self.stats.promise_pieces += 1,
+                        _ => {}
+                    }
                     if self.trace.is_some() {
                         let line = match &msg {
                             Message::Accept { ballot, slot, .. } => {
@@ -1028,6 +1230,15 @@ impl Sim {
                             Message::Snapshot { snapshot } => {
                                 format!("snapshot {}", snapshot.last_slot)
                             }
+                            Message::SnapshotChunk {
+                                last_slot,
+                                total_bytes,
+                                offset,
+                                data,
+                            } => format!(
+                                "snapshot {last_slot} bytes {offset}+{} of {total_bytes}",
+                                data.len()
+                            ),
                             Message::Heartbeat {
                                 ballot,
                                 commit_index,
@@ -1215,6 +1426,7 @@ impl Sim {
                     }
                 }
                 AppliedEvent::Snapshot(slot) => {
+                    self.stats.snapshots_installed += 1;
                     let last = self.nodes[id].last_applied;
                     if slot <= last {
                         return Err(format!(
@@ -1694,6 +1906,11 @@ fn run_many(name: &str, first: u64, count: u64) {
                 total.leader_changes += s.leader_changes;
                 total.longest_leaderless = total.longest_leaderless.max(s.longest_leaderless);
                 total.slots_chosen += s.slots_chosen;
+                total.snapshot_chunks += s.snapshot_chunks;
+                total.snapshots_installed += s.snapshots_installed;
+                total.promise_pieces += s.promise_pieces;
+                total.chains_started += s.chains_started;
+                total.chains_done += s.chains_done;
                 total.ticks_to_recover = total.ticks_to_recover.max(s.ticks_to_recover);
             }
             Err(violation) => panic!(
@@ -1739,6 +1956,7 @@ fn replay() {
             "read-round" => cfg.planted = Some(PlantedBug::ReadRoundNotAhead),
             "any-ballot" => cfg.planted = Some(PlantedBug::AckOfAnyBallot),
             "own-vote" => cfg.planted = Some(PlantedBug::OwnVoteBeforeFsync),
+            "incomplete-promise" => cfg.planted = Some(PlantedBug::IncompletePromiseCounts),
             "tail-votes" => cfg.votes_after_tail_loss = true,
             _ => {}
         },
@@ -1896,6 +2114,8 @@ fn count_planted_hits() {
         PlantedBug::ReadRoundNotAhead,
         PlantedBug::AckOfAnyBallot,
         PlantedBug::OwnVoteBeforeFsync,
+        PlantedBug::FollowerReadBeforeApplied,
+        PlantedBug::IncompletePromiseCounts,
     ] {
         let hits: Vec<u64> = (0..count)
             .chain(1_000_000..1_000_000 + count)
@@ -1926,4 +2146,42 @@ fn the_simulator_catches_a_coordinator_counting_its_own_vote_before_its_fsync() 
     });
     let (seed, violation) = found.expect("an own vote counted before its fsync should be caught");
     eprintln!("own vote before fsync: seed {seed}: {violation}");
+}
+
+#[test]
+fn the_simulator_catches_heartbeat_acks_of_an_earlier_ballot() {
+    // Planted: heartbeat acks count towards a read whatever their ballot.
+    // It takes the nemesis's chain (see `Chain`) to show.
+    let found =
+        find_violation_in_default_schedules(|cfg| cfg.planted = Some(PlantedBug::AckOfAnyBallot));
+    let (seed, violation) = found.expect("acks of an earlier ballot should be caught");
+    eprintln!("ack of any ballot: seed {seed}: {violation}");
+    assert!(violation.contains("linearizable"), "{violation}");
+}
+
+#[test]
+fn the_simulator_catches_a_candidate_that_counts_an_incomplete_promise() {
+    // Tiny budgets and no compaction make long accepted histories that
+    // promises report in many pieces, and crashes make candidates that lag:
+    // safe as it is...
+    let tiny = |cfg: &mut SimConfig| {
+        cfg.core.max_message_bytes = 60;
+        cfg.core.snapshot_every = 0;
+        *cfg = cfg.clone().crash_storm();
+    };
+    for seed in 0..300 {
+        if let Err(e) = run_seed(seed, tiny, false) {
+            panic!("seed {seed} failed with tiny budgets: {e}");
+        }
+    }
+    // ...while counting a promise cut short as complete (planted) is caught.
+    let found = find_violation(
+        move |cfg| {
+            tiny(cfg);
+            cfg.planted = Some(PlantedBug::IncompletePromiseCounts);
+        },
+        500,
+    );
+    let (seed, violation) = found.expect("an incomplete promise counted should be caught");
+    eprintln!("incomplete promise counts: seed {seed}: {violation}");
 }
