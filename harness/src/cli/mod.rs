@@ -78,25 +78,33 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> i32 {
 /// Listens for SIGINT and SIGTERM on a thread of its own: the first sets
 /// `cancel` (the command stops early and cleans up); a second kills every
 /// child process by PID, detaches every lazyfs mount and exits with status 2
-/// at once.
+/// at once. The handlers are registered before this returns, so a signal
+/// that arrives once the command has started children is never the default
+/// (deadly) one.
 pub fn install_signal_handler(cancel: tokio_util::sync::CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        eprintln!("harness: warning: cannot listen for signals (no runtime)");
+        return;
+    };
+    let registered = {
+        let _in_runtime = rt.enter();
+        (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        )
+    };
+    let (Ok(mut int), Ok(mut term)) = registered else {
+        eprintln!("harness: warning: cannot listen for SIGINT/SIGTERM");
+        return;
+    };
     let _ = std::thread::Builder::new()
         .name("harness-signals".into())
         .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
             rt.block_on(async move {
-                use tokio::signal::unix::{signal, SignalKind};
-                let (Ok(mut int), Ok(mut term)) = (
-                    signal(SignalKind::interrupt()),
-                    signal(SignalKind::terminate()),
-                ) else {
-                    return;
-                };
                 let mut first = true;
                 loop {
                     tokio::select! {
