@@ -106,6 +106,70 @@ fn stale_read_names_the_write_it_missed_and_who_saw_it() {
 }
 
 #[test]
+fn a_write_overwritten_before_anyone_read_it_still_makes_a_stale_read() {
+    // "b" is never read, but "c", written after "b" was acknowledged, is:
+    // "b" was overwritten in time, not lost; the read of "a" is stale.
+    let h = history(&[
+        (
+            0,
+            "write",
+            kv("k0", s("a")),
+            OK,
+            kv("k0", s("a")),
+            100,
+            200,
+            "n0",
+        ),
+        (
+            1,
+            "write",
+            kv("k0", s("b")),
+            OK,
+            kv("k0", s("b")),
+            1000,
+            1100,
+            "n1",
+        ),
+        (
+            2,
+            "read",
+            kv("k0", Value::Nil),
+            OK,
+            kv("k0", s("a")),
+            2000,
+            2100,
+            "n2",
+        ),
+        (
+            1,
+            "write",
+            kv("k0", s("c")),
+            OK,
+            kv("k0", s("c")),
+            3000,
+            3100,
+            "n1",
+        ),
+        (
+            3,
+            "read",
+            kv("k0", Value::Nil),
+            OK,
+            kv("k0", s("c")),
+            4000,
+            4100,
+            "n0",
+        ),
+    ]);
+    let e = explain_only(&h, ModelKind::Kv);
+    assert_eq!(e.anomaly, Anomaly::StaleRead);
+    assert_eq!(
+        e.text,
+        r#"read of k0 at 2.000 s via n2 returned "a", but write "b" via n1 was acknowledged at 1.100 s, before the read began, and nothing wrote "a" after it; the read should have returned "b" or a later value (the read at 4.000 s saw "c", written after it)"#
+    );
+}
+
+#[test]
 fn lost_write_is_a_write_no_one_ever_observed() {
     let h = history(&[
         (

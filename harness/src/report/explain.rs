@@ -6,9 +6,11 @@
 //! node, and what the read should have returned. [`explain`] recognizes:
 //!
 //! - [`Anomaly::StaleRead`]: a read returned a value overwritten by a write
-//!   acknowledged before the read began, and other reads saw the newer value;
+//!   acknowledged before the read began, and other reads saw the newer value
+//!   (or a value written after it);
 //! - [`Anomaly::LostWrite`]: as above, but no read ever saw the acknowledged
-//!   write (or an acknowledged append is missing from a later read);
+//!   write nor anything written after it (or an acknowledged append is
+//!   missing from a later read);
 //! - [`Anomaly::NeverWritten`]: a read returned a value no op wrote;
 //! - [`Anomaly::CasWrongValue`]: a cas succeeded although the key held another
 //!   value (or its expected value was never written);
@@ -273,6 +275,22 @@ impl<'h> Ctx<'_, 'h> {
         })
     }
 
+    /// A write invoked after write `w` was acknowledged whose value some
+    /// read (or cas) observed: `(the write, the observer)`.
+    fn later_value_seen(&self, w: usize) -> Option<(usize, usize)> {
+        let acked = self.ops[w].op.complete?;
+        (0..self.ops.len())
+            .filter(|&j| j != w && self.ops[j].op.invoke > acked)
+            .find_map(|j| {
+                let x = self.ops[j].written()?;
+                if self.writers(x, j).is_empty() {
+                    self.value_was_seen(x, j).map(|s| (j, s))
+                } else {
+                    None
+                }
+            })
+    }
+
     fn nothing_after(&self, v: &Value) -> String {
         if v.is_nil() {
             "nothing deleted it after it".to_string()
@@ -319,7 +337,21 @@ impl<'h> Ctx<'_, 'h> {
                 ),
                 ops: vec![r.op.invoke, wk.op.invoke, self.ops[s].op.invoke],
             }),
-            None => Some(Explanation {
+            // Nobody saw `u`, but a value written after it was seen: `u`
+            // was overwritten in time, and the read is stale all the same.
+            None => match self.later_value_seen(w) {
+                Some((later, s)) => Some(Explanation {
+                    anomaly: Anomaly::StaleRead,
+                    text: format!(
+                        "{read}, but {ack}, and {}; the read should have returned {u} or a later value (the {} at {} saw {}, written after it)",
+                        self.nothing_after(v),
+                        self.ops[s].op.f,
+                        self.when(self.ops[s].op.invoke),
+                        self.ops[later].written().unwrap_or(&NIL),
+                    ),
+                    ops: vec![r.op.invoke, wk.op.invoke, self.ops[s].op.invoke],
+                }),
+                None => Some(Explanation {
                 anomaly: Anomaly::LostWrite,
                 text: format!(
                     "{read}, but {ack}, and {}; no operation ever observed {u}: the acknowledged write was lost",
@@ -327,6 +359,7 @@ impl<'h> Ctx<'_, 'h> {
                 ),
                 ops: vec![r.op.invoke, wk.op.invoke],
             }),
+            },
         }
     }
 
