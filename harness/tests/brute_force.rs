@@ -530,3 +530,58 @@ fn mutate(history: &mut History, rng: &mut StdRng) {
     };
     history.ops[i].value = Value::Vector(vec![key, new].into());
 }
+
+/// One hot key with deletes (`nil` written by many ops) and many
+/// concurrent processes, valid and mutated: the reads-from guesses for
+/// `nil` must never turn a history the search finds not linearizable into
+/// "linearizable" (nor the reverse), and must decide some valid ones.
+#[test]
+fn hot_keys_with_deletes_agree_with_the_search() {
+    use harness::checker::synth::{generate, SynthConfig};
+    let mut rng = StdRng::seed_from_u64(25);
+    let (mut agree, mut invalid, mut fast) = (0, 0, 0);
+    for seed in 0..200 * scale() {
+        let mut history = generate(&SynthConfig {
+            model: ModelKind::Kv,
+            ops: rng.random_range(20..100),
+            processes: rng.random_range(4..16),
+            keys: 1,
+            info_rate: [0.0, 0.02, 0.1][seed as usize % 3],
+            appends: true,
+            deletes: true,
+            seed: 1000 + seed,
+        });
+        if seed % 2 == 1 {
+            mutate(&mut history, &mut rng);
+        }
+        let options = |fast_paths| CheckOptions {
+            model: Some(ModelKind::Kv),
+            fast_paths,
+            budget: harness::checker::Budget {
+                max_states: 300_000,
+                ..Default::default()
+            },
+            ..CheckOptions::default()
+        };
+        let with = check(&history, &options(true)).unwrap();
+        let without = check(&history, &options(false)).unwrap();
+        let (a, b) = (&with.keys[0], &without.keys[0]);
+        if b.verdict == Verdict::Unknown {
+            continue;
+        }
+        assert_eq!(
+            a.verdict,
+            b.verdict,
+            "seed {seed}:\n{}",
+            history.to_edn_string()
+        );
+        agree += 1;
+        invalid += usize::from(b.verdict == Verdict::NotLinearizable);
+        fast += usize::from(a.method == harness::checker::Method::UniqueValues);
+    }
+    eprintln!("{agree} keys, {invalid} invalid, {fast} by the unique-values check");
+    assert!(
+        invalid > agree / 10 && fast > agree / 4,
+        "{agree} keys, {invalid} invalid, {fast} by the unique-values check"
+    );
+}

@@ -339,14 +339,46 @@ fn drop_unobservable(part: &mut Partition<KvKey<'_>>) {
         })
         .map(|(_, s)| *s)
         .collect();
-    let observed_strings = maximal;
-    let seen_in_a_string = |s: &str| observed_strings.iter().any(|o| o.contains(s));
+    // The strings of the optional ops that some observed string contains:
+    // all of them found in one pass over the observed strings (Aho-Corasick),
+    // where testing each against each was quadratic (a 1M-op key: minutes).
+    let mut candidates: Vec<u32> = Vec::new();
+    if has_appends {
+        for op in part.ops.iter().filter(|op| op.ret.is_none()) {
+            if let KvOp::Write(v) | KvOp::Cas { new: v, .. } | KvOp::Append(v) = op.op {
+                if values.get(v).as_str().is_some_and(|s| !s.is_empty()) {
+                    candidates.push(v);
+                }
+            }
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+    }
+    let mut contained = rustc_hash::FxHashSet::default();
+    if !candidates.is_empty() {
+        let patterns: Vec<&str> = candidates
+            .iter()
+            .map(|&id| values.get(id).as_str().unwrap_or_default())
+            .collect();
+        match aho_corasick::AhoCorasick::new(&patterns) {
+            Ok(automaton) => {
+                for o in &maximal {
+                    for m in automaton.find_overlapping_iter(*o) {
+                        contained.insert(candidates[m.pattern().as_usize()]);
+                    }
+                }
+            }
+            // Too big an automaton: keep them all (always sound).
+            Err(_) => contained.extend(candidates.iter().copied()),
+        }
+    }
+    let seen_in_a_string = |id: u32, s: &str| s.is_empty() || contained.contains(&id);
     let observable = |id: u32, appended: bool| -> bool {
         if !has_appends {
             return observed_ids.contains(&id);
         }
         match values.get(id) {
-            Value::Str(s) => seen_in_a_string(s),
+            Value::Str(s) => seen_in_a_string(id, s),
             Value::Int(_) | Value::Bool(_) | Value::Keyword(_) | Value::Float(_) if !appended => {
                 observed_ids.contains(&id)
             }

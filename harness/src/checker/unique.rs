@@ -119,7 +119,12 @@ pub fn check<M: UniqueValues>(model: &mut M, ops: &[SearchOp<M::Op>]) -> Decisio
     match first {
         // A guess did not fit: try the other rule once.
         Decision::NotApplicable(why) if why == GUESS_FAILED => {
-            Checker::new(model, ops, Guess::LastCompleted).run()
+            match Checker::new(model, ops, Guess::LastCompleted).run() {
+                Decision::NotApplicable(why) if why == GUESS_FAILED => {
+                    Checker::new(model, ops, Guess::ChangesCompleted).run()
+                }
+                d => d,
+            }
         }
         d => d,
     }
@@ -133,7 +138,13 @@ enum Guess {
     /// The one that completed last before the observer was invoked (else
     /// the one invoked last before it returned).
     LastCompleted,
+    /// For a cas or append: as `LastCompleted`; for a read: as `LastInvoked`.
+    ChangesCompleted,
 }
+
+/// With more deletes than this, the producer of a `nil` is guessed among
+/// the this many invoked last before the observer's deadline.
+const NIL_WINDOW: usize = 64;
 
 const GUESS_FAILED: &str =
     "some values have several possible producers, and no guess of who made each fit";
@@ -170,6 +181,13 @@ struct Checker<'a, M: UniqueValues> {
     original: Vec<UniqueOp>,
     /// The reads of each value, by producer.
     readers: FxHashMap<State, Vec<usize>>,
+    /// Guessed producers of `nil` already followed by a cas or an append.
+    /// (with the deadline of that change).
+    nil_followed: FxHashMap<usize, i64>,
+    /// Required ops that change the value to something other than `nil`,
+    /// as (return, the latest call among those returning no later), by
+    /// return; built on first use.
+    certain_changes: Option<Vec<(i64, i64)>>,
 }
 
 /// A value as made by one producer ([`INIT`] or an op).
@@ -205,7 +223,48 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             nil_heads: vec![false; ops.len()],
             original: Vec::new(),
             readers: FxHashMap::default(),
+            nil_followed: Default::default(),
+            certain_changes: None,
         }
+    }
+
+    /// The latest call among the required changes to a value other than
+    /// `nil` that returned before `time` (`-1` if none): any op that made
+    /// the `nil` seen at `time` took effect after that call.
+    fn latest_certain_change_call(&mut self, time: i64) -> i64 {
+        let changes = self.certain_changes.get_or_insert_with(|| {
+            let ops = self.ops;
+            let (view, observed, append_states) = (&self.view, &self.observed, &self.append_states);
+            let mut changes: Vec<(i64, i64)> = (0..ops.len())
+                .filter_map(|i| {
+                    let made = match view[i] {
+                        // A read of another value: also before the producer.
+                        UniqueOp::Read(x) if x != NIL => {
+                            return ops[i].ret.map(|r| (r as i64, call(&ops[i])))
+                        }
+                        UniqueOp::Write(x) | UniqueOp::Cas { new: x, .. } if x != NIL => Some(x),
+                        UniqueOp::Append(_) => append_states.get(&i).copied(),
+                        _ => return None,
+                    };
+                    // Its deadline: its return, or the first return among
+                    // the reads of its value.
+                    let seen = made
+                        .and_then(|x| observed.get(&(x, i)))
+                        .map_or(NEVER, |o| o.first_return.0);
+                    let deadline = ret(&ops[i]).min(seen);
+                    (deadline != NEVER).then(|| (deadline, call(&ops[i])))
+                })
+                .collect();
+            changes.sort_unstable();
+            let mut latest = -1;
+            for c in &mut changes {
+                latest = latest.max(c.1);
+                c.1 = latest;
+            }
+            changes
+        });
+        let n = changes.partition_point(|&(r, _)| r <= time);
+        n.checked_sub(1).map_or(-1, |i| changes[i].1)
     }
 
     /// Leaves the deletes and the reads of `nil` out, and counts ops that
@@ -284,6 +343,10 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                 UniqueOp::Read(_) | UniqueOp::Skip => {}
             }
         }
+        if let Some(w) = self.writers.get_mut(&NIL) {
+            // By call, for the window of guesses in `producer`.
+            w.sort_by_key(|&i| self.ops[i].call);
+        }
         if has_appends {
             let non_string = self.view.iter().find_map(|v| match *v {
                 UniqueOp::Read(x) | UniqueOp::Write(x) | UniqueOp::Cas { new: x, .. } => {
@@ -346,21 +409,71 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
 
     /// Finds the producer of every observed value (reads-from).
     fn resolve(&mut self) -> Result<(), Decision> {
-        // (value, the op observing it)
-        let mut work: Vec<(u32, usize)> = Vec::new();
+        // (value, the op observing it, when that op's effect is needed by:
+        // its return, or the earliest deadline of what depends on it)
+        let mut work: Vec<(u32, usize, i64)> = Vec::new();
         for (i, v) in self.view.iter().enumerate() {
             let required = self.ops[i].ret.is_some();
             match *v {
-                UniqueOp::Read(x) => work.push((x, i)),
-                UniqueOp::Cas { old, .. } if required => work.push((old, i)),
+                UniqueOp::Read(x) => work.push((x, i, ret(&self.ops[i]))),
+                UniqueOp::Cas { old, .. } if required => work.push((old, i, ret(&self.ops[i]))),
                 _ => {}
             }
             if required && *v != UniqueOp::Skip {
                 self.needed[i] = true;
             }
         }
-        while let Some((value, observer)) = work.pop() {
-            let (producer, predecessor) = self.producer(value, observer)?;
+        // Observers of `nil` when several ops wrote it: resolved last, once
+        // the other values' producers (and so the changes that must come
+        // before each observer) are known; cas and appends before reads.
+        let mut deferred: Vec<(u32, usize, i64)> = Vec::new();
+        let mut defer = self.writers.get(&NIL).is_some_and(|w| w.len() > 1)
+            || (self.init == NIL && self.writers.contains_key(&NIL));
+        loop {
+            let Some((value, observer, needed_by)) = work.pop() else {
+                if deferred.is_empty() {
+                    break;
+                }
+                defer = false;
+                self.certain_changes = None;
+                // A change's effect is needed by the first return among its
+                // own, the reads of its value and those of the changes
+                // chained after it (known now).
+                let next: FxHashMap<State, usize> =
+                    self.consumed.iter().map(|(&o, &st)| (st, o)).collect();
+                for item in &mut deferred {
+                    let mut op = item.1;
+                    let mut steps = 0;
+                    while let Some(made) = self.produced_value(op) {
+                        let st = (made, op);
+                        if let Some(seen) = self.observed.get(&st) {
+                            item.2 = item.2.min(seen.first_return.0);
+                        }
+                        match next.get(&st) {
+                            Some(&n) if steps < self.ops.len() => {
+                                item.2 = item.2.min(ret(&self.ops[n]));
+                                op = n;
+                                steps += 1;
+                            }
+                            _ => break,
+                        }
+                    }
+                }
+                // Popped from the end: changers first.
+                deferred.sort_by_key(|&(_, o, _)| !matches!(self.view[o], UniqueOp::Read(_)));
+                work = std::mem::take(&mut deferred);
+                continue;
+            };
+            if defer && value == NIL {
+                deferred.push((value, observer, needed_by));
+                continue;
+            }
+            let (producer, predecessor) = self.producer(value, observer, needed_by)?;
+            let needed_by = if producer == INIT {
+                needed_by
+            } else {
+                needed_by.min(ret(&self.ops[producer]))
+            };
             let state = (value, producer);
             if matches!(self.view[observer], UniqueOp::Read(_)) {
                 self.readers.entry(state).or_default().push(observer);
@@ -405,14 +518,14 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                     // An append to a missing key: a blind write here.
                     self.nil_heads[producer] = true;
                 } else {
-                    work.push((pred, producer));
+                    work.push((pred, producer, needed_by));
                 }
             }
             if !self.needed[producer] {
                 // An op of unknown outcome that some read depends on.
                 self.needed[producer] = true;
                 if let UniqueOp::Cas { old, .. } = self.view[producer] {
-                    work.push((old, producer));
+                    work.push((old, producer, needed_by));
                 }
             }
         }
@@ -422,13 +535,30 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
     /// The op (or the initial state) that made `value` as `observer` saw it,
     /// and for an append the value it appended to. With several possible
     /// producers, the one invoked last before `observer` returned is guessed.
-    fn producer(&mut self, value: u32, observer: usize) -> Result<(usize, Option<u32>), Decision> {
+    fn producer(
+        &mut self,
+        value: u32,
+        observer: usize,
+        needed_by: i64,
+    ) -> Result<(usize, Option<u32>), Decision> {
         let mut candidates: Vec<usize> = Vec::new();
         if value == self.init {
             candidates.push(INIT);
         }
         if let Some(w) = self.writers.get(&value) {
-            candidates.extend(w.iter().copied().filter(|&i| i != observer));
+            if value == NIL && w.len() > NIL_WINDOW {
+                // Many deletes: only the latest invoked before the deadline
+                // are guessed from (a guess, so never a final verdict).
+                self.guessed = true;
+                let n = w.partition_point(|&i| call(&self.ops[i]) < needed_by);
+                let window = &w[n.saturating_sub(NIL_WINDOW)..n];
+                candidates.extend(window.iter().copied().filter(|&i| i != observer));
+                if candidates.is_empty() {
+                    candidates.extend(w.iter().copied().find(|&i| i != observer));
+                }
+            } else {
+                candidates.extend(w.iter().copied().filter(|&i| i != observer));
+            }
         }
         let mut rest: Option<String> = None;
         if let Value::Str(s) = self.model.value(value) {
@@ -462,28 +592,53 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             1 => candidates[0],
             _ => {
                 self.guessed = true;
-                let deadline = ret(&self.ops[observer]);
+                let after = if value == NIL {
+                    self.latest_certain_change_call(call(&self.ops[observer]))
+                } else {
+                    -1
+                };
+                let deadline = needed_by;
                 let taken = |c: usize| {
                     rest.is_some() && self.append_states.get(&c).is_some_and(|&v| v != value)
                 };
                 let call_of = |c: usize| if c == INIT { -1 } else { call(&self.ops[c]) };
                 let ret_of = |c: usize| if c == INIT { -1 } else { ret(&self.ops[c]) };
+                // For `nil`: a producer must be able to come after every
+                // change that certainly came before the observer (else that
+                // change would hide its nil); and a producer already
+                // followed by a cas or append cannot be followed by another.
+                let changer = !matches!(self.view[observer], UniqueOp::Read(_));
                 let start = call(&self.ops[observer]);
+                let fits = |c: usize| {
+                    !taken(c)
+                        && (value != NIL || ret_of(c) > after || (c == INIT && after < 0))
+                        && match self.nil_followed.get(&c) {
+                            None => true,
+                            // Followed by a change needed before this read.
+                            Some(&by) => !changer && by > start,
+                        }
+                };
                 let finished = candidates
                     .iter()
                     .copied()
-                    .filter(|&c| ret_of(c) < start && !taken(c))
+                    .filter(|&c| ret_of(c) < start && fits(c))
                     .max_by_key(|&c| ret_of(c));
                 let invoked = candidates
                     .iter()
                     .copied()
-                    .filter(|&c| call_of(c) < deadline && !taken(c))
+                    .filter(|&c| call_of(c) < deadline && fits(c))
                     .max_by_key(|&c| call_of(c));
-                match self.guess {
+                let pick = match self.guess {
                     Guess::LastInvoked => invoked,
                     Guess::LastCompleted => finished.or(invoked),
+                    Guess::ChangesCompleted if changer => finished.or(invoked),
+                    Guess::ChangesCompleted => invoked,
                 }
-                .unwrap_or(candidates[0])
+                .unwrap_or(candidates[0]);
+                if value == NIL && changer {
+                    self.nil_followed.insert(pick, needed_by);
+                }
+                pick
             }
         };
         let Some(rest) = rest else {
@@ -566,6 +721,15 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             ));
         }
         Ok(blocks)
+    }
+
+    /// The value a change made (for an append: once resolved).
+    fn produced_value(&self, op: usize) -> Option<u32> {
+        match self.view[op] {
+            UniqueOp::Write(x) | UniqueOp::Cas { new: x, .. } => Some(x),
+            UniqueOp::Append(_) => self.append_states.get(&op).copied(),
+            UniqueOp::Read(_) | UniqueOp::Skip => None,
+        }
     }
 
     /// The value an op produced, if someone observed it.

@@ -9,8 +9,8 @@
 //! - a [`Name`] is one pointer to a name stored once for the whole program
 //!   (like Clojure's keywords): comparing two names compares pointers;
 //! - a [`Str`] is a shared, immutable string (`Arc<str>`); the reader
-//!   ([`Interner`]) gives equal strings of one file one allocation, and equal
-//!   small vectors (`["k1" "v3"]`) one allocation too.
+//!   ([`Interner`]) gives equal strings read close together (or often) one
+//!   allocation, and equal small vectors (`["k1" "v3"]`) one allocation too.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -18,7 +18,7 @@ use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use super::Value;
 
@@ -234,11 +234,25 @@ const MAX_INTERNED_LEN: usize = 128;
 /// Vectors longer than this are not interned.
 const MAX_INTERNED_ITEMS: usize = 4;
 
-/// Makes equal strings and small vectors of one reading share memory.
+/// Slots of each [`Interner`] cache (a power of two).
+const CACHE_SLOTS: usize = 1 << 15;
+
+/// Makes equal strings and small vectors read close together share memory.
+///
+/// The repeats worth sharing are near one another (an invocation and its
+/// completion) or frequent (keys, op values like `nil`): a direct-mapped
+/// cache of a few thousand recent values catches them, where a table of
+/// every value ever read (millions, in a big history) cost a cache miss per
+/// lookup and most of the parse time. A missed repeat only costs memory.
 #[derive(Default)]
 pub struct Interner {
-    strings: FxHashSet<Str>,
-    vectors: FxHashSet<Arc<[Value]>>,
+    strings: Vec<Option<Str>>,
+    vectors: Vec<Option<Arc<[Value]>>>,
+}
+
+fn slot(hash: u64) -> usize {
+    // The high bits of an Fx hash are the well-mixed ones.
+    (hash >> 40) as usize & (CACHE_SLOTS - 1)
 }
 
 impl Interner {
@@ -247,12 +261,20 @@ impl Interner {
         if text.len() > MAX_INTERNED_LEN {
             return Str::from(text);
         }
-        if let Some(s) = self.strings.get(text) {
-            return s.clone();
+        if self.strings.is_empty() {
+            self.strings.resize(CACHE_SLOTS, None);
         }
-        let s = Str::from(text);
-        self.strings.insert(s.clone());
-        s
+        let mut h = rustc_hash::FxHasher::default();
+        text.hash(&mut h);
+        let entry = &mut self.strings[slot(h.finish())];
+        match entry {
+            Some(s) if s.as_str() == text => s.clone(),
+            _ => {
+                let s = Str::from(text);
+                *entry = Some(s.clone());
+                s
+            }
+        }
     }
 
     /// The shared copy of a vector: small vectors of scalars and strings
@@ -267,12 +289,20 @@ impl Interner {
         if !small {
             return items.into();
         }
-        if let Some(v) = self.vectors.get(items.as_slice()) {
-            return v.clone();
+        if self.vectors.is_empty() {
+            self.vectors.resize(CACHE_SLOTS, None);
         }
-        let v: Arc<[Value]> = items.into();
-        self.vectors.insert(v.clone());
-        v
+        let mut h = rustc_hash::FxHasher::default();
+        items.hash(&mut h);
+        let entry = &mut self.vectors[slot(h.finish())];
+        match entry {
+            Some(v) if **v == *items => v.clone(),
+            _ => {
+                let v: Arc<[Value]> = items.into();
+                *entry = Some(v.clone());
+                v
+            }
+        }
     }
 }
 
