@@ -362,6 +362,26 @@ impl Default for FormsState {
     }
 }
 
+impl FormsState {
+    /// Whether the reader has seen the start of the history (and knows
+    /// whether it is one vector or list).
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
+
+    /// The state at the start of the line `newlines` lines further on, as
+    /// it is when no form is open across those lines (a guess, to read a
+    /// later piece of a file before the earlier one is read; the caller
+    /// checks it against where the earlier piece really ends).
+    pub fn lines_later(self, newlines: usize) -> FormsState {
+        FormsState {
+            line: self.line + newlines,
+            column: 1,
+            ..self
+        }
+    }
+}
+
 impl<'a> HistoryForms<'a> {
     pub fn new(text: &'a str) -> Self {
         Self::resume(text, FormsState::default())

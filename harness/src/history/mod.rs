@@ -486,11 +486,17 @@ impl History {
         };
         let file = std::fs::File::open(path).map_err(io_error)?;
         let size = file.metadata().map_err(io_error)?.len();
-        Self::read_pieces(file, size, Some(path.to_path_buf()), 4 << 20)
+        Self::read_pieces(file, size, Some(path.to_path_buf()), 8 << 20)
     }
 
     /// Parses from `input`, `PIECE` bytes at a time (cut after a newline; a
     /// form that runs past the cut is parsed again with the next piece).
+    ///
+    /// Each piece is read as two halves on two threads: the second half
+    /// (from a newline near the middle) is read assuming no form is open
+    /// there, and its ops are kept only if the first half really ends
+    /// there in that state; otherwise the rest of the piece is read again
+    /// after the first half, so the ops and errors are those of one reader.
     fn read_pieces(
         mut input: impl io::Read,
         size_hint: u64,
@@ -511,8 +517,10 @@ impl History {
         let piece = piece.min(size_hint as usize + 1).max(1);
         let mut buf: Vec<u8> = Vec::with_capacity(piece);
         let mut state = edn::FormsState::default();
-        let mut interner = Interner::default();
+        let mut interners = [Interner::default(), Interner::default()];
         let mut at_end = false;
+        // False right after a wrong guess: the next read is one reader's.
+        let mut split = true;
         loop {
             if !at_end {
                 let before = buf.len();
@@ -546,14 +554,61 @@ impl History {
                     format!("not UTF-8 text ({e})"),
                 ))
             })?;
-            let mut forms =
-                edn::HistoryForms::resume(text, state).with_interner(std::mem::take(&mut interner));
-            let read = history.read_ops(&mut forms, &path, at_end);
-            interner = forms.take_interner();
+            let middle = if split && state.is_started() {
+                text.as_bytes()[..text.len() / 2]
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map(|i| i + 1)
+            } else {
+                None
+            };
+            let whole;
             let consumed;
-            (state, consumed) = read?;
+            (state, consumed, whole) = match middle {
+                None => {
+                    let mut forms = edn::HistoryForms::resume(text, state)
+                        .with_interner(std::mem::take(&mut interners[0]));
+                    let read = history.read_ops(&mut forms, &path, at_end);
+                    interners[0] = forms.take_interner();
+                    let (state, consumed) = read?;
+                    (state, consumed, true)
+                }
+                Some(middle) => {
+                    let (first, second) = text.split_at(middle);
+                    let guess = state.lines_later(first.bytes().filter(|&b| b == b'\n').count());
+                    let [a, b] = std::mem::take(&mut interners);
+                    let mut rest = History::new();
+                    let ((read, a), (read_rest, b)) = rayon::join(
+                        || {
+                            let mut forms =
+                                edn::HistoryForms::resume(first, state).with_interner(a);
+                            let read = history.read_ops(&mut forms, &path, false);
+                            (read, forms.take_interner())
+                        },
+                        || {
+                            let mut forms =
+                                edn::HistoryForms::resume(second, guess).with_interner(b);
+                            let read = rest.read_ops(&mut forms, &path, at_end);
+                            (read, forms.take_interner())
+                        },
+                    );
+                    interners = [a, b];
+                    let (state, consumed) = read?;
+                    if (state, consumed) == (guess, first.len()) {
+                        history.ops.append(&mut rest.ops);
+                        history.lines.append(&mut rest.lines);
+                        let (state, consumed) = read_rest?;
+                        (state, middle + consumed, true)
+                    } else {
+                        // The first half ends inside a form (or closes the
+                        // history vector): read on from where it stopped.
+                        (state, consumed, false)
+                    }
+                }
+            };
+            split = whole;
             buf.drain(..consumed);
-            if at_end {
+            if at_end && whole {
                 return Ok(history);
             }
         }
@@ -721,6 +776,39 @@ mod tests {
                     .unwrap_err();
                 assert_eq!(e.to_string(), whole, "{bad:?}, piece {piece}");
             }
+        }
+    }
+
+    #[test]
+    fn reading_halves_in_parallel_gives_the_same_history_and_errors() {
+        // Many one-line ops (the halves' guesses hold) with a few maps over
+        // several lines and a vector closing midway (guesses that fail).
+        let mut text = String::from("[");
+        for i in 0..300 {
+            if i % 37 == 5 {
+                text.push_str(&format!("{{:process {i},\n :type :invoke,\n :f :read}}\n"));
+            } else {
+                text.push_str(&format!(
+                    "{{:process {i}, :type :invoke, :f :read, :value \"v\"}}\n"
+                ));
+            }
+            if i == 150 {
+                text.push_str("]\n");
+            }
+        }
+        let whole = History::parse(&text).unwrap();
+        assert_eq!(whole.ops.len(), 300);
+        for piece in [40, 100, 333, 1000, 4096, 1 << 20] {
+            let h = History::read_pieces(text.as_bytes(), text.len() as u64, None, piece).unwrap();
+            assert_eq!(h, whole, "piece {piece}");
+        }
+        let bad = text.replace("{:process 250,", "{:process 250, :type :done,");
+        let whole = History::parse(&bad).unwrap_err().to_string();
+        assert!(whole.contains("line"), "{whole}");
+        for piece in [40, 100, 333, 1000, 4096, 1 << 20] {
+            let e =
+                History::read_pieces(bad.as_bytes(), bad.len() as u64, None, piece).unwrap_err();
+            assert_eq!(e.to_string(), whole, "piece {piece}");
         }
     }
 
