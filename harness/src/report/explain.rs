@@ -23,6 +23,7 @@
 //! the checker's `why:` line. Times are the ops' `:time` (seconds since the test start) or,
 //! without one, history lines; nodes are the ops' `:node`.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use crate::checker::{kv, ModelKind, Violation};
@@ -279,15 +280,29 @@ impl<'h> Ctx<'_, 'h> {
     /// read (or cas) observed: `(the write, the observer)`.
     fn later_value_seen(&self, w: usize) -> Option<(usize, usize)> {
         let acked = self.ops[w].op.complete?;
+        // One pass each (a key can hold 100k ops): how many ops wrote each
+        // value, and the first op that observed it.
+        let mut writers: HashMap<&Value, usize> = HashMap::new();
+        let mut observer: HashMap<&Value, usize> = HashMap::new();
+        for (j, k) in self.ops.iter().enumerate() {
+            if let Some(x) = k.written() {
+                *writers.entry(x).or_default() += 1;
+            }
+            let seen = match k.effect {
+                Effect::Read(r) if k.is_ok() => Some(r),
+                Effect::Cas(old, _) if k.is_ok() => Some(old),
+                _ => None,
+            };
+            if let Some(x) = seen {
+                observer.entry(x).or_insert(j);
+            }
+        }
         (0..self.ops.len())
             .filter(|&j| j != w && self.ops[j].op.invoke > acked)
             .find_map(|j| {
                 let x = self.ops[j].written()?;
-                if self.writers(x, j).is_empty() {
-                    self.value_was_seen(x, j).map(|s| (j, s))
-                } else {
-                    None
-                }
+                let s = *observer.get(x)?;
+                (writers[x] == 1 && s != j).then_some((j, s))
             })
     }
 
