@@ -125,26 +125,18 @@ impl Lab {
         };
         let d = lab.dir.path().to_path_buf();
         let ds = |f: &str| d.join(f).display().to_string();
-        must(&[
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-f",
-            &ds("id"),
-        ]);
-        must(&[
-            "ssh-keygen",
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-f",
-            &ds("host_key"),
-        ]);
+        for key in ["id", "host_key"] {
+            must(&[
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-f",
+                &ds(key),
+            ]);
+        }
         std::fs::copy(d.join("id.pub"), d.join("authorized_keys")).unwrap();
         std::fs::create_dir_all("/run/sshd").unwrap();
         must(&["ip", "link", "add", BRIDGE, "type", "bridge"]);
