@@ -412,24 +412,33 @@ impl<'a> HistoryForms<'a> {
         (state, self.reader.pos)
     }
 
+    /// Opens the whole-history vector or list, if there is one: decided at
+    /// the first non-blank character (a file read in pieces may have none
+    /// in its first piece). False when the text has none yet.
+    fn start(&mut self) -> Result<bool, SyntaxError> {
+        if self.started {
+            return Ok(true);
+        }
+        self.reader.skip_blank()?;
+        match self.reader.peek() {
+            None => return Ok(false),
+            Some('[') => self.closing = Some(']'),
+            Some('(') => self.closing = Some(')'),
+            _ => {}
+        }
+        self.started = true;
+        if self.closing.is_some() {
+            self.reader.bump();
+        }
+        Ok(true)
+    }
+
     /// The next form; `Ok(None)` at the end of the text.
     pub fn next_form(&mut self) -> Result<Option<Form>, SyntaxError> {
-        let reader = &mut self.reader;
-        if !self.started {
-            reader.skip_blank()?;
-            // Decided at the first non-blank character (a file read in
-            // pieces may have none in its first piece).
-            match reader.peek() {
-                None => return Ok(None),
-                Some('[') => self.closing = Some(']'),
-                Some('(') => self.closing = Some(')'),
-                _ => {}
-            }
-            self.started = true;
-            if self.closing.is_some() {
-                reader.bump();
-            }
+        if !self.start()? {
+            return Ok(None);
         }
+        let reader = &mut self.reader;
         loop {
             reader.skip_blank()?;
             match reader.peek() {
@@ -477,19 +486,8 @@ impl<'a> HistoryForms<'a> {
             self.reader.read_map_entries(depth, entry)?;
             return Ok(Some((line, None)));
         }
-        if !self.started {
-            // As in `next_form`: open the whole-history vector or list.
-            self.reader.skip_blank()?;
-            match self.reader.peek() {
-                None => return Ok(None),
-                Some('[') => self.closing = Some(']'),
-                Some('(') => self.closing = Some(')'),
-                _ => {}
-            }
-            self.started = true;
-            if self.closing.is_some() {
-                self.reader.bump();
-            }
+        if !self.start()? {
+            return Ok(None);
         }
         loop {
             self.reader.skip_blank()?;
