@@ -456,9 +456,7 @@ async fn core_task(
         }
         // Accepts, chosen announcements and heartbeats wait for no write:
         // the followers fsync while we do.
-        for (to, msg) in &ready.send_now {
-            peers.send(*to, msg);
-        }
+        peers.send_all(&ready.send_now);
         let mut replies: Vec<_> = ready
             .replies
             .into_iter()
@@ -638,12 +636,11 @@ fn storage_thread(
             std::process::exit(1);
         }
         for job in group {
+            peers.send_all(&job.messages);
             for (to, msg) in job.messages {
                 if to == me {
                     // The core task is gone when this fails: stopping.
                     let _ = own.send(msg);
-                } else {
-                    peers.send(to, &msg);
                 }
             }
             for (tx, reply) in job.replies {
