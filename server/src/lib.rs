@@ -5,6 +5,7 @@
 //! - [`paxos`] and [`kv`]: the pure core (no I/O) and the state machine.
 //! - [`storage`]: durable state (checksummed WAL + atomic checkpoints).
 //! - [`convert`]: core types ⇄ protobuf, with validation of network input.
+//! - [`envelope`]: outgoing peer envelopes of messages encoded once.
 //! - [`node`]: the runtime task that drives the core, and the storage thread.
 //! - [`peer`]: outbound peer channels and the `Paxos` gRPC service.
 //! - [`service`]: the client-facing `Kv` gRPC service; [`forward`]: client
@@ -13,6 +14,7 @@
 
 pub mod config;
 pub mod convert;
+pub mod envelope;
 pub mod forward;
 pub mod kv;
 pub mod node;

@@ -34,7 +34,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,7 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::convert;
 use crate::kv::Command;
-use crate::paxos::{self, Message, ReadMode, Replica, ReplicaId, Reply, RequestId};
+use crate::paxos::{self, Message, ReadMode, Replica, ReplicaId, Reply, RequestId, Role};
 use crate::peer::Peers;
 use crate::shutdown::Shutdown;
 use crate::storage::{Storage, StorageOptions, WriteBatch};
@@ -152,7 +152,13 @@ pub struct Shared {
     fail_rate: AtomicU64,
     /// Client addresses of the other replicas, learned from their envelopes.
     client_addrs: Mutex<Vec<String>>,
+    /// The coordinator this replica follows, or [`NO_REPLICA`]
+    /// ([`Shared::coordinator_to_forward_to`]).
+    follows: AtomicUsize,
 }
+
+/// [`Shared::follows`] when this replica follows no one.
+const NO_REPLICA: usize = usize::MAX;
 
 impl Shared {
     /// The current acceptor drop probability.
@@ -174,6 +180,22 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Where a write that arrives here goes without a trip through the core:
+    /// the coordinator this replica follows, as of the core task's last
+    /// wake-up. `None` while this replica coordinates, campaigns, or knows
+    /// no coordinator. The core would answer such a write `NotLeader`
+    /// naming the same replica; a stale answer costs what a stale hint
+    /// always did (the forwarded attempt is refused and retried).
+    pub fn coordinator_to_forward_to(&self) -> Option<ReplicaId> {
+        let id = self.follows.load(Ordering::Relaxed);
+        (id != NO_REPLICA).then_some(id)
+    }
+
+    fn set_follows(&self, coordinator: Option<ReplicaId>) {
+        self.follows
+            .store(coordinator.unwrap_or(NO_REPLICA), Ordering::Relaxed);
     }
 
     /// The client address of replica `id`, if known.
@@ -337,6 +359,7 @@ pub fn start(config: NodeConfig, shutdown: Shutdown) -> Result<Started, StartErr
         tick: config.tick,
         fail_rate: AtomicU64::new(config.fail_rate.to_bits()),
         client_addrs: Mutex::new(vec![String::new(); n]),
+        follows: AtomicUsize::new(NO_REPLICA),
     });
     let peers = Arc::new(Peers::start(shared.clone(), shutdown.clone()));
 
@@ -355,6 +378,7 @@ pub fn start(config: NodeConfig, shutdown: Shutdown) -> Result<Started, StartErr
         replica,
         Inputs { rx, own: own_rx },
         job_tx,
+        shared.clone(),
         peers.clone(),
         config.tick,
         shutdown.clone(),
@@ -387,6 +411,7 @@ async fn core_task(
     mut replica: Replica,
     inputs: Inputs,
     jobs: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
     peers: Arc<Peers>,
     tick: Duration,
     shutdown: Shutdown,
@@ -441,6 +466,7 @@ async fn core_task(
         if (replica.role(), replica.leader()) != (last_role, last_leader) {
             last_role = replica.role();
             last_leader = replica.leader();
+            shared.set_follows(last_leader.filter(|_| last_role == Role::Follower));
             let st = replica.status();
             tracing::info!(
                 role = %st.role,
@@ -456,9 +482,7 @@ async fn core_task(
         }
         // Accepts, chosen announcements and heartbeats wait for no write:
         // the followers fsync while we do.
-        for (to, msg) in &ready.send_now {
-            peers.send(*to, msg);
-        }
+        peers.send_all(&ready.send_now);
         let mut replies: Vec<_> = ready
             .replies
             .into_iter()
@@ -638,12 +662,11 @@ fn storage_thread(
             std::process::exit(1);
         }
         for job in group {
+            peers.send_all(&job.messages);
             for (to, msg) in job.messages {
                 if to == me {
                     // The core task is gone when this fails: stopping.
                     let _ = own.send(msg);
-                } else {
-                    peers.send(to, &msg);
                 }
             }
             for (tx, reply) in job.replies {

@@ -7,7 +7,9 @@
 //! ([`Peers::send`] never blocks: when a peer's queue is full — the peer is
 //! slow, paused or dead — the message is dropped, which Paxos tolerates). The
 //! task keeps one `Deliver` stream open to the peer and writes everything
-//! queued into it as one [`Envelope`](pb::Envelope) per wake-up. When the
+//! queued into it as one [`Envelope`](pb::Envelope) per wake-up. Messages
+//! are queued encoded ([`crate::envelope`]): a message for several peers
+//! ([`Peers::send_all`]) is encoded once and its bytes shared. When the
 //! stream breaks (the peer died or restarted) it reconnects with exponential
 //! backoff, discarding what queued up meanwhile (stale by then; the core
 //! re-sends what matters). HTTP/2 keep-alives detect a peer that stopped
@@ -35,6 +37,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::convert;
+use crate::envelope::{self, Encoded, EnvelopeCodec, OutEnvelope};
 use crate::node::{NodeHandle, Shared};
 use crate::paxos::{Message, ReplicaId};
 use crate::service::Executor;
@@ -68,8 +71,8 @@ fn endpoint(addr: &str) -> Result<Endpoint, tonic::transport::Error> {
         .keep_alive_while_idle(true))
 }
 
-/// A message in a peer queue, with its encoded size.
-type Queued = (pb::PaxosMessage, usize);
+/// A message in a peer queue.
+type Queued = Encoded;
 
 /// The sending side of one peer's queue.
 #[derive(Debug)]
@@ -138,18 +141,39 @@ impl Peers {
         if to == self.me {
             return;
         }
-        self.enqueue(to, || convert::message_to_pb(msg));
+        self.enqueue(to, || encode(msg));
+    }
+
+    /// Queues each message for its replica, like [`Peers::send`], but
+    /// encodes a message only once for a run of equal messages (a
+    /// broadcast: the core lists it once per peer, one after the other).
+    /// Messages to this replica itself are skipped.
+    pub fn send_all(&self, messages: &[(ReplicaId, Message)]) {
+        let mut last: Option<(&Message, Encoded)> = None;
+        for (to, msg) in messages {
+            if *to == self.me {
+                continue;
+            }
+            self.enqueue(*to, || match &last {
+                Some((m, bytes)) if *m == msg => bytes.clone(),
+                _ => {
+                    let bytes = encode(msg);
+                    last = Some((msg, bytes.clone()));
+                    bytes
+                }
+            });
+        }
     }
 
     /// Queues an already encoded message (a forwarded client request or its
     /// answer, see [`crate::forward`]) for replica `to`. Returns false if it
     /// was dropped (full queue, or no such peer). Never blocks.
     pub fn send_pb(&self, to: ReplicaId, msg: pb::PaxosMessage) -> bool {
-        to != self.me && self.enqueue(to, || msg)
+        to != self.me && self.enqueue(to, || envelope::encode(&msg))
     }
 
     /// Queues the message `encode` builds, unless the queue is full.
-    fn enqueue(&self, to: ReplicaId, encode: impl FnOnce() -> pb::PaxosMessage) -> bool {
+    fn enqueue(&self, to: ReplicaId, encode: impl FnOnce() -> Encoded) -> bool {
         let Some(Some(q)) = self.queues.get(to) else {
             return false;
         };
@@ -157,9 +181,9 @@ impl Peers {
         // encoding; an empty queue always takes one, however large.
         let sent = q.bytes.load(Ordering::Relaxed) < MAX_QUEUED_BYTES && {
             let m = encode();
-            let len = prost::Message::encoded_len(&m);
+            let len = m.len();
             q.bytes.fetch_add(len, Ordering::Relaxed);
-            match q.tx.try_send((m, len)) {
+            match q.tx.try_send(m) {
                 Ok(()) => true,
                 Err(_) => {
                     q.bytes.fetch_sub(len, Ordering::Relaxed);
@@ -196,13 +220,13 @@ struct Inbox {
 impl Inbox {
     async fn recv(&mut self) -> Option<Queued> {
         let q = self.rx.recv().await?;
-        self.bytes.fetch_sub(q.1, Ordering::Relaxed);
+        self.bytes.fetch_sub(q.len(), Ordering::Relaxed);
         Some(q)
     }
 
     fn try_recv(&mut self) -> Option<Queued> {
         let q = self.rx.try_recv().ok()?;
-        self.bytes.fetch_sub(q.1, Ordering::Relaxed);
+        self.bytes.fetch_sub(q.len(), Ordering::Relaxed);
         Some(q)
     }
 }
@@ -218,12 +242,9 @@ async fn outbound(
     let mut backoff = BACKOFF_MIN;
     let mut connected_before = false;
     loop {
-        let (tx, rx) = mpsc::channel::<pb::Envelope>(4);
-        let mut client = PaxosClient::new(channel.clone())
-            .max_decoding_message_size(MAX_PAXOS_MESSAGE)
-            .max_encoding_message_size(MAX_PAXOS_MESSAGE);
+        let (tx, rx) = mpsc::channel::<OutEnvelope>(4);
         let started = Instant::now();
-        let call = async move { client.deliver(ReceiverStream::new(rx)).await };
+        let call = deliver(channel.clone(), rx);
         tokio::pin!(call);
         let mut sent = 0u64;
         let outcome: Result<(), Status> = loop {
@@ -232,18 +253,18 @@ async fn outbound(
                 r = &mut call => break r.map(|_| ()),
                 m = queue.recv() => {
                     let Some(m) = m else { return };
-                    let (m, mut bytes) = m;
+                    let mut bytes = m.len();
                     let mut messages = vec![m];
                     while messages.len() < MAX_ENVELOPE_MESSAGES && bytes < MAX_ENVELOPE_BYTES {
                         match queue.try_recv() {
-                            Some((m, len)) => {
-                                bytes += len;
+                            Some(m) => {
+                                bytes += m.len();
                                 messages.push(m);
                             }
                             None => break,
                         }
                     }
-                    let env = pb::Envelope {
+                    let env = OutEnvelope {
                         from: shared.id as u32,
                         to: to as u32,
                         cluster_size: shared.cluster_size as u32,
@@ -286,6 +307,33 @@ async fn outbound(
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+}
+
+/// Encodes a core message for the peer queues.
+fn encode(msg: &Message) -> Encoded {
+    envelope::encode(&convert::message_to_pb(msg))
+}
+
+/// One `Paxos.Deliver` call to the peer behind `channel`, sending what
+/// arrives on `envelopes` (the generated client's `deliver`, with
+/// [`EnvelopeCodec`] for messages encoded beforehand).
+async fn deliver(
+    channel: Channel,
+    envelopes: mpsc::Receiver<OutEnvelope>,
+) -> Result<Response<pb::DeliverSummary>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel)
+        .max_decoding_message_size(MAX_PAXOS_MESSAGE)
+        .max_encoding_message_size(MAX_PAXOS_MESSAGE);
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unknown(format!("peer channel not ready: {e}")))?;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/paxoskv.paxos.Paxos/Deliver");
+    grpc.client_streaming(
+        Request::new(ReceiverStream::new(envelopes)),
+        path,
+        EnvelopeCodec,
+    )
+    .await
 }
 
 /// True for messages addressed to this replica in its acceptor role: the

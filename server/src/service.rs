@@ -132,8 +132,14 @@ impl Executor {
                     maybe_applied && !command.op.is_read_only(),
                 ));
             }
-            let reply =
-                match tokio::time::timeout_at(deadline, self.node.submit(command.clone())).await {
+            let reply = match self.forward_at_once(&req, &command) {
+                // What the core would answer (see `forward_at_once`).
+                Some(leader) => Err(RequestError::NotLeader {
+                    leader_hint: Some(leader),
+                }),
+                None => match tokio::time::timeout_at(deadline, self.node.submit(command.clone()))
+                    .await
+                {
                     Err(_) => {
                         return Err(unavailable(
                             format!(
@@ -144,7 +150,8 @@ impl Executor {
                     }
                     Ok(Err(stopped)) => return Err(unavailable(stopped.to_string(), true)),
                     Ok(Ok(reply)) => reply,
-                };
+                },
+            };
             match reply {
                 Ok(executed) => return Ok(self.reply(&command.op, executed)),
                 Err(RequestError::Stale(s)) => {
@@ -195,6 +202,18 @@ impl Executor {
             let pause = Instant::now() + tick;
             tokio::time::sleep_until(pause.min(deadline)).await;
         }
+    }
+
+    /// The coordinator to forward `command` to without asking the core: a
+    /// write (reads at a follower are served here, with a read index) that
+    /// a client sent to a follower of a known coordinator. The core would
+    /// only answer `NotLeader` naming it, a round trip through its task
+    /// per request.
+    fn forward_at_once(&self, req: &pkv::ExecuteRequest, command: &Command) -> Option<usize> {
+        if req.forwarded || command.op.is_read_only() {
+            return None;
+        }
+        self.node.shared.coordinator_to_forward_to()
     }
 
     /// Sends `req` to the coordinator `leader` with the time left.

@@ -61,6 +61,12 @@ pub(super) struct Cli {
     /// 64 MiB).
     #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
     pub(super) max_message_bytes: usize,
+    /// Threads of the async runtime that serves gRPC and runs the core (the
+    /// storage thread comes on top). 1 wastes no CPU on cross-thread
+    /// wake-ups; more help only when parsing client requests, not the core,
+    /// limits throughput.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub(super) worker_threads: usize,
     /// Connect to replica ID (its position in the replica list, from 0) at
     /// HOST:PORT instead of its listed address, e.g. through a proxy; repeat
     /// for several replicas. The replica keeps its identity.

@@ -33,6 +33,7 @@ pub use flags::parse_args;
 pub use paxoskv::ReadMode;
 use text::TEXT_FIELDS;
 pub use text::{parse_text, TextConfig};
+pub use validate::MAX_WORKER_THREADS;
 
 /// Everything a replica needs to know to start.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +68,9 @@ pub struct ServerConfig {
     pub snapshot_every: u64,
     /// Byte budget of one replica-to-replica message (`--max-message-bytes`).
     pub max_message_bytes: usize,
+    /// Threads of the async runtime (`--worker-threads`, 1 to
+    /// [`MAX_WORKER_THREADS`]).
+    pub worker_threads: usize,
     /// `--unsafe-no-fsync`: skip every fsync (knowingly unsafe, for the
     /// harness to show what losing unsynced writes does).
     pub unsafe_no_fsync: bool,

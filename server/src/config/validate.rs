@@ -19,6 +19,8 @@ use super::{ConfigError, ServerConfig};
 /// the 256 MiB transport limit.
 const MIN_MESSAGE_BYTES: usize = 1024;
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
+/// Most threads `--worker-threads` may ask for.
+pub const MAX_WORKER_THREADS: usize = 256;
 
 /// Merges the flags over the text and checks the result.
 pub(super) fn resolve(cli: Cli, text: TextConfig) -> Result<ServerConfig, ConfigError> {
@@ -96,6 +98,12 @@ pub(super) fn resolve(cli: Cli, text: TextConfig) -> Result<ServerConfig, Config
             ),
         });
     }
+    if !(1..=MAX_WORKER_THREADS).contains(&cli.worker_threads) {
+        return Err(ConfigError::Invalid {
+            field: "worker_threads",
+            reason: format!("{} is outside 1..={MAX_WORKER_THREADS}", cli.worker_threads),
+        });
+    }
     let data_dir = cli
         .data_dir
         .unwrap_or_else(|| PathBuf::from(format!("./data/paxos-{}", my_paxos_hp.port())));
@@ -116,6 +124,7 @@ pub(super) fn resolve(cli: Cli, text: TextConfig) -> Result<ServerConfig, Config
         election_ticks: cli.election_ticks,
         snapshot_every: cli.snapshot_every,
         max_message_bytes: cli.max_message_bytes,
+        worker_threads: cli.worker_threads,
         unsafe_no_fsync: cli.unsafe_no_fsync,
     })
 }
@@ -497,5 +506,17 @@ mod tests {
         assert!(e.to_string().contains("election_ticks"), "{e}");
         let e = parse(&[&line, "--read-mode", "fast"]).expect_err("read mode");
         assert!(matches!(e, ConfigError::Cli(_)), "{e}");
+    }
+
+    #[test]
+    fn worker_threads_default_to_one_and_are_bounded() {
+        let line = original_line(0);
+        assert_eq!(parse(&[&line]).expect("default").worker_threads, 1);
+        let cfg = parse(&[&line, "--worker-threads", "4"]).expect("four");
+        assert_eq!(cfg.worker_threads, 4);
+        for bad in ["0", "257"] {
+            let e = parse(&[&line, "--worker-threads", bad]).expect_err(bad);
+            assert!(e.to_string().contains("worker_threads"), "{e}");
+        }
     }
 }
