@@ -103,6 +103,12 @@ pub struct Replica {
     /// The coordinator we last heard a heartbeat from (`None` after a step
     /// down or while someone campaigns).
     leader: Option<ReplicaId>,
+    /// The candidate we last promised (while no coordinator is heard): a
+    /// campaign in progress, as long as its prepares keep coming (they
+    /// reset `election_elapsed`). Phase 1 can take many round trips when
+    /// promises come in pieces; a pre-vote for another candidate meanwhile
+    /// would start a duel that neither finishes.
+    campaigner: Option<ReplicaId>,
     /// The commit index that coordinator announced: when ours reaches it a
     /// higher-priority replica knows it has caught up and may take over.
     leader_commit: Slot,
@@ -181,6 +187,7 @@ impl Replica {
             learner,
             role: RoleState::Follower,
             leader: None,
+            campaigner: None,
             leader_commit: 0,
             election_elapsed: 0,
             steady_ticks: 0,
@@ -312,9 +319,14 @@ impl Replica {
                 data,
             } => {
                 let installed = self.learner.commit_index();
-                let done =
-                    self.snapshot_in
-                        .on_chunk(last_slot, total_bytes, offset, data, installed)?;
+                let done = self.snapshot_in.on_chunk(
+                    from,
+                    last_slot,
+                    total_bytes,
+                    offset,
+                    data,
+                    installed,
+                )?;
                 if let Some(snapshot) = done {
                     self.on_snapshot(snapshot);
                 }
@@ -648,10 +660,18 @@ impl Replica {
             return;
         }
         let granted = match self.live_leader() {
-            None => true,
+            None => !self.campaign_in_progress(from),
             Some(leader) => takeover && from < leader,
         };
         self.send(from, Message::PreVoteReply { ballot, granted });
+    }
+
+    /// Another replica than `from` campaigns, and we promised it within an
+    /// election timeout (see [`Replica::campaigner`]).
+    fn campaign_in_progress(&self, from: ReplicaId) -> bool {
+        self.campaigner.is_some_and(|c| c != from && c != self.id)
+            && matches!(self.role, RoleState::Follower)
+            && self.election_elapsed < self.config.election_ticks
     }
 
     fn on_prevote_reply(&mut self, from: ReplicaId, ballot: Ballot, granted: bool) {
@@ -806,6 +826,7 @@ impl Replica {
             self.steady_ticks = 0;
         }
         self.leader = Some(from);
+        self.campaigner = None;
         self.election_elapsed = 0;
         // A pre-vote because the coordinator went silent is moot now.
         if self.prevote.as_ref().is_some_and(|p| !p.takeover) {
@@ -852,6 +873,7 @@ impl Replica {
                 self.election_elapsed = 0;
                 if self.leader != Some(from) {
                     self.leader = None;
+                    self.campaigner = Some(from);
                 }
                 let snapshot = (first_slot <= self.learner.snapshot_slot())
                     .then(|| self.learner.snapshot().clone());

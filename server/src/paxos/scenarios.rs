@@ -1426,3 +1426,60 @@ fn a_candidate_behind_a_compacted_log_gets_the_snapshot_in_chunks_before_the_pro
     }
     assert_eq!(c.replica(2).digest(), c.replica(1).digest());
 }
+
+#[test]
+fn a_voter_that_promised_a_campaign_in_progress_refuses_another_pre_vote() {
+    // Phase 1 can take many round trips (promises in pieces); a pre-vote
+    // granted meanwhile starts a second campaign that preempts the first,
+    // and the two can preempt each other forever.
+    let mut c = Cluster::new(5, config());
+    c.elect(0);
+    c.crash(0);
+    // Replica 3 stops hearing the coordinator (its messages to others
+    // are not delivered: this story is about its answers).
+    let voter = c.replicas[3].as_mut().unwrap();
+    for _ in 0..config().election_ticks {
+        voter.tick();
+    }
+    voter.ready();
+    let answer = |voter: &mut Replica, ballot: Ballot| {
+        voter
+            .step(
+                2,
+                Message::PreVote {
+                    ballot,
+                    takeover: false,
+                },
+            )
+            .unwrap();
+        let ready = voter.ready();
+        ready
+            .send_now
+            .iter()
+            .chain(&ready.messages)
+            .find_map(|(to, m)| match m {
+                Message::PreVoteReply { granted, .. } if *to == 2 => Some(*granted),
+                _ => None,
+            })
+    };
+    // Replica 1 campaigns, and replica 3 promises it.
+    voter
+        .step(
+            1,
+            Message::Prepare {
+                ballot: Ballot::new(5, 1),
+                first_slot: 1,
+            },
+        )
+        .unwrap();
+    voter.ready();
+    // While that campaign goes on, replica 2's pre-vote is refused...
+    assert_eq!(answer(voter, Ballot::new(6, 2)), Some(false));
+    // ...and once replica 1 has been silent for an election timeout, it is
+    // granted.
+    for _ in 0..config().election_ticks {
+        voter.tick();
+    }
+    voter.ready();
+    assert_eq!(answer(voter, Ballot::new(6, 2)), Some(true));
+}

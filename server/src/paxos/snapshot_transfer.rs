@@ -5,16 +5,20 @@
 //! The sender encodes the snapshot once (CBOR) and cuts the bytes into
 //! chunks, each naming the snapshot (`last_slot`), the total length and its
 //! offset. The receiver ([`SnapshotReceiver`]) keeps the chunks of one
-//! snapshot at a time and hands the snapshot over only once every byte has
+//! snapshot per sender and hands a snapshot over only once every byte has
 //! arrived and it decodes, so that it is installed atomically or not at
 //! all:
 //! - a duplicated chunk, or one of a snapshot older than the one being
-//!   received or already installed, is ignored;
+//!   received from the same sender or already installed, is ignored;
 //! - chunks may arrive in any order (they are put in place by offset);
-//! - a chunk of a newer snapshot supersedes a half-received one (its chunks
-//!   are dropped);
-//! - what is held stays under twice the snapshot's announced size
-//!   (overlapping chunks that would exceed it start the transfer over);
+//! - a chunk of a newer snapshot supersedes a half-received one of the
+//!   same sender (its chunks are dropped); what another sender left half
+//!   received (a deposed coordinator, a candidate that gave up) does not
+//!   block the transfer of the coordinator, even of an older snapshot,
+//!   and is dropped once a snapshot at least as new is installed;
+//! - what is held per sender stays under twice the snapshot's announced
+//!   size (overlapping chunks that would exceed it start the transfer
+//!   over);
 //! - a lost chunk leaves the transfer incomplete: nothing is installed, and
 //!   the next catch-up the sender sends (it retries, see the coordinator)
 //!   fills the gap or supersedes it.
@@ -26,7 +30,7 @@ use std::collections::BTreeMap;
 
 use super::messages::Message;
 use super::storage::Snapshot;
-use super::types::Slot;
+use super::types::{ReplicaId, Slot};
 
 /// The chunks that send `snapshot`, each with at most `max_bytes` of data
 /// (at least one byte).
@@ -102,18 +106,21 @@ impl Partial {
     }
 }
 
-/// The receiving end: reassembles one snapshot at a time.
+/// The receiving end: reassembles one snapshot per sender.
 #[derive(Debug, Default)]
 pub struct SnapshotReceiver {
-    partial: Option<Partial>,
+    partials: BTreeMap<ReplicaId, Partial>,
 }
 
 impl SnapshotReceiver {
-    /// Take one chunk; `installed` is the slot the learner already has
-    /// (its commit index: an older snapshot is no use). Returns the
-    /// snapshot once complete, which ends the transfer.
+    /// Take one chunk from `from`; `installed` is the slot the learner
+    /// already has (its commit index: an older snapshot is no use).
+    /// Returns the snapshot once complete, which ends the transfer (and
+    /// every other one of a snapshot no newer).
+    #[allow(clippy::too_many_arguments)]
     pub fn on_chunk(
         &mut self,
+        from: ReplicaId,
         last_slot: Slot,
         total: u64,
         offset: u64,
@@ -125,22 +132,26 @@ impl SnapshotReceiver {
             return Err(BadChunk { offset, len, total });
         }
         if last_slot <= installed {
+            self.partials.retain(|_, p| p.last_slot > installed);
             return Ok(None);
         }
-        match &self.partial {
+        match self.partials.get(&from) {
             Some(p) if p.last_slot > last_slot => return Ok(None),
             Some(p) if p.last_slot == last_slot && p.total == total => {}
             // A newer snapshot (or the same one encoded differently)
-            // supersedes what was half received.
+            // supersedes what this sender left half received.
             _ => {
-                self.partial = Some(Partial {
-                    last_slot,
-                    total,
-                    pieces: BTreeMap::new(),
-                })
+                self.partials.insert(
+                    from,
+                    Partial {
+                        last_slot,
+                        total,
+                        pieces: BTreeMap::new(),
+                    },
+                );
             }
         }
-        let partial = self.partial.as_mut().expect("set above");
+        let partial = self.partials.get_mut(&from).expect("set above");
         let known = partial.pieces.get(&offset).map_or(0, Vec::len);
         if data.len() > known {
             // Overlapping chunks (cut by different budgets) could pile up:
@@ -154,7 +165,7 @@ impl SnapshotReceiver {
             return Ok(None);
         }
         let bytes = partial.assemble();
-        self.partial = None;
+        self.partials.retain(|_, p| p.last_slot > last_slot);
         let snapshot: Snapshot = match ciborium::from_reader(bytes.as_slice()) {
             Ok(s) => s,
             // Complete but not a snapshot: a sender's bug; drop it, the
@@ -166,9 +177,10 @@ impl SnapshotReceiver {
 
     /// Bytes held for the snapshot being received.
     pub fn pending_bytes(&self) -> usize {
-        self.partial
-            .as_ref()
-            .map_or(0, |p| p.pieces.values().map(Vec::len).sum())
+        self.partials
+            .values()
+            .map(|p| p.pieces.values().map(Vec::len).sum::<usize>())
+            .sum()
     }
 }
 
@@ -208,7 +220,7 @@ mod tests {
 
     fn feed(rx: &mut SnapshotReceiver, m: &Message) -> Option<Snapshot> {
         let (slot, total, offset, data) = parts(m);
-        rx.on_chunk(slot, total, offset, data, 0).unwrap()
+        rx.on_chunk(0, slot, total, offset, data, 0).unwrap()
     }
 
     #[test]
@@ -231,7 +243,7 @@ mod tests {
         // A duplicate after completion starts a transfer that never ends
         // unless completed again: harmless, and an older one is ignored.
         assert_eq!(
-            rx.on_chunk(40, 1, 0, vec![0], 40).unwrap(),
+            rx.on_chunk(0, 40, 1, 0, vec![0], 40).unwrap(),
             None,
             "already installed"
         );
@@ -269,12 +281,44 @@ mod tests {
     }
 
     #[test]
+    fn a_newer_snapshot_half_received_from_another_sender_does_not_block_an_older_one() {
+        // A deposed coordinator (replica 3) sent part of its snapshot at
+        // slot 15 and stopped; the coordinator (replica 0) sends its
+        // snapshot at slot 13, which must still install.
+        let newer = snapshot(15, 20);
+        let older = snapshot(13, 18);
+        let mut rx = SnapshotReceiver::default();
+        let newer_chunks = chunks(&newer, 100);
+        for c in &newer_chunks[..2] {
+            let (slot, total, offset, data) = parts(c);
+            assert_eq!(rx.on_chunk(3, slot, total, offset, data, 0).unwrap(), None);
+        }
+        let mut done = None;
+        for c in &chunks(&older, 100) {
+            let (slot, total, offset, data) = parts(c);
+            done = rx.on_chunk(0, slot, total, offset, data, 0).unwrap();
+        }
+        assert_eq!(done, Some(older));
+        // The half-received newer one stays, and completes if its sender
+        // comes back...
+        assert!(rx.pending_bytes() > 0);
+        let mut done = None;
+        for c in &newer_chunks[2..] {
+            let (slot, total, offset, data) = parts(c);
+            done = rx.on_chunk(3, slot, total, offset, data, 13).unwrap();
+        }
+        assert_eq!(done, Some(newer));
+        // ...and nothing is left over.
+        assert_eq!(rx.pending_bytes(), 0);
+    }
+
+    #[test]
     fn overlapping_chunks_hold_at_most_twice_the_snapshot() {
         let mut rx = SnapshotReceiver::default();
         // One-byte steps of 8-byte chunks over 16 bytes: never complete
         // without offset 0, and never more than 32 bytes held.
         for offset in 1..=8 {
-            assert_eq!(rx.on_chunk(5, 16, offset, vec![0; 8], 0).unwrap(), None);
+            assert_eq!(rx.on_chunk(0, 5, 16, offset, vec![0; 8], 0).unwrap(), None);
             assert!(rx.pending_bytes() <= 32, "{}", rx.pending_bytes());
         }
     }
@@ -282,9 +326,9 @@ mod tests {
     #[test]
     fn a_chunk_past_its_announced_length_is_refused() {
         let mut rx = SnapshotReceiver::default();
-        assert!(rx.on_chunk(5, 10, 8, vec![0; 4], 0).is_err());
-        assert!(rx.on_chunk(5, 10, u64::MAX, vec![0; 4], 0).is_err());
-        assert!(rx.on_chunk(5, 10, 0, Vec::new(), 0).is_err());
+        assert!(rx.on_chunk(0, 5, 10, 8, vec![0; 4], 0).is_err());
+        assert!(rx.on_chunk(0, 5, 10, u64::MAX, vec![0; 4], 0).is_err());
+        assert!(rx.on_chunk(0, 5, 10, 0, Vec::new(), 0).is_err());
         assert_eq!(rx.pending_bytes(), 0);
     }
 }
