@@ -1234,15 +1234,12 @@ mod tests {
         assert!(read_forms_flattened("[{:a 1}").is_err());
     }
 
-    /// Everything `next_entries` gives for `text`: each form's line, its
-    /// entries or value, the reader's state after it, and the error.
-    fn entries_of(
-        forms: HistoryForms<'_>,
-    ) -> (
-        Vec<(usize, Vec<(Value, Value)>, Option<Value>, FormsState, usize)>,
-        Option<SyntaxError>,
-    ) {
-        let mut forms = forms;
+    /// One form as `next_entries` gives it: its line, its entries or value,
+    /// and the reader's state and position after it.
+    type EntriesForm = (usize, Vec<(Value, Value)>, Option<Value>, FormsState, usize);
+
+    /// Everything `next_entries` gives for a text, and the error if any.
+    fn entries_of(mut forms: HistoryForms<'_>) -> (Vec<EntriesForm>, Option<SyntaxError>) {
         let mut out = Vec::new();
         loop {
             let mut entries = Vec::new();

@@ -288,10 +288,9 @@ impl Interner {
 
     /// [`Interner::vector`] of a slice (one allocation, no `Vec` first).
     ///
-    /// Vectors are found by the identity of their strings and names (which
-    /// the interner shares), not their text: no string is hashed or
-    /// compared twice. Two equal vectors whose strings are not shared are
-    /// stored twice, which costs memory only.
+    /// Vectors are found by a cheap hash of their items (a string's length
+    /// and ends, a name's address) and compared item by item (shared
+    /// strings by pointer).
     pub fn vector_of(&mut self, items: &[Value]) -> Arc<[Value]> {
         if !is_small(items) {
             return items.into();
@@ -301,7 +300,7 @@ impl Interner {
         }
         let mut h = rustc_hash::FxHasher::default();
         for item in items {
-            identity_hash(item, &mut h);
+            scalar_hash(item, &mut h);
         }
         items.len().hash(&mut h);
         let entry = &mut self.vectors[slot(h.finish())];
@@ -349,21 +348,35 @@ fn is_small(items: &[Value]) -> bool {
         })
 }
 
-/// Hashes a scalar by identity: a string or name by its address.
-fn identity_hash(value: &Value, h: &mut rustc_hash::FxHasher) {
+/// Hashes a scalar cheaply: a name by its address (names are interned
+/// for the whole program), a string by its length and its first and last
+/// eight bytes (no loop over the text).
+fn scalar_hash(value: &Value, h: &mut rustc_hash::FxHasher) {
     match value {
-        Value::Str(s) => (Arc::as_ptr(&s.0) as *const u8 as usize).hash(h),
+        Value::Str(s) => {
+            let b = s.as_bytes();
+            let n = b.len();
+            let word = |at: usize, len: usize| {
+                let mut w = [0u8; 8];
+                w[..len].copy_from_slice(&b[at..at + len]);
+                u64::from_le_bytes(w)
+            };
+            n.hash(h);
+            word(0, n.min(8)).hash(h);
+            word(n.saturating_sub(8), n.min(8)).hash(h);
+        }
         Value::Keyword(n) | Value::Symbol(n) => (n.0 as *const &str as usize).hash(h),
         Value::Int(i) => i.hash(h),
         other => other.hash(h),
     }
 }
 
-/// True when `a` and `b` are the same scalar (strings: the same allocation;
-/// that implies equal values, the converse need not hold).
+/// `a == b` for scalars, without a call for a shared or short string.
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Str(x), Value::Str(y)) => Arc::ptr_eq(&x.0, &y.0),
+        (Value::Str(x), Value::Str(y)) => {
+            Arc::ptr_eq(&x.0, &y.0) || same_text(x.as_bytes(), y.as_bytes())
+        }
         (a, b) => a == b,
     }
 }
