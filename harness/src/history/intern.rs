@@ -251,8 +251,10 @@ pub struct Interner {
 }
 
 fn slot(hash: u64) -> usize {
-    // The high bits of an Fx hash are the well-mixed ones.
-    (hash >> 40) as usize & (CACHE_SLOTS - 1)
+    // Fibonacci hashing: the top bits of the product depend on every bit
+    // of the hash (the middle bits of an Fx hash depend on few of the
+    // input's: strings that differ after their fourth byte collided).
+    (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - CACHE_SLOTS.trailing_zeros())) as usize
 }
 
 impl Interner {
