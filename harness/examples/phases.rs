@@ -23,14 +23,24 @@ fn cpu() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// Peak resident memory of this process so far, in MB (Linux).
+fn peak_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 fn main() {
     let path = std::env::args().nth(1).expect("usage: phases FILE");
     let t = Instant::now();
     let history = History::from_file(&path).expect("read");
-    eprintln!("parse   {:?}", t.elapsed());
+    eprintln!("parse   {:?}, peak {:.0} MB", t.elapsed(), peak_mb());
     let t = Instant::now();
     let ops = history.client_ops().expect("pair");
-    eprintln!("pair    {:?}", t.elapsed());
+    eprintln!("pair    {:?}, peak {:.0} MB", t.elapsed(), peak_mb());
     let t = Instant::now();
     let ops2 = history.client_ops().expect("pair");
     eprintln!("pair again {:?}", t.elapsed());
@@ -39,11 +49,15 @@ fn main() {
     let c = cpu();
     let parts = kv::partition(&ops).expect("split");
     eprintln!(
-        "split   {:?} ({} keys) cpu {:.2}s",
+        "split   {:?} ({} keys) cpu {:.2}s, peak {:.0} MB",
         t.elapsed(),
         parts.len(),
-        cpu() - c
+        cpu() - c,
+        peak_mb()
     );
+    if std::env::var_os("NO_SEARCH").is_some() {
+        return;
+    }
     if std::env::var_os("SPLIT_AGAIN").is_some() {
         for _ in 0..5 {
             drop(kv::partition(&ops).expect("split"));

@@ -155,7 +155,7 @@ struct Checker<'a, M: UniqueValues> {
     view: Vec<UniqueOp>,
     init: u32,
     /// value → ops writing it (write, delete, cas new).
-    writers: FxHashMap<u32, Vec<usize>>,
+    writers: Writers,
     /// appended string → ops appending it.
     tokens: FxHashMap<Str, Vec<usize>>,
     token_lengths: Vec<usize>,
@@ -190,6 +190,64 @@ struct Checker<'a, M: UniqueValues> {
     certain_changes: Option<Vec<(i64, i64)>>,
 }
 
+/// The ops writing each value (write, delete, cas new), by value id.
+///
+/// Most values have one writer: it is kept in a vector indexed by the
+/// (dense) value id, and only values with several writers get a list of
+/// their own (a hash map of a million one-element lists was the biggest
+/// part of a one-key check's memory).
+#[derive(Default)]
+struct Writers {
+    /// The one writer of each value, [`NO_WRITER`] if none (or several).
+    single: Vec<usize>,
+    /// The writers of values with several, in the order pushed.
+    many: FxHashMap<u32, Vec<usize>>,
+}
+
+const NO_WRITER: usize = usize::MAX;
+
+impl Writers {
+    fn push(&mut self, value: u32, op: usize) {
+        let v = value as usize;
+        if let Some(list) = self.many.get_mut(&value) {
+            list.push(op);
+            return;
+        }
+        if v >= self.single.len() {
+            self.single.resize(v + 1, NO_WRITER);
+        }
+        match std::mem::replace(&mut self.single[v], op) {
+            NO_WRITER => {}
+            first => {
+                self.single[v] = NO_WRITER;
+                self.many.insert(value, vec![first, op]);
+            }
+        }
+    }
+
+    /// The writers of `value`, `None` if it has none.
+    fn get(&self, value: u32) -> Option<&[usize]> {
+        if let Some(list) = self.many.get(&value) {
+            return Some(list);
+        }
+        match self.single.get(value as usize) {
+            Some(w) if *w != NO_WRITER => Some(std::slice::from_ref(w)),
+            _ => None,
+        }
+    }
+
+    fn contains_key(&self, value: u32) -> bool {
+        self.get(value).is_some()
+    }
+
+    /// Sorts the writers of `value`.
+    fn sort_by_key<K: Ord>(&mut self, value: u32, key: impl FnMut(&usize) -> K) {
+        if let Some(list) = self.many.get_mut(&value) {
+            list.sort_by_key(key);
+        }
+    }
+}
+
 /// A value as made by one producer ([`INIT`] or an op).
 type State = (u32, usize);
 
@@ -210,7 +268,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             ops,
             view,
             init,
-            writers: FxHashMap::default(),
+            writers: Writers::default(),
             tokens: FxHashMap::default(),
             token_lengths: Vec::new(),
             observed: FxHashMap::default(),
@@ -327,9 +385,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         let mut has_appends = false;
         for (i, v) in self.view.iter().enumerate() {
             match *v {
-                UniqueOp::Write(x) | UniqueOp::Cas { new: x, .. } => {
-                    self.writers.entry(x).or_default().push(i)
-                }
+                UniqueOp::Write(x) | UniqueOp::Cas { new: x, .. } => self.writers.push(x, i),
                 UniqueOp::Append(x) => {
                     has_appends = true;
                     let Value::Str(s) = self.model.value(x) else {
@@ -343,10 +399,9 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                 UniqueOp::Read(_) | UniqueOp::Skip => {}
             }
         }
-        if let Some(w) = self.writers.get_mut(&NIL) {
-            // By call, for the window of guesses in `producer`.
-            w.sort_by_key(|&i| self.ops[i].call);
-        }
+        // By call, for the window of guesses in `producer`.
+        let ops = self.ops;
+        self.writers.sort_by_key(NIL, |&i| ops[i].call);
         if has_appends {
             let non_string = self.view.iter().find_map(|v| match *v {
                 UniqueOp::Read(x) | UniqueOp::Write(x) | UniqueOp::Cas { new: x, .. } => {
@@ -383,7 +438,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             let written = value == self.init
                 || self
                     .writers
-                    .get(&value)
+                    .get(value)
                     .is_some_and(|w| w.iter().any(|&o| o != i))
                 || match self.model.value(value) {
                     Value::Str(s) => self.token_lengths.iter().any(|&len| {
@@ -427,8 +482,8 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         // the other values' producers (and so the changes that must come
         // before each observer) are known; cas and appends before reads.
         let mut deferred: Vec<(u32, usize, i64)> = Vec::new();
-        let mut defer = self.writers.get(&NIL).is_some_and(|w| w.len() > 1)
-            || (self.init == NIL && self.writers.contains_key(&NIL));
+        let mut defer = self.writers.get(NIL).is_some_and(|w| w.len() > 1)
+            || (self.init == NIL && self.writers.contains_key(NIL));
         loop {
             let Some((value, observer, needed_by)) = work.pop() else {
                 if deferred.is_empty() {
@@ -545,7 +600,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         if value == self.init {
             candidates.push(INIT);
         }
-        if let Some(w) = self.writers.get(&value) {
+        if let Some(w) = self.writers.get(value) {
             if value == NIL && w.len() > NIL_WINDOW {
                 // Many deletes: only the latest invoked before the deadline
                 // are guessed from (a guess, so never a final verdict).
@@ -647,8 +702,8 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         let pred = if rest.is_empty() {
             // Appending to a missing key or to "" gives the same string.
             let empty = self.model.intern_computed(Value::string(""));
-            let empty_made = empty == self.init || self.writers.contains_key(&empty);
-            let nil_made = NIL == self.init || self.writers.contains_key(&NIL);
+            let empty_made = empty == self.init || self.writers.contains_key(empty);
+            let nil_made = NIL == self.init || self.writers.contains_key(NIL);
             if empty_made && nil_made {
                 return Err(Decision::NotApplicable(
                     "appends to both a missing key and an empty string".into(),

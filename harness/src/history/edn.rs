@@ -513,6 +513,13 @@ impl<'a> HistoryForms<'a> {
         self
     }
 
+    /// Reads with the general reader only (to test the fast path against it).
+    #[cfg(test)]
+    fn without_fast_path(mut self) -> Self {
+        self.reader.fast = false;
+        self
+    }
+
     /// The interner, to carry it over to the next piece.
     pub fn take_interner(&mut self) -> Interner {
         std::mem::take(&mut self.reader.interner)
@@ -565,6 +572,13 @@ struct Reader<'a> {
     pos: usize,
     line: usize,
     column: usize,
+    /// The entries of the map read by [`Reader::read_flat_map_line`].
+    entries: Vec<(Value, Value)>,
+    /// The items of a vector read by [`Reader::flat_vector`].
+    items: Vec<Value>,
+    /// Whether [`Reader::read_flat_map_line`] is tried (off only in tests
+    /// comparing it with the general reader).
+    fast: bool,
 }
 
 /// Bytes that end a token. Only ASCII whitespace counts as whitespace.
@@ -597,6 +611,9 @@ impl<'a> Reader<'a> {
             pos: 0,
             line: 1,
             column: 1,
+            entries: Vec::new(),
+            items: Vec::new(),
+            fast: true,
         }
     }
 
@@ -606,7 +623,7 @@ impl<'a> Reader<'a> {
         let b = text.as_bytes();
         let slot = (b.len() * 7 + b[0] as usize * 3 + b[b.len() - 1] as usize) & 63;
         if let Some(name) = self.keywords[slot] {
-            if name.as_str() == text {
+            if super::intern::same_text(name.as_bytes(), b) {
                 return name;
             }
         }
@@ -772,6 +789,12 @@ impl<'a> Reader<'a> {
         if depth > MAX_DEPTH {
             return Err(self.error(&format!("at most {MAX_DEPTH} levels of nesting")));
         }
+        if self.fast && depth + 2 <= MAX_DEPTH && self.read_flat_map_line() {
+            for (k, v) in self.entries.drain(..) {
+                entry(k, v);
+            }
+            return Ok(());
+        }
         self.bump(); // '{'
         let open_line = self.line;
         let mut key: Option<Value> = None;
@@ -805,6 +828,146 @@ impl<'a> Reader<'a> {
                 }
             }
         }
+    }
+
+    /// The fast path for the common shape of an op: a map on one line of
+    /// ASCII text whose keys are keywords and whose values are atoms
+    /// (keywords, integers, `nil`, plain strings, ...) or vectors of atoms:
+    /// `{:index 7, :time 12, :process 3, :type :ok, :f :put, :value ["k1" "v3"]}`.
+    ///
+    /// Reads it at byte level into `self.entries` and returns true; the
+    /// entries are exactly those the general reader gives (same values,
+    /// same interner), and the cursor ends after the `}` as it would. On
+    /// anything else (a newline, a comment, a nested map, an escape, a
+    /// non-ASCII byte, a token the general reader rejects) it returns false
+    /// without moving the cursor, and the general reader reads the map
+    /// (and reports any error) as before.
+    fn read_flat_map_line(&mut self) -> bool {
+        self.entries.clear();
+        let start = self.pos;
+        let mut at = start + 1; // after '{'
+        let bytes = self.bytes;
+        loop {
+            at = skip_spaces(bytes, at);
+            match bytes.get(at) {
+                Some(b'}') => {
+                    at += 1;
+                    break;
+                }
+                Some(b':') => {}
+                _ => return false, // not a keyword key (or the line ends)
+            }
+            let Some((key, after)) = self.flat_keyword(at) else {
+                return false;
+            };
+            at = skip_spaces(bytes, after);
+            let Some((value, after)) = self.flat_value(at, true) else {
+                return false;
+            };
+            self.entries.push((key, value));
+            at = after;
+        }
+        // ASCII only, one line: one column per byte.
+        self.column += at - start;
+        self.pos = at;
+        true
+    }
+
+    /// A keyword at `at` (`:` then a token of plain ASCII characters), and
+    /// the position after it.
+    #[inline]
+    fn flat_keyword(&mut self, at: usize) -> Option<(Value, usize)> {
+        let end = self.flat_token_end(at + 1)?;
+        if end == at + 1 {
+            return None;
+        }
+        let name = &self.text[at + 1..end];
+        Some((Value::Keyword(self.name(name)), end))
+    }
+
+    /// Where the token starting at `at` ends, if it is plain ASCII and ends
+    /// at a delimiter (not at the end of the text, where a piece may cut it).
+    #[inline]
+    fn flat_token_end(&self, at: usize) -> Option<usize> {
+        let bytes = self.bytes;
+        let mut end = at;
+        loop {
+            let b = *bytes.get(end)?;
+            if is_delimiter_byte(b) {
+                return Some(end);
+            }
+            if b >= 0x80 || b == b'#' || b == b'\\' {
+                return None;
+            }
+            end += 1;
+        }
+    }
+
+    /// A value at `at` (an atom, or with `vectors` a vector of atoms), and
+    /// the position after it.
+    fn flat_value(&mut self, at: usize, vectors: bool) -> Option<(Value, usize)> {
+        let bytes = self.bytes;
+        match *bytes.get(at)? {
+            b':' => self.flat_keyword(at),
+            b'"' => {
+                let from = at + 1;
+                let mut end = from;
+                loop {
+                    match *bytes.get(end)? {
+                        b'"' => break,
+                        b'\\' | b'\n' => return None,
+                        b if b >= 0x80 => return None,
+                        _ => end += 1,
+                    }
+                }
+                let text = &self.text[from..end];
+                Some((Value::Str(self.interner.str(text)), end + 1))
+            }
+            b'[' if vectors => self.flat_vector(at),
+            b'0'..=b'9' | b'-' | b'+' | b'a'..=b'z' | b'A'..=b'Z' => {
+                let end = self.flat_token_end(at)?;
+                let token = &self.text[at..end];
+                let value = match token.as_bytes() {
+                    b"nil" => Value::Nil,
+                    digits @ [b'0'..=b'9', ..]
+                        if digits.len() <= 18 && digits.iter().all(u8::is_ascii_digit) =>
+                    {
+                        Value::Int(
+                            digits
+                                .iter()
+                                .fold(0i64, |n, d| n * 10 + i64::from(d - b'0')),
+                        )
+                    }
+                    _ => parse_atom(token).ok()?,
+                };
+                Some((value, end))
+            }
+            _ => None,
+        }
+    }
+
+    /// A vector of atoms at `at` (`[`), and the position after it.
+    fn flat_vector(&mut self, at: usize) -> Option<(Value, usize)> {
+        let mut items = std::mem::take(&mut self.items);
+        items.clear();
+        let mut at = at + 1;
+        let result = loop {
+            at = skip_spaces(self.bytes, at);
+            if self.bytes.get(at) == Some(&b']') {
+                break Some(at + 1);
+            }
+            match self.flat_value(at, false) {
+                Some((value, after)) => {
+                    items.push(value);
+                    at = after;
+                }
+                None => break None,
+            }
+        };
+        let value = result.map(|end| (Value::Vector(self.interner.vector_of(&items)), end));
+        items.clear();
+        self.items = items;
+        value
     }
 
     fn read_seq(&mut self, close: char, depth: usize) -> Result<Vec<Value>, SyntaxError> {
@@ -952,6 +1115,16 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The position of the first byte at or after `at` that is not a space or
+/// a comma.
+#[inline]
+fn skip_spaces(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(b' ' | b',') = bytes.get(at) {
+        at += 1;
+    }
+    at
+}
+
 /// Parses a bare token: nil, booleans, numbers, symbols.
 fn parse_atom(token: &str) -> Result<Value, String> {
     match token {
@@ -1059,6 +1232,79 @@ mod tests {
         let forms = read_forms_flattened("[1] [2]").unwrap();
         assert_eq!(forms.len(), 2);
         assert!(read_forms_flattened("[{:a 1}").is_err());
+    }
+
+    /// One form as `next_entries` gives it: its line, its entries or value,
+    /// and the reader's state and position after it.
+    type EntriesForm = (usize, Vec<(Value, Value)>, Option<Value>, FormsState, usize);
+
+    /// Everything `next_entries` gives for a text, and the error if any.
+    fn entries_of(mut forms: HistoryForms<'_>) -> (Vec<EntriesForm>, Option<SyntaxError>) {
+        let mut out = Vec::new();
+        loop {
+            let mut entries = Vec::new();
+            match forms.next_entries(&mut |k, v| entries.push((k, v))) {
+                Ok(Some((line, value))) => {
+                    let (state, pos) = forms.state();
+                    out.push((line, entries, value, state, pos));
+                }
+                Ok(None) => return (out, None),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+    }
+
+    #[test]
+    fn the_flat_op_line_path_reads_exactly_as_the_general_reader() {
+        use rand::{Rng, SeedableRng};
+        let lines = [
+            "{:index 0, :time 1000, :process 142, :type :invoke, :f :put, :value [\"k307\" \"v1\"]}",
+            "{:process 3, :type :ok, :f :get, :value [\"k1\" nil], :node \"127.0.0.1:8001\"}",
+            "{:process :nemesis, :type :info, :f :start-pause, :value nil}",
+            "{:process 1 :type :ok :f :cas :value [\"k\" [1 2]]}",
+            "{:time -5, :process 0, :type :fail, :f :read, :value 12N, :x 1.5, :y true, :z sym}",
+            "{:a [], :b [:k 007 -3 +4 \"\"], :c #inst \"t\"}",
+            "{:v \"caf\u{e9}\", :w \"a\\\"b\"}",
+            "{:a 99999999999999999999, :b 1e5, :c 12abc}",
+            "{\"k\" 1, 2 3}",
+            "[{:a 1} {:b 2}]",
+        ];
+        let noise = [
+            "", " ", ",", "\n", "\t", ";c\n", "{", "}", "[", "]", "(", ")", ":", "\"", "#_", "#",
+            "\\", "nil", "1", "-", "\u{e9}", ":k", "\"s\"", "\r",
+        ];
+        let mut rng = rand::rngs::StdRng::seed_from_u64(17);
+        for case in 0..4000 {
+            let mut text = String::new();
+            for _ in 0..rng.random_range(1..6) {
+                let mut line = lines[rng.random_range(0..lines.len())].to_string();
+                if case % 2 == 1 {
+                    for _ in 0..rng.random_range(1..3) {
+                        let mut at = rng.random_range(0..=line.len());
+                        while !line.is_char_boundary(at) {
+                            at -= 1;
+                        }
+                        line.insert_str(at, noise[rng.random_range(0..noise.len())]);
+                    }
+                }
+                text.push_str(&line);
+                text.push('\n');
+            }
+            // Also cut the text anywhere (a piece of a file).
+            let cut = if case % 3 == 0 {
+                let mut at = rng.random_range(0..=text.len());
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                at
+            } else {
+                text.len()
+            };
+            let text = &text[..cut];
+            let fast = entries_of(HistoryForms::new(text));
+            let general = entries_of(HistoryForms::new(text).without_fast_path());
+            assert_eq!(fast, general, "{text:?}");
+        }
     }
 
     #[test]

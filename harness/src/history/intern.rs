@@ -251,8 +251,10 @@ pub struct Interner {
 }
 
 fn slot(hash: u64) -> usize {
-    // The high bits of an Fx hash are the well-mixed ones.
-    (hash >> 40) as usize & (CACHE_SLOTS - 1)
+    // Fibonacci hashing: the top bits of the product depend on every bit
+    // of the hash (the middle bits of an Fx hash depend on few of the
+    // input's: strings that differ after their fourth byte collided).
+    (hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - CACHE_SLOTS.trailing_zeros())) as usize
 }
 
 impl Interner {
@@ -268,7 +270,7 @@ impl Interner {
         text.hash(&mut h);
         let entry = &mut self.strings[slot(h.finish())];
         match entry {
-            Some(s) if s.as_str() == text => s.clone(),
+            Some(s) if same_text(s.as_bytes(), text.as_bytes()) => s.clone(),
             _ => {
                 let s = Str::from(text);
                 *entry = Some(s.clone());
@@ -280,29 +282,104 @@ impl Interner {
     /// The shared copy of a vector: small vectors of scalars and strings
     /// (`["k1" "v3"]`, `["k1" nil]`) are interned, others allocated as they are.
     pub fn vector(&mut self, items: Vec<Value>) -> Arc<[Value]> {
-        let small = items.len() <= MAX_INTERNED_ITEMS
-            && items.iter().all(|v| match v {
-                Value::Vector(_) | Value::Set(_) | Value::Map(_) | Value::Tagged(..) => false,
-                Value::Str(s) => s.len() <= MAX_INTERNED_LEN,
-                _ => true,
-            });
-        if !small {
+        if !is_small(&items) {
+            return items.into();
+        }
+        self.vector_of(&items)
+    }
+
+    /// [`Interner::vector`] of a slice (one allocation, no `Vec` first).
+    ///
+    /// Vectors are found by a cheap hash of their items (a string's length
+    /// and ends, a name's address) and compared item by item (shared
+    /// strings by pointer).
+    pub fn vector_of(&mut self, items: &[Value]) -> Arc<[Value]> {
+        if !is_small(items) {
             return items.into();
         }
         if self.vectors.is_empty() {
             self.vectors.resize(CACHE_SLOTS, None);
         }
         let mut h = rustc_hash::FxHasher::default();
-        items.hash(&mut h);
+        for item in items {
+            scalar_hash(item, &mut h);
+        }
+        items.len().hash(&mut h);
         let entry = &mut self.vectors[slot(h.finish())];
         match entry {
-            Some(v) if **v == *items => v.clone(),
+            Some(v) if v.len() == items.len() && v.iter().zip(items).all(|(a, b)| same(a, b)) => {
+                v.clone()
+            }
             _ => {
                 let v: Arc<[Value]> = items.into();
                 *entry = Some(v.clone());
                 v
             }
         }
+    }
+}
+
+/// `a == b`, inline for short texts (most keys and values are a few bytes,
+/// where a call to `memcmp` costs more than the comparison).
+#[inline]
+pub(crate) fn same_text(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word =
+        |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or_default());
+    let half =
+        |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap_or_default());
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// Whether a vector is worth interning: a few scalars and short strings.
+fn is_small(items: &[Value]) -> bool {
+    items.len() <= MAX_INTERNED_ITEMS
+        && items.iter().all(|v| match v {
+            Value::Vector(_) | Value::Set(_) | Value::Map(_) | Value::Tagged(..) => false,
+            Value::Str(s) => s.len() <= MAX_INTERNED_LEN,
+            _ => true,
+        })
+}
+
+/// Hashes a scalar cheaply: a name by its address (names are interned
+/// for the whole program), a string by its length and its first and last
+/// eight bytes (no loop over the text).
+fn scalar_hash(value: &Value, h: &mut rustc_hash::FxHasher) {
+    match value {
+        Value::Str(s) => {
+            let b = s.as_bytes();
+            let n = b.len();
+            let word = |at: usize, len: usize| {
+                let mut w = [0u8; 8];
+                w[..len].copy_from_slice(&b[at..at + len]);
+                u64::from_le_bytes(w)
+            };
+            n.hash(h);
+            word(0, n.min(8)).hash(h);
+            word(n.saturating_sub(8), n.min(8)).hash(h);
+        }
+        Value::Keyword(n) | Value::Symbol(n) => (n.0 as *const &str as usize).hash(h),
+        Value::Int(i) => i.hash(h),
+        other => other.hash(h),
+    }
+}
+
+/// `a == b` for scalars, without a call for a shared or short string.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Str(x), Value::Str(y)) => {
+            Arc::ptr_eq(&x.0, &y.0) || same_text(x.as_bytes(), y.as_bytes())
+        }
+        (a, b) => a == b,
     }
 }
 
@@ -321,6 +398,27 @@ mod tests {
         assert!(Name::new("a") < Name::new("b"));
         let from_thread = std::thread::spawn(|| Name::new("read")).join().unwrap();
         assert_eq!(from_thread, a);
+    }
+
+    #[test]
+    fn same_text_is_equality() {
+        let texts: Vec<Vec<u8>> = (0..40)
+            .flat_map(|n| {
+                let base: Vec<u8> = (0..n).map(|i| b'a' + (i % 7) as u8).collect();
+                let mut variants = vec![base.clone()];
+                for at in 0..n {
+                    let mut v = base.clone();
+                    v[at] = b'Z';
+                    variants.push(v);
+                }
+                variants
+            })
+            .collect();
+        for a in &texts {
+            for b in &texts {
+                assert_eq!(same_text(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]

@@ -292,6 +292,38 @@ impl Op {
     }
 }
 
+/// The names of the standard op fields and types, interned once: a field's
+/// key is recognised by comparing pointers, not text.
+struct KnownNames {
+    index: Name,
+    time: Name,
+    process: Name,
+    kind: Name,
+    f: Name,
+    value: Name,
+    types: [(Name, OpType); 4],
+}
+
+impl KnownNames {
+    fn op_type(&self, name: Name) -> Option<OpType> {
+        self.types.iter().find(|(n, _)| *n == name).map(|&(_, t)| t)
+    }
+}
+
+fn known_names() -> &'static KnownNames {
+    static KNOWN: std::sync::OnceLock<KnownNames> = std::sync::OnceLock::new();
+    KNOWN.get_or_init(|| KnownNames {
+        index: Name::new("index"),
+        time: Name::new("time"),
+        process: Name::new("process"),
+        kind: Name::new("type"),
+        f: Name::new("f"),
+        value: Name::new("value"),
+        types: [OpType::Invoke, OpType::Ok, OpType::Fail, OpType::Info]
+            .map(|t| (Name::new(t.as_str()), t)),
+    })
+}
+
 /// The fields of an op, filled in one map entry at a time as the reader
 /// reads them (no map is built); the first bad field is remembered.
 #[derive(Default)]
@@ -323,7 +355,25 @@ impl OpFields {
                 return Ok(());
             }
         };
-        match name.as_str() {
+        let known = known_names();
+        if name == known.value {
+            self.value = v;
+            return Ok(());
+        }
+        let field = if name == known.index {
+            "index"
+        } else if name == known.time {
+            "time"
+        } else if name == known.process {
+            "process"
+        } else if name == known.kind {
+            "type"
+        } else if name == known.f {
+            "f"
+        } else {
+            ""
+        };
+        match field {
             "index" => match v {
                 Value::Int(i) if i >= 0 => self.index = Some(i as u64),
                 Value::Nil => {}
@@ -349,7 +399,7 @@ impl OpFields {
             }
             "type" => {
                 let t = match &v {
-                    Value::Keyword(t) => OpType::parse(t),
+                    Value::Keyword(t) => known.op_type(*t),
                     Value::Str(t) => OpType::parse(t),
                     _ => None,
                 };
@@ -367,7 +417,6 @@ impl OpFields {
                 Value::Str(n) => self.f = Some(Name::new(&n)),
                 _ => return Err(format!(":f must be a keyword like :read, found {v}")),
             },
-            "value" => self.value = v,
             _ => {
                 self.extra.insert(name, v);
             }

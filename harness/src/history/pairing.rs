@@ -125,7 +125,8 @@ pub fn pair(history: &History) -> Result<Vec<ClientOp<'_>>, PairingError> {
                     });
                 };
                 let client_op = &mut ops[running];
-                if client_op.f != op.f.as_str() {
+                // Names are interned: the same pointer is the same name.
+                if !std::ptr::eq(client_op.f, op.f.as_str()) && client_op.f != op.f.as_str() {
                     return Err(PairingError::MismatchedF {
                         line: history.line_of(pos),
                         process,
