@@ -103,8 +103,9 @@ fn the_stale_reads_workload_finds_the_anomaly() {
     let dir = scratch_dir.path();
     let wl = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/stale-reads.yaml");
     let store = dir.join("store");
-    // Two pauses instead of three (one pause finds the anomaly in 8 of 10
-    // runs, the full workload in 10 of 10).
+    // Two pauses instead of three (one pause found the anomaly in 8 of 10
+    // runs once, in about half of them on 2026-12-01; the full workload in
+    // 10 of 10), and up to four attempts.
     let args = [
         "--duration",
         "12s",
@@ -113,7 +114,7 @@ fn the_stale_reads_workload_finds_the_anomaly() {
         "--base-paxos-port",
         "24350",
     ];
-    run_until_anomaly(&wl, &store, &args, 100, 3, |_| {
+    run_until_anomaly(&wl, &store, &args, 100, 4, |_| {
         assert!(servers_on(24300).is_empty(), "servers left behind");
     });
     let run = std::fs::canonicalize(store.join("latest")).unwrap();
