@@ -12,7 +12,7 @@ use super::learner::Learner;
 use super::messages::{ChosenEntry, Message};
 use super::read_index::FollowerReads;
 use super::ready::{Ready, Reply, RequestError};
-use super::snapshot_transfer::{self, BadChunk, SnapshotReceiver};
+use super::snapshot_transfer::{self, BadChunk, Chunk, SnapshotReceiver};
 use super::storage::{PersistentState, Snapshot};
 use super::types::{
     majority, Ballot, Config, ReadMode, ReplicaId, RequestId, Role, Slot, Value, MAX_SLOT,
@@ -319,14 +319,13 @@ impl Replica {
                 data,
             } => {
                 let installed = self.learner.commit_index();
-                let done = self.snapshot_in.on_chunk(
-                    from,
+                let chunk = Chunk {
                     last_slot,
-                    total_bytes,
+                    total: total_bytes,
                     offset,
                     data,
-                    installed,
-                )?;
+                };
+                let done = self.snapshot_in.on_chunk(from, chunk, installed)?;
                 if let Some(snapshot) = done {
                     self.on_snapshot(snapshot);
                 }

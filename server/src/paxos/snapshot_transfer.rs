@@ -106,6 +106,16 @@ impl Partial {
     }
 }
 
+/// One chunk as received: `data` lies at `offset` of the `total` bytes of
+/// the encoded snapshot of every slot up to `last_slot`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    pub last_slot: Slot,
+    pub total: u64,
+    pub offset: u64,
+    pub data: Vec<u8>,
+}
+
 /// The receiving end: reassembles one snapshot per sender.
 #[derive(Debug, Default)]
 pub struct SnapshotReceiver {
@@ -117,16 +127,18 @@ impl SnapshotReceiver {
     /// already has (its commit index: an older snapshot is no use).
     /// Returns the snapshot once complete, which ends the transfer (and
     /// every other one of a snapshot no newer).
-    #[allow(clippy::too_many_arguments)]
     pub fn on_chunk(
         &mut self,
         from: ReplicaId,
-        last_slot: Slot,
-        total: u64,
-        offset: u64,
-        data: Vec<u8>,
+        chunk: Chunk,
         installed: Slot,
     ) -> Result<Option<Snapshot>, BadChunk> {
+        let Chunk {
+            last_slot,
+            total,
+            offset,
+            data,
+        } = chunk;
         let len = data.len() as u64;
         if offset.checked_add(len).is_none_or(|end| end > total) || (len == 0 && total > 0) {
             return Err(BadChunk { offset, len, total });
@@ -206,21 +218,29 @@ mod tests {
         Snapshot { last_slot, state }
     }
 
-    fn parts(m: &Message) -> (Slot, u64, u64, Vec<u8>) {
+    fn chunk(last_slot: Slot, total: u64, offset: u64, data: Vec<u8>) -> Chunk {
+        Chunk {
+            last_slot,
+            total,
+            offset,
+            data,
+        }
+    }
+
+    fn parts(m: &Message) -> Chunk {
         match m {
             Message::SnapshotChunk {
                 last_slot,
                 total_bytes,
                 offset,
                 data,
-            } => (*last_slot, *total_bytes, *offset, data.clone()),
+            } => chunk(*last_slot, *total_bytes, *offset, data.clone()),
             m => panic!("not a chunk: {m:?}"),
         }
     }
 
     fn feed(rx: &mut SnapshotReceiver, m: &Message) -> Option<Snapshot> {
-        let (slot, total, offset, data) = parts(m);
-        rx.on_chunk(0, slot, total, offset, data, 0).unwrap()
+        rx.on_chunk(0, parts(m), 0).unwrap()
     }
 
     #[test]
@@ -228,7 +248,7 @@ mod tests {
         let snap = snapshot(40, 30);
         let chunks = chunks(&snap, 256);
         assert!(chunks.len() > 5, "{} chunks", chunks.len());
-        assert!(chunks.iter().all(|c| parts(c).3.len() <= 256));
+        assert!(chunks.iter().all(|c| parts(c).data.len() <= 256));
         let mut rx = SnapshotReceiver::default();
         // In reverse order, with every chunk twice: nothing until the last
         // missing byte arrives, then the snapshot exactly.
@@ -243,7 +263,7 @@ mod tests {
         // A duplicate after completion starts a transfer that never ends
         // unless completed again: harmless, and an older one is ignored.
         assert_eq!(
-            rx.on_chunk(0, 40, 1, 0, vec![0], 40).unwrap(),
+            rx.on_chunk(0, chunk(40, 1, 0, vec![0]), 40).unwrap(),
             None,
             "already installed"
         );
@@ -290,13 +310,11 @@ mod tests {
         let mut rx = SnapshotReceiver::default();
         let newer_chunks = chunks(&newer, 100);
         for c in &newer_chunks[..2] {
-            let (slot, total, offset, data) = parts(c);
-            assert_eq!(rx.on_chunk(3, slot, total, offset, data, 0).unwrap(), None);
+            assert_eq!(rx.on_chunk(3, parts(c), 0).unwrap(), None);
         }
         let mut done = None;
         for c in &chunks(&older, 100) {
-            let (slot, total, offset, data) = parts(c);
-            done = rx.on_chunk(0, slot, total, offset, data, 0).unwrap();
+            done = rx.on_chunk(0, parts(c), 0).unwrap();
         }
         assert_eq!(done, Some(older));
         // The half-received newer one stays, and completes if its sender
@@ -304,8 +322,7 @@ mod tests {
         assert!(rx.pending_bytes() > 0);
         let mut done = None;
         for c in &newer_chunks[2..] {
-            let (slot, total, offset, data) = parts(c);
-            done = rx.on_chunk(3, slot, total, offset, data, 13).unwrap();
+            done = rx.on_chunk(3, parts(c), 13).unwrap();
         }
         assert_eq!(done, Some(newer));
         // ...and nothing is left over.
@@ -318,7 +335,10 @@ mod tests {
         // One-byte steps of 8-byte chunks over 16 bytes: never complete
         // without offset 0, and never more than 32 bytes held.
         for offset in 1..=8 {
-            assert_eq!(rx.on_chunk(0, 5, 16, offset, vec![0; 8], 0).unwrap(), None);
+            assert_eq!(
+                rx.on_chunk(0, chunk(5, 16, offset, vec![0; 8]), 0).unwrap(),
+                None
+            );
             assert!(rx.pending_bytes() <= 32, "{}", rx.pending_bytes());
         }
     }
@@ -326,9 +346,11 @@ mod tests {
     #[test]
     fn a_chunk_past_its_announced_length_is_refused() {
         let mut rx = SnapshotReceiver::default();
-        assert!(rx.on_chunk(0, 5, 10, 8, vec![0; 4], 0).is_err());
-        assert!(rx.on_chunk(0, 5, 10, u64::MAX, vec![0; 4], 0).is_err());
-        assert!(rx.on_chunk(0, 5, 10, 0, Vec::new(), 0).is_err());
+        assert!(rx.on_chunk(0, chunk(5, 10, 8, vec![0; 4]), 0).is_err());
+        assert!(rx
+            .on_chunk(0, chunk(5, 10, u64::MAX, vec![0; 4]), 0)
+            .is_err());
+        assert!(rx.on_chunk(0, chunk(5, 10, 0, Vec::new()), 0).is_err());
         assert_eq!(rx.pending_bytes(), 0);
     }
 }
