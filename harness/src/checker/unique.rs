@@ -918,6 +918,9 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
     /// sequence on the model. A replay that succeeds is a linearization;
     /// otherwise the key is left to the other checks.
     fn witness(&mut self, blocks: &[Block]) -> Decision {
+        if self.sweep(blocks) == Decision::Linearizable {
+            return Decision::Linearizable;
+        }
         let mut last = Decision::Linearizable;
         for late in [false, true] {
             last = self.witness_with(blocks, late);
@@ -926,6 +929,294 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             }
         }
         last
+    }
+
+    /// The ops of a block in the order they take effect: each change, then
+    /// the reads of its value by call.
+    fn block_sequence(&self, b: &Block, out: &mut Vec<usize>) {
+        let mut op = b.head;
+        loop {
+            let value = if op == INIT {
+                Some(self.init)
+            } else {
+                out.push(op);
+                self.produced(op)
+            };
+            let Some(v) = value else { break };
+            if let Some(reads) = self.readers.get(&(v, op)) {
+                let from = out.len();
+                out.extend_from_slice(reads);
+                out[from..].sort_by_key(|&r| self.ops[r].call);
+            }
+            match self.observed.get(&(v, op)).and_then(|s| s.successor) {
+                Some(next) => op = next,
+                None => break,
+            }
+        }
+    }
+
+    /// The witness for keys with deletes: one sweep over time slots that
+    /// places everything the relaxed check left out.
+    ///
+    /// The relaxed check's forward blocks are fixed at their zones
+    /// `[deadline - 1, exit]` (any linearization can be shrunk to that, and
+    /// nothing else can take effect inside one); every other item is a point
+    /// to choose within its range of slots, clamped to the slots outside
+    /// forward interiors: a backward block in `[exit, deadline - 1]`, a
+    /// delete or a read of `nil` in `[call, return - 1]`. Ops placed at one
+    /// slot may go in any order, ops at increasing slots in that order, so
+    /// real time holds by construction. The state between blocks matters
+    /// only as "`nil` or not": `nil` is never worse (a block starts with its
+    /// own write, a nil-headed one needs `nil`), so the sweep
+    /// - serves every pending read of `nil` while the state is `nil`;
+    /// - places a backward block at its last slot (it ends `nil`), except
+    ///   that a delete is always preceded by every pending blind backward
+    ///   block (free: the delete restores `nil`) and, while `nil` holds, by
+    ///   the nil-headed one due first (it uses the `nil` the delete
+    ///   restores);
+    /// - places a delete at its last slot, or earlier when `nil` is needed
+    ///   now (a read of `nil` or a nil-headed block at its last slot, a
+    ///   nil-headed forward block at its start): then the pending delete due
+    ///   first (earliest deadline first); an `:info` delete never needed is
+    ///   left out.
+    ///
+    /// The order built is replayed on the model and against real time
+    /// ([`replays`]): only a replay that succeeds counts, so a wrong choice
+    /// can only cost a decision (the key goes on to the other checks).
+    fn sweep(&mut self, blocks: &[Block]) -> Decision {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let failed = || {
+            Decision::NotApplicable("the sweep found no place for a delete or a read of nil".into())
+        };
+        let is_forward = |b: &Block| b.head == INIT || b.deadline.0 <= b.exit.0;
+        let start_of = |b: &Block| if b.head == INIT { -1 } else { b.deadline.0 - 1 };
+        let mut forward: Vec<usize> = (0..blocks.len())
+            .filter(|&j| is_forward(&blocks[j]))
+            .collect();
+        forward.sort_by_key(|&j| (start_of(&blocks[j]), blocks[j].exit.0));
+        let starts: Vec<i64> = forward.iter().map(|&j| start_of(&blocks[j])).collect();
+        let exits: Vec<i64> = forward.iter().map(|&j| blocks[j].exit.0).collect();
+        // The slots outside forward interiors: a range is clamped to them.
+        let clamp = |lo: i64, hi: i64| -> Option<(i64, i64)> {
+            let inside = |x: i64| {
+                let n = starts.partition_point(|&a| a < x);
+                n.checked_sub(1).filter(|&i| x < exits[i])
+            };
+            let lo = inside(lo).map_or(lo, |i| exits[i]);
+            let hi = inside(hi).map_or(hi, |i| starts[i]);
+            (lo <= hi).then_some((lo, hi))
+        };
+        let range = |i: usize| (call(&self.ops[i]), ret(&self.ops[i]).saturating_sub(1));
+        // (lo, hi, op or block)
+        let mut reads: Vec<(i64, i64, usize)> = Vec::new();
+        let mut deletes: Vec<(i64, i64, usize)> = Vec::new();
+        for i in 0..self.ops.len() {
+            let required = self.ops[i].ret.is_some();
+            match self.original[i] {
+                UniqueOp::Read(NIL) if required => {
+                    let (lo, hi) = range(i);
+                    let Some((lo, hi)) = clamp(lo, hi) else {
+                        return failed();
+                    };
+                    reads.push((lo, hi, i));
+                }
+                UniqueOp::Write(NIL) => {
+                    let (lo, hi) = if required {
+                        range(i)
+                    } else {
+                        (call(&self.ops[i]), NEVER)
+                    };
+                    match clamp(lo, hi) {
+                        Some((lo, hi)) => deletes.push((lo, hi, i)),
+                        None if required => return failed(),
+                        None => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut backward: Vec<(i64, i64, usize)> = Vec::new();
+        for (j, b) in blocks.iter().enumerate() {
+            if !is_forward(b) {
+                let Some((lo, hi)) = clamp(b.exit.0, b.deadline.0 - 1) else {
+                    return failed();
+                };
+                backward.push((lo, hi, j));
+            }
+        }
+        let mut sequences: Vec<Vec<usize>> = vec![Vec::new(); blocks.len()];
+        for (j, b) in blocks.iter().enumerate() {
+            self.block_sequence(b, &mut sequences[j]);
+        }
+        let nil_headed = |j: usize| blocks[j].head != INIT && self.nil_heads[blocks[j].head];
+        let mut slots: Vec<i64> = reads
+            .iter()
+            .chain(&deletes)
+            .chain(&backward)
+            .flat_map(|&(lo, hi, _)| [lo, hi])
+            .chain(starts.iter().copied())
+            .filter(|&t| t != NEVER)
+            .collect();
+        slots.sort_unstable();
+        slots.dedup();
+        reads.sort_unstable();
+        deletes.sort_unstable();
+        backward.sort_unstable();
+
+        struct State<'s> {
+            out: Vec<usize>,
+            nil: bool,
+            pending: Vec<usize>,
+            /// The earliest last slot among the pending reads.
+            due: i64,
+            deletes: BinaryHeap<Reverse<(i64, usize)>>,
+            blind: BinaryHeap<Reverse<(i64, usize)>>,
+            nil_headed: BinaryHeap<Reverse<(i64, usize)>>,
+            sequences: &'s [Vec<usize>],
+        }
+        impl State<'_> {
+            fn serve(&mut self) {
+                if self.nil {
+                    self.out.append(&mut self.pending);
+                    self.due = NEVER;
+                }
+            }
+            fn block(&mut self, j: usize) {
+                self.out.extend_from_slice(&self.sequences[j]);
+                self.nil = false;
+            }
+            fn delete(&mut self, op: usize) {
+                if self.nil {
+                    if let Some(Reverse((_, j))) = self.nil_headed.pop() {
+                        self.block(j);
+                    }
+                }
+                while let Some(Reverse((_, j))) = self.blind.pop() {
+                    self.block(j);
+                }
+                self.out.push(op);
+                self.nil = true;
+                self.serve();
+            }
+            /// Makes the state `nil` with the pending delete due first.
+            fn revive(&mut self) -> bool {
+                match self.deletes.pop() {
+                    Some(Reverse((_, op))) => {
+                        self.delete(op);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            fn due_at(heap: &BinaryHeap<Reverse<(i64, usize)>>, t: i64) -> bool {
+                heap.peek().is_some_and(|Reverse((hi, _))| *hi <= t)
+            }
+        }
+        let mut st = State {
+            out: Vec::with_capacity(self.ops.len()),
+            nil: false,
+            pending: Vec::new(),
+            due: NEVER,
+            deletes: BinaryHeap::new(),
+            blind: BinaryHeap::new(),
+            nil_headed: BinaryHeap::new(),
+            sequences: &sequences,
+        };
+        let (mut ri, mut di, mut bi, mut fi) = (0, 0, 0, 0);
+        for &t in &slots {
+            while ri < reads.len() && reads[ri].0 <= t {
+                st.pending.push(reads[ri].2);
+                st.due = st.due.min(reads[ri].1);
+                ri += 1;
+            }
+            while di < deletes.len() && deletes[di].0 <= t {
+                st.deletes.push(Reverse((deletes[di].1, deletes[di].2)));
+                di += 1;
+            }
+            while bi < backward.len() && backward[bi].0 <= t {
+                let (_, hi, j) = backward[bi];
+                if nil_headed(j) {
+                    st.nil_headed.push(Reverse((hi, j)));
+                } else {
+                    st.blind.push(Reverse((hi, j)));
+                }
+                bi += 1;
+            }
+            st.serve();
+            // What must take effect by slot t.
+            loop {
+                if State::due_at(&st.nil_headed, t) {
+                    if !st.nil && !st.revive() {
+                        return failed();
+                    }
+                    if !st.nil {
+                        return failed();
+                    }
+                    let Some(Reverse((_, j))) = st.nil_headed.pop() else {
+                        unreachable!()
+                    };
+                    st.block(j);
+                } else if State::due_at(&st.blind, t) {
+                    if st.nil {
+                        if let Some(Reverse((_, j))) = st.nil_headed.pop() {
+                            st.block(j);
+                        }
+                    }
+                    let Some(Reverse((_, j))) = st.blind.pop() else {
+                        unreachable!()
+                    };
+                    st.block(j);
+                } else if State::due_at(&st.deletes, t) {
+                    let Some(Reverse((_, op))) = st.deletes.pop() else {
+                        unreachable!()
+                    };
+                    st.delete(op);
+                } else if !st.pending.is_empty() && st.due <= t {
+                    if !st.revive() {
+                        return failed();
+                    }
+                } else {
+                    break;
+                }
+            }
+            // Forward blocks starting at t.
+            while fi < forward.len() && starts[fi] <= t {
+                let j = forward[fi];
+                fi += 1;
+                if blocks[j].head == INIT {
+                    st.block(j);
+                    st.nil = self.init == NIL && sequences[j].is_empty();
+                    st.serve();
+                    continue;
+                }
+                if nil_headed(j) {
+                    if !st.nil && !st.revive() {
+                        return failed();
+                    }
+                } else if st.nil {
+                    if let Some(Reverse((_, b))) = st.nil_headed.pop() {
+                        st.block(b);
+                    }
+                }
+                st.block(j);
+            }
+        }
+        if !st.pending.is_empty()
+            || fi < forward.len()
+            || bi < backward.len()
+            || !st.blind.is_empty()
+            || !st.nil_headed.is_empty()
+        {
+            return failed();
+        }
+        let order = std::mem::take(&mut st.out);
+        drop(st);
+        if replays(self.model, self.ops, &order) {
+            Decision::Linearizable
+        } else {
+            failed()
+        }
     }
 
     /// [`Checker::witness`] with forward blocks anchored at their start
