@@ -99,10 +99,14 @@ struct Observed {
 /// checked in two stages first: without the deletes and the reads of `nil`
 /// (a cas from `nil` and an append to a missing key counted as blind
 /// writes), which is a relaxation, so "not linearizable" there is final;
-/// then the blocks of that check are put in order, the deletes and reads of
-/// `nil` inserted between them where real time allows, and the resulting
-/// sequence replayed on the model ([`Checker::witness`]): if it replays,
-/// it is a linearization. If not, the usual check follows.
+/// then a witness is built from the blocks of that check: a sweep over time
+/// slots fixes the forward blocks at their zones and places the backward
+/// blocks, the deletes and the reads of `nil` slot by slot
+/// ([`Checker::sweep`]), and the sequence is replayed on the model and
+/// against real time: if it replays, it is a linearization. If not (no case
+/// is known where a linearizable key fails it: `tests/brute_force.rs`), an
+/// older witness and then the guesses of producers are tried, and the
+/// search after them.
 pub fn check<M: UniqueValues>(model: &mut M, ops: &[SearchOp<M::Op>]) -> Decision {
     if ops
         .iter()
@@ -912,11 +916,12 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         Decision::Linearizable
     }
 
-    /// The second stage for keys with deletes (see [`check`]): orders the
-    /// blocks the relaxed check accepted, inserts the deletes and reads of
-    /// `nil` between blocks where real time allows, and replays the
-    /// sequence on the model. A replay that succeeds is a linearization;
-    /// otherwise the key is left to the other checks.
+    /// The second stage for keys with deletes (see [`check`]): the sweep,
+    /// then (if it finds nothing) the older witness: it orders the blocks
+    /// the relaxed check accepted, inserts the deletes and reads of `nil`
+    /// between blocks where real time allows, and replays the sequence on
+    /// the model. A replay that succeeds is a linearization; otherwise the
+    /// key is left to the other checks.
     fn witness(&mut self, blocks: &[Block]) -> Decision {
         if self.sweep(blocks) == Decision::Linearizable {
             return Decision::Linearizable;
@@ -1109,8 +1114,12 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                     None => false,
                 }
             }
-            fn due_at(heap: &BinaryHeap<Reverse<(i64, usize)>>, t: i64) -> bool {
-                heap.peek().is_some_and(|Reverse((hi, _))| *hi <= t)
+            /// The item of `heap` due first, if its last slot is `t`.
+            fn pop_due(heap: &mut BinaryHeap<Reverse<(i64, usize)>>, t: i64) -> Option<usize> {
+                match heap.peek() {
+                    Some(Reverse((hi, _))) if *hi <= t => heap.pop().map(|Reverse((_, x))| x),
+                    _ => None,
+                }
             }
         }
         let mut st = State {
@@ -1146,31 +1155,20 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             st.serve();
             // What must take effect by slot t.
             loop {
-                if State::due_at(&st.nil_headed, t) {
+                if let Some(j) = State::pop_due(&mut st.nil_headed, t) {
                     if !st.nil && !st.revive() {
                         return failed();
                     }
-                    if !st.nil {
-                        return failed();
-                    }
-                    let Some(Reverse((_, j))) = st.nil_headed.pop() else {
-                        unreachable!()
-                    };
                     st.block(j);
-                } else if State::due_at(&st.blind, t) {
+                } else if let Some(j) = State::pop_due(&mut st.blind, t) {
+                    // While `nil` holds, a nil-headed block can use it first.
                     if st.nil {
-                        if let Some(Reverse((_, j))) = st.nil_headed.pop() {
-                            st.block(j);
+                        if let Some(Reverse((_, b))) = st.nil_headed.pop() {
+                            st.block(b);
                         }
                     }
-                    let Some(Reverse((_, j))) = st.blind.pop() else {
-                        unreachable!()
-                    };
                     st.block(j);
-                } else if State::due_at(&st.deletes, t) {
-                    let Some(Reverse((_, op))) = st.deletes.pop() else {
-                        unreachable!()
-                    };
+                } else if let Some(op) = State::pop_due(&mut st.deletes, t) {
                     st.delete(op);
                 } else if !st.pending.is_empty() && st.due <= t {
                     if !st.revive() {
