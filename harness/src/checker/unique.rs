@@ -974,7 +974,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
     /// only as "`nil` or not": `nil` is never worse (a block starts with its
     /// own write, a nil-headed one needs `nil`), so the sweep
     /// - serves every pending read of `nil` while the state is `nil`;
-    /// - places a backward block at its last slot (it ends `nil`), except
+    /// - places a backward block at its last slot (placing one ends `nil`), except
     ///   that a delete is always preceded by every pending blind backward
     ///   block (free: the delete restores `nil`) and, while `nil` holds, by
     ///   the nil-headed one due first (it uses the `nil` the delete
