@@ -34,7 +34,7 @@
 //! Ops of unknown outcome have no return; those whose value nobody observed
 //! may not have taken effect and are left out. The result is checked against
 //! the WGL search and a brute force on random histories
-//! (`tests/fast_paths.rs`).
+//! (`tests/brute_force.rs`).
 
 use rustc_hash::FxHashMap;
 
@@ -974,11 +974,11 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
     /// only as "`nil` or not": `nil` is never worse (a block starts with its
     /// own write, a nil-headed one needs `nil`), so the sweep
     /// - serves every pending read of `nil` while the state is `nil`;
-    /// - places a backward block at its last slot (placing one ends `nil`), except
-    ///   that a delete is always preceded by every pending blind backward
-    ///   block (free: the delete restores `nil`) and, while `nil` holds, by
-    ///   the nil-headed one due first (it uses the `nil` the delete
-    ///   restores);
+    /// - places a backward block at its last slot (placing one ends
+    ///   `nil`), but puts every pending blind backward block just before
+    ///   each delete (free: the delete restores `nil`), and whenever `nil`
+    ///   is about to end (a delete, a blind block), lets the pending
+    ///   nil-headed block due first use it;
     /// - places a delete at its last slot, or earlier when `nil` is needed
     ///   now (a read of `nil` or a nil-headed block at its last slot, a
     ///   nil-headed forward block at its start): then the pending delete due
