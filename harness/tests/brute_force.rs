@@ -254,13 +254,18 @@ fn used_fast_path(history: &History, model: ModelKind) -> bool {
 }
 
 /// A random small history over one key with unique written values.
+/// `big`: 8 to 11 ops over 3 to 6 processes (else 1 to 8 over 1 to 4).
 fn random_unique_history(
     rng: &mut StdRng,
     kv: bool,
     with_deletes: bool,
+    big: bool,
 ) -> (History, Vec<BruteOp>) {
-    let processes = rng.random_range(1..=4);
-    let total = rng.random_range(1..=8);
+    let (processes, total) = if big {
+        (rng.random_range(3..=6), rng.random_range(8..=11))
+    } else {
+        (rng.random_range(1..=4), rng.random_range(1..=8))
+    };
     let mut history = History::new();
     let mut brute = Vec::new();
     let mut running: Vec<Option<(Op, BruteOp)>> = vec![None; processes];
@@ -370,10 +375,10 @@ fn random_unique_history(
 }
 
 fn compare_unique(kv: bool, cases: u64, seed: u64) {
-    compare_unique_with(kv, false, cases, seed);
+    compare_unique_with(kv, false, false, cases, seed);
 }
 
-fn compare_unique_with(kv: bool, with_deletes: bool, cases: u64, seed: u64) {
+fn compare_unique_with(kv: bool, with_deletes: bool, big: bool, cases: u64, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let model = if kv {
         ModelKind::Kv
@@ -382,7 +387,7 @@ fn compare_unique_with(kv: bool, with_deletes: bool, cases: u64, seed: u64) {
     };
     let (mut lin, mut not, mut fast, mut fast_lin) = (0, 0, 0, 0);
     for case in 0..cases {
-        let (history, brute) = random_unique_history(&mut rng, kv, with_deletes);
+        let (history, brute) = random_unique_history(&mut rng, kv, with_deletes, big);
         let expected = if brute_force(&brute, &mut vec![false; brute.len()], &Value::Nil) {
             Verdict::Linearizable
         } else {
@@ -430,7 +435,14 @@ fn unique_kv_key_verdicts_match_brute_force_and_search() {
 /// search, and decide most of them.
 #[test]
 fn keys_with_deletes_match_brute_force_and_search() {
-    compare_unique_with(true, true, 20_000 * scale(), 24);
+    compare_unique_with(true, true, false, 20_000 * scale(), 24);
+}
+
+/// The same with more ops and processes (8-11 ops, 3-6 processes), where
+/// the sweep of keys with deletes has more to arrange.
+#[test]
+fn bigger_keys_with_deletes_match_brute_force_and_search() {
+    compare_unique_with(true, true, true, 2_000 * scale(), 27);
 }
 
 /// Bigger histories (a few hundred ops, many concurrent processes) from the
@@ -601,7 +613,7 @@ fn hot_keys_with_deletes_agree_with_the_search() {
 fn valid_hot_keys_with_deletes_are_decided_without_search() {
     use harness::checker::synth::{corrupt_one_read, generate, SynthConfig};
     let mut rng = StdRng::seed_from_u64(26);
-    let cases = 150 * scale();
+    let cases = 100 * scale();
     let mut missed = Vec::new();
     for seed in 0..cases {
         let mut history = generate(&SynthConfig {
