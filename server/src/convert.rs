@@ -399,6 +399,24 @@ pub(crate) fn message_from_pb(m: pb::PaxosMessage, count: usize) -> Result<Messa
 
 // ---------------------------------------------------------------- storage
 
+/// Encodes one core storage write for [`storage::Storage`], taking it:
+/// a snapshot is then moved, not copied, to the checkpoint writer, which
+/// encodes it (see [`storage::SnapshotBytes`]).
+pub fn write_into_storage(w: StorageWrite) -> storage::Write {
+    match w {
+        StorageWrite::Snapshot(s) => snapshot_to_storage(s),
+        other => write_to_storage(&other),
+    }
+}
+
+/// A snapshot for storage, encoded (CBOR, then protobuf) on first use.
+fn snapshot_to_storage(s: Snapshot) -> storage::Write {
+    storage::Write::Snapshot(storage::EncodedSnapshot {
+        last_slot: s.last_slot,
+        data: storage::SnapshotBytes::later(move || snapshot_to_pb(&s).encode_to_vec().into()),
+    })
+}
+
 /// Encodes one core storage write for [`storage::Storage`].
 pub fn write_to_storage(w: &StorageWrite) -> storage::Write {
     match w {
@@ -422,10 +440,7 @@ pub fn write_to_storage(w: &StorageWrite) -> storage::Write {
         StorageWrite::Chosen { slot, value } => {
             storage::Write::Chosen(*slot, value_to_pb(value).encode_to_vec().into())
         }
-        StorageWrite::Snapshot(s) => storage::Write::Snapshot(storage::EncodedSnapshot {
-            last_slot: s.last_slot,
-            data: snapshot_to_pb(s).encode_to_vec().into(),
-        }),
+        StorageWrite::Snapshot(s) => snapshot_to_storage(s.clone()),
         StorageWrite::Compact { through } => storage::Write::Compact(*through),
     }
 }

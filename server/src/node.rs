@@ -647,9 +647,9 @@ fn storage_thread(
             }
         }
         let mut batch = WriteBatch::default();
-        for job in &group {
-            for w in &job.writes {
-                batch.push(convert::write_to_storage(w));
+        for job in &mut group {
+            for w in std::mem::take(&mut job.writes) {
+                batch.push(convert::write_into_storage(w));
             }
         }
         if let Err(e) = storage.write(batch) {

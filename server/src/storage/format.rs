@@ -453,7 +453,7 @@ fn decode_ops(payload: &[u8]) -> Result<WriteBatch, String> {
                 let last_slot = r.u64()?;
                 Write::Snapshot(EncodedSnapshot {
                     last_slot,
-                    data: r.bytes()?,
+                    data: r.bytes()?.into(),
                 })
             }
             TAG_COMPACT => Write::Compact(r.u64()?),
@@ -506,7 +506,7 @@ mod tests {
             Write::Chosen(6, Bytes::from(vec![2u8; 200])),
             Write::Snapshot(EncodedSnapshot {
                 last_slot: 5,
-                data: Bytes::from_static(b"state"),
+                data: Bytes::from_static(b"state").into(),
             }),
             Write::Compact(5),
             Write::Chosen(7, Bytes::new()),

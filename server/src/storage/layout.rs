@@ -2,8 +2,9 @@
 //! purpose (the harness's `corrupt` fault) and for tests.
 //!
 //! [`scan`] reads a data directory (of a stopped replica: it takes no lock)
-//! and lists the checkpoint's header and body and, per WAL file, its header
-//! and each valid record, with byte ranges. Flipping a bit in or truncating
+//! and lists the checkpoint's header and body and, per live WAL file (the
+//! one the checkpoint names and, while a checkpoint was being written, the
+//! next one), its header and each valid record, with byte ranges. Flipping a bit in or truncating
 //! any span is detected when the replica next starts (it refuses, naming the
 //! file and offset), except in the span marked [`RecordSpan::tail`]: damage
 //! to the last record of the newest WAL cannot be told apart from a write
@@ -51,8 +52,8 @@ pub struct RecordSpan {
 }
 
 /// Lists the spans of the data directory `dir`: the checkpoint first, then
-/// the WAL it names (every WAL file if there is no readable checkpoint),
-/// up to its last valid record.
+/// the WAL it names and the next one if it holds records (every WAL file
+/// if there is no readable checkpoint), each up to its last valid record.
 pub fn scan(dir: &Path) -> Result<Vec<RecordSpan>> {
     let listing = recover::list(dir)?;
     let mut spans = Vec::new();
@@ -65,18 +66,25 @@ pub fn scan(dir: &Path) -> Result<Vec<RecordSpan>> {
             spans.push(span(&file, header, len - header, SpanKind::CheckpointBody));
         }
     }
-    // Only the WAL the checkpoint names is live (others are leftovers of an
-    // interrupted checkpoint, removed on open); without a readable
-    // checkpoint, all of them.
+    // Only the WAL the checkpoint names is live, and the next one if it
+    // holds records (a checkpoint was being written in the background);
+    // others are leftovers of an interrupted checkpoint, removed on open.
+    // Without a readable checkpoint, all of them.
     let live = fs::read(dir.join(CHECKPOINT))
         .ok()
         .and_then(|buf| format::decode_checkpoint(&buf).ok())
         .map(|c| c.generation);
-    let wals = listing
-        .wals
-        .iter()
-        .filter(|(g, _)| live.is_none_or(|live| **g == live))
-        .map(|(_, p)| p);
+    let mut wals = Vec::new();
+    for (&g, p) in &listing.wals {
+        let is_live = match live {
+            None => true,
+            Some(live) if g == live => true,
+            Some(live) => g == live + 1 && recover::holds_records(p)?.is_some(),
+        };
+        if is_live {
+            wals.push(p);
+        }
+    }
     for file in wals {
         let buf = fs::read(file).map_err(io_err("read", file))?;
         let (mut pos, mut seq, v2) = match format::wal_version(&buf) {

@@ -22,7 +22,10 @@
 //!   sequence number and a crc32. The file is created at its full size
 //!   ([`StorageOptions::max_wal_bytes`], sparse) and made durable, with the
 //!   directory, before the checkpoint that names it: records overwrite
-//!   zeros, so the file never gets shorter.
+//!   zeros, so the file never gets shorter. Usually only the WAL the
+//!   checkpoint names is live; while a checkpoint is written in the
+//!   background, the next generation continues it (see "Checkpoints off the
+//!   message path").
 //! - `LOCK`: an advisory lock so two processes never share a directory.
 //!
 //! A record is fdatasync'ed before [`Storage::write`] returns when its
@@ -32,27 +35,38 @@
 //!
 //! # What a crash can do, and what it cannot
 //!
-//! Writes happen in one order: the WAL and the checkpoint that names it are
-//! durable before any record is appended; records are appended one after
-//! another, and every record that a message or reply depended on was
-//! fsynced before that message left. A crash therefore damages at most the
-//! records written since the last completed fsync, and since those are the
-//! last ones in the file, what it leaves is a valid prefix followed by one
-//! short or garbled record and then nothing but unused space. Everything else
-//! is damage a crash cannot explain: a disk or a person changed data that
-//! was durable.
+//! Writes happen in one order: a WAL's header is durable before any record
+//! is appended to it, and so are its predecessor (fsynced to its last
+//! record) and the checkpoint that starts the chain; records are appended
+//! one after another, and every record that a message or reply depended on
+//! was fsynced before that message left. A crash therefore damages at most
+//! the records written since the last completed fsync, and since those are
+//! the last ones of the last WAL, what it leaves is a valid prefix followed
+//! by one short or garbled record and then nothing but unused space.
+//! Everything else is damage a crash cannot explain: a disk or a person
+//! changed data that was durable.
+//!
+//! The rule on open: checkpoint `g`, then WAL `g` complete from the
+//! checkpoint's sequence number, then (if it holds records) WAL `g + 1`
+//! whose header continues WAL `g`'s last sequence number; only the last of
+//! these files may end in a torn record; replayed in that order. Two live
+//! WALs are folded into a new checkpoint right away, on open.
 //!
 //! | Found on open | Verdict |
 //! |---|---|
 //! | a short or checksum-failing record with no valid record after it | torn tail: dropped (zeroed), reported in [`RecoveryReport::torn_tail`] |
 //! | a bad record followed by any valid record | damage |
+//! | a torn record at the end of WAL `g` when WAL `g + 1` holds records | damage (only the last file can be torn) |
+//! | WAL `g + 1` whose header does not continue WAL `g`'s last sequence number | damage (records lost between them) |
+//! | WAL `g + 1` holding records with a bad header | damage |
 //! | a record with the wrong sequence number | damage (records lost, reordered or spliced) |
 //! | a record that passes its checksum but does not decode | damage |
 //! | a bad, short or unknown checkpoint | damage (the checkpoint is replaced atomically, never torn) |
 //! | a WAL whose header does not continue the checkpoint's generation and sequence | damage |
-//! | the WAL the checkpoint names is missing, or WAL files without a checkpoint | damage |
+//! | the WAL the checkpoint names is missing (with or without WAL `g + 1`), or WAL files without a checkpoint | damage |
 //! | a WAL shorter than it was created | damage (truncated) |
-//! | a WAL newer than the checkpoint that holds records | damage (checkpoint rolled back) |
+//! | a WAL later than `g + 1` that holds records | damage (checkpoint rolled back) |
+//! | WAL `g + 1` holding records, after a complete WAL `g` | a crash mid-checkpoint: replayed, folded into a new checkpoint |
 //! | a newer WAL without records, an older WAL, `checkpoint.tmp` | a crash mid-checkpoint: removed |
 //! | files of a later format version | refused ([`StorageError::NewerFormat`]) |
 //! | files paxoskv never writes | refused ([`StorageError::Foreign`]) |
@@ -108,15 +122,46 @@
 //! ([`RecoveryReport::reset_after_damage`]) instead of refusing. This exists
 //! so the harness can show what losing unsynced writes does.
 //!
-//! # Bounded disk use
+//! # Checkpoints off the message path
 //!
 //! Writing a snapshot or compacting (or a WAL grown past
-//! [`StorageOptions::max_wal_bytes`]) triggers a checkpoint: the in-memory
-//! mirror minus everything the snapshot covers is written as the new
-//! checkpoint and a fresh WAL generation starts (with the same sequence
-//! numbering); the old WAL is deleted. Disk use is thus bounded by the size
-//! of the state machine plus the log written since the last snapshot.
+//! [`StorageOptions::max_wal_bytes`]) makes a checkpoint due: the in-memory
+//! mirror, minus everything the snapshot covers, becomes the new
+//! checkpoint and the old WAL is deleted, so disk use stays bounded by the
+//! size of the state machine plus the log written since the last snapshot.
+//! Writing it means encoding the whole state, snapshot included, which can
+//! take long; the thread calling [`Storage::write`] is the one that sends
+//! the messages and replies waiting for a persist, and a follower whose
+//! acks wait for its own checkpoint looks silent to the coordinator. So a
+//! checkpoint is written in the background:
+//!
+//! 1. When one is due, `write` fsyncs WAL `g` (if anything in it is not
+//!    yet durable), creates WAL `g + 1` (header with the next sequence
+//!    number, fsynced, directory fsynced) and appends there from now on; it
+//!    clones the mirror (the snapshot's bytes are shared, not copied) and
+//!    returns. Only these two fsyncs are on the caller's path.
+//! 2. A thread of its own ([`checkpoint`]) encodes that state (and the
+//!    snapshot, handed over unencoded, see [`SnapshotBytes`]), writes
+//!    `checkpoint.tmp`, fsyncs it, renames it over `checkpoint` naming
+//!    generation `g + 1`, fsyncs the directory and deletes WAL `g`.
+//! 3. At most one checkpoint is in flight: one due meanwhile starts with the
+//!    first write after it is done, so at most WALs `g` and `g + 1` are live.
+//!    A failed checkpoint stops the storage like a failed write.
+//!
+//! A snapshot or compaction is durable only through a checkpoint; the rest
+//! of its batch (promise, accepted, chosen values) goes into a WAL record
+//! as usual and is durable when `write` returns. A crash before the
+//! checkpoint is in place therefore recovers checkpoint `g` + WAL `g` + WAL
+//! `g + 1`: every acknowledged write, without the newest snapshot and
+//! compaction. That is safe: the snapshot is the applied prefix of the
+//! chosen log, which the recovered state still holds in full (the
+//! compaction that would have deleted it is lost with it), or which the
+//! replica learns again (a snapshot installed from a peer is sent again);
+//! a lost compaction only keeps more log. Nothing else depends on the
+//! snapshot being durable: no message or reply waits for it. The simulator
+//! (`paxos::sim`) models exactly this loss.
 
+mod checkpoint;
 mod error;
 mod format;
 pub mod layout;
@@ -124,10 +169,13 @@ mod recover;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock};
+use std::thread::JoinHandle;
 
 use bytes::Bytes;
 
@@ -144,7 +192,52 @@ pub struct EncodedSnapshot {
     /// Highest slot whose command is reflected in `data`.
     pub last_slot: Slot,
     /// Encoded state machine (opaque to storage).
-    pub data: Bytes,
+    pub data: SnapshotBytes,
+}
+
+/// The bytes of a snapshot, possibly encoded only when first needed:
+/// encoding a whole state machine takes long, so the storage thread hands
+/// it on unencoded and the checkpoint writer encodes it (see "Checkpoints
+/// off the message path").
+#[derive(Clone)]
+pub struct SnapshotBytes(Arc<LazyLock<Bytes, Box<dyn FnOnce() -> Bytes + Send>>>);
+
+impl SnapshotBytes {
+    /// Bytes that `encode` produces on first use (on whichever thread uses
+    /// them first).
+    pub fn later(encode: impl FnOnce() -> Bytes + Send + 'static) -> SnapshotBytes {
+        SnapshotBytes(Arc::new(LazyLock::new(Box::new(encode))))
+    }
+}
+
+impl From<Bytes> for SnapshotBytes {
+    fn from(bytes: Bytes) -> SnapshotBytes {
+        SnapshotBytes::later(move || bytes)
+    }
+}
+
+impl std::ops::Deref for SnapshotBytes {
+    type Target = Bytes;
+    fn deref(&self) -> &Bytes {
+        LazyLock::force(&self.0)
+    }
+}
+
+impl PartialEq for SnapshotBytes {
+    fn eq(&self, other: &SnapshotBytes) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for SnapshotBytes {}
+
+impl std::fmt::Debug for SnapshotBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match LazyLock::get(&self.0) {
+            Some(bytes) => bytes.fmt(f),
+            None => f.write_str("<not encoded yet>"),
+        }
+    }
 }
 
 /// Everything a replica had made durable, as recovered on open.
@@ -206,12 +299,29 @@ impl WriteBatch {
             .any(|w| matches!(w, Write::Promise(_) | Write::Accept(..)))
     }
 
-    /// True if the batch replaces the snapshot or compacts the log: such a
-    /// batch is made durable by a checkpoint rather than a WAL record.
+    /// True if the batch replaces the snapshot or compacts the log: those
+    /// writes are made durable by a checkpoint rather than a WAL record.
     fn rewrites_history(&self) -> bool {
-        self.0
-            .iter()
-            .any(|w| matches!(w, Write::Snapshot(_) | Write::Compact(_)))
+        self.0.iter().any(Write::rewrites_history)
+    }
+
+    /// The writes of the batch that go into a WAL record: all but the
+    /// snapshot and the compaction.
+    fn logged(&self) -> WriteBatch {
+        WriteBatch(
+            self.0
+                .iter()
+                .filter(|w| !w.rewrites_history())
+                .cloned()
+                .collect(),
+        )
+    }
+}
+
+impl Write {
+    /// A snapshot or a compaction (durable only through a checkpoint).
+    fn rewrites_history(&self) -> bool {
+        matches!(self, Write::Snapshot(_) | Write::Compact(_))
     }
 }
 
@@ -284,10 +394,18 @@ pub struct Storage {
     state: DurableState,
     /// Set by the first failed write: why the storage stopped.
     failed: Option<String>,
+    /// The checkpoint being written in the background, if any.
+    checkpointing: Option<JoinHandle<Result<()>>>,
+    /// A checkpoint is due (a snapshot or compaction was written, or the
+    /// WAL grew past its size) and starts once the one in flight is done.
+    checkpoint_due: bool,
     /// Test hook: the next write or fsync at this point fails with this
     /// errno.
     #[cfg(test)]
     inject: Option<(FaultPoint, i32)>,
+    /// Test hooks handed to the next checkpoint writer.
+    #[cfg(test)]
+    checkpoint_hooks: checkpoint::Hooks,
     /// Held for the lifetime of the storage: the directory lock.
     _lock: nix::fcntl::Flock<File>,
 }
@@ -353,9 +471,13 @@ impl Storage {
             attempted_end: r.wal_end,
             state: r.state.clone(),
             failed: None,
+            checkpointing: None,
+            checkpoint_due: false,
             options,
             #[cfg(test)]
             inject: None,
+            #[cfg(test)]
+            checkpoint_hooks: checkpoint::Hooks::default(),
             _lock: lock,
         };
         Ok((storage, r.state, r.report))
@@ -378,33 +500,125 @@ impl Storage {
     }
 
     fn write_unchecked(&mut self, batch: WriteBatch) -> Result<()> {
+        self.collect_checkpoint(false)?;
         if batch.is_empty() {
             return Ok(());
         }
         let rewrites = batch.rewrites_history();
-        if !rewrites {
-            let record = format::encode_record(self.next_seq, &batch);
-            if record.len() - RECORD_HEADER_LEN > format::MAX_RECORD as usize {
-                return Err(StorageError::TooLarge(record.len()));
-            }
-            self.attempted_end = self.wal_end + record.len() as u64;
-            self.injected(FaultPoint::Write)
-                .and_then(|()| self.wal.write_all_at(&record, self.wal_end))
-                .map_err(io_err("write", &self.wal_path))?;
-            self.wal_end += record.len() as u64;
-            self.next_seq += 1;
-            if self.options.sync && batch.needs_sync() {
-                self.injected(FaultPoint::Sync)
-                    .and_then(|()| self.wal.sync_data())
-                    .map_err(io_err("fdatasync", &self.wal_path))?;
-                self.synced_end = self.wal_end;
-            }
+        // A snapshot or compaction becomes durable with the next checkpoint;
+        // everything else in the batch is logged now.
+        let logged = if rewrites {
+            Cow::Owned(batch.logged())
+        } else {
+            Cow::Borrowed(&batch)
+        };
+        if !logged.is_empty() {
+            self.append(&logged)?;
         }
+        drop(logged);
         apply(&mut self.state, batch);
         if rewrites || self.wal_len() > self.options.max_wal_bytes {
-            self.checkpoint()?;
+            self.checkpoint_due = true;
+        }
+        if self.checkpoint_due && self.checkpointing.is_none() {
+            self.start_checkpoint()?;
         }
         Ok(())
+    }
+
+    /// Appends one record holding `batch` and fsyncs it if it needs to be.
+    fn append(&mut self, batch: &WriteBatch) -> Result<()> {
+        let record = format::encode_record(self.next_seq, batch);
+        if record.len() - RECORD_HEADER_LEN > format::MAX_RECORD as usize {
+            return Err(StorageError::TooLarge(record.len()));
+        }
+        self.attempted_end = self.wal_end + record.len() as u64;
+        self.injected(FaultPoint::Write)
+            .and_then(|()| self.wal.write_all_at(&record, self.wal_end))
+            .map_err(io_err("write", &self.wal_path))?;
+        self.wal_end += record.len() as u64;
+        self.next_seq += 1;
+        if self.options.sync && batch.needs_sync() {
+            self.sync_wal()?;
+        }
+        Ok(())
+    }
+
+    fn sync_wal(&mut self) -> Result<()> {
+        self.injected(FaultPoint::Sync)
+            .and_then(|()| self.wal.sync_data())
+            .map_err(io_err("fdatasync", &self.wal_path))?;
+        self.synced_end = self.wal_end;
+        Ok(())
+    }
+
+    /// Takes the outcome of the checkpoint in flight if it has finished
+    /// (or, with `wait`, once it has). A failed checkpoint fails the
+    /// storage like a failed write.
+    fn collect_checkpoint(&mut self, wait: bool) -> Result<()> {
+        match self.checkpointing.take() {
+            Some(h) if wait || h.is_finished() => checkpoint::join(h, &self.dir),
+            other => {
+                self.checkpointing = other;
+                Ok(())
+            }
+        }
+    }
+
+    /// Switches to a new WAL generation at once and writes the checkpoint
+    /// that the new WAL continues in the background (see "Checkpoints off
+    /// the message path").
+    fn start_checkpoint(&mut self) -> Result<()> {
+        // The old WAL is complete before the new one gets a record: only
+        // the last WAL may have a torn tail.
+        if self.options.sync && self.synced_end < self.wal_end {
+            self.sync_wal()?;
+        }
+        let next = self.generation + 1;
+        let wal = self
+            .injected(FaultPoint::NewWal)
+            .map_err(io_err("create", &wal_path(&self.dir, next)))
+            .and_then(|()| recover::create_wal(&self.dir, next, self.next_seq, &self.options))?;
+        let old = std::mem::replace(&mut self.wal_path, wal_path(&self.dir, next));
+        self.generation = next;
+        self.wal = wal;
+        self.wal_end = WAL_HEADER_LEN as u64;
+        self.synced_end = self.wal_end;
+        self.attempted_end = self.wal_end;
+        self.checkpoint_due = false;
+        let job = checkpoint::Job {
+            dir: self.dir.clone(),
+            generation: next,
+            first_seq: self.next_seq,
+            state: self.state.clone(),
+            old_wal: old,
+            options: self.options.clone(),
+            #[cfg(test)]
+            hooks: std::mem::take(&mut self.checkpoint_hooks),
+            #[cfg(not(test))]
+            hooks: checkpoint::Hooks::default(),
+        };
+        self.checkpointing = Some(checkpoint::spawn(job)?);
+        Ok(())
+    }
+
+    /// Waits for the checkpoint in flight, then writes (and waits for) a
+    /// due one (tests only: the runtime never waits).
+    #[cfg(test)]
+    fn finish_checkpoints(&mut self) -> Result<()> {
+        let mut finish = || {
+            self.collect_checkpoint(true)?;
+            if self.checkpoint_due {
+                self.start_checkpoint()?;
+                self.collect_checkpoint(true)?;
+            }
+            Ok(())
+        };
+        let result = finish();
+        if let Err(e) = &result {
+            self.fail(e);
+        }
+        result
     }
 
     /// Stops the storage after `e`: no later write touches the disk, and the
@@ -447,22 +661,17 @@ impl Storage {
             _ => Ok(()),
         }
     }
+}
 
-    /// Writes the whole mirrored state as a new checkpoint and starts a new,
-    /// empty WAL generation.
-    fn checkpoint(&mut self) -> Result<()> {
-        let next = self.generation + 1;
-        let wal =
-            recover::start_generation(&self.dir, next, self.next_seq, &self.state, &self.options)?;
-        let old = std::mem::replace(&mut self.wal_path, wal_path(&self.dir, next));
-        self.generation = next;
-        self.wal = wal;
-        self.wal_end = WAL_HEADER_LEN as u64;
-        self.synced_end = self.wal_end;
-        self.attempted_end = self.wal_end;
-        // Best effort: a leftover is removed on the next open.
-        let _ = std::fs::remove_file(old);
-        Ok(())
+impl Drop for Storage {
+    /// Waits for the checkpoint in flight: the files stay consistent, and
+    /// nothing writes in the directory once its lock is released.
+    fn drop(&mut self) {
+        if let Some(h) = self.checkpointing.take() {
+            if let Err(e) = checkpoint::join(h, &self.dir) {
+                tracing::error!(error = %e, "the last checkpoint failed (the log still holds what it covered)");
+            }
+        }
     }
 }
 
@@ -474,6 +683,8 @@ enum FaultPoint {
     Write,
     /// The fdatasync after it.
     Sync,
+    /// Creating the next WAL generation.
+    NewWal,
 }
 
 /// Applies a batch to the in-memory state (the same function serves replay

@@ -158,21 +158,28 @@ fn with_checkpoint(
     }
 
     let g = ckpt.generation;
+    // The log continues in WAL g and, if a checkpoint was being written in
+    // the background when the process stopped, in WAL g + 1 (see
+    // "Checkpoints off the message path" in the module documentation).
+    let mut next_wal = None;
     for (&other, p) in &listing.wals {
         if other < g {
             // Covered by the checkpoint; a crash came before its deletion.
             garbage.push(p.clone());
+        } else if other == g + 1 && holds_records(p)?.is_some() {
+            next_wal = Some(p.clone());
         } else if other > g {
-            // Created by a checkpoint that crashed before its rename: it
-            // can hold nothing, since nothing is appended to a WAL before
-            // the checkpoint naming it is in place.
-            if let Some(at) = first_record(p)? {
+            // Created by a switch that crashed before its first record
+            // (g + 1), or by nothing this version does (later ones): it can
+            // hold nothing, since nothing is appended to a WAL before its
+            // predecessor is complete and the checkpoint before that is in
+            // place.
+            if let Some(at) = holds_records(p)? {
                 return Err(damaged(
                     p,
                     at,
                     format!(
-                        "this WAL holds records but the checkpoint names the older generation {g}: \
-                         the checkpoint is older than the log (restored from a backup?)"
+                        "this WAL holds records but the checkpoint names generation {g},                          more than one before it: the checkpoint is older than the log                          (restored from a backup?)"
                     ),
                 ));
             }
@@ -181,6 +188,17 @@ fn with_checkpoint(
     }
     let path = wal_path(dir, g);
     if !listing.wals.contains_key(&g) {
+        if let Some(next) = &next_wal {
+            return Err(damaged(
+                next,
+                WAL_HEADER_LEN as u64,
+                format!(
+                    "this WAL holds records but the WAL it continues (generation {g}, the one \
+                     the checkpoint names) is missing: a WAL generation was deleted, or the \
+                     checkpoint is older than the log (restored from a backup?)"
+                ),
+            ));
+        }
         return Err(damaged(
             &path,
             0,
@@ -190,10 +208,87 @@ fn with_checkpoint(
             ),
         ));
     }
-    let (wal, buf, file_len) = open_wal(&path)?;
-    if file_len < WAL_HEADER_LEN as u64 {
+    let mut state = ckpt.state;
+    let (wal, replay) = read_wal(&path, g, ckpt.next_seq, "the checkpoint", &mut state)?;
+    let Some(next) = next_wal else {
+        let mut report = RecoveryReport {
+            records: replay.records,
+            ..RecoveryReport::default()
+        };
+        if let Some(torn) = replay.torn {
+            // Overwrite the torn bytes so that they cannot be mistaken for
+            // data later (the file keeps its created length).
+            let zeros = vec![0u8; torn.bytes as usize];
+            wal.write_all_at(&zeros, torn.offset)
+                .map_err(io_err("write", &path))?;
+            if options.sync {
+                wal.sync_data().map_err(io_err("fdatasync", &path))?;
+            }
+            report.torn_tail = Some(torn);
+        }
+        return Ok(Recovered {
+            generation: g,
+            next_seq: ckpt.next_seq + replay.records,
+            state,
+            wal,
+            wal_end: replay.end as u64,
+            report,
+        });
+    };
+    // WAL g was complete (fsynced) before WAL g + 1 got its first record:
+    // only the last file can be torn.
+    if let Some(torn) = replay.torn {
         return Err(damaged(
             &path,
+            torn.offset,
+            format!(
+                "{}, but the log continues in {}: a crash can only tear the last record of \
+                 the last WAL, so data that was on disk has been damaged",
+                torn.problem,
+                next.display()
+            ),
+        ));
+    }
+    let first_next = ckpt.next_seq + replay.records;
+    let previous = format!("WAL generation {g}");
+    let (_, replay_next) = read_wal(&next, g + 1, first_next, &previous, &mut state)?;
+    // Two live WALs: fold them into a checkpoint now (on open, off any
+    // message path), so that a running storage has at most one checkpoint
+    // behind its current WAL.
+    let next_seq = first_next + replay_next.records;
+    let generation = g + 2;
+    let file = start_generation(dir, generation, next_seq, &state, options)?;
+    garbage.push(path);
+    garbage.push(next);
+    Ok(Recovered {
+        generation,
+        next_seq,
+        state,
+        wal: file,
+        wal_end: WAL_HEADER_LEN as u64,
+        report: RecoveryReport {
+            records: replay.records + replay_next.records,
+            torn_tail: replay_next.torn,
+            ..RecoveryReport::default()
+        },
+    })
+}
+
+/// Reads the version-2 WAL `path` of `generation`, which must continue
+/// `what` (the checkpoint or the previous WAL) from record `first_seq`,
+/// and replays it into `state`. Refuses a truncated file or a header that
+/// does not continue.
+fn read_wal(
+    path: &Path,
+    generation: u64,
+    first_seq: u64,
+    what: &str,
+    state: &mut DurableState,
+) -> Result<(File, Replay)> {
+    let (wal, buf, file_len) = open_wal(path)?;
+    if file_len < WAL_HEADER_LEN as u64 {
+        return Err(damaged(
+            path,
             file_len,
             format!(
                 "the file is {file_len} bytes long, shorter than a WAL header \
@@ -202,31 +297,36 @@ fn with_checkpoint(
         ));
     }
     match format::wal_version(&buf) {
-        Version::Newer(version) => return Err(StorageError::NewerFormat { file: path, version }),
+        Version::Newer(version) => {
+            return Err(StorageError::NewerFormat {
+                file: path.to_path_buf(),
+                version,
+            })
+        }
         Version::V2 => {}
         Version::V1 | Version::Unknown => {
             return Err(damaged(
-                &path,
+                path,
                 0,
                 "the file has no WAL header, but its checkpoint is of a format whose WAL files all have one",
             ))
         }
     }
-    let header = WalHeader::decode(&buf).map_err(|why| damaged(&path, 0, why))?;
-    if header.generation != g || header.first_seq != ckpt.next_seq {
+    let header = WalHeader::decode(&buf).map_err(|why| damaged(path, 0, why))?;
+    if header.generation != generation || header.first_seq != first_seq {
         return Err(damaged(
-            &path,
+            path,
             8,
             format!(
-                "the WAL does not continue the checkpoint: its header says generation {} from \
-                 record {}, the checkpoint expects generation {g} from record {}",
-                header.generation, header.first_seq, ckpt.next_seq
+                "the WAL does not continue {what}: its header says generation {} from \
+                 record {}, {what} expects generation {generation} from record {first_seq}",
+                header.generation, header.first_seq
             ),
         ));
     }
     if file_len < header.created_len {
         return Err(damaged(
-            &path,
+            path,
             file_len,
             format!(
                 "the file is {file_len} bytes long but was created with {}: it was truncated",
@@ -234,37 +334,8 @@ fn with_checkpoint(
             ),
         ));
     }
-    let mut state = ckpt.state;
-    let replay = replay(
-        &path,
-        &buf,
-        WAL_HEADER_LEN,
-        Some(header.first_seq),
-        &mut state,
-    )?;
-    let mut report = RecoveryReport {
-        records: replay.records,
-        ..RecoveryReport::default()
-    };
-    if let Some(torn) = replay.torn {
-        // Overwrite the torn bytes so that they cannot be mistaken for data
-        // later (the file keeps its created length).
-        let zeros = vec![0u8; torn.bytes as usize];
-        wal.write_all_at(&zeros, torn.offset)
-            .map_err(io_err("write", &path))?;
-        if options.sync {
-            wal.sync_data().map_err(io_err("fdatasync", &path))?;
-        }
-        report.torn_tail = Some(torn);
-    }
-    Ok(Recovered {
-        generation: g,
-        next_seq: header.first_seq + replay.records,
-        state,
-        wal,
-        wal_end: replay.end as u64,
-        report,
-    })
+    let replay = replay(path, &buf, WAL_HEADER_LEN, Some(header.first_seq), state)?;
+    Ok((wal, replay))
 }
 
 /// A directory without a checkpoint: new, a new one whose creation was
@@ -372,6 +443,21 @@ pub(super) fn start_generation(
     state: &DurableState,
     options: &StorageOptions,
 ) -> Result<File> {
+    let wal = create_wal(dir, generation, first_seq, options)?;
+    write_checkpoint(dir, generation, first_seq, state, options)?;
+    Ok(wal)
+}
+
+/// Creates the WAL of `generation`, whose first record will be number
+/// `first_seq`: header, preallocated length, and (with fsync) both the file
+/// and its name durable before it is returned, so that a record appended to
+/// it is never found after a crash behind a missing or torn header.
+pub(super) fn create_wal(
+    dir: &Path,
+    generation: u64,
+    first_seq: u64,
+    options: &StorageOptions,
+) -> Result<File> {
     let path = wal_path(dir, generation);
     let header = WalHeader {
         generation,
@@ -393,24 +479,49 @@ pub(super) fn start_generation(
         .map_err(io_err("preallocate", &path))?;
     if options.sync {
         wal.sync_all().map_err(io_err("fsync", &path))?;
-        // The WAL's name must be durable before a checkpoint names it.
-        sync_dir(dir)?;
-    }
-    let buf = format::encode_checkpoint(generation, first_seq, state);
-    let tmp = dir.join(CHECKPOINT_TMP);
-    let ckpt = dir.join(CHECKPOINT);
-    {
-        let f = File::create(&tmp).map_err(io_err("create", &tmp))?;
-        f.write_all_at(&buf, 0).map_err(io_err("write", &tmp))?;
-        if options.sync {
-            f.sync_all().map_err(io_err("fsync", &tmp))?;
-        }
-    }
-    fs::rename(&tmp, &ckpt).map_err(io_err("rename checkpoint.tmp over", &ckpt))?;
-    if options.sync {
+        // The WAL's name must be durable before a checkpoint names it and
+        // before a record is appended to it.
         sync_dir(dir)?;
     }
     Ok(wal)
+}
+
+/// Atomically replaces the checkpoint with one holding `state` and naming
+/// the WAL `generation` that continues it from record `first_seq`:
+/// `checkpoint.tmp` is written and fsynced, renamed over `checkpoint`, and
+/// the directory fsynced.
+pub(super) fn write_checkpoint(
+    dir: &Path,
+    generation: u64,
+    first_seq: u64,
+    state: &DurableState,
+    options: &StorageOptions,
+) -> Result<()> {
+    let buf = format::encode_checkpoint(generation, first_seq, state);
+    write_file_durably(&dir.join(CHECKPOINT_TMP), &buf, options)?;
+    install_checkpoint(dir, options)
+}
+
+/// Creates (or replaces) `path` holding `buf`, fsynced.
+pub(super) fn write_file_durably(path: &Path, buf: &[u8], options: &StorageOptions) -> Result<()> {
+    let f = File::create(path).map_err(io_err("create", path))?;
+    f.write_all_at(buf, 0).map_err(io_err("write", path))?;
+    if options.sync {
+        f.sync_all().map_err(io_err("fsync", path))?;
+    }
+    Ok(())
+}
+
+/// Renames a durable `checkpoint.tmp` over `checkpoint` and makes the
+/// rename durable.
+pub(super) fn install_checkpoint(dir: &Path, options: &StorageOptions) -> Result<()> {
+    let ckpt = dir.join(CHECKPOINT);
+    fs::rename(dir.join(CHECKPOINT_TMP), &ckpt)
+        .map_err(io_err("rename checkpoint.tmp over", &ckpt))?;
+    if options.sync {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 pub(super) fn sync_dir(dir: &Path) -> Result<()> {
@@ -454,6 +565,13 @@ fn first_record(path: &Path) -> Result<Option<u64>> {
     Ok(format::read_record(&buf, WAL_HEADER_LEN)
         .ok()
         .map(|_| WAL_HEADER_LEN as u64))
+}
+
+/// Offset of a valid record anywhere in the WAL `path` after its header
+/// (whether or not the header itself is sound), if it holds one.
+pub(super) fn holds_records(path: &Path) -> Result<Option<u64>> {
+    let (_, buf, _) = open_wal(path)?;
+    Ok(valid_record_after(&buf, WAL_HEADER_LEN, buf.len(), Some(0)).map(|at| at as u64))
 }
 
 /// The outcome of replaying one WAL.

@@ -76,7 +76,7 @@ fn snapshot(dir: &Path, last_slot: Slot) {
     s.write(WriteBatch(vec![
         Write::Snapshot(EncodedSnapshot {
             last_slot,
-            data: b(&format!("state@{last_slot}")),
+            data: b(&format!("state@{last_slot}")).into(),
         }),
         Write::Compact(last_slot),
     ]))
@@ -637,11 +637,12 @@ fn snapshot_compacts_log_and_bounds_disk() {
             s.write(WriteBatch(vec![
                 Write::Snapshot(EncodedSnapshot {
                     last_slot: last,
-                    data: b(&format!("state@{last}")),
+                    data: b(&format!("state@{last}")).into(),
                 }),
                 Write::Compact(last),
             ]))
             .unwrap();
+            s.finish_checkpoints().unwrap();
             assert_eq!(s.wal_len(), 0);
             assert_eq!(s.state().accepted.len(), 5);
         }
@@ -675,10 +676,372 @@ fn wal_size_limit_triggers_checkpoint() {
                 Write::Accept(slot, Bytes::from(vec![1u8; 500])),
             ]))
             .unwrap();
+            // A checkpoint in flight defers the next one: the limit holds
+            // once the background writer has caught up.
+            s.finish_checkpoints().unwrap();
             assert!(s.wal_len() <= 10_600);
         }
     }
     let (_s, st, _) = Storage::open(&dir, small).unwrap();
     assert_eq!(st.accepted.len(), 100);
     assert_eq!(st.promised, Some(b("p99")));
+}
+
+// ------------------------------------------- checkpoints in the background
+
+/// A batch that accepts `slot` and snapshots (and compacts) through it.
+fn snapshot_with_accept(slot: Slot) -> WriteBatch {
+    WriteBatch(vec![
+        Write::Promise(b(&format!("p{slot}"))),
+        Write::Accept(slot, b("v")),
+        Write::Snapshot(EncodedSnapshot {
+            last_slot: slot,
+            data: b(&format!("state@{slot}")).into(),
+        }),
+        Write::Compact(slot),
+    ])
+}
+
+fn accept(s: &mut Storage, slot: Slot) {
+    s.write(WriteBatch(vec![
+        Write::Promise(b(&format!("p{slot}"))),
+        Write::Accept(slot, b("v")),
+    ]))
+    .unwrap();
+}
+
+fn wal_files(dir: &Path) -> Vec<u64> {
+    let mut gens: Vec<u64> = fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_prefix("wal-")?
+                .strip_suffix(".log")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    gens.sort();
+    gens
+}
+
+/// Leaves checkpoint 0, a complete WAL 0 (slots 0..3) and WAL 1 holding
+/// slots 3..6 after it, as a crash does while checkpoint 1 (with the
+/// snapshot through slot 3) is being written before `stop`.
+fn crash_mid_checkpoint(dir: &Path, stop: checkpoint::Step) {
+    let (mut s, _, _) = open(dir).unwrap();
+    for slot in 0..3 {
+        accept(&mut s, slot);
+    }
+    s.checkpoint_hooks.stop_before = Some(stop);
+    s.write(snapshot_with_accept(3)).unwrap();
+    for slot in 4..6 {
+        accept(&mut s, slot);
+    }
+}
+
+/// The WAL writes of a batch that snapshots are durable when `write`
+/// returns; the snapshot is durable once its checkpoint is; a crash at any
+/// step in between recovers every acknowledged write, with the snapshot
+/// and compaction either both there or both lost.
+#[test]
+fn a_crash_at_each_checkpoint_step_recovers_every_acknowledged_write() {
+    use checkpoint::Step;
+    for stop in [Step::Write, Step::Rename, Step::RemoveOldWal] {
+        let dir = TempDir::new("ckptcrash");
+        crash_mid_checkpoint(&dir, stop);
+        assert_eq!(wal_files(&dir), vec![0, 1], "{stop:?}");
+        assert_eq!(dir.join("checkpoint.tmp").exists(), stop == Step::Rename);
+        for _reopen in 0..2 {
+            let (_, st, report) = open(&dir).unwrap();
+            assert_eq!(report.torn_tail, None);
+            assert_eq!(st.promised, Some(b("p5")), "{stop:?}");
+            let installed = stop == Step::RemoveOldWal;
+            assert_eq!(
+                st.snapshot.as_ref().map(|s| s.last_slot),
+                installed.then_some(3),
+                "{stop:?}"
+            );
+            let expected: Vec<Slot> = if installed {
+                vec![4, 5]
+            } else {
+                // The compaction was lost with the snapshot: more log.
+                (0..6).collect()
+            };
+            assert_eq!(st.accepted.keys().copied().collect::<Vec<_>>(), expected);
+            assert_eq!(wal_files(&dir).len(), 1, "{stop:?}: folded on open");
+            assert!(!dir.join("checkpoint.tmp").exists());
+        }
+        let (mut s, _, _) = open(&dir).unwrap();
+        accept(&mut s, 6);
+        drop(s);
+        let (_, st, _) = open(&dir).unwrap();
+        assert_eq!(st.promised, Some(b("p6")), "{stop:?}");
+    }
+}
+
+/// A crash right after the switch, before the new WAL has a record: the
+/// log goes on in the old WAL.
+#[test]
+fn a_crash_before_the_first_record_of_the_next_wal_keeps_the_old_one() {
+    let dir = TempDir::new("ckptempty");
+    {
+        let (mut s, _, _) = open(&dir).unwrap();
+        accept(&mut s, 0);
+        s.checkpoint_hooks.stop_before = Some(checkpoint::Step::Write);
+        s.write(snapshot_with_accept(1)).unwrap();
+    }
+    assert_eq!(wal_files(&dir), vec![0, 1]);
+    let (mut s, st, report) = open(&dir).unwrap();
+    assert_eq!((report.records, st.accepted.len()), (2, 2));
+    assert_eq!(st.snapshot, None);
+    assert_eq!(wal_files(&dir), vec![0], "the empty next WAL was removed");
+    accept(&mut s, 2);
+    drop(s);
+    let (_, st, _) = open(&dir).unwrap();
+    assert_eq!(st.accepted.len(), 3);
+    // A next WAL cut off before its header was complete: the same.
+    let (s, _, _) = open(&dir).unwrap();
+    drop(s);
+    fs::write(dir.join(format!("wal-{:016}.log", 1)), b"PXKV").unwrap();
+    let (_, st, _) = open(&dir).unwrap();
+    assert_eq!(st.accepted.len(), 3);
+}
+
+/// The checkpoint writer held on a barrier: writes, their fsyncs and
+/// their acknowledgements go on in the next WAL, and the snapshot
+/// becomes durable once the writer is let go.
+#[test]
+fn a_slow_checkpoint_does_not_delay_writes() {
+    let dir = TempDir::new("ckptslow");
+    let (gate_tx, gate) = std::sync::mpsc::channel::<()>();
+    let (mut s, _, _) = open(&dir).unwrap();
+    accept(&mut s, 0);
+    s.checkpoint_hooks.gate = Some(gate);
+    s.write(snapshot_with_accept(1)).unwrap();
+    let (acks_tx, acks) = std::sync::mpsc::channel();
+    let writer = std::thread::spawn(move || {
+        for slot in 2..50 {
+            accept(&mut s, slot);
+            acks_tx.send(slot).unwrap();
+        }
+        s
+    });
+    for slot in 2..50 {
+        let acked = acks
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a write waited for the checkpoint writer held at its gate");
+        assert_eq!(acked, slot);
+    }
+    let mut s = writer.join().unwrap();
+    // Still the old checkpoint: the writes went to WAL 1 meanwhile, and
+    // a crash now recovers all of them (from checkpoint 0, WAL 0, WAL 1).
+    let ckpt = format::decode_checkpoint(&fs::read(dir.join("checkpoint")).unwrap()).unwrap();
+    assert_eq!(ckpt.generation, 0);
+    assert!(s.wal_len() > 0);
+    let copy = TempDir::new("ckptslow-copy");
+    fs::create_dir_all(&copy).unwrap();
+    for e in fs::read_dir(&dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() != "LOCK" {
+            fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+        }
+    }
+    let (_, st, _) = open(&copy).unwrap();
+    assert_eq!(st.accepted.len(), 50);
+    assert_eq!(st.snapshot, None, "not yet checkpointed");
+    drop(gate_tx);
+    s.finish_checkpoints().unwrap();
+    drop(s);
+    let (_, st, _) = open(&dir).unwrap();
+    assert_eq!(st.snapshot.as_ref().map(|s| s.last_slot), Some(1));
+    assert_eq!(
+        st.accepted.keys().copied().collect::<Vec<_>>(),
+        (2..50).collect::<Vec<_>>()
+    );
+    assert_eq!(wal_files(&dir), vec![1]);
+}
+
+/// A snapshot written while a checkpoint is in flight waits for it, and
+/// is in the next one.
+#[test]
+fn a_snapshot_during_a_checkpoint_goes_into_the_next_one() {
+    let dir = TempDir::new("ckptdefer");
+    let (gate_tx, gate) = std::sync::mpsc::channel::<()>();
+    {
+        let (mut s, _, _) = open(&dir).unwrap();
+        s.checkpoint_hooks.gate = Some(gate);
+        s.write(snapshot_with_accept(1)).unwrap();
+        accept(&mut s, 2);
+        s.write(snapshot_with_accept(3)).unwrap();
+        assert_eq!(wal_files(&dir), vec![0, 1], "at most two WALs live");
+        drop(gate_tx);
+        s.finish_checkpoints().unwrap();
+        assert_eq!(wal_files(&dir), vec![2]);
+    }
+    let (_, st, _) = open(&dir).unwrap();
+    assert_eq!(st.snapshot.as_ref().map(|s| s.last_slot), Some(3));
+    assert!(st.accepted.is_empty());
+}
+
+/// A failing checkpoint writer stops the storage; what the WAL holds is
+/// still recovered.
+#[test]
+fn a_failed_checkpoint_stops_the_storage() {
+    let dir = TempDir::new("ckptfail");
+    {
+        let (mut s, _, _) = open(&dir).unwrap();
+        s.checkpoint_hooks.fail_before = Some(checkpoint::Step::Rename);
+        s.write(snapshot_with_accept(1)).unwrap();
+        accept(&mut s, 2);
+        let e = s.finish_checkpoints().unwrap_err();
+        assert!(e.to_string().contains("No space left"), "{e}");
+        let e = s
+            .write(WriteBatch(vec![Write::Accept(3, b("v"))]))
+            .unwrap_err();
+        assert!(matches!(e, StorageError::Failed(_)), "{e}");
+    }
+    let (_, st, _) = open(&dir).unwrap();
+    assert_eq!(st.accepted.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(st.snapshot, None);
+}
+
+/// Failures on the storage thread's part of a checkpoint (sealing the old
+/// WAL, creating the next) stop the storage like a failed write.
+#[test]
+fn a_failed_switch_to_the_next_wal_stops_the_storage() {
+    for point in [FaultPoint::Sync, FaultPoint::NewWal] {
+        let dir = TempDir::new("ckptswitch");
+        {
+            let (mut s, _, _) = open(&dir).unwrap();
+            accept(&mut s, 0);
+            // Unsynced: the switch must seal it.
+            s.write(WriteBatch(vec![Write::Chosen(0, b("v"))])).unwrap();
+            s.inject = Some((point, 28));
+            let snap_only = WriteBatch(vec![
+                Write::Snapshot(EncodedSnapshot {
+                    last_slot: 0,
+                    data: b("state@0").into(),
+                }),
+                Write::Compact(0),
+            ]);
+            assert!(s.write(snap_only).is_err(), "{point:?}");
+            assert!(matches!(
+                s.write(WriteBatch(vec![Write::Accept(1, b("v"))])),
+                Err(StorageError::Failed(_))
+            ));
+        }
+        let (_, st, _) = open(&dir).unwrap();
+        assert_eq!(st.accepted.len(), 1, "{point:?}");
+        assert_eq!(st.snapshot, None, "{point:?}");
+    }
+}
+
+/// With two live WALs (a checkpoint was being written), damage is still
+/// refused: a torn record in the first, a gap in the sequence numbers, the
+/// first missing, a later WAL holding records.
+#[test]
+fn damage_across_two_live_wals_is_refused() {
+    let setup = |name: &str| {
+        let dir = TempDir::new(name);
+        crash_mid_checkpoint(&dir, checkpoint::Step::Write);
+        let first = dir.join(format!("wal-{:016}.log", 0));
+        let next = dir.join(format!("wal-{:016}.log", 1));
+        (dir, first, next)
+    };
+    // The last record of the first WAL is not a tail any more.
+    let (dir, first, _) = setup("two-torn");
+    let spans = record_spans(&dir);
+    let last_of_first = spans.iter().rfind(|s| s.file == first).unwrap().clone();
+    assert!(!last_of_first.tail);
+    flip(&first, last_of_first.offset + last_of_first.len / 2);
+    let msg = refused(&dir, &first, last_of_first.offset);
+    assert!(msg.contains("continues in"), "{msg}");
+    // A gap: the first WAL lost its last record (zeroed, as if never
+    // written), so the next one does not continue it.
+    let (dir, first, next) = setup("two-gap");
+    let mut buf = fs::read(&first).unwrap();
+    let start = last_of_first.offset as usize;
+    buf[start..start + last_of_first.len as usize].fill(0);
+    fs::write(&first, &buf).unwrap();
+    let msg = refused(&dir, &next, 8);
+    assert!(msg.contains("does not continue WAL generation 0"), "{msg}");
+    // The first WAL deleted.
+    let (dir, first, next) = setup("two-missing");
+    fs::remove_file(&first).unwrap();
+    let msg = refused(&dir, &next, WAL_HEADER_LEN as u64);
+    assert!(msg.contains("is missing"), "{msg}");
+    // A damaged header of the next WAL, records after it.
+    let (dir, _, next) = setup("two-header");
+    flip(&next, 12);
+    refused(&dir, &next, 0);
+    // A later WAL than the next one holding records.
+    let (dir, _, next) = setup("two-later");
+    let later = dir.join(format!("wal-{:016}.log", 2));
+    fs::copy(&next, &later).unwrap();
+    let msg = refused(&dir, &later, WAL_HEADER_LEN as u64);
+    assert!(msg.contains("older than the log"), "{msg}");
+    // The first WAL truncated.
+    let (dir, first, _) = setup("two-truncated");
+    let len = fs::metadata(&first).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&first)
+        .unwrap()
+        .set_len(len - 1)
+        .unwrap();
+    let msg = refused(&dir, &first, len - 1);
+    assert!(msg.contains("truncated"), "{msg}");
+}
+
+/// [`layout::scan`] lists the records of both live WALs, and the tail is
+/// the last record of the second: damage anywhere else is refused.
+#[test]
+fn layout_covers_two_live_wals() {
+    let dir = TempDir::new("two-layout");
+    crash_mid_checkpoint(&dir, checkpoint::Step::Write);
+    let spans = layout::scan(&dir).unwrap();
+    let seqs: Vec<u64> = spans
+        .iter()
+        .filter_map(|s| match s.kind {
+            SpanKind::WalRecord { seq } => Some(seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs, (0..6).collect::<Vec<_>>());
+    assert_eq!(
+        spans
+            .iter()
+            .filter(|s| s.kind == SpanKind::WalHeader)
+            .count(),
+        2
+    );
+    assert_eq!(spans.iter().filter(|s| s.tail).count(), 1);
+    assert!(spans.last().unwrap().tail);
+    for s in &spans {
+        let before = fs::read(&s.file).unwrap();
+        flip(&s.file, s.offset + s.len / 2);
+        match open(&dir) {
+            Ok((storage, _, report)) => {
+                assert!(s.tail, "damage to {s:?} was accepted");
+                assert_eq!(report.torn_tail.map(|t| t.offset), Some(s.offset));
+                // The open folded both WALs into a new checkpoint: put the
+                // crashed state back for the next span.
+                drop(storage);
+                for e in fs::read_dir(&dir).unwrap() {
+                    fs::remove_file(e.unwrap().path()).unwrap();
+                }
+                crash_mid_checkpoint(&dir, checkpoint::Step::Write);
+                continue;
+            }
+            Err(e) => {
+                assert!(!s.tail, "{e}");
+                let StorageError::Damaged { file, .. } = &e else {
+                    panic!("{e}")
+                };
+                assert_eq!(file, &s.file, "{e}");
+            }
+        }
+        fs::write(&s.file, &before).unwrap();
+    }
 }
