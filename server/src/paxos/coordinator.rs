@@ -103,6 +103,10 @@ pub(crate) enum PlantedBug {
     /// A candidate counts a promise whose accepted values were cut short by
     /// bytes as if it were complete.
     IncompletePromiseCounts,
+    /// A follower adds the reads that arrive while its read-index request
+    /// is in flight to that request's batch (answered with a read index
+    /// taken before they arrived) instead of holding them for the next.
+    FollowerReadJoinsInFlight,
 }
 
 /// The rest of the replica, as the coordinator's handlers see it.
@@ -740,9 +744,14 @@ impl Coordinator {
             self.waiting.insert(slot, batch);
             self.propose(slot, Value::Batch(commands), local)?;
         }
-        // One round per wake-up: every read (and follower read-index
-        // request) that arrived since the last round shares this one.
-        if self.round_needed {
+        // One read round in flight at a time: every read (and follower
+        // read-index request) that arrived while the last round was
+        // unconfirmed shares the next one, sent once a majority confirmed
+        // the last (or at the next heartbeat, should an answer be lost).
+        // Each read waits for a round numbered after its arrival
+        // (`push_read`), so deferring the round delays reads, never
+        // confirms one early.
+        if self.round_needed && self.confirmed_round() >= self.read_round {
             self.broadcast_heartbeat(local);
         }
         Ok(())

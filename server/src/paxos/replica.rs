@@ -466,7 +466,18 @@ impl Replica {
             RoleState::Follower => self.live_leader(),
             _ => None,
         };
-        self.follower_reads.flush(leader, &mut self.out);
+        #[allow(unused_mut)]
+        let mut join_in_flight = false;
+        #[cfg(test)]
+        if self.planted == Some(PlantedBug::FollowerReadJoinsInFlight) {
+            join_in_flight = true;
+        }
+        self.follower_reads.flush(
+            leader,
+            self.config.heartbeat_ticks,
+            &mut self.out,
+            join_in_flight,
+        );
         mem::take(&mut self.out)
     }
 

@@ -63,7 +63,8 @@
 //! `ReadRoundNotAhead`), a read confirmed by heartbeat acks of an earlier
 //! ballot (`AckOfAnyBallot`, which takes the chain), a follower read
 //! served before the follower applied its read index
-//! (`FollowerReadBeforeApplied`), a coordinator that counts its own vote
+//! (`FollowerReadBeforeApplied`), a follower read that joins the
+//! read-index request already in flight (`FollowerReadJoinsInFlight`), a coordinator that counts its own vote
 //! before its fsync (`OwnVoteBeforeFsync`), an acceptor that forgets its promises,
 //! local reads, a replica that votes again after losing durable records,
 //! and (with tiny message budgets) a candidate that counts a promise cut
@@ -78,7 +79,12 @@
 //! `AckOfAnyBallot` 24 (25, 25, 22), `FollowerReadBeforeApplied` 26 (19,
 //! 23, 34), `OwnVoteBeforeFsync` 33 (26, 23, 26), `IncompletePromiseCounts`
 //! 15 (16, 14, 18); before the nemesis timed its stops and placed the
-//! clients they were 1, 3, 11, 30 and 5 of the 2000. The scenario test
+//! clients they were 1, 3, 11, 30 and 5 of the 2000. With one read round
+//! and one follower read-index request in flight at a time (branch
+//! `perf5`) the 2000 default schedules catch `ReadRoundNotAhead` 21,
+//! `AckOfAnyBallot` 20, `FollowerReadBeforeApplied` 19,
+//! `FollowerReadJoinsInFlight` 18, `OwnVoteBeforeFsync` 37 and
+//! `IncompletePromiseCounts` 9. The scenario test
 //! `heartbeat_acks_of_an_earlier_ballot_confirm_no_read` tells the
 //! `AckOfAnyBallot` story step by step.
 //!
@@ -2338,6 +2344,7 @@ fn count_planted_hits() {
         PlantedBug::OwnVoteBeforeFsync,
         PlantedBug::FollowerReadBeforeApplied,
         PlantedBug::IncompletePromiseCounts,
+        PlantedBug::FollowerReadJoinsInFlight,
     ]
     .into_iter()
     .filter(|bug| only.is_empty() || only.split(',').any(|b| b == format!("{bug:?}")))
@@ -2378,6 +2385,20 @@ fn the_simulator_catches_a_follower_read_served_before_its_read_index_is_applied
     });
     let (seed, violation) = found.expect("a follower read before its read index should be caught");
     eprintln!("follower read before applied: seed {seed}: {violation}");
+    assert!(violation.contains("linearizable"), "{violation}");
+}
+
+#[test]
+fn the_simulator_catches_a_follower_read_joining_the_request_in_flight() {
+    // Planted: reads that arrive at a follower while its read-index
+    // request is in flight join that request, whose read index the
+    // coordinator may have taken before a write they must see.
+    let found = find_violation_in_default_schedules(|cfg| {
+        cfg.planted = Some(PlantedBug::FollowerReadJoinsInFlight)
+    });
+    let (seed, violation) =
+        found.expect("a follower read joining the request in flight should be caught");
+    eprintln!("follower read joins in flight: seed {seed}: {violation}");
     assert!(violation.contains("linearizable"), "{violation}");
 }
 
