@@ -15,7 +15,7 @@ use std::mem;
 use super::acceptor::Acceptor;
 use super::learner::{Learner, SlotResults};
 use super::messages::{AcceptedEntry, ChosenEntry, Message};
-use super::ready::{Executed, Ready, Reply, RequestError};
+use super::ready::{push_to_others, Executed, Ready, Reply, RequestError};
 use super::snapshot_transfer;
 use super::storage::Snapshot;
 use super::types::{
@@ -127,9 +127,7 @@ impl Local<'_> {
     }
 
     pub fn broadcast(&mut self, msg: Message) {
-        for r in (0..self.n).filter(|r| *r != self.id) {
-            self.out.messages.push((r, msg.clone()));
-        }
+        push_to_others(&mut self.out.messages, self.n, self.id, msg);
     }
 
     pub fn reply(&mut self, request_id: RequestId, reply: Reply) {
@@ -143,9 +141,7 @@ impl Local<'_> {
 
     /// Send to every other replica a message that depends on no write.
     pub fn broadcast_now(&mut self, msg: Message) {
-        for r in (0..self.n).filter(|r| *r != self.id) {
-            self.out.send_now.push((r, msg.clone()));
-        }
+        push_to_others(&mut self.out.send_now, self.n, self.id, msg);
     }
 
     /// Send `to` what it needs from `first_slot` on: chosen entries (at most
