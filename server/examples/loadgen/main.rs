@@ -20,8 +20,11 @@
 //!
 //! It prints each run, then a table of medians over the rounds: ops/s,
 //! p50/p99/max latency, CPU seconds per 1000 ops (user + system of the
-//! cluster's server processes, from /proc, over the run) and the
-//! paxoskv/etcd ratios. The machine may be shared: compare the ratios of one
+//! cluster's server processes, from /proc, over the run), the load tool's
+//! own CPU seconds per 1000 ops (`/proc/self`), the share of the machine's
+//! CPU left idle during the run (`/proc/stat`: near 0, the run was
+//! CPU-bound) and the paxoskv/etcd ratios. The clients run on
+//! `--load-threads` threads, each with a single-threaded runtime. The machine may be shared: compare the ratios of one
 //! run, not figures across runs. Servers are SIGKILLed by PID at the end
 //! (also on error).
 
