@@ -1126,39 +1126,6 @@ fn deliver_until(c: &mut Cluster, done: impl Fn(&Cluster) -> bool) {
     assert!(done(c), "the condition never held");
 }
 
-#[test]
-fn reads_arriving_while_a_read_round_is_unconfirmed_share_the_next_round() {
-    let mut c = Cluster::new(3, config());
-    c.elect(0);
-    let w = c.submit(0, 1, 1, put("x", "v"));
-    c.stabilize();
-    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
-    let mark = c.sent.len();
-    let r1 = c.submit(0, 2, 1, get("x"));
-    c.flush(0);
-    assert_eq!(c.count_sent(0, 1, "heartbeat", mark), 1);
-    // Two more reads, in two wake-ups, while that round is unconfirmed: no
-    // new round.
-    let r2 = c.submit(0, 3, 1, get("x"));
-    c.flush(0);
-    let r3 = c.submit(0, 4, 1, get("x"));
-    c.flush(0);
-    assert_eq!(c.count_sent(0, 1, "heartbeat", mark), 1);
-    // The first ack confirms the round (a majority with the coordinator's
-    // own): the first read is served, the later two are not (the round was
-    // sent before they arrived), and the next round leaves at once.
-    deliver_until(&mut c, |c| c.reply(r1).is_some());
-    assert_eq!(c.reply(r1), Some(value("v")));
-    assert_eq!((c.reply(r2), c.reply(r3)), (None, None));
-    assert_eq!(c.count_sent(0, 1, "heartbeat", mark), 2);
-    c.stabilize();
-    assert_eq!(
-        (c.reply(r2), c.reply(r3)),
-        (Some(value("v")), Some(value("v")))
-    );
-    assert_eq!(c.count_sent(0, 1, "heartbeat", mark), 2);
-}
-
 /// Replica 2 gets a read, then, while its read-index request is in flight,
 /// a write is acknowledged and a second read arrives: the second must see
 /// the write. Returns the second read's answer and the read-index requests

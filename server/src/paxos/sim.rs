@@ -79,12 +79,11 @@
 //! `AckOfAnyBallot` 24 (25, 25, 22), `FollowerReadBeforeApplied` 26 (19,
 //! 23, 34), `OwnVoteBeforeFsync` 33 (26, 23, 26), `IncompletePromiseCounts`
 //! 15 (16, 14, 18); before the nemesis timed its stops and placed the
-//! clients they were 1, 3, 11, 30 and 5 of the 2000. With one read round
-//! and one follower read-index request in flight at a time (branch
-//! `perf5`) the 2000 default schedules catch `ReadRoundNotAhead` 21,
-//! `AckOfAnyBallot` 20, `FollowerReadBeforeApplied` 19,
-//! `FollowerReadJoinsInFlight` 18, `OwnVoteBeforeFsync` 37 and
-//! `IncompletePromiseCounts` 9. The scenario test
+//! clients they were 1, 3, 11, 30 and 5 of the 2000. With one follower
+//! read-index request in flight at a time (branch `perf5`) the 2000
+//! default schedules catch `ReadRoundNotAhead` 7, `AckOfAnyBallot` 19,
+//! `FollowerReadBeforeApplied` 20, `FollowerReadJoinsInFlight` 17,
+//! `OwnVoteBeforeFsync` 27 and `IncompletePromiseCounts` 12. The scenario test
 //! `heartbeat_acks_of_an_earlier_ballot_confirm_no_read` tells the
 //! `AckOfAnyBallot` story step by step.
 //!
