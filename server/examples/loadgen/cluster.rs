@@ -133,25 +133,53 @@ impl Cluster {
     /// processes so far (`/proc/<pid>/stat`, fields 14 and 15, in USER_HZ =
     /// 100 ticks per second, the value Linux exposes on every architecture).
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        let mut ticks = 0u64;
+        let mut total = 0.0;
         for c in &self.children {
-            let path = format!("/proc/{}/stat", c.id());
-            let stat = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
-            // The command name (field 2) may hold spaces: fields after it
-            // start past the last ')'.
-            let rest = stat
-                .rsplit_once(')')
-                .map(|(_, r)| r)
-                .with_context(|| format!("malformed {path}"))?;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            // `rest` starts at field 3 (state): utime is field 14, stime 15.
-            for f in [11, 12] {
-                ticks += fields
-                    .get(f)
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .with_context(|| format!("malformed {path}"))?;
-            }
+            total += process_cpu_seconds(c.id())?;
         }
-        Ok(ticks as f64 / 100.0)
+        Ok(total)
     }
+}
+
+/// CPU seconds (user + system) the kernel has accounted to process `pid` so
+/// far (`/proc/<pid>/stat`, fields 14 and 15, in USER_HZ = 100 ticks per
+/// second, the value Linux exposes on every architecture).
+pub fn process_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+    // The command name (field 2) may hold spaces: fields after it start
+    // past the last ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .with_context(|| format!("malformed {path}"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): utime is field 14, stime 15.
+    let mut ticks = 0u64;
+    for f in [11, 12] {
+        ticks += fields
+            .get(f)
+            .and_then(|s| s.parse::<u64>().ok())
+            .with_context(|| format!("malformed {path}"))?;
+    }
+    Ok(ticks as f64 / 100.0)
+}
+
+/// The machine's (idle + iowait, total) CPU ticks so far, over all CPUs
+/// (the `cpu` line of `/proc/stat`).
+pub fn machine_ticks() -> anyhow::Result<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").context("read /proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .context("no `cpu` line in /proc/stat")?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse::<u64>().context("malformed /proc/stat"))
+        .collect::<anyhow::Result<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest is in user).
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    let total = ticks.iter().take(8).sum();
+    Ok((idle, total))
 }

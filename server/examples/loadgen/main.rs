@@ -20,15 +20,24 @@
 //!
 //! It prints each run, then a table of medians over the rounds: ops/s,
 //! p50/p99/max latency, CPU seconds per 1000 ops (user + system of the
-//! cluster's server processes, from /proc, over the run) and the
-//! paxoskv/etcd ratios. The machine may be shared: compare the ratios of one
+//! cluster's server processes, from /proc, over the run), the load tool's
+//! own CPU seconds per 1000 ops (`/proc/self`), the share of the machine's
+//! CPU left idle during the run (`/proc/stat`: near 0, the run was
+//! CPU-bound) and the paxoskv/etcd ratios. The clients run on
+//! `--load-threads` threads, each with a single-threaded runtime. The machine may be shared: compare the ratios of one
 //! run, not figures across runs. Servers are SIGKILLed by PID at the end
 //! (also on error).
 
 mod cluster;
 mod etcd;
 
+/// mimalloc, as in the server: the load tool allocates and frees small
+/// buffers per request (protobuf, h2 frames) like the servers do.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -66,6 +75,10 @@ struct Args {
     /// Client bindings: leader, all (client i on replica i mod N).
     #[arg(long, default_value = "leader,all")]
     bind: String,
+    /// Threads of the load tool, each running its share of the clients on a
+    /// single-threaded runtime.
+    #[arg(long, default_value_t = 2)]
+    load_threads: usize,
     /// Systems: paxoskv, etcd; comma-separated.
     #[arg(long, default_value = "paxoskv,etcd")]
     systems: String,
@@ -136,6 +149,11 @@ struct Figures {
     p99_ms: f64,
     max_ms: f64,
     cpu_per_kop: f64,
+    /// CPU seconds per 1000 ops of this load tool itself (`/proc/self`).
+    load_cpu_per_kop: f64,
+    /// Share of the machine's CPU time left idle during the run
+    /// (`/proc/stat`, all processes): near 0 means CPU-bound.
+    idle: f64,
     errors: u64,
 }
 
@@ -186,58 +204,45 @@ async fn run(
     bind: Bind,
 ) -> anyhow::Result<Figures> {
     let n = cluster.addrs.len();
-    let mut sessions = Vec::new();
-    for i in 0..args.clients {
-        let at = match bind {
-            Bind::Leader => leader,
-            Bind::All => i % n,
-        };
-        sessions.push(session(cluster.system, &cluster.addrs[at])?);
-    }
+    let keys: Arc<Vec<String>> = Arc::new((0..args.keys).map(|k| format!("key{k}")).collect());
+    let groups = args.load_threads.clamp(1, args.clients.max(1));
     let cpu_before = cluster.cpu_seconds()?;
+    let load_before = cluster::process_cpu_seconds(std::process::id())?;
+    let machine_before = cluster::machine_ticks()?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.secs);
-    let mut tasks = Vec::new();
-    for mut s in sessions {
-        let (keys, size) = (args.keys, args.value_size);
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut errors = 0u64;
-            let value: String = "v".repeat(size);
-            while Instant::now() < deadline {
-                let (k, put) = {
-                    let mut rng = rand::rng();
-                    let put = match mix {
-                        Mix::Put => true,
-                        Mix::Get => false,
-                        Mix::Mixed => rng.random_bool(0.5),
-                    };
-                    (rng.random_range(0..keys), put)
-                };
-                let key = format!("key{k}");
-                let t = Instant::now();
-                let r = if put {
-                    s.put(&key, &value).await
-                } else {
-                    s.get(&key).await
-                };
-                match r {
-                    Ok(()) => lat.push(t.elapsed().as_micros() as u64),
-                    Err(_) => errors += 1,
-                }
-            }
-            (lat, errors)
+    let mut threads = Vec::new();
+    for g in 0..groups {
+        // Client i belongs to group i mod groups.
+        let targets: Vec<String> = (g..args.clients)
+            .step_by(groups)
+            .map(|i| match bind {
+                Bind::Leader => cluster.addrs[leader].clone(),
+                Bind::All => cluster.addrs[i % n].clone(),
+            })
+            .collect();
+        let (system, keys, size) = (cluster.system, keys.clone(), args.value_size);
+        threads.push(std::thread::spawn(move || {
+            group(system, targets, keys, size, mix, deadline)
         }));
     }
     let mut lat = Vec::new();
     let mut errors = 0;
-    for t in tasks {
-        let (l, e) = t.await?;
+    for t in threads {
+        let (l, e) = t
+            .join()
+            .map_err(|_| anyhow::anyhow!("a load thread panicked"))??;
         lat.extend(l);
         errors += e;
     }
     let secs = started.elapsed().as_secs_f64();
     let cpu = cluster.cpu_seconds()? - cpu_before;
+    let load_cpu = cluster::process_cpu_seconds(std::process::id())? - load_before;
+    let machine = cluster::machine_ticks()?;
+    let (idle, total) = (
+        machine.0 - machine_before.0,
+        (machine.1 - machine_before.1).max(1),
+    );
     lat.sort_unstable();
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
@@ -248,13 +253,83 @@ async fn run(
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         max_ms: lat.last().map_or(0.0, |us| *us as f64 / 1000.0),
-        cpu_per_kop: if lat.is_empty() {
-            0.0
-        } else {
-            cpu / lat.len() as f64 * 1000.0
-        },
+        cpu_per_kop: per_kop(cpu, lat.len()),
+        load_cpu_per_kop: per_kop(load_cpu, lat.len()),
+        idle: idle as f64 / total as f64,
         errors,
     })
+}
+
+/// One group of clients on a runtime of its own on this thread (a
+/// current-thread runtime: no hand-offs between worker threads, which made
+/// the load tool a large share of the machine's CPU): one session per
+/// address in `targets`, each issuing one command at a time until
+/// `deadline`. Returns the latencies (µs) of the answered commands and the
+/// number of errors.
+fn group(
+    system: System,
+    targets: Vec<String>,
+    keys: Arc<Vec<String>>,
+    value_size: usize,
+    mix: Mix,
+    deadline: Instant,
+) -> anyhow::Result<(Vec<u64>, u64)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // A local set: the tasks stay on this thread (and may hold its RNG).
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let mut tasks = Vec::new();
+        for addr in &targets {
+            // Made inside this runtime: a channel's connection task runs
+            // where the channel was made.
+            let mut s = session(system, addr)?;
+            let keys = keys.clone();
+            tasks.push(tokio::task::spawn_local(async move {
+                let mut lat = Vec::with_capacity(1 << 16);
+                let mut errors = 0u64;
+                let value: String = "v".repeat(value_size);
+                let mut rng = rand::rng();
+                while Instant::now() < deadline {
+                    let put = match mix {
+                        Mix::Put => true,
+                        Mix::Get => false,
+                        Mix::Mixed => rng.random_bool(0.5),
+                    };
+                    let key = &keys[rng.random_range(0..keys.len())];
+                    let t = Instant::now();
+                    let r = if put {
+                        s.put(key, &value).await
+                    } else {
+                        s.get(key).await
+                    };
+                    match r {
+                        Ok(()) => lat.push(t.elapsed().as_micros() as u64),
+                        Err(_) => errors += 1,
+                    }
+                }
+                (lat, errors)
+            }));
+        }
+        let mut lat = Vec::new();
+        let mut errors = 0;
+        for t in tasks {
+            let (l, e) = t.await?;
+            lat.extend(l);
+            errors += e;
+        }
+        Ok((lat, errors))
+    })
+}
+
+/// `cpu` seconds per 1000 of `ops` operations.
+fn per_kop(cpu: f64, ops: usize) -> f64 {
+    if ops == 0 {
+        0.0
+    } else {
+        cpu / ops as f64 * 1000.0
+    }
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -274,6 +349,8 @@ fn medians(runs: &[Figures]) -> Figures {
         p99_ms: m(|f| f.p99_ms),
         max_ms: m(|f| f.max_ms),
         cpu_per_kop: m(|f| f.cpu_per_kop),
+        load_cpu_per_kop: m(|f| f.load_cpu_per_kop),
+        idle: m(|f| f.idle),
         errors: runs.iter().map(|f| f.errors).sum(),
     }
 }
@@ -374,9 +451,10 @@ async fn main() -> anyhow::Result<()> {
                         leaders[c] = leader;
                         let f = run(&args, &clusters[c], leader, mix, bind).await?;
                         println!(
-                            "replicas={n} mix={mix:?} bind={bind:?} round={round} {}: {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, {:.3} cpu-s/1000 ops, {} errors",
+                            "replicas={n} mix={mix:?} bind={bind:?} round={round} {}: {:.0} ops/s, p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms, {:.3} cpu-s/1000 ops, load tool {:.3} cpu-s/1000 ops, {:.0}% idle, {} errors",
                             clusters[c].system.name(),
-                            f.ops_per_sec, f.p50_ms, f.p99_ms, f.max_ms, f.cpu_per_kop, f.errors
+                            f.ops_per_sec, f.p50_ms, f.p99_ms, f.max_ms, f.cpu_per_kop,
+                            f.load_cpu_per_kop, f.idle * 100.0, f.errors
                         );
                         runs[c].push(f);
                     }
@@ -394,8 +472,8 @@ async fn main() -> anyhow::Result<()> {
 
 fn print_table(systems: &[System], table: &[(usize, Mix, Bind, Vec<Figures>)]) {
     println!();
-    println!("| replicas | op | clients on | system | ops/s | p50 ms | p99 ms | max ms | CPU s / 1000 ops | errors |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| replicas | op | clients on | system | ops/s | p50 ms | p99 ms | max ms | CPU s / 1000 ops | load tool CPU s / 1000 ops | idle | errors |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (n, mix, bind, med) in table {
         let op = match mix {
             Mix::Put => "put",
@@ -408,13 +486,15 @@ fn print_table(systems: &[System], table: &[(usize, Mix, Bind, Vec<Figures>)]) {
         };
         for (sys, f) in systems.iter().zip(med) {
             println!(
-                "| {n} | {op} | {on} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {:.3} | {} |",
+                "| {n} | {op} | {on} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {:.3} | {:.3} | {:.0}% | {} |",
                 sys.name(),
                 f.ops_per_sec,
                 f.p50_ms,
                 f.p99_ms,
                 f.max_ms,
                 f.cpu_per_kop,
+                f.load_cpu_per_kop,
+                f.idle * 100.0,
                 f.errors
             );
         }

@@ -15,7 +15,7 @@ use std::mem;
 use super::acceptor::Acceptor;
 use super::learner::{Learner, SlotResults};
 use super::messages::{AcceptedEntry, ChosenEntry, Message};
-use super::ready::{Executed, Ready, Reply, RequestError};
+use super::ready::{push_to_others, Executed, Ready, Reply, RequestError};
 use super::snapshot_transfer;
 use super::storage::Snapshot;
 use super::types::{
@@ -103,6 +103,10 @@ pub(crate) enum PlantedBug {
     /// A candidate counts a promise whose accepted values were cut short by
     /// bytes as if it were complete.
     IncompletePromiseCounts,
+    /// A follower adds the reads that arrive while its read-index request
+    /// is in flight to that request's batch (answered with a read index
+    /// taken before they arrived) instead of holding them for the next.
+    FollowerReadJoinsInFlight,
 }
 
 /// The rest of the replica, as the coordinator's handlers see it.
@@ -123,9 +127,7 @@ impl Local<'_> {
     }
 
     pub fn broadcast(&mut self, msg: Message) {
-        for r in (0..self.n).filter(|r| *r != self.id) {
-            self.out.messages.push((r, msg.clone()));
-        }
+        push_to_others(&mut self.out.messages, self.n, self.id, msg);
     }
 
     pub fn reply(&mut self, request_id: RequestId, reply: Reply) {
@@ -139,9 +141,7 @@ impl Local<'_> {
 
     /// Send to every other replica a message that depends on no write.
     pub fn broadcast_now(&mut self, msg: Message) {
-        for r in (0..self.n).filter(|r| *r != self.id) {
-            self.out.send_now.push((r, msg.clone()));
-        }
+        push_to_others(&mut self.out.send_now, self.n, self.id, msg);
     }
 
     /// Send `to` what it needs from `first_slot` on: chosen entries (at most
@@ -742,6 +742,9 @@ impl Coordinator {
         }
         // One round per wake-up: every read (and follower read-index
         // request) that arrived since the last round shares this one.
+        // (Holding new rounds while one is unconfirmed, as a follower holds
+        // its read-index requests, cost leader GETs throughput in
+        // `examples/loadgen` A/B runs and saved no CPU consistently.)
         if self.round_needed {
             self.broadcast_heartbeat(local);
         }

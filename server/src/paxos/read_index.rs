@@ -2,9 +2,13 @@
 //! from its own state, after asking the coordinator how far it must have
 //! applied the log.
 //!
-//! 1. Reads a follower receives between two [`Replica::ready`](super::Replica::ready)
-//!    calls form one batch; `ready()` sends one [`Message::ReadIndex`] for
-//!    it to the coordinator the follower follows.
+//! 1. Reads a follower receives form one batch until
+//!    [`Replica::ready`](super::Replica::ready) sends one
+//!    [`Message::ReadIndex`] for it to the coordinator the follower
+//!    follows. One request to that coordinator is in flight at a time:
+//!    reads that arrive while it is unanswered wait, and all go in the next
+//!    request, sent once the answer came (or once the request is
+//!    `heartbeat_ticks` old: slow or lost, it holds no one back longer).
 //! 2. The coordinator treats the request like a read of its own: it notes
 //!    the last slot it has proposed (the read index) and answers with a
 //!    [`Message::ReadIndexReply`] once a majority acknowledged, in its
@@ -93,9 +97,27 @@ impl FollowerReads {
     }
 
     /// Ask `leader` for a read index for the reads submitted since the last
-    /// request; without a leader to ask, answer them `NotLeader`.
-    pub fn flush(&mut self, leader: Option<ReplicaId>, out: &mut Ready) {
+    /// request, unless a request to it, younger than `patience` ticks, is
+    /// still unanswered (they wait for the next); without a leader to ask,
+    /// answer them `NotLeader`.
+    /// (`join_in_flight`: a planted bug for the tests, add them to the
+    /// request in flight instead.)
+    pub fn flush(
+        &mut self,
+        leader: Option<ReplicaId>,
+        patience: u64,
+        out: &mut Ready,
+        join_in_flight: bool,
+    ) {
         if self.unsent.is_empty() {
+            return;
+        }
+        let in_flight =
+            |b: &Batch| Some(b.leader) == leader && b.index.is_none() && b.age < patience;
+        if let Some(b) = self.batches.values_mut().find(|b| in_flight(b)) {
+            if join_in_flight {
+                b.reads.append(&mut self.unsent);
+            }
             return;
         }
         let reads = std::mem::take(&mut self.unsent);

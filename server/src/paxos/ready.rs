@@ -88,6 +88,26 @@ pub struct Ready {
     pub replies: Vec<(RequestId, Reply)>,
 }
 
+/// Push `msg` for every replica of `0..n` but `me` onto `out`: clones for
+/// all but the last, which takes `msg` itself (one copy of a batch of
+/// commands fewer per broadcast).
+pub(crate) fn push_to_others(
+    out: &mut Vec<(ReplicaId, Message)>,
+    n: usize,
+    me: ReplicaId,
+    msg: Message,
+) {
+    let mut others = (0..n).filter(|r| *r != me).peekable();
+    while let Some(r) = others.next() {
+        if others.peek().is_some() {
+            out.push((r, msg.clone()));
+        } else {
+            out.push((r, msg));
+            return;
+        }
+    }
+}
+
 impl Ready {
     /// True when there is nothing to do.
     pub fn is_empty(&self) -> bool {
@@ -95,5 +115,27 @@ impl Ready {
             && self.messages.is_empty()
             && self.send_now.is_empty()
             && self.replies.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_for_the_others_goes_to_every_replica_but_this_one_once() {
+        let hb = Message::CatchUp { first_slot: 7 };
+        for (n, me, to) in [
+            (1, 0, vec![]),
+            (3, 0, vec![1, 2]),
+            (3, 1, vec![0, 2]),
+            (5, 4, vec![0, 1, 2, 3]),
+        ] {
+            let mut out = Vec::new();
+            push_to_others(&mut out, n, me, hb.clone());
+            let got: Vec<ReplicaId> = out.iter().map(|(r, _)| *r).collect();
+            assert_eq!(got, to, "n {n}, me {me}");
+            assert!(out.iter().all(|(_, m)| *m == hb));
+        }
     }
 }

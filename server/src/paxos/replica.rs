@@ -11,7 +11,7 @@ use super::coordinator::{Candidate, Coordinator, Deposed, Local, PromiseInfo};
 use super::learner::Learner;
 use super::messages::{ChosenEntry, Message};
 use super::read_index::FollowerReads;
-use super::ready::{Ready, Reply, RequestError};
+use super::ready::{push_to_others, Ready, Reply, RequestError};
 use super::snapshot_transfer::{self, BadChunk, Chunk, SnapshotReceiver};
 use super::storage::{PersistentState, Snapshot};
 use super::types::{
@@ -466,7 +466,18 @@ impl Replica {
             RoleState::Follower => self.live_leader(),
             _ => None,
         };
-        self.follower_reads.flush(leader, &mut self.out);
+        #[allow(unused_mut)]
+        let mut join_in_flight = false;
+        #[cfg(test)]
+        if self.planted == Some(PlantedBug::FollowerReadJoinsInFlight) {
+            join_in_flight = true;
+        }
+        self.follower_reads.flush(
+            leader,
+            self.config.heartbeat_ticks,
+            &mut self.out,
+            join_in_flight,
+        );
         mem::take(&mut self.out)
     }
 
@@ -1103,9 +1114,7 @@ impl Replica {
     }
 
     fn broadcast(&mut self, msg: Message) {
-        for r in (0..self.n).filter(|r| *r != self.id) {
-            self.out.messages.push((r, msg.clone()));
-        }
+        push_to_others(&mut self.out.messages, self.n, self.id, msg);
     }
 
     fn reply(&mut self, request_id: RequestId, reply: Reply) {

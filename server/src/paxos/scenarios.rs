@@ -1111,6 +1111,87 @@ fn a_follower_serves_a_read_only_once_it_applied_the_read_index() {
     assert_eq!(early, Some(Ok(OpResult::Value(None))));
 }
 
+/// Deliver queued messages one at a time until `done` holds (bounded).
+fn deliver_until(c: &mut Cluster, done: impl Fn(&Cluster) -> bool) {
+    for _ in 0..1000 {
+        if done(c) {
+            return;
+        }
+        let Some((from, to, msg)) = c.net.pop_front() else {
+            break;
+        };
+        c.replicas[to].as_mut().unwrap().step(from, msg).unwrap();
+        c.flush(to);
+    }
+    assert!(done(c), "the condition never held");
+}
+
+/// Replica 2 gets a read, then, while its read-index request is in flight,
+/// a write is acknowledged and a second read arrives: the second must see
+/// the write. Returns the second read's answer and the read-index requests
+/// sent.
+fn follower_read_in_flight_story(planted: Option<PlantedBug>) -> (Answer, usize) {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    c.replicas[2].as_mut().unwrap().planted = planted;
+    let w = c.submit(0, 1, 1, put("x", "old"));
+    c.stabilize();
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
+    let mark = c.sent.len();
+    let r1 = c.submit(2, 2, 1, get("x"));
+    c.flush(2);
+    // The request reaches the coordinator, which takes its read index.
+    deliver_until(&mut c, |c| {
+        !c.net
+            .iter()
+            .any(|(_, to, m)| *to == 0 && m.kind() == "read-index")
+    });
+    // Replica 2 is paused (its inbox holds), a write is chosen by 0 and 1.
+    c.paused[2] = true;
+    let w = c.submit(0, 1, 2, put("x", "new"));
+    c.stabilize();
+    assert_eq!(c.reply(w), Some(Ok(OpResult::Done)));
+    // It wakes with a second read before handling its inbox.
+    c.paused[2] = false;
+    let r2 = c.submit(2, 3, 1, get("x"));
+    c.flush(2);
+    c.stabilize();
+    c.tick(20);
+    assert!(matches!(c.reply(r1), Some(Ok(_))), "{:?}", c.reply(r1));
+    (c.reply(r2), c.count_sent(2, 0, "read-index", mark))
+}
+
+#[test]
+fn reads_arriving_at_a_follower_while_its_read_index_request_is_in_flight_wait_for_the_next() {
+    let (second, requests) = follower_read_in_flight_story(None);
+    assert_eq!(second, Some(value("new")));
+    assert_eq!(requests, 2);
+    // Joining the request in flight (the planted bug) serves the old value.
+    let (second, requests) =
+        follower_read_in_flight_story(Some(PlantedBug::FollowerReadJoinsInFlight));
+    assert_eq!(second, Some(value("old")));
+    assert_eq!(requests, 1);
+}
+
+#[test]
+fn reads_held_at_a_follower_go_out_once_the_request_in_flight_is_a_heartbeat_old() {
+    let mut c = Cluster::new(3, config());
+    c.elect(0);
+    // The coordinator never receives the first request.
+    c.lost.push((0, "read-index"));
+    let mark = c.sent.len();
+    let r1 = c.submit(1, 1, 1, get("k"));
+    c.stabilize();
+    let r2 = c.submit(1, 2, 1, get("k"));
+    c.stabilize();
+    assert_eq!(c.count_sent(1, 0, "read-index", mark), 1);
+    c.lost.clear();
+    c.tick(config().heartbeat_ticks as usize);
+    assert_eq!(c.count_sent(1, 0, "read-index", mark), 2);
+    assert_eq!(c.reply(r2), Some(Ok(OpResult::Value(None))));
+    assert_eq!(c.reply(r1), None);
+}
+
 #[test]
 fn a_follower_read_without_an_answer_is_given_up_as_not_applied() {
     let mut c = Cluster::new(3, config());

@@ -65,7 +65,8 @@
 //! `ReadRoundNotAhead`), a read confirmed by heartbeat acks of an earlier
 //! ballot (`AckOfAnyBallot`, which takes the chain), a follower read
 //! served before the follower applied its read index
-//! (`FollowerReadBeforeApplied`), a coordinator that counts its own vote
+//! (`FollowerReadBeforeApplied`), a follower read that joins the
+//! read-index request already in flight (`FollowerReadJoinsInFlight`), a coordinator that counts its own vote
 //! before its fsync (`OwnVoteBeforeFsync`), an acceptor that forgets its promises,
 //! local reads, a replica that votes again after losing durable records,
 //! and (with tiny message budgets) a candidate that counts a promise cut
@@ -2416,6 +2417,7 @@ fn count_planted_hits() {
         PlantedBug::OwnVoteBeforeFsync,
         PlantedBug::FollowerReadBeforeApplied,
         PlantedBug::IncompletePromiseCounts,
+        PlantedBug::FollowerReadJoinsInFlight,
     ]
     .into_iter()
     .filter(|bug| only.is_empty() || only.split(',').any(|b| b == format!("{bug:?}")))
@@ -2456,6 +2458,20 @@ fn the_simulator_catches_a_follower_read_served_before_its_read_index_is_applied
     });
     let (seed, violation) = found.expect("a follower read before its read index should be caught");
     eprintln!("follower read before applied: seed {seed}: {violation}");
+    assert!(violation.contains("linearizable"), "{violation}");
+}
+
+#[test]
+fn the_simulator_catches_a_follower_read_joining_the_request_in_flight() {
+    // Planted: reads that arrive at a follower while its read-index
+    // request is in flight join that request, whose read index the
+    // coordinator may have taken before a write they must see.
+    let found = find_violation_in_default_schedules(|cfg| {
+        cfg.planted = Some(PlantedBug::FollowerReadJoinsInFlight)
+    });
+    let (seed, violation) =
+        found.expect("a follower read joining the request in flight should be caught");
+    eprintln!("follower read joins in flight: seed {seed}: {violation}");
     assert!(violation.contains("linearizable"), "{violation}");
 }
 
