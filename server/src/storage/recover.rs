@@ -179,7 +179,9 @@ fn with_checkpoint(
                     p,
                     at,
                     format!(
-                        "this WAL holds records but the checkpoint names generation {g},                          more than one before it: the checkpoint is older than the log                          (restored from a backup?)"
+                        "this WAL holds records but the checkpoint names generation {g}, \
+                         more than one before it: the checkpoint is older than the log \
+                         (restored from a backup?)"
                     ),
                 ));
             }
