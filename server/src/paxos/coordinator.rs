@@ -151,9 +151,14 @@ impl Local<'_> {
     /// was sent.
     pub fn send_catch_up(&mut self, to: ReplicaId, first_slot: Slot) -> Option<(Slot, u64)> {
         if first_slot <= self.learner.snapshot_slot() {
-            let snapshot = self.learner.snapshot();
-            let through = snapshot.last_slot;
-            let chunks = snapshot_transfer::chunks(snapshot, self.config.max_message_bytes);
+            let through = self.learner.snapshot_slot();
+            let chunks = snapshot_transfer::chunk_window(
+                through,
+                self.learner.snapshot_encoded(),
+                self.config.max_message_bytes,
+                0,
+                usize::MAX,
+            );
             let count = chunks.len() as u64;
             for chunk in chunks {
                 self.send(to, chunk);
@@ -178,16 +183,13 @@ impl Local<'_> {
     /// across windows. Returns the snapshot's slot, the chunks sent and
     /// where the next window starts.
     pub fn send_snapshot_window(&mut self, to: ReplicaId, start: usize) -> (Slot, u64, usize) {
-        let snapshot = self.learner.snapshot();
-        let through = snapshot.last_slot;
-        let chunks = snapshot_transfer::chunks(snapshot, self.config.max_message_bytes);
-        let total = chunks.len();
+        let through = self.learner.snapshot_slot();
+        let encoded = self.learner.snapshot_encoded();
+        let max_bytes = self.config.max_message_bytes;
+        let total = snapshot_transfer::chunk_count(encoded.len(), max_bytes);
         let start = if start < total { start } else { 0 };
-        let window: Vec<_> = chunks
-            .into_iter()
-            .skip(start)
-            .take(SNAPSHOT_WINDOW)
-            .collect();
+        let window =
+            snapshot_transfer::chunk_window(through, encoded, max_bytes, start, SNAPSHOT_WINDOW);
         let count = window.len();
         for chunk in window {
             self.send(to, chunk);

@@ -6,6 +6,7 @@
 //! `snapshot_every` applied slots the learner snapshots the state machine and
 //! compacts the log; a replica that needs compacted slots gets the snapshot.
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
 use super::messages::ChosenEntry;
@@ -30,6 +31,9 @@ pub struct Learner {
     /// The latest snapshot; slots up to its `last_slot` are no longer in
     /// `chosen`. Kept in memory to send to replicas that fall behind it.
     snapshot: Snapshot,
+    /// `snapshot` encoded for transfer, made on first use and dropped with
+    /// the snapshot (see [`super::snapshot_transfer::encode`]).
+    snapshot_encoded: OnceCell<Vec<u8>>,
 }
 
 impl Learner {
@@ -47,6 +51,7 @@ impl Learner {
             applied: snapshot.last_slot,
             kv: snapshot.state.clone(),
             snapshot,
+            snapshot_encoded: OnceCell::new(),
         };
         learner.advance_commit();
         learner
@@ -69,6 +74,12 @@ impl Learner {
     }
 
     /// Slots up to here are compacted away.
+    /// The latest snapshot encoded for transfer, encoded once per snapshot.
+    pub fn snapshot_encoded(&self) -> &[u8] {
+        self.snapshot_encoded
+            .get_or_init(|| super::snapshot_transfer::encode(&self.snapshot))
+    }
+
     pub fn snapshot_slot(&self) -> Slot {
         self.snapshot.last_slot
     }
@@ -165,6 +176,7 @@ impl Learner {
             last_slot: self.applied,
             state: self.kv.clone(),
         };
+        self.snapshot_encoded = OnceCell::new();
         self.chosen = self.chosen.split_off(&(self.applied + 1));
         persist.push(StorageWrite::Snapshot(self.snapshot.clone()));
         persist.push(StorageWrite::Compact {
@@ -185,6 +197,7 @@ impl Learner {
         self.commit_index = through;
         self.chosen = self.chosen.split_off(&(through + 1));
         self.snapshot = snapshot;
+        self.snapshot_encoded = OnceCell::new();
         self.advance_commit();
         persist.push(StorageWrite::Snapshot(self.snapshot.clone()));
         persist.push(StorageWrite::Compact { through });

@@ -865,7 +865,8 @@ impl Replica {
                 Some((slot, _, next)) if slot == snapshot.last_slot => (slot, next),
                 _ => (snapshot.last_slot, 0),
             };
-            if snapshot_transfer::chunks(snapshot, self.config.max_message_bytes).len() > 1 {
+            let encoded_len = self.learner.snapshot_encoded().len();
+            if snapshot_transfer::chunk_count(encoded_len, self.config.max_message_bytes) > 1 {
                 let (_, _, next) = self.local().send_snapshot_window(from, next);
                 self.snapshot_sent[from] = Some((slot, self.ticks, next));
                 return;

@@ -2,7 +2,8 @@
 //! far larger than one message, so it travels as
 //! [`Message::SnapshotChunk`]s of at most `max_message_bytes` of data each.
 //!
-//! The sender encodes the snapshot once (CBOR) and cuts the bytes into
+//! The sender encodes the snapshot once (CBOR; the learner keeps the bytes
+//! until its next snapshot) and cuts the bytes into
 //! chunks, each naming the snapshot (`last_slot`), the total length and its
 //! offset. The receiver ([`SnapshotReceiver`]) keeps the chunks of one
 //! snapshot per sender and hands a snapshot over only once every byte has
@@ -35,23 +36,56 @@ use super::types::{ReplicaId, Slot};
 /// The chunks that send `snapshot`, each with at most `max_bytes` of data
 /// (at least one byte).
 pub fn chunks(snapshot: &Snapshot, max_bytes: usize) -> Vec<Message> {
+    chunk_window(
+        snapshot.last_slot,
+        &encode(snapshot),
+        max_bytes,
+        0,
+        usize::MAX,
+    )
+}
+
+/// `snapshot` encoded for transfer (CBOR). The learner encodes each
+/// snapshot once and keeps the bytes ([`super::learner::Learner::snapshot_encoded`]),
+/// so that the windows of a transfer, and the transfers to several
+/// replicas, do not encode the whole state again.
+pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
     let mut bytes = Vec::new();
-    // Writing CBOR into a Vec cannot fail for plain data.
+    // Writing CBOR into a Vec cannot fail for plain data; if it did, the
+    // snapshot would have no chunks and simply not be sent.
     if ciborium::into_writer(snapshot, &mut bytes).is_err() {
         return Vec::new();
     }
-    let total = bytes.len() as u64;
     bytes
-        .chunks(max_bytes.max(1))
-        .scan(0u64, |offset, data| {
-            let chunk = Message::SnapshotChunk {
-                last_slot: snapshot.last_slot,
-                total_bytes: total,
-                offset: *offset,
-                data: data.to_vec(),
-            };
-            *offset += data.len() as u64;
-            Some(chunk)
+}
+
+/// How many chunks of at most `max_bytes` an encoded snapshot of `len`
+/// bytes takes.
+pub fn chunk_count(len: usize, max_bytes: usize) -> usize {
+    len.div_ceil(max_bytes.max(1))
+}
+
+/// Chunks `start..start + count` (fewer at the end) of the snapshot of
+/// slot `last_slot` whose encoding is `encoded`.
+pub fn chunk_window(
+    last_slot: Slot,
+    encoded: &[u8],
+    max_bytes: usize,
+    start: usize,
+    count: usize,
+) -> Vec<Message> {
+    let max_bytes = max_bytes.max(1);
+    let total = encoded.len() as u64;
+    encoded
+        .chunks(max_bytes)
+        .enumerate()
+        .skip(start)
+        .take(count)
+        .map(|(i, data)| Message::SnapshotChunk {
+            last_slot,
+            total_bytes: total,
+            offset: (i * max_bytes) as u64,
+            data: data.to_vec(),
         })
         .collect()
 }
