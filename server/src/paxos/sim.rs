@@ -85,7 +85,13 @@
 //! lured clients send it more of their reads
 //! (it was 14 (11, 8, 6), 24 (25, 25, 22), 26 (19, 23, 34), 33 (26, 23, 26),
 //! 15 (16, 14, 18)); before the nemesis timed its stops and placed the
-//! clients they were 1, 3, 11, 30 and 5 of the 2000. The scenario test
+//! clients they were 1, 3, 11, 30 and 5 of the 2000. With follower
+//! read-index requests one in flight at a time (merged after these), the
+//! windows from the default seed and from 10 million give
+//! `ReadRoundNotAhead` 20 and 23, `AckOfAnyBallot` 45 and 57,
+//! `FollowerReadBeforeApplied` 27 and 22, `FollowerReadJoinsInFlight` 42
+//! and 47, `OwnVoteBeforeFsync` 33 and 29, `IncompletePromiseCounts` 16
+//! and 11. The scenario test
 //! `heartbeat_acks_of_an_earlier_ballot_confirm_no_read` tells the
 //! `AckOfAnyBallot` story step by step.
 //!
