@@ -159,16 +159,33 @@ pub fn partition_from<'h>(
 ) -> Result<Vec<Partition<KvKey<'h>>>, ModelError> {
     let mut index: FxHashMap<&'h Value, usize> = FxHashMap::default();
     let mut groups: Vec<(&'h Value, Vec<usize>)> = Vec::new();
+    // Keys are shared strings (the reader interns them): a key already
+    // seen at the same address is found by its address, without hashing or
+    // comparing its text; other keys (and other addresses) by content.
+    let mut by_address = vec![(0usize, 0usize); ADDRESS_SLOTS];
     for (source, op) in ops.iter().enumerate() {
         if op.outcome == Outcome::Fail {
             continue;
         }
         let key = key_of(op, op.input())?;
-        let slot = *index.entry(key).or_insert_with(|| {
-            groups.push((key, Vec::new()));
-            groups.len() - 1
-        });
-        groups[slot].1.push(source);
+        let address = match key {
+            Value::Str(s) => s.as_ptr() as usize,
+            _ => 0,
+        };
+        let cached = &mut by_address[address_slot(address)];
+        let group = if address != 0 && cached.0 == address {
+            cached.1
+        } else {
+            let group = *index.entry(key).or_insert_with(|| {
+                groups.push((key, Vec::new()));
+                groups.len() - 1
+            });
+            if address != 0 {
+                *cached = (address, group);
+            }
+            group
+        };
+        groups[group].1.push(source);
     }
     let built: Vec<Result<Partition<KvKey<'h>>, ModelError>> = groups
         .into_par_iter()
@@ -193,6 +210,14 @@ pub fn partition_from<'h>(
     Ok(parts)
 }
 
+/// Slots of the split's cache of key addresses (a power of two).
+const ADDRESS_SLOTS: usize = 1 << 12;
+
+fn address_slot(address: usize) -> usize {
+    ((address as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - ADDRESS_SLOTS.trailing_zeros()))
+        as usize
+}
+
 /// The partition of one key from the ops at `sources`.
 fn build_partition<'h>(
     key: &Value,
@@ -202,7 +227,10 @@ fn build_partition<'h>(
 ) -> Result<Partition<KvKey<'h>>, ModelError> {
     let mut part = Partition {
         key: Some(key.clone()),
-        model: KvKey::default(),
+        model: KvKey {
+            values: ValueTable::with_capacity(sources.len() + 1),
+            ..KvKey::default()
+        },
         ops: Vec::with_capacity(sources.len()),
     };
     if let Some(v) = initial {
@@ -399,4 +427,32 @@ fn drop_unobservable(part: &mut Partition<KvKey<'_>>) {
         .collect();
     let mut keep = keep.into_iter();
     part.ops.retain(|_| keep.next().unwrap_or(true));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{History, Op, OpType};
+
+    #[test]
+    fn equal_keys_at_different_addresses_are_one_key() {
+        // Built in memory: every "k1" is its own allocation (no interner),
+        // so the split's address cache misses and the content decides.
+        let mut h = History::new();
+        for (p, key) in [(0, "k1"), (1, "k2"), (2, "k1"), (3, "k1")] {
+            let inv = Op::invoke(p, "put", vec![Value::string(key), Value::Int(p)]);
+            h.push(inv.clone());
+            h.push(inv.complete(OpType::Ok, vec![Value::string(key), Value::Int(p)]));
+        }
+        let ops = h.client_ops().unwrap();
+        let parts = partition(&ops).unwrap();
+        let sizes: Vec<(String, usize)> = parts
+            .iter()
+            .map(|p| (p.key.as_ref().unwrap().to_string(), p.ops.len()))
+            .collect();
+        assert_eq!(
+            sizes,
+            [("\"k1\"".to_string(), 3), ("\"k2\"".to_string(), 1)]
+        );
+    }
 }
