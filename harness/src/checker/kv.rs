@@ -157,35 +157,28 @@ pub fn partition_from<'h>(
     ops: &[ClientOp<'h>],
     initial: Option<&Value>,
 ) -> Result<Vec<Partition<KvKey<'h>>>, ModelError> {
+    // Ops grouped by key in chunks on all cores, then the chunks' groups
+    // merged in order (each key's ops stay in history order; the first
+    // bad op is the first of the earliest chunk that has one).
+    let chunks: Vec<Result<Vec<(&'h Value, Vec<usize>)>, ModelError>> = ops
+        .par_chunks(SPLIT_CHUNK)
+        .enumerate()
+        .map(|(n, chunk)| group_by_key(chunk, n * SPLIT_CHUNK))
+        .collect();
     let mut index: FxHashMap<&'h Value, usize> = FxHashMap::default();
     let mut groups: Vec<(&'h Value, Vec<usize>)> = Vec::new();
-    // Keys are shared strings (the reader interns them): a key already
-    // seen at the same address is found by its address, without hashing or
-    // comparing its text; other keys (and other addresses) by content.
-    let mut by_address = vec![(0usize, 0usize); ADDRESS_SLOTS];
-    for (source, op) in ops.iter().enumerate() {
-        if op.outcome == Outcome::Fail {
-            continue;
-        }
-        let key = key_of(op, op.input())?;
-        let address = match key {
-            Value::Str(s) => s.as_ptr() as usize,
-            _ => 0,
-        };
-        let cached = &mut by_address[address_slot(address)];
-        let group = if address != 0 && cached.0 == address {
-            cached.1
-        } else {
-            let group = *index.entry(key).or_insert_with(|| {
-                groups.push((key, Vec::new()));
-                groups.len() - 1
-            });
-            if address != 0 {
-                *cached = (address, group);
+    for chunk in chunks {
+        for (key, sources) in chunk? {
+            match index.entry(key) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    groups[*e.get()].1.extend_from_slice(&sources)
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(groups.len());
+                    groups.push((key, sources));
+                }
             }
-            group
-        };
-        groups[group].1.push(source);
+        }
     }
     let built: Vec<Result<Partition<KvKey<'h>>, ModelError>> = groups
         .into_par_iter()
@@ -210,6 +203,48 @@ pub fn partition_from<'h>(
     Ok(parts)
 }
 
+/// Ops per chunk of the split's first pass.
+const SPLIT_CHUNK: usize = 1 << 16;
+
+/// The indices (from `first`) of the ops of `chunk` by key, keys in the
+/// order they first appear; failed ops are left out.
+fn group_by_key<'h>(
+    chunk: &[ClientOp<'h>],
+    first: usize,
+) -> Result<Vec<(&'h Value, Vec<usize>)>, ModelError> {
+    let mut index: FxHashMap<&'h Value, usize> = FxHashMap::default();
+    let mut groups: Vec<(&'h Value, Vec<usize>)> = Vec::new();
+    // Keys are shared strings (the reader interns them): a key already
+    // seen at the same address is found by its address, without hashing or
+    // comparing its text; other keys (and other addresses) by content.
+    let mut by_address = vec![(0usize, 0usize); ADDRESS_SLOTS];
+    for (i, op) in chunk.iter().enumerate() {
+        if op.outcome == Outcome::Fail {
+            continue;
+        }
+        let key = key_of(op, op.input())?;
+        let address = match key {
+            Value::Str(s) => s.as_ptr() as usize,
+            _ => 0,
+        };
+        let cached = &mut by_address[address_slot(address)];
+        let group = if address != 0 && cached.0 == address {
+            cached.1
+        } else {
+            let group = *index.entry(key).or_insert_with(|| {
+                groups.push((key, Vec::new()));
+                groups.len() - 1
+            });
+            if address != 0 {
+                *cached = (address, group);
+            }
+            group
+        };
+        groups[group].1.push(first + i);
+    }
+    Ok(groups)
+}
+
 /// Slots of the split's cache of key addresses (a power of two).
 const ADDRESS_SLOTS: usize = 1 << 12;
 
@@ -227,10 +262,7 @@ fn build_partition<'h>(
 ) -> Result<Partition<KvKey<'h>>, ModelError> {
     let mut part = Partition {
         key: Some(key.clone()),
-        model: KvKey {
-            values: ValueTable::with_capacity(sources.len() + 1),
-            ..KvKey::default()
-        },
+        model: KvKey::default(),
         ops: Vec::with_capacity(sources.len()),
     };
     if let Some(v) = initial {
@@ -454,5 +486,31 @@ mod tests {
             sizes,
             [("\"k1\"".to_string(), 3), ("\"k2\"".to_string(), 1)]
         );
+    }
+
+    #[test]
+    fn the_split_across_chunks_keeps_history_order_and_the_first_error() {
+        let mut h = History::new();
+        let n = 2 * SPLIT_CHUNK + 10;
+        for i in 0..n as i64 {
+            let key = Value::string(format!("k{}", i % 3));
+            let inv = Op::invoke(0, "put", vec![key.clone(), Value::Int(i)]);
+            h.push(inv.clone());
+            h.push(inv.complete(OpType::Ok, vec![key, Value::Int(i)]));
+        }
+        let ops = h.client_ops().unwrap();
+        let parts = partition(&ops).unwrap();
+        assert_eq!(parts.len(), 3);
+        for part in &parts {
+            assert!(part.ops.windows(2).all(|w| w[0].source < w[1].source));
+        }
+        assert_eq!(parts.iter().map(|p| p.ops.len()).sum::<usize>(), n);
+        for bad in [SPLIT_CHUNK + 5, 2 * SPLIT_CHUNK + 3] {
+            h.ops[2 * bad].value = Value::Int(7);
+            h.ops[2 * bad + 1].value = Value::Int(7);
+        }
+        let ops = h.client_ops().unwrap();
+        let e = partition(&ops).unwrap_err();
+        assert_eq!(e.invoke, 2 * (SPLIT_CHUNK + 5), "{e}");
     }
 }

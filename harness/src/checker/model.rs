@@ -125,25 +125,16 @@ fn hash_value(value: &Value) -> u64 {
 
 impl Default for ValueTable<'_> {
     fn default() -> Self {
-        ValueTable::with_capacity(1)
+        let mut index = HashTable::new();
+        index.insert_unique(hash_value(&Value::Nil), NIL, |_| hash_value(&Value::Nil));
+        ValueTable {
+            index,
+            values: vec![Cow::Owned(Value::Nil)],
+        }
     }
 }
 
 impl<'h> ValueTable<'h> {
-    /// A table with room for `n` values (no regrowing while a big key's
-    /// values are interned).
-    pub fn with_capacity(n: usize) -> Self {
-        let mut table = ValueTable {
-            index: HashTable::with_capacity(n),
-            values: Vec::with_capacity(n),
-        };
-        table.values.push(Cow::Owned(Value::Nil));
-        table
-            .index
-            .insert_unique(hash_value(&Value::Nil), NIL, |_| hash_value(&Value::Nil));
-        table
-    }
-
     /// The id of a value of the history (borrowed).
     pub fn intern(&mut self, value: &'h Value) -> u32 {
         let hash = hash_value(value);
