@@ -160,13 +160,13 @@ pub fn partition_from<'h>(
     // Ops grouped by key in chunks on all cores, then the chunks' groups
     // merged in order (each key's ops stay in history order; the first
     // bad op is the first of the earliest chunk that has one).
-    let chunks: Vec<Result<Vec<(&'h Value, Vec<usize>)>, ModelError>> = ops
+    let chunks: Vec<Result<KeyGroups<'h>, ModelError>> = ops
         .par_chunks(SPLIT_CHUNK)
         .enumerate()
         .map(|(n, chunk)| group_by_key(chunk, n * SPLIT_CHUNK))
         .collect();
     let mut index: FxHashMap<&'h Value, usize> = FxHashMap::default();
-    let mut groups: Vec<(&'h Value, Vec<usize>)> = Vec::new();
+    let mut groups: KeyGroups<'h> = Vec::new();
     for chunk in chunks {
         for (key, sources) in chunk? {
             match index.entry(key) {
@@ -203,15 +203,15 @@ pub fn partition_from<'h>(
     Ok(parts)
 }
 
+/// Op indices by key, keys in the order they first appear.
+type KeyGroups<'h> = Vec<(&'h Value, Vec<usize>)>;
+
 /// Ops per chunk of the split's first pass.
 const SPLIT_CHUNK: usize = 1 << 16;
 
 /// The indices (from `first`) of the ops of `chunk` by key, keys in the
 /// order they first appear; failed ops are left out.
-fn group_by_key<'h>(
-    chunk: &[ClientOp<'h>],
-    first: usize,
-) -> Result<Vec<(&'h Value, Vec<usize>)>, ModelError> {
+fn group_by_key<'h>(chunk: &[ClientOp<'h>], first: usize) -> Result<KeyGroups<'h>, ModelError> {
     let mut index: FxHashMap<&'h Value, usize> = FxHashMap::default();
     let mut groups: Vec<(&'h Value, Vec<usize>)> = Vec::new();
     // Keys are shared strings (the reader interns them): a key already
