@@ -157,18 +157,28 @@ pub fn partition_from<'h>(
     ops: &[ClientOp<'h>],
     initial: Option<&Value>,
 ) -> Result<Vec<Partition<KvKey<'h>>>, ModelError> {
+    // Ops grouped by key in chunks on all cores, then the chunks' groups
+    // merged in order (each key's ops stay in history order; the first
+    // bad op is the first of the earliest chunk that has one).
+    let chunks: Vec<Result<KeyGroups<'h>, ModelError>> = ops
+        .par_chunks(SPLIT_CHUNK)
+        .enumerate()
+        .map(|(n, chunk)| group_by_key(chunk, n * SPLIT_CHUNK))
+        .collect();
     let mut index: FxHashMap<&'h Value, usize> = FxHashMap::default();
-    let mut groups: Vec<(&'h Value, Vec<usize>)> = Vec::new();
-    for (source, op) in ops.iter().enumerate() {
-        if op.outcome == Outcome::Fail {
-            continue;
+    let mut groups: KeyGroups<'h> = Vec::new();
+    for chunk in chunks {
+        for (key, sources) in chunk? {
+            match index.entry(key) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    groups[*e.get()].1.extend_from_slice(&sources)
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(groups.len());
+                    groups.push((key, sources));
+                }
+            }
         }
-        let key = key_of(op, op.input())?;
-        let slot = *index.entry(key).or_insert_with(|| {
-            groups.push((key, Vec::new()));
-            groups.len() - 1
-        });
-        groups[slot].1.push(source);
     }
     let built: Vec<Result<Partition<KvKey<'h>>, ModelError>> = groups
         .into_par_iter()
@@ -191,6 +201,56 @@ pub fn partition_from<'h>(
     }
     parts.sort_by_cached_key(|p| p.key.as_ref().map(|k| k.to_string()));
     Ok(parts)
+}
+
+/// Op indices by key, keys in the order they first appear.
+type KeyGroups<'h> = Vec<(&'h Value, Vec<usize>)>;
+
+/// Ops per chunk of the split's first pass.
+const SPLIT_CHUNK: usize = 1 << 16;
+
+/// The indices (from `first`) of the ops of `chunk` by key, keys in the
+/// order they first appear; failed ops are left out.
+fn group_by_key<'h>(chunk: &[ClientOp<'h>], first: usize) -> Result<KeyGroups<'h>, ModelError> {
+    let mut index: FxHashMap<&'h Value, usize> = FxHashMap::default();
+    let mut groups: Vec<(&'h Value, Vec<usize>)> = Vec::new();
+    // Keys are shared strings (the reader interns them): a key already
+    // seen at the same address is found by its address, without hashing or
+    // comparing its text; other keys (and other addresses) by content.
+    let mut by_address = vec![(0usize, 0usize); ADDRESS_SLOTS];
+    for (i, op) in chunk.iter().enumerate() {
+        if op.outcome == Outcome::Fail {
+            continue;
+        }
+        let key = key_of(op, op.input())?;
+        let address = match key {
+            Value::Str(s) => s.as_ptr() as usize,
+            _ => 0,
+        };
+        let cached = &mut by_address[address_slot(address)];
+        let group = if address != 0 && cached.0 == address {
+            cached.1
+        } else {
+            let group = *index.entry(key).or_insert_with(|| {
+                groups.push((key, Vec::new()));
+                groups.len() - 1
+            });
+            if address != 0 {
+                *cached = (address, group);
+            }
+            group
+        };
+        groups[group].1.push(first + i);
+    }
+    Ok(groups)
+}
+
+/// Slots of the split's cache of key addresses (a power of two).
+const ADDRESS_SLOTS: usize = 1 << 12;
+
+fn address_slot(address: usize) -> usize {
+    ((address as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - ADDRESS_SLOTS.trailing_zeros()))
+        as usize
 }
 
 /// The partition of one key from the ops at `sources`.
@@ -399,4 +459,58 @@ fn drop_unobservable(part: &mut Partition<KvKey<'_>>) {
         .collect();
     let mut keep = keep.into_iter();
     part.ops.retain(|_| keep.next().unwrap_or(true));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{History, Op, OpType};
+
+    #[test]
+    fn equal_keys_at_different_addresses_are_one_key() {
+        // Built in memory: every "k1" is its own allocation (no interner),
+        // so the split's address cache misses and the content decides.
+        let mut h = History::new();
+        for (p, key) in [(0, "k1"), (1, "k2"), (2, "k1"), (3, "k1")] {
+            let inv = Op::invoke(p, "put", vec![Value::string(key), Value::Int(p)]);
+            h.push(inv.clone());
+            h.push(inv.complete(OpType::Ok, vec![Value::string(key), Value::Int(p)]));
+        }
+        let ops = h.client_ops().unwrap();
+        let parts = partition(&ops).unwrap();
+        let sizes: Vec<(String, usize)> = parts
+            .iter()
+            .map(|p| (p.key.as_ref().unwrap().to_string(), p.ops.len()))
+            .collect();
+        assert_eq!(
+            sizes,
+            [("\"k1\"".to_string(), 3), ("\"k2\"".to_string(), 1)]
+        );
+    }
+
+    #[test]
+    fn the_split_across_chunks_keeps_history_order_and_the_first_error() {
+        let mut h = History::new();
+        let n = 2 * SPLIT_CHUNK + 10;
+        for i in 0..n as i64 {
+            let key = Value::string(format!("k{}", i % 3));
+            let inv = Op::invoke(0, "put", vec![key.clone(), Value::Int(i)]);
+            h.push(inv.clone());
+            h.push(inv.complete(OpType::Ok, vec![key, Value::Int(i)]));
+        }
+        let ops = h.client_ops().unwrap();
+        let parts = partition(&ops).unwrap();
+        assert_eq!(parts.len(), 3);
+        for part in &parts {
+            assert!(part.ops.windows(2).all(|w| w[0].source < w[1].source));
+        }
+        assert_eq!(parts.iter().map(|p| p.ops.len()).sum::<usize>(), n);
+        for bad in [SPLIT_CHUNK + 5, 2 * SPLIT_CHUNK + 3] {
+            h.ops[2 * bad].value = Value::Int(7);
+            h.ops[2 * bad + 1].value = Value::Int(7);
+        }
+        let ops = h.client_ops().unwrap();
+        let e = partition(&ops).unwrap_err();
+        assert_eq!(e.invoke, 2 * (SPLIT_CHUNK + 5), "{e}");
+    }
 }

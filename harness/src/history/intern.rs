@@ -244,10 +244,14 @@ const CACHE_SLOTS: usize = 1 << 15;
 /// cache of a few thousand recent values catches them, where a table of
 /// every value ever read (millions, in a big history) cost a cache miss per
 /// lookup and most of the parse time. A missed repeat only costs memory.
+///
+/// Each slot keeps its value's full hash next to it: a new value (most
+/// values of a big history are new) is told from the slot's old one by the
+/// hash, without reading the old value's memory (long out of the cache).
 #[derive(Default)]
 pub struct Interner {
-    strings: Vec<Option<Str>>,
-    vectors: Vec<Option<Arc<[Value]>>>,
+    strings: Vec<(u64, Option<Str>)>,
+    vectors: Vec<(u64, Option<Arc<[Value]>>)>,
 }
 
 fn slot(hash: u64) -> usize {
@@ -264,16 +268,17 @@ impl Interner {
             return Str::from(text);
         }
         if self.strings.is_empty() {
-            self.strings.resize(CACHE_SLOTS, None);
+            self.strings.resize(CACHE_SLOTS, (0, None));
         }
         let mut h = rustc_hash::FxHasher::default();
         text.hash(&mut h);
-        let entry = &mut self.strings[slot(h.finish())];
-        match entry {
-            Some(s) if same_text(s.as_bytes(), text.as_bytes()) => s.clone(),
+        let hash = h.finish();
+        let entry = &mut self.strings[slot(hash)];
+        match &entry.1 {
+            Some(s) if entry.0 == hash && same_text(s.as_bytes(), text.as_bytes()) => s.clone(),
             _ => {
                 let s = Str::from(text);
-                *entry = Some(s.clone());
+                *entry = (hash, Some(s.clone()));
                 s
             }
         }
@@ -298,21 +303,26 @@ impl Interner {
             return items.into();
         }
         if self.vectors.is_empty() {
-            self.vectors.resize(CACHE_SLOTS, None);
+            self.vectors.resize(CACHE_SLOTS, (0, None));
         }
         let mut h = rustc_hash::FxHasher::default();
         for item in items {
             scalar_hash(item, &mut h);
         }
         items.len().hash(&mut h);
-        let entry = &mut self.vectors[slot(h.finish())];
-        match entry {
-            Some(v) if v.len() == items.len() && v.iter().zip(items).all(|(a, b)| same(a, b)) => {
+        let hash = h.finish();
+        let entry = &mut self.vectors[slot(hash)];
+        match &entry.1 {
+            Some(v)
+                if entry.0 == hash
+                    && v.len() == items.len()
+                    && v.iter().zip(items).all(|(a, b)| same(a, b)) =>
+            {
                 v.clone()
             }
             _ => {
                 let v: Arc<[Value]> = items.into();
-                *entry = Some(v.clone());
+                *entry = (hash, Some(v.clone()));
                 v
             }
         }

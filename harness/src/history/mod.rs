@@ -570,6 +570,9 @@ impl History {
         let mut at_end = false;
         // False right after a wrong guess: the next read is one reader's.
         let mut split = true;
+        // The second halves' ops, moved to `history` after each piece (the
+        // vector is reused: its pages are touched once, not once per piece).
+        let mut rest = History::new();
         loop {
             if !at_end {
                 let before = buf.len();
@@ -626,7 +629,8 @@ impl History {
                     let (first, second) = text.split_at(middle);
                     let guess = state.lines_later(first.bytes().filter(|&b| b == b'\n').count());
                     let [a, b] = std::mem::take(&mut interners);
-                    let mut rest = History::new();
+                    rest.ops.clear();
+                    rest.lines.clear();
                     let ((read, a), (read_rest, b)) = rayon::join(
                         || {
                             let mut forms =

@@ -87,18 +87,59 @@ pub enum PairingError {
     },
 }
 
+/// The running op of each process (an index into the paired ops): a
+/// table for the small process numbers clients have, a map for others.
+#[derive(Default)]
+struct Pending {
+    small: Vec<Option<usize>>,
+    other: FxHashMap<i64, usize>,
+}
+
+/// Processes below this are kept in [`Pending`]'s table.
+const SMALL_PROCESSES: i64 = 1 << 16;
+
+impl Pending {
+    fn get(&self, process: i64) -> Option<usize> {
+        if (0..SMALL_PROCESSES).contains(&process) {
+            self.small.get(process as usize).copied().flatten()
+        } else {
+            self.other.get(&process).copied()
+        }
+    }
+
+    fn insert(&mut self, process: i64, op: usize) {
+        if (0..SMALL_PROCESSES).contains(&process) {
+            let p = process as usize;
+            if self.small.len() <= p {
+                self.small.resize(p + 1, None);
+            }
+            self.small[p] = Some(op);
+        } else {
+            self.other.insert(process, op);
+        }
+    }
+
+    fn remove(&mut self, process: i64) -> Option<usize> {
+        if (0..SMALL_PROCESSES).contains(&process) {
+            self.small.get_mut(process as usize).and_then(Option::take)
+        } else {
+            self.other.remove(&process)
+        }
+    }
+}
+
 /// Pairs the events of `history`; ops are returned in invocation order.
 pub fn pair(history: &History) -> Result<Vec<ClientOp<'_>>, PairingError> {
     let mut ops: Vec<ClientOp<'_>> = Vec::with_capacity(history.ops.len() / 2 + 1);
     // process -> index in `ops` of its running op.
-    let mut pending: FxHashMap<i64, usize> = FxHashMap::default();
+    let mut pending = Pending::default();
     for (pos, op) in history.ops.iter().enumerate() {
         let Process::Client(process) = op.process else {
             continue;
         };
         match op.kind {
             OpType::Invoke => {
-                if let Some(&running) = pending.get(&process) {
+                if let Some(running) = pending.get(process) {
                     return Err(PairingError::ConcurrentInvoke {
                         line: history.line_of(pos),
                         process,
@@ -117,7 +158,7 @@ pub fn pair(history: &History) -> Result<Vec<ClientOp<'_>>, PairingError> {
                 });
             }
             kind => {
-                let Some(running) = pending.remove(&process) else {
+                let Some(running) = pending.remove(process) else {
                     return Err(PairingError::UnmatchedCompletion {
                         line: history.line_of(pos),
                         process,
@@ -177,6 +218,33 @@ mod tests {
         assert_eq!(ops[1].output(), Some(&Value::Int(1)));
         assert_eq!((ops[2].outcome, ops[2].complete), (Outcome::Info, None));
         assert_eq!((ops[3].outcome, ops[3].output()), (Outcome::Info, None));
+    }
+
+    #[test]
+    fn processes_of_any_number_pair() {
+        // Small numbers are kept in a table, others (negative, huge) in a map.
+        let h = parse(
+            "{:process -3 :type :invoke :f :read :value nil}
+             {:process 70000 :type :invoke :f :read :value nil}
+             {:process 5 :type :invoke :f :read :value nil}
+             {:process 70000 :type :ok :f :read :value 1}
+             {:process -3 :type :ok :f :read :value 2}
+             {:process 5 :type :ok :f :read :value 3}
+             {:process 70000 :type :invoke :f :read :value nil}",
+        );
+        let ops = pair(&h).unwrap();
+        let got: Vec<(i64, Option<usize>)> = ops.iter().map(|o| (o.process, o.complete)).collect();
+        assert_eq!(
+            got,
+            [(-3, Some(4)), (70000, Some(3)), (5, Some(5)), (70000, None)]
+        );
+        let h = parse(
+            "{:process -3 :type :invoke :f :read :value nil}\n{:process -3 :type :invoke :f :read :value nil}",
+        );
+        assert!(matches!(
+            pair(&h),
+            Err(PairingError::ConcurrentInvoke { line: 2, .. })
+        ));
     }
 
     #[test]
