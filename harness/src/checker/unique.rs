@@ -1259,25 +1259,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         for (_, b) in &order {
             starts.push(seq.len());
             nil_before.push(b.head != INIT && self.nil_heads[b.head]);
-            let mut op = b.head;
-            loop {
-                let value = if op == INIT {
-                    Some(self.init)
-                } else {
-                    seq.push(op);
-                    self.produced(op)
-                };
-                let Some(v) = value else { break };
-                if let Some(reads) = self.readers.get(&(v, op)) {
-                    let mut reads = reads.clone();
-                    reads.sort_by_key(|&r| self.ops[r].call);
-                    seq.extend(reads);
-                }
-                match self.observed.get(&(v, op)).and_then(|s| s.successor) {
-                    Some(next) => op = next,
-                    None => break,
-                }
-            }
+            self.block_sequence(b, &mut seq);
         }
         starts.push(seq.len());
         nil_before.push(false);
