@@ -665,13 +665,15 @@ fn valid_hot_keys_with_deletes_are_decided_without_search() {
 
 /// A simulated one-key history with unique written values and many `nil`s;
 /// each `:ok` read is perturbed with probability `noise` (to `nil`, or to
-/// another value written so far). Returns the history and its ops for the
-/// brute force.
+/// another value written so far); a change times out (`:info`) with
+/// probability about `info`. Returns the history and its ops for the brute
+/// force.
 fn nil_heavy_history(
     rng: &mut StdRng,
     total: usize,
     processes: usize,
     noise: f64,
+    info: f64,
 ) -> (History, Vec<BruteOp>) {
     enum Effect {
         Pending,
@@ -728,7 +730,7 @@ fn nil_heavy_history(
                 running[p] = Some((op, b, Effect::Pending));
             }
             None => {}
-            Some((op, b, Effect::Pending)) if rng.random_bool(0.85) => {
+            Some((op, b, Effect::Pending)) if !rng.random_bool(info) => {
                 // Its linearization point.
                 let effect = match &b.kind {
                     Kind::Read(_) => Effect::Saw(state.clone()),
@@ -746,7 +748,7 @@ fn nil_heavy_history(
                 running[p] = Some((op, b, effect));
             }
             Some((op, mut b, effect)) => {
-                let timeout = matches!(effect, Effect::Pending) || rng.random_bool(0.08);
+                let timeout = matches!(effect, Effect::Pending) || rng.random_bool(info / 2.0);
                 match effect {
                     _ if timeout => {
                         // Unknown outcome (it took effect or never will).
@@ -806,7 +808,8 @@ fn decide(history: &History, max_states: u64) -> (Verdict, bool) {
 
 /// Small nil-heavy keys against the brute force: the refutations of keys
 /// with deletes (`Checker::refute`) must never call a linearizable key not
-/// linearizable, and the sweep should decide every linearizable one.
+/// linearizable, and the sweep must decide every linearizable one (the
+/// hunt for a case where it is not complete; `CHECKER_CASES=N` for more).
 #[test]
 fn nil_heavy_keys_match_brute_force() {
     let mut rng = StdRng::seed_from_u64(31);
@@ -816,8 +819,9 @@ fn nil_heavy_keys_match_brute_force() {
     for case in 0..cases {
         let total = rng.random_range(2..=10);
         let processes = rng.random_range(2..=5);
-        let noise = [0.0, 0.1, 0.3][case as usize % 3];
-        let (history, ops) = nil_heavy_history(&mut rng, total, processes, noise);
+        let noise = [0.0, 0.2, 0.5][case as usize % 3];
+        let info = [0.0, 0.1][case as usize / 3 % 2];
+        let (history, ops) = nil_heavy_history(&mut rng, total, processes, noise, info);
         let expected = if brute_force(&ops, &mut vec![false; ops.len()], &Value::Nil) {
             Verdict::Linearizable
         } else {
@@ -837,10 +841,12 @@ fn nil_heavy_keys_match_brute_force() {
         }
     }
     eprintln!("{cases} nil-heavy keys: {lin} linearizable ({lin_fast} without search), {not} not ({not_fast} without search)");
-    for h in &missed {
-        eprintln!("linearizable, not decided without search:\n{h}");
-    }
-    assert!(lin > cases / 10 && not > cases / 10, "{lin} linearizable, {not} not");
+    assert!(lin > cases / 10 && not > cases / 20, "{lin} linearizable, {not} not");
+    assert!(
+        missed.is_empty(),
+        "linearizable, not decided without search:\n{}",
+        missed.join("\n")
+    );
 }
 
 /// Bigger nil-heavy keys, valid by construction (up to 2 000 ops, up to 64
@@ -856,7 +862,8 @@ fn valid_nil_heavy_keys_are_decided_without_search() {
     for case in 0..cases {
         let total = rng.random_range(10..2000);
         let processes = rng.random_range(2..=64);
-        let (mut history, _) = nil_heavy_history(&mut rng, total, processes, 0.0);
+        let info = [0.0, 0.002, 0.05][case as usize % 3];
+        let (mut history, _) = nil_heavy_history(&mut rng, total, processes, 0.0, info);
         if decide(&history, 1) != (Verdict::Linearizable, true) {
             missed.push(case);
         }
@@ -873,7 +880,7 @@ fn valid_nil_heavy_keys_are_decided_without_search() {
     eprintln!(
         "{cases} valid nil-heavy keys, {corrupted} corrupted, not decided without search: {missed:?}"
     );
-    assert!(corrupted > cases / 4, "only {corrupted} corrupted");
+    assert!(corrupted > cases / 10, "only {corrupted} corrupted");
     assert!(missed.is_empty(), "not decided without search: {missed:?}");
 }
 
@@ -889,7 +896,8 @@ fn nil_heavy_keys_agree_with_the_search() {
         let total = rng.random_range(20..80);
         let processes = rng.random_range(2..=16);
         let noise = [0.0, 0.01, 0.03, 0.1][case as usize % 4];
-        let (history, _) = nil_heavy_history(&mut rng, total, processes, noise);
+        let info = [0.0, 0.05][case as usize / 4 % 2];
+        let (history, _) = nil_heavy_history(&mut rng, total, processes, noise, info);
         let options = |fast_paths| CheckOptions {
             model: Some(ModelKind::Kv),
             fast_paths,
