@@ -985,6 +985,14 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
     ///    smallest `return`, find a matching if there is one (exchange: a
     ///    later head can use any delete an earlier one could, and one with
     ///    a larger return fits every head the smaller one fits).
+    /// 4. **Source taken.** A read of `nil` `R` and the heads `Y` with
+    ///    `h_Y < call(R)`: each such head's block took effect before `R`,
+    ///    so (by 2) lies wholly before `R`'s source, and its own source is
+    ///    before it: `R` and those heads have pairwise distinct sources.
+    ///    Those heads are a prefix of the order of 3 and `R` comes after
+    ///    them in it (`h_R >= call(R)`), so after matching them as in 3,
+    ///    some delete not taken with `call <= h_R` and `return - 1 >= m_R`
+    ///    must be left (reads do not take deletes: they can share one).
     ///
     /// Checked against the brute force on random histories
     /// (`tests/brute_force.rs`).
@@ -1048,7 +1056,9 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             Some(v) => format!("the value {}", self.describe(v)),
             None => "a change".to_string(),
         };
-        // 1 and 2 for the required deletes and reads of nil.
+        // 1 and 2 for the required deletes and reads of nil; the reads
+        // kept for 4 as (call, last slot, m, op).
+        let mut reads: Vec<(i64, i64, i64, usize)> = Vec::new();
         for i in 0..self.ops.len() {
             let is_read = match self.original[i] {
                 UniqueOp::Read(NIL) => true,
@@ -1074,6 +1084,8 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                 if let Some(d) = self.no_source(i, lo, hi, &before, &source, &name, blocks) {
                     return Some(d);
                 }
+                let m = before(lo).map_or(i64::MIN, |(x, _)| x);
+                reads.push((lo, hi, m, i));
             }
         }
         // 2 and 3 for the heads that need nil.
@@ -1090,10 +1102,48 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             heads.push((hi, m, b.head));
         }
         heads.sort_unstable();
-        // Free deletes by last slot, added as the heads' h grows.
+        reads.sort_unstable();
+        // The largest last slot among deletes[a..b], by a sparse table.
+        let mut table: Vec<Vec<i64>> = vec![deletes.iter().map(|d| d.1).collect()];
+        while 2 << (table.len() - 1) <= deletes.len() {
+            let (prev, half) = (table.last().expect("one level"), 1 << (table.len() - 1));
+            let level: Vec<i64> = (0..prev.len() - half).map(|k| prev[k].max(prev[k + half])).collect();
+            table.push(level);
+        }
+        let range_max = |a: usize, b: usize| -> i64 {
+            if a >= b {
+                return i64::MIN;
+            }
+            let level = (usize::BITS - 1 - (b - a).leading_zeros()) as usize;
+            table[level][a].max(table[level][b - (1 << level)])
+        };
+        // 3: heads by increasing h take free deletes (added as h grows);
+        // 4: each read of nil, after the heads with h below its call.
         let mut free: std::collections::BTreeSet<(i64, usize)> = Default::default();
         let mut next = 0;
-        for &(hi, m, head) in &heads {
+        let mut reads = reads.into_iter().peekable();
+        let mut heads = heads.into_iter().peekable();
+        loop {
+            let read_first = match (reads.peek(), heads.peek()) {
+                (Some(r), Some(h)) => r.0 <= h.0,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => return None,
+            };
+            if read_first {
+                let (_, hi, m, read) = reads.next().expect("peeked");
+                let k = deletes.partition_point(|d| d.0 <= hi);
+                let unused = free.last().map_or(i64::MIN, |d| d.0).max(range_max(next, k));
+                if unused < m {
+                    return Some(self.violation(
+                        read,
+                        Vec::new(),
+                        "it reads nil, but each delete that can take effect before it with no change in between is needed by a change from nil that must come before it".to_string(),
+                    ));
+                }
+                continue;
+            }
+            let (hi, m, head) = heads.next().expect("peeked");
             while next < deletes.len() && deletes[next].0 <= hi {
                 free.insert((deletes[next].1, deletes[next].2));
                 next += 1;
@@ -1110,7 +1160,6 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             };
             free.remove(&d);
         }
-        None
     }
 
     /// Rule 2 of [`Checker::refute`] for one op `y` needing nil, with point
