@@ -841,7 +841,10 @@ fn nil_heavy_keys_match_brute_force() {
         }
     }
     eprintln!("{cases} nil-heavy keys: {lin} linearizable ({lin_fast} without search), {not} not ({not_fast} without search)");
-    assert!(lin > cases / 10 && not > cases / 20, "{lin} linearizable, {not} not");
+    assert!(
+        lin > cases / 10 && not > cases / 20,
+        "{lin} linearizable, {not} not"
+    );
     assert!(
         missed.is_empty(),
         "linearizable, not decided without search:\n{}",

@@ -104,9 +104,11 @@ struct Observed {
 /// blocks, the deletes and the reads of `nil` slot by slot
 /// ([`Checker::sweep`]), and the sequence is replayed on the model and
 /// against real time: if it replays, it is a linearization. If not (no case
-/// is known where a linearizable key fails it: `tests/brute_force.rs`), an
-/// older witness and then the guesses of producers are tried, and the
-/// search after them.
+/// is known where a linearizable key fails it: `tests/brute_force.rs`, but
+/// no proof either), the refutations of [`Checker::refute`] are tried (each
+/// a necessary condition, so a failed one is a final "not linearizable"),
+/// then an older witness and the guesses of producers, and the search
+/// after them.
 pub fn check<M: UniqueValues>(model: &mut M, ops: &[SearchOp<M::Op>]) -> Decision {
     if ops
         .iter()
@@ -926,7 +928,10 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         if self.sweep(blocks) == Decision::Linearizable {
             // The refutations are necessary conditions: a key the sweep
             // linearized never fails one.
-            debug_assert!(self.refute(blocks).is_none(), "a refutation of a linearizable key");
+            debug_assert!(
+                self.refute(blocks).is_none(),
+                "a refutation of a linearizable key"
+            );
             return Decision::Linearizable;
         }
         if let Some(refuted) = self.refute(blocks) {
@@ -1070,7 +1075,11 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             }
             let (lo, hi) = (call(&self.ops[i]), last_slot(i));
             if let Some((_, j)) = before(lo).filter(|&(x, _)| x > hi) {
-                let what = if is_read { "it reads nil" } else { "it deletes the key" };
+                let what = if is_read {
+                    "it reads nil"
+                } else {
+                    "it deletes the key"
+                };
                 return Some(self.violation(
                     i,
                     vec![blocks[j].head],
@@ -1107,7 +1116,9 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         let mut table: Vec<Vec<i64>> = vec![deletes.iter().map(|d| d.1).collect()];
         while 2 << (table.len() - 1) <= deletes.len() {
             let (prev, half) = (table.last().expect("one level"), 1 << (table.len() - 1));
-            let level: Vec<i64> = (0..prev.len() - half).map(|k| prev[k].max(prev[k + half])).collect();
+            let level: Vec<i64> = (0..prev.len() - half)
+                .map(|k| prev[k].max(prev[k + half]))
+                .collect();
             table.push(level);
         }
         let range_max = |a: usize, b: usize| -> i64 {
@@ -1133,7 +1144,10 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             if read_first {
                 let (_, hi, m, read) = reads.next().expect("peeked");
                 let k = deletes.partition_point(|d| d.0 <= hi);
-                let unused = free.last().map_or(i64::MIN, |d| d.0).max(range_max(next, k));
+                let unused = free
+                    .last()
+                    .map_or(i64::MIN, |d| d.0)
+                    .max(range_max(next, k));
                 if unused < m {
                     return Some(self.violation(
                         read,
