@@ -2,10 +2,13 @@
 //!
 //! `cargo run -p harness --example synth -- MODEL OPS PROCESSES KEYS INFO_RATE SEED [corrupt] [no-deletes]`
 //! e.g. `cargo run -p harness --example synth -- kv 10000 20 10 0.02 1 > h.edn`.
-//! `corrupt` makes one read see a value nobody wrote; `no-deletes` leaves
-//! `:delete` out of the kv mix (every value then has one writer).
+//! `corrupt` makes one read see a value nobody wrote; `corrupt-nil` makes
+//! one read of a value see `nil` where no delete explains it (a change
+//! certainly came between every delete it could see and the read; exits
+//! with status 1 if no read qualifies); `no-deletes` leaves `:delete` out
+//! of the kv mix (every value then has one writer).
 
-use harness::checker::synth::{corrupt_one_read, generate, SynthConfig};
+use harness::checker::synth::{corrupt_one_read, corrupt_one_read_to_nil, generate, SynthConfig};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,6 +26,12 @@ fn main() {
     let mut history = generate(&config);
     if args.iter().skip(6).any(|a| a == "corrupt") {
         corrupt_one_read(&mut history, config.seed);
+    }
+    if args.iter().skip(6).any(|a| a == "corrupt-nil")
+        && corrupt_one_read_to_nil(&mut history, config.seed).is_none()
+    {
+        eprintln!("corrupt-nil: no read of a value qualifies (every one may follow a delete)");
+        std::process::exit(1);
     }
     print!("{}", history.to_edn_string());
 }

@@ -655,3 +655,274 @@ fn valid_hot_keys_with_deletes_are_decided_without_search() {
         "not decided without search: seeds {missed:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Keys with deletes, adversarially: many deletes, reads of nil, cas from nil
+// and appends to a missing key, `:info` and `:fail` ops. The histories are
+// simulated (ops take effect on a real register between call and return),
+// then some reads are perturbed (`noise`), so most cases sit near the
+// boundary between linearizable and not.
+
+/// A simulated one-key history with unique written values and many `nil`s;
+/// each `:ok` read is perturbed with probability `noise` (to `nil`, or to
+/// another value written so far); a change times out (`:info`) with
+/// probability about `info`. Returns the history and its ops for the brute
+/// force.
+fn nil_heavy_history(
+    rng: &mut StdRng,
+    total: usize,
+    processes: usize,
+    noise: f64,
+    info: f64,
+) -> (History, Vec<BruteOp>) {
+    enum Effect {
+        Pending,
+        Saw(Value),
+        Changed,
+        NoMatch,
+    }
+    let mut history = History::new();
+    let mut brute = Vec::new();
+    let mut running: Vec<Option<(Op, BruteOp, Effect)>> = (0..processes).map(|_| None).collect();
+    let mut ids: Vec<i64> = (0..processes as i64).collect();
+    let mut next_id = processes as i64;
+    let mut state = Value::Nil;
+    let mut written: Vec<Value> = vec![Value::Nil];
+    let (mut invoked, mut fresh) = (0, 0);
+    let key = || Value::Str("k".into());
+    let wrap = |v: Value| Value::Vector(vec![key(), v].into());
+    while invoked < total || running.iter().any(Option::is_some) {
+        let p = rng.random_range(0..processes);
+        match running[p].take() {
+            None if invoked < total => {
+                invoked += 1;
+                fresh += 1;
+                let new = Value::string(format!("v{fresh}"));
+                let (f, kind, value) = match rng.random_range(0..100) {
+                    0..30 => ("read", Kind::Read(Value::Nil), wrap(Value::Nil)),
+                    30..52 => (
+                        "delete",
+                        Kind::Write(Value::Nil),
+                        Value::Vector(vec![key()].into()),
+                    ),
+                    52..65 => ("write", Kind::Write(new.clone()), wrap(new)),
+                    65..85 => {
+                        let old = match rng.random_range(0..10) {
+                            0..4 => state.clone(),
+                            4..7 => Value::Nil,
+                            _ => written[rng.random_range(0..written.len())].clone(),
+                        };
+                        let pair = Value::Vector(vec![old.clone(), new.clone()].into());
+                        ("cas", Kind::Cas(old, new), wrap(pair))
+                    }
+                    _ => {
+                        let s = format!("a{fresh};");
+                        ("append", Kind::Append(s.clone()), wrap(Value::string(s)))
+                    }
+                };
+                let op = Op::invoke(ids[p], f, value);
+                let b = BruteOp {
+                    kind,
+                    call: history.ops.len(),
+                    ret: None,
+                };
+                history.push(op.clone());
+                running[p] = Some((op, b, Effect::Pending));
+            }
+            None => {}
+            Some((op, b, Effect::Pending)) if !rng.random_bool(info) => {
+                // Its linearization point.
+                let effect = match &b.kind {
+                    Kind::Read(_) => Effect::Saw(state.clone()),
+                    kind => match apply(&state, kind) {
+                        Some(next) => {
+                            if !next.is_nil() {
+                                written.push(next.clone());
+                            }
+                            state = next;
+                            Effect::Changed
+                        }
+                        None => Effect::NoMatch,
+                    },
+                };
+                running[p] = Some((op, b, effect));
+            }
+            Some((op, mut b, effect)) => {
+                let timeout = matches!(effect, Effect::Pending) || rng.random_bool(info / 2.0);
+                match effect {
+                    _ if timeout => {
+                        // Unknown outcome (it took effect or never will).
+                        history.push(op.complete(OpType::Info, op.value.clone()));
+                        if !matches!(b.kind, Kind::Read(_)) {
+                            brute.push(b);
+                        }
+                        ids[p] = next_id;
+                        next_id += 1;
+                    }
+                    Effect::NoMatch => {
+                        history.push(op.complete(OpType::Fail, op.value.clone()));
+                    }
+                    Effect::Saw(mut seen) => {
+                        if rng.random_bool(noise) {
+                            seen = if seen.is_nil() || rng.random_bool(0.3) {
+                                written[rng.random_range(0..written.len())].clone()
+                            } else {
+                                Value::Nil
+                            };
+                        }
+                        b.kind = Kind::Read(seen.clone());
+                        b.ret = Some(history.ops.len());
+                        history.push(op.complete(OpType::Ok, wrap(seen)));
+                        brute.push(b);
+                    }
+                    Effect::Changed | Effect::Pending => {
+                        b.ret = Some(history.ops.len());
+                        history.push(op.complete(OpType::Ok, op.value.clone()));
+                        brute.push(b);
+                    }
+                }
+            }
+        }
+    }
+    (history, brute)
+}
+
+/// How one key was decided: its verdict, and whether by the unique-values
+/// check (no search).
+fn decide(history: &History, max_states: u64) -> (Verdict, bool) {
+    let options = CheckOptions {
+        model: Some(ModelKind::Kv),
+        budget: harness::checker::Budget {
+            max_states,
+            ..Default::default()
+        },
+        ..CheckOptions::default()
+    };
+    let report = check(history, &options).unwrap();
+    let key = &report.keys[0];
+    (
+        key.verdict,
+        key.method == harness::checker::Method::UniqueValues,
+    )
+}
+
+/// Small nil-heavy keys against the brute force: the refutations of keys
+/// with deletes (`Checker::refute`) must never call a linearizable key not
+/// linearizable, and the sweep must decide every linearizable one (the
+/// hunt for a case where it is not complete; `CHECKER_CASES=N` for more).
+#[test]
+fn nil_heavy_keys_match_brute_force() {
+    let mut rng = StdRng::seed_from_u64(31);
+    let cases = 20_000 * scale();
+    let (mut lin, mut not, mut lin_fast, mut not_fast) = (0, 0, 0, 0);
+    let mut missed = Vec::new();
+    for case in 0..cases {
+        let total = rng.random_range(2..=10);
+        let processes = rng.random_range(2..=5);
+        let noise = [0.0, 0.2, 0.5][case as usize % 3];
+        let info = [0.0, 0.1][case as usize / 3 % 2];
+        let (history, ops) = nil_heavy_history(&mut rng, total, processes, noise, info);
+        let expected = if brute_force(&ops, &mut vec![false; ops.len()], &Value::Nil) {
+            Verdict::Linearizable
+        } else {
+            Verdict::NotLinearizable
+        };
+        let (got, fast) = decide(&history, 1_000_000);
+        assert_eq!(got, expected, "case {case}:\n{}", history.to_edn_string());
+        if expected == Verdict::Linearizable {
+            lin += 1;
+            lin_fast += usize::from(fast);
+            if !fast && missed.len() < 5 {
+                missed.push(history.to_edn_string());
+            }
+        } else {
+            not += 1;
+            not_fast += usize::from(fast);
+        }
+    }
+    eprintln!("{cases} nil-heavy keys: {lin} linearizable ({lin_fast} without search), {not} not ({not_fast} without search)");
+    assert!(
+        lin > cases / 10 && not > cases / 20,
+        "{lin} linearizable, {not} not"
+    );
+    assert!(
+        missed.is_empty(),
+        "linearizable, not decided without search:\n{}",
+        missed.join("\n")
+    );
+}
+
+/// Bigger nil-heavy keys, valid by construction (up to 2 000 ops, up to 64
+/// processes): the sweep must decide each "linearizable" without search;
+/// and after `corrupt_one_read_to_nil` (a read of `nil` no delete explains)
+/// each must be decided "not linearizable" without search.
+#[test]
+fn valid_nil_heavy_keys_are_decided_without_search() {
+    use harness::checker::synth::corrupt_one_read_to_nil;
+    let mut rng = StdRng::seed_from_u64(32);
+    let cases = 300 * scale();
+    let (mut missed, mut corrupted) = (Vec::new(), 0);
+    for case in 0..cases {
+        let total = rng.random_range(10..2000);
+        let processes = rng.random_range(2..=64);
+        let info = [0.0, 0.002, 0.05][case as usize % 3];
+        let (mut history, _) = nil_heavy_history(&mut rng, total, processes, 0.0, info);
+        if decide(&history, 1) != (Verdict::Linearizable, true) {
+            missed.push(case);
+        }
+        if corrupt_one_read_to_nil(&mut history, case).is_some() {
+            corrupted += 1;
+            assert_eq!(
+                decide(&history, 1),
+                (Verdict::NotLinearizable, true),
+                "case {case}:\n{}",
+                history.to_edn_string()
+            );
+        }
+    }
+    eprintln!(
+        "{cases} valid nil-heavy keys, {corrupted} corrupted, not decided without search: {missed:?}"
+    );
+    assert!(corrupted > cases / 10, "only {corrupted} corrupted");
+    assert!(missed.is_empty(), "not decided without search: {missed:?}");
+}
+
+/// Medium nil-heavy keys (20-80 ops, 2-16 processes) with a few perturbed
+/// reads, against the search alone: where the search decides, the
+/// unique-values check (relaxed check, sweep, refutations) must agree.
+#[test]
+fn nil_heavy_keys_agree_with_the_search() {
+    let mut rng = StdRng::seed_from_u64(33);
+    let cases = 400 * scale();
+    let (mut agree, mut invalid, mut fast, mut fast_invalid) = (0, 0, 0, 0);
+    for case in 0..cases {
+        let total = rng.random_range(20..80);
+        let processes = rng.random_range(2..=16);
+        let noise = [0.0, 0.01, 0.03, 0.1][case as usize % 4];
+        let info = [0.0, 0.05][case as usize / 4 % 2];
+        let (history, _) = nil_heavy_history(&mut rng, total, processes, noise, info);
+        let options = |fast_paths| CheckOptions {
+            model: Some(ModelKind::Kv),
+            fast_paths,
+            budget: harness::checker::Budget {
+                max_states: 300_000,
+                ..Default::default()
+            },
+            ..CheckOptions::default()
+        };
+        let searched = check(&history, &options(false)).unwrap().keys[0].verdict;
+        if searched == Verdict::Unknown {
+            continue;
+        }
+        let (got, by_unique) = decide(&history, 300_000);
+        assert_eq!(got, searched, "case {case}:\n{}", history.to_edn_string());
+        agree += 1;
+        fast += usize::from(by_unique);
+        if searched == Verdict::NotLinearizable {
+            invalid += 1;
+            fast_invalid += usize::from(by_unique);
+        }
+    }
+    eprintln!("{agree} nil-heavy keys decided by the search, {invalid} invalid; by the unique-values check: {fast} ({fast_invalid} invalid)");
+    assert!(invalid > agree / 10, "{agree} keys, {invalid} invalid");
+}

@@ -12,10 +12,12 @@
 //! are left without completion.
 //!
 //! [`corrupt_one_read`] then edits one `:ok` read to a value nobody wrote,
-//! which no linearization can explain.
+//! which no linearization can explain; [`corrupt_one_read_to_nil`] edits one
+//! to `nil` where no delete can explain it.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rustc_hash::FxHashMap;
 
 use super::ModelKind;
 use crate::history::{History, Op, OpType, Value};
@@ -247,5 +249,120 @@ pub fn corrupt_one_read(history: &mut History, seed: u64) -> Option<usize> {
         }
         _ => impossible,
     };
+    Some(pos)
+}
+
+/// Changes one `:ok` kv read (chosen with `seed`) of a value to `nil` where
+/// no delete explains it: some `:ok` change W to a value (a put, an append,
+/// a cas) of the same key returned before the read was invoked, and every
+/// delete of the key invoked before the read returned completed (`:ok`)
+/// before W was invoked. W then takes effect after every delete the read
+/// could see and before the read, so no linearization exists. Returns the
+/// position of the edited completion, or `None` if no read qualifies.
+pub fn corrupt_one_read_to_nil(history: &mut History, seed: u64) -> Option<usize> {
+    /// Per key: non-nil changes as (return, call), deletes as (call,
+    /// return or `i64::MAX`), reads of a value as (call, return position).
+    #[derive(Default)]
+    struct KeyOps {
+        changes: Vec<(i64, i64)>,
+        deletes: Vec<(i64, i64)>,
+        reads: Vec<(i64, usize)>,
+    }
+    let mut keys: FxHashMap<Value, KeyOps> = FxHashMap::default();
+    let mut open: FxHashMap<crate::history::Process, usize> = FxHashMap::default();
+    let key_of = |v: &Value| v.as_vector().and_then(|items| items.first().cloned());
+    for (pos, op) in history.ops.iter().enumerate() {
+        match op.kind {
+            OpType::Invoke => {
+                open.insert(op.process, pos);
+            }
+            OpType::Ok | OpType::Info | OpType::Fail => {
+                let Some(call) = open.remove(&op.process) else {
+                    continue;
+                };
+                let inv = &history.ops[call];
+                let Some(k) = key_of(&inv.value) else {
+                    continue;
+                };
+                let ok = op.kind == OpType::Ok;
+                let e = keys.entry(k).or_default();
+                let (call, ret) = (call as i64, pos as i64);
+                match inv.f.as_str() {
+                    "delete" if op.kind != OpType::Fail => {
+                        e.deletes.push((call, if ok { ret } else { i64::MAX }))
+                    }
+                    "put" | "write" | "append" if ok => e.changes.push((ret, call)),
+                    "cas" if ok => {
+                        let new = inv
+                            .value
+                            .as_vector()
+                            .and_then(|items| items.get(1))
+                            .and_then(|pair| pair.as_vector())
+                            .and_then(|pair| pair.get(1));
+                        if new.is_some_and(|n| !n.is_nil()) {
+                            e.changes.push((ret, call));
+                        }
+                    }
+                    "get" | "read" if ok => {
+                        let seen = op.value.as_vector().and_then(|items| items.get(1));
+                        if seen.is_some_and(|v| !v.is_nil()) {
+                            e.reads.push((call, pos));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    // Invocations never completed: such a delete may have taken effect.
+    for &call in open.values() {
+        let inv = &history.ops[call];
+        if inv.f == "delete" {
+            if let Some(k) = key_of(&inv.value) {
+                keys.entry(k)
+                    .or_default()
+                    .deletes
+                    .push((call as i64, i64::MAX));
+            }
+        }
+    }
+    let mut candidates: Vec<usize> = Vec::new();
+    for e in keys.values_mut() {
+        // Changes by return, each with the latest call among those
+        // returned no later; deletes by call with the latest return so far.
+        e.changes.sort_unstable();
+        let mut latest = -1;
+        for c in &mut e.changes {
+            latest = latest.max(c.1);
+            c.1 = latest;
+        }
+        e.deletes.sort_unstable();
+        let mut last_ret = -1;
+        for d in &mut e.deletes {
+            last_ret = last_ret.max(d.1);
+            d.1 = last_ret;
+        }
+        for &(call, ret) in &e.reads {
+            let n = e.changes.partition_point(|c| c.0 < call);
+            let Some(w_call) = n.checked_sub(1).map(|i| e.changes[i].1) else {
+                continue;
+            };
+            let m = e.deletes.partition_point(|d| d.0 < ret as i64);
+            let deletes_done = m.checked_sub(1).map_or(-1, |i| e.deletes[i].1);
+            if deletes_done < w_call {
+                candidates.push(ret);
+            }
+        }
+    }
+    if candidates.is_empty() {
+        return None;
+    }
+    candidates.sort_unstable();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let pos = candidates[rng.random_range(0..candidates.len())];
+    let op = &mut history.ops[pos];
+    if let Some(items) = op.value.as_vector() {
+        op.value = Value::Vector(vec![items[0].clone(), Value::Nil].into());
+    }
     Some(pos)
 }

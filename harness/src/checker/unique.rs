@@ -104,9 +104,11 @@ struct Observed {
 /// blocks, the deletes and the reads of `nil` slot by slot
 /// ([`Checker::sweep`]), and the sequence is replayed on the model and
 /// against real time: if it replays, it is a linearization. If not (no case
-/// is known where a linearizable key fails it: `tests/brute_force.rs`), an
-/// older witness and then the guesses of producers are tried, and the
-/// search after them.
+/// is known where a linearizable key fails it: `tests/brute_force.rs`, but
+/// no proof either), the refutations of [`Checker::refute`] are tried (each
+/// a necessary condition, so a failed one is a final "not linearizable"),
+/// then an older witness and the guesses of producers, and the search
+/// after them.
 pub fn check<M: UniqueValues>(model: &mut M, ops: &[SearchOp<M::Op>]) -> Decision {
     if ops
         .iter()
@@ -924,7 +926,16 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
     /// key is left to the other checks.
     fn witness(&mut self, blocks: &[Block]) -> Decision {
         if self.sweep(blocks) == Decision::Linearizable {
+            // The refutations are necessary conditions: a key the sweep
+            // linearized never fails one.
+            debug_assert!(
+                self.refute(blocks).is_none(),
+                "a refutation of a linearizable key"
+            );
             return Decision::Linearizable;
+        }
+        if let Some(refuted) = self.refute(blocks) {
+            return refuted;
         }
         let mut last = Decision::Linearizable;
         for late in [false, true] {
@@ -934,6 +945,272 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             }
         }
         last
+    }
+
+    /// Refutations for keys with deletes whose relaxed check passed: each
+    /// is a necessary condition of every linearization, so when one fails
+    /// the key is not linearizable.
+    ///
+    /// Facts they rest on (the relaxed check passed with every producer of
+    /// a value other than `nil` known, no guess; no cas writes `nil`):
+    /// in a linearization, take each op's point `p` in `[call, return - 1]`
+    /// (slots), non-decreasing along the order (an order respecting real
+    /// time has such points: the latest call so far). A block `B` (a chain
+    /// of changes with the reads of its values) runs from its head to its
+    /// last element; nothing that changes the value (a delete, another
+    /// block's change) and no read of `nil` lies strictly inside that span,
+    /// since the next element needs the block's (unique, non-`nil`) value.
+    /// Its head is at `p <= S - 1` (`S`, the block's deadline, is the
+    /// earliest return among its elements) and its last element at
+    /// `p >= X` (the latest call among them).
+    ///
+    /// 1. **Trapped.** A required delete or read of `nil` `Y` and a block
+    ///    `F` with `S_F - 1 < call(Y)` and `return(Y) - 1 < X_F`: `Y`'s
+    ///    point is strictly after `F`'s head and strictly before its last
+    ///    element, inside the span. Impossible.
+    /// 2. **No source.** A required read of `nil`, or the head `Y` of a
+    ///    block that needs `nil` just before it (a cas from `nil`, an
+    ///    append to a missing key), with point range `[call(Y), h]` (`h` =
+    ///    return - 1 for a read, `S - 1` for a head). The last change
+    ///    before `Y` is a delete `D` (or there is none and the initial
+    ///    value is `nil`: `D` at slot -1). Every other block `Z` then lies
+    ///    wholly before `D` (its head is not between `D` and `Y`, and `D`
+    ///    is not inside its span), so `X_Z <= p(D) <= return(D) - 1`, or
+    ///    has its head after `Y`, so `S_Z - 1 >= p(Y) >= call(Y)`. So `D`
+    ///    must satisfy `call(D) <= h` and `return(D) - 1 >= X_Z` for every
+    ///    block `Z` with `S_Z - 1 < call(Y)`. No delete (required or not)
+    ///    does: impossible.
+    /// 3. **Shared source.** Two heads needing `nil` cannot have the same
+    ///    delete as their source (the first of them is a change between
+    ///    that delete and the second). So the heads must be matched to
+    ///    distinct deletes each satisfying rule 2 for its head: a delete
+    ///    `D` fits head `Y` iff `call(D) <= h_Y` and `return(D) - 1 >=
+    ///    m_Y` (`m_Y` the largest `X_Z` of rule 2). Heads taken by
+    ///    increasing `h`, each given the fitting free delete with the
+    ///    smallest `return`, find a matching if there is one (exchange: a
+    ///    later head can use any delete an earlier one could, and one with
+    ///    a larger return fits every head the smaller one fits).
+    /// 4. **Source taken.** A read of `nil` `R` and the heads `Y` with
+    ///    `h_Y < call(R)`: each such head's block took effect before `R`,
+    ///    so (by 2) lies wholly before `R`'s source, and its own source is
+    ///    before it: `R` and those heads have pairwise distinct sources.
+    ///    Those heads are a prefix of the order of 3 and `R` comes after
+    ///    them in it (`h_R >= call(R)`), so after matching them as in 3,
+    ///    some delete not taken with `call <= h_R` and `return - 1 >= m_R`
+    ///    must be left (reads do not take deletes: they can share one).
+    ///
+    /// Checked against the brute force on random histories
+    /// (`tests/brute_force.rs`).
+    fn refute(&self, blocks: &[Block]) -> Option<Decision> {
+        if self
+            .original
+            .iter()
+            .any(|v| matches!(v, UniqueOp::Cas { new: NIL, .. }))
+        {
+            return None;
+        }
+        // Blocks by S - 1, with the largest X so far (and its block).
+        let mut by_start: Vec<(i64, i64, usize)> = blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.head != INIT)
+            .map(|(j, b)| (b.deadline.0 - 1, b.exit.0, j))
+            .collect();
+        by_start.sort_unstable();
+        let mut best = (i64::MIN, usize::MAX);
+        let latest_exit: Vec<(i64, usize)> = by_start
+            .iter()
+            .map(|&(_, x, j)| {
+                if x > best.0 {
+                    best = (x, j);
+                }
+                best
+            })
+            .collect();
+        // The largest X (and its block) among blocks with S - 1 < c.
+        let before = |c: i64| -> Option<(i64, usize)> {
+            let n = by_start.partition_point(|e| e.0 < c);
+            n.checked_sub(1).map(|i| latest_exit[i])
+        };
+        let last_slot = |i: usize| ret(&self.ops[i]).saturating_sub(1);
+        // Deletes (and the initial nil) as (call, last slot, op).
+        let mut deletes: Vec<(i64, i64, usize)> = (0..self.ops.len())
+            .filter(|&i| self.original[i] == UniqueOp::Write(NIL))
+            .map(|i| (call(&self.ops[i]), last_slot(i), i))
+            .collect();
+        if self.init == NIL {
+            deletes.push((-1, -1, INIT));
+        }
+        deletes.sort_unstable();
+        let mut latest = (i64::MIN, usize::MAX);
+        let latest_delete: Vec<(i64, usize)> = deletes
+            .iter()
+            .map(|&(_, hi, op)| {
+                if hi > latest.0 {
+                    latest = (hi, op);
+                }
+                latest
+            })
+            .collect();
+        // The latest last slot among deletes called by `h`.
+        let source = |h: i64| -> Option<(i64, usize)> {
+            let n = deletes.partition_point(|d| d.0 <= h);
+            n.checked_sub(1).map(|i| latest_delete[i])
+        };
+        let name = |j: usize| match self.produced(blocks[j].head) {
+            Some(v) => format!("the value {}", self.describe(v)),
+            None => "a change".to_string(),
+        };
+        // 1 and 2 for the required deletes and reads of nil; the reads
+        // kept for 4 as (call, last slot, m, op).
+        let mut reads: Vec<(i64, i64, i64, usize)> = Vec::new();
+        for i in 0..self.ops.len() {
+            let is_read = match self.original[i] {
+                UniqueOp::Read(NIL) => true,
+                UniqueOp::Write(NIL) => false,
+                _ => continue,
+            };
+            if self.ops[i].ret.is_none() {
+                continue;
+            }
+            let (lo, hi) = (call(&self.ops[i]), last_slot(i));
+            if let Some((_, j)) = before(lo).filter(|&(x, _)| x > hi) {
+                let what = if is_read {
+                    "it reads nil"
+                } else {
+                    "it deletes the key"
+                };
+                return Some(self.violation(
+                    i,
+                    vec![blocks[j].head],
+                    format!(
+                        "{what} while {} must hold: that value took effect before this op was invoked, and an op invoked after this one returned still needs it",
+                        name(j)
+                    ),
+                ));
+            }
+            if is_read {
+                if let Some(d) = self.no_source(i, lo, hi, &before, &source, &name, blocks) {
+                    return Some(d);
+                }
+                let m = before(lo).map_or(i64::MIN, |(x, _)| x);
+                reads.push((lo, hi, m, i));
+            }
+        }
+        // 2 and 3 for the heads that need nil.
+        let mut heads: Vec<(i64, i64, usize)> = Vec::new();
+        for b in blocks {
+            if b.head == INIT || !self.nil_heads[b.head] {
+                continue;
+            }
+            let (lo, hi) = (call(&self.ops[b.head]), b.deadline.0 - 1);
+            if let Some(d) = self.no_source(b.head, lo, hi, &before, &source, &name, blocks) {
+                return Some(d);
+            }
+            let m = before(lo).map_or(i64::MIN, |(x, _)| x);
+            heads.push((hi, m, b.head));
+        }
+        heads.sort_unstable();
+        reads.sort_unstable();
+        // The largest last slot among deletes[a..b], by a sparse table.
+        let mut table: Vec<Vec<i64>> = vec![deletes.iter().map(|d| d.1).collect()];
+        while 2 << (table.len() - 1) <= deletes.len() {
+            let (prev, half) = (table.last().expect("one level"), 1 << (table.len() - 1));
+            let level: Vec<i64> = (0..prev.len() - half)
+                .map(|k| prev[k].max(prev[k + half]))
+                .collect();
+            table.push(level);
+        }
+        let range_max = |a: usize, b: usize| -> i64 {
+            if a >= b {
+                return i64::MIN;
+            }
+            let level = (usize::BITS - 1 - (b - a).leading_zeros()) as usize;
+            table[level][a].max(table[level][b - (1 << level)])
+        };
+        // 3: heads by increasing h take free deletes (added as h grows);
+        // 4: each read of nil, after the heads with h below its call.
+        let mut free: std::collections::BTreeSet<(i64, usize)> = Default::default();
+        let mut next = 0;
+        let mut reads = reads.into_iter().peekable();
+        let mut heads = heads.into_iter().peekable();
+        loop {
+            let read_first = match (reads.peek(), heads.peek()) {
+                (Some(r), Some(h)) => r.0 <= h.0,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => return None,
+            };
+            if read_first {
+                let (_, hi, m, read) = reads.next().expect("peeked");
+                let k = deletes.partition_point(|d| d.0 <= hi);
+                let unused = free
+                    .last()
+                    .map_or(i64::MIN, |d| d.0)
+                    .max(range_max(next, k));
+                if unused < m {
+                    return Some(self.violation(
+                        read,
+                        Vec::new(),
+                        "it reads nil, but each delete that can take effect before it with no change in between is needed by a change from nil that must come before it".to_string(),
+                    ));
+                }
+                continue;
+            }
+            let (hi, m, head) = heads.next().expect("peeked");
+            while next < deletes.len() && deletes[next].0 <= hi {
+                free.insert((deletes[next].1, deletes[next].2));
+                next += 1;
+            }
+            let Some(&d) = free.range((m, 0)..).next() else {
+                let fitting = deletes[..next].iter().filter(|d| d.1 >= m).count();
+                let reason = match fitting {
+                    0 => "it needs nil just before it, but no delete can take effect before it".to_string(),
+                    n => format!(
+                        "it needs nil just before it, but the {n} deletes that can make that nil are each needed by another change from nil"
+                    ),
+                };
+                return Some(self.violation(head, Vec::new(), reason));
+            };
+            free.remove(&d);
+        }
+    }
+
+    /// Rule 2 of [`Checker::refute`] for one op `y` needing nil, with point
+    /// range `[lo, hi]`.
+    #[allow(clippy::too_many_arguments)]
+    fn no_source(
+        &self,
+        y: usize,
+        lo: i64,
+        hi: i64,
+        before: &dyn Fn(i64) -> Option<(i64, usize)>,
+        source: &dyn Fn(i64) -> Option<(i64, usize)>,
+        name: &dyn Fn(usize) -> String,
+        blocks: &[Block],
+    ) -> Option<Decision> {
+        let (x, j) = before(lo)?;
+        match source(hi) {
+            Some((last, _)) if last >= x => None,
+            found => {
+                let what = match self.original[y] {
+                    UniqueOp::Read(_) => "it reads nil",
+                    _ => "it needs nil just before it",
+                };
+                let tail = match found {
+                    Some((_, d)) if d != INIT => "and an op invoked after every delete that could precede this op had returned still needed it",
+                    _ => "and no delete was invoked before this op returned",
+                };
+                Some(self.violation(
+                    y,
+                    vec![blocks[j].head],
+                    format!(
+                        "{what}, but {} took effect before this op was invoked, {tail}",
+                        name(j)
+                    ),
+                ))
+            }
+        }
     }
 
     /// The ops of a block in the order they take effect: each change, then
