@@ -482,3 +482,55 @@ fn the_report_text_carries_the_explanation_as_its_second_line() {
         .count();
     assert_eq!(whys, 1, "{text}");
 }
+
+#[test]
+fn a_value_a_cas_wrote_on_an_append_key_is_not_called_never_written() {
+    // The key mixes appends with a cas that writes a whole string: the read
+    // of "v4" is the cas's value, not a string of appends. The violation is
+    // the stale read of "x" after the cas was acknowledged.
+    let h = history(&[
+        (
+            0,
+            "append",
+            kv("k0", s("x")),
+            OK,
+            kv("k0", s("x")),
+            100,
+            200,
+            "n0",
+        ),
+        (
+            1,
+            "cas",
+            kv("k0", Value::Vector(vec![s("x"), s("v4")].into())),
+            OK,
+            kv("k0", Value::Vector(vec![s("x"), s("v4")].into())),
+            300,
+            400,
+            "n1",
+        ),
+        (
+            2,
+            "read",
+            kv("k0", Value::Nil),
+            OK,
+            kv("k0", s("v4")),
+            500,
+            600,
+            "n2",
+        ),
+        (
+            3,
+            "read",
+            kv("k0", Value::Nil),
+            OK,
+            kv("k0", s("x")),
+            700,
+            800,
+            "n0",
+        ),
+    ]);
+    let e = explain_only(&h, ModelKind::Kv);
+    assert_ne!(e.anomaly, Anomaly::NeverWritten, "{}", e.text);
+    assert!(!e.text.contains("no operation appended"), "{}", e.text);
+}

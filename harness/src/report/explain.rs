@@ -451,9 +451,24 @@ impl<'h> Ctx<'_, 'h> {
             .position(|k| matches!(k.effect, Effect::Append(a) if a == item))
     }
 
+    /// Whether `v` is, or begins with, a value a write or cas left in the
+    /// key (a string prefix, or a vector's leading elements). Such a read
+    /// is not made of appends alone, so the appends cannot show it was
+    /// never written or out of order; the checker's own reason stands.
+    fn starts_with_written(&self, v: &Value) -> bool {
+        self.ops.iter().any(|k| match (k.written(), v) {
+            (Some(w), _) if w == v => true,
+            (Some(Value::Str(w)), Value::Str(s)) => {
+                !w.as_str().is_empty() && s.as_str().starts_with(w.as_str())
+            }
+            (Some(Value::Vector(w)), Value::Vector(s)) => !w.is_empty() && s.starts_with(w),
+            _ => false,
+        })
+    }
+
     fn append_read(&self, i: usize, v: &'h Value) -> Option<Explanation> {
         let r = &self.ops[i];
-        if !r.is_ok() {
+        if !r.is_ok() || self.starts_with_written(v) {
             return None;
         }
         let key = self.key();
