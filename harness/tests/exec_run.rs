@@ -8,7 +8,7 @@
 //! were replaced (ports 28800-28899). A missing start or client program, or
 //! etcd binary, is a clear error before anything starts. Needs python3.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
