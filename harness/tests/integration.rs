@@ -8,6 +8,11 @@
 //! `lazyfs::unmount_writes_back_and_removes_the_mount` runs one test. Every
 //! file keeps its own port range (its module doc says which), so the files'
 //! tests can run side by side in this one process.
+//!
+//! One file is not here: `exec_run.rs` is a test binary of its own
+//! (`--test exec_run`). Its runs start a python process and a `client` per
+//! op, enough load for two cores, so they run alone, as they did before
+//! the merge, not next to another file's tests.
 
 /// Shared helpers: binaries, `harness run` with a deadline, scratch dirs.
 mod common;
@@ -17,7 +22,6 @@ mod cli;
 mod e2e_network;
 mod e2e_run;
 mod etcd_run;
-mod exec_run;
 mod explain;
 mod lazyfs;
 mod net_proxy;
