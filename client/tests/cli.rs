@@ -2,7 +2,7 @@
 //! one-shot commands, against an in-process fake replica. Asserts the exact
 //! lines printed and the exit status. Ports 21200-21299.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::sync::Arc;

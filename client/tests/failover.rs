@@ -3,7 +3,7 @@
 //! classification that the Jepsen harness relies on, and the preference for
 //! the coordinator named in `served_by`. Ports 21100-21199 and 21300-21319.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 //! whether it may have been applied; Ctrl-D leaves; the history file keeps
 //! every line. Ports 27500-27599.
 
-mod tty;
+use crate::tty;
 
 use std::time::Duration;
 

@@ -11,7 +11,7 @@
 //! - a proxy port already in use: exit 2 naming the port, nothing started
 //!   (ports 25500-25599).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //!   (ports 24300-24399; a few attempts allowed, it is a race by nature);
 //! - `harness cluster 3` elects a coordinator and stops on SIGTERM (24800+).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@
 //!   and the run is valid (ports 28300-28399); serializable reads with the
 //!   leader isolated are caught (ports 28700-28799).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

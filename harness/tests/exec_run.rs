@@ -8,6 +8,7 @@
 //! were replaced (ports 28800-28899). A missing start or client program, or
 //! etcd binary, is a clear error before anything starts. Needs python3.
 
+// Its own test binary (see harness/Cargo.toml), so it declares the helpers.
 mod common;
 
 use std::path::{Path, PathBuf};

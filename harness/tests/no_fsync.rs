@@ -8,7 +8,7 @@
 //! (/dev/fuse and fusermount3: `apt-get install fuse3`): without it the
 //! tests FAIL saying so. Ports 26520-26559.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -13,7 +13,7 @@
 //!   exit 2 within the deadline, naming the host (loopback ports
 //!   30990-30999).
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};

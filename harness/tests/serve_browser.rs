@@ -11,7 +11,7 @@
 //! serve`, 31121 for chromedriver (chromium talks to chromedriver over a
 //! pipe, no port). Every process is stopped by its PID.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};

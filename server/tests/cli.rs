@@ -2,7 +2,7 @@
 //! exit with status 2 and name the problem; the original C++ project's five
 //! example lines start a working cluster verbatim; SIGTERM stops a replica with status 0.
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 use std::process::{Command, Stdio};

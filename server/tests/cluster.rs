@@ -7,7 +7,7 @@
 //! parallel; every process is SIGKILLed by PID when its test ends, also on
 //! panic.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,7 @@
 //! damage resets the replica instead; a foreign or unreadable data directory
 //! is named.
 
-mod common;
+use crate::common;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;

@@ -6,7 +6,7 @@
 //! the `(client_id, seq)` the client sent. Fake replicas can share one
 //! [`Store`] that deduplicates by `(client_id, seq)` like the real server,
 //! which is what makes "a retried write is applied once" observable.
-#![allow(dead_code)] // each test binary uses a different part of it
+#![allow(dead_code)] // each test file uses a different part of it
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

@@ -7,7 +7,7 @@
 //! Also starts a real one-replica `server` ([`Server`]) that a test can
 //! pause (SIGSTOP) to make a command slow. Every process is stopped by its
 //! PID on drop; every wait has a deadline.
-#![allow(dead_code)] // each test binary uses a different part of it
+#![allow(dead_code)] // each test file uses a different part of it
 
 use std::fs::File;
 use std::io::{Read, Write};

@@ -130,7 +130,7 @@ pub fn scratch(name: &str) -> tempfile::TempDir {
 /// `after` checks every run (e.g. that nothing was left running). Finding
 /// an anomaly is a race by nature, hence the retries; a run that never finds
 /// one panics with every exit code.
-#[allow(dead_code)] // not every test binary looks for anomalies
+#[allow(dead_code)] // not every test file looks for anomalies
 pub fn run_until_anomaly(
     workload: &Path,
     store: &Path,
