@@ -581,6 +581,38 @@ struct Reader<'a> {
     fast: bool,
 }
 
+/// Process numbers below this have their last invocation remembered by
+/// the reader (see [`Reader::read_flat_map_line`]).
+const MAX_REMEMBERED_PROCESS: i64 = 1 << 16;
+
+/// The names of the op fields the fast path looks at.
+struct OpNames {
+    process: Name,
+    kind: Name,
+    value: Name,
+    invoke: Name,
+}
+
+fn op_names() -> &'static OpNames {
+    static NAMES: std::sync::OnceLock<OpNames> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| OpNames {
+        process: Name::new("process"),
+        kind: Name::new("type"),
+        value: Name::new("value"),
+        invoke: Name::new("invoke"),
+    })
+}
+
+/// `a == b` for an atom of a vector, a shared string by its pointer first.
+fn same_item(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Str(x), Value::Str(y)) => {
+            std::ptr::eq(x.as_ptr(), y.as_ptr()) || super::intern::same_text(x.as_bytes(), y.as_bytes())
+        }
+        (a, b) => a == b,
+    }
+}
+
 /// Bytes that end a token. Only ASCII whitespace counts as whitespace.
 fn is_delimiter_byte(b: u8) -> bool {
     matches!(
@@ -842,11 +874,22 @@ impl<'a> Reader<'a> {
     /// non-ASCII byte, a token the general reader rejects) it returns false
     /// without moving the cursor, and the general reader reads the map
     /// (and reports any error) as before.
+    ///
+    /// The completion of an op mostly carries its invocation's value
+    /// again (`["k1" "v3"]`): when `:process` comes before `:value`, the
+    /// value of that process's last invocation read here is compared with
+    /// the text first, and taken (shared, without the interner's lookups)
+    /// where it is equal ([`Interner::take_invocation`]).
     fn read_flat_map_line(&mut self) -> bool {
         self.entries.clear();
         let start = self.pos;
         let mut at = start + 1; // after '{'
         let bytes = self.bytes;
+        let names = op_names();
+        // The op's client process and whether it is an invocation, once read.
+        let mut process: Option<usize> = None;
+        let mut invoke = false;
+        let mut value_entry: Option<usize> = None;
         loop {
             at = skip_spaces(bytes, at);
             match bytes.get(at) {
@@ -861,16 +904,77 @@ impl<'a> Reader<'a> {
                 return false;
             };
             at = skip_spaces(bytes, after);
-            let Some((value, after)) = self.flat_value(at, true) else {
+            let Value::Keyword(name) = key else {
                 return false;
             };
+            let read = match process {
+                Some(p) if name == names.value => {
+                    let like = self.interner.take_invocation(p);
+                    self.flat_value_like(at, like)
+                }
+                _ => self.flat_value(at, true),
+            };
+            let Some((value, after)) = read else {
+                return false;
+            };
+            if name == names.process {
+                process = match value {
+                    Value::Int(p) if (0..MAX_REMEMBERED_PROCESS).contains(&p) => Some(p as usize),
+                    _ => None,
+                };
+            } else if name == names.kind {
+                invoke = matches!(value, Value::Keyword(t) if t == names.invoke);
+            } else if name == names.value {
+                value_entry = Some(self.entries.len());
+            }
             self.entries.push((key, value));
             at = after;
+        }
+        if let (true, Some(p), Some(i)) = (invoke, process, value_entry) {
+            self.interner
+                .remember_invocation(p, self.entries[i].1.clone());
         }
         // ASCII only, one line: one column per byte.
         self.column += at - start;
         self.pos = at;
         true
+    }
+
+    /// [`Reader::flat_value`] of a value that is often equal to `like`:
+    /// strings equal to `like` (or, in a vector, to its item at the same
+    /// place) are taken from it, and so is the whole vector when every
+    /// item is equal.
+    fn flat_value_like(&mut self, at: usize, like: Value) -> Option<(Value, usize)> {
+        match (*self.bytes.get(at)?, like) {
+            (b'"', Value::Str(like)) => {
+                let end = self.flat_string_end(at + 1)?;
+                let text = &self.text[at + 1..end];
+                let s = if super::intern::same_text(text.as_bytes(), like.as_bytes()) {
+                    like
+                } else {
+                    self.interner.str(text)
+                };
+                Some((Value::Str(s), end + 1))
+            }
+            (b'[', Value::Vector(like)) => self.flat_vector(at, Some(like)),
+            _ => self.flat_value(at, true),
+        }
+    }
+
+    /// Where the plain string whose text starts at `from` ends (at its
+    /// closing quote); `None` for an escape, a newline or a non-ASCII byte.
+    #[inline]
+    fn flat_string_end(&self, from: usize) -> Option<usize> {
+        let bytes = self.bytes;
+        let mut end = from;
+        loop {
+            match *bytes.get(end)? {
+                b'"' => return Some(end),
+                b'\\' | b'\n' => return None,
+                b if b >= 0x80 => return None,
+                _ => end += 1,
+            }
+        }
     }
 
     /// A keyword at `at` (`:` then a token of plain ASCII characters), and
@@ -910,20 +1014,11 @@ impl<'a> Reader<'a> {
         match *bytes.get(at)? {
             b':' => self.flat_keyword(at),
             b'"' => {
-                let from = at + 1;
-                let mut end = from;
-                loop {
-                    match *bytes.get(end)? {
-                        b'"' => break,
-                        b'\\' | b'\n' => return None,
-                        b if b >= 0x80 => return None,
-                        _ => end += 1,
-                    }
-                }
-                let text = &self.text[from..end];
+                let end = self.flat_string_end(at + 1)?;
+                let text = &self.text[at + 1..end];
                 Some((Value::Str(self.interner.str(text)), end + 1))
             }
-            b'[' if vectors => self.flat_vector(at),
+            b'[' if vectors => self.flat_vector(at, None),
             b'0'..=b'9' | b'-' | b'+' | b'a'..=b'z' | b'A'..=b'Z' => {
                 let end = self.flat_token_end(at)?;
                 let token = &self.text[at..end];
@@ -946,25 +1041,44 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A vector of atoms at `at` (`[`), and the position after it.
-    fn flat_vector(&mut self, at: usize) -> Option<(Value, usize)> {
+    /// A vector of atoms at `at` (`[`), and the position after it; with
+    /// `like`, its equal strings, or all of it if equal, are taken from `like`.
+    fn flat_vector(&mut self, at: usize, like: Option<Arc<[Value]>>) -> Option<(Value, usize)> {
         let mut items = std::mem::take(&mut self.items);
         items.clear();
         let mut at = at + 1;
+        let mut all_like = like.is_some();
         let result = loop {
             at = skip_spaces(self.bytes, at);
             if self.bytes.get(at) == Some(&b']') {
                 break Some(at + 1);
             }
-            match self.flat_value(at, false) {
+            let read = match like.as_ref().and_then(|l| l.get(items.len())) {
+                Some(Value::Str(s)) if self.bytes[at] == b'"' => {
+                    self.flat_value_like(at, Value::Str(s.clone()))
+                }
+                _ => self.flat_value(at, false),
+            };
+            match read {
                 Some((value, after)) => {
+                    all_like = all_like
+                        && like
+                            .as_ref()
+                            .and_then(|l| l.get(items.len()))
+                            .is_some_and(|l| same_item(l, &value));
                     items.push(value);
                     at = after;
                 }
                 None => break None,
             }
         };
-        let value = result.map(|end| (Value::Vector(self.interner.vector_of(&items)), end));
+        let value = result.map(|end| {
+            let vector = match like {
+                Some(like) if all_like && like.len() == items.len() => like,
+                _ => self.interner.vector_of(&items),
+            };
+            (Value::Vector(vector), end)
+        });
         items.clear();
         self.items = items;
         value
@@ -1259,6 +1373,10 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let lines = [
             "{:index 0, :time 1000, :process 142, :type :invoke, :f :put, :value [\"k307\" \"v1\"]}",
+            "{:index 1, :time 1001, :process 142, :type :ok, :f :put, :value [\"k307\" \"v1\"]}",
+            "{:process 142, :type :ok, :f :put, :value [\"k307\" \"v2\" 3]}",
+            "{:process 142, :type :invoke, :f :append, :value \"k307\"}",
+            "{:process 142, :type :info, :f :append, :value \"k307\"}",
             "{:process 3, :type :ok, :f :get, :value [\"k1\" nil], :node \"127.0.0.1:8001\"}",
             "{:process :nemesis, :type :info, :f :start-pause, :value nil}",
             "{:process 1 :type :ok :f :cas :value [\"k\" [1 2]]}",
