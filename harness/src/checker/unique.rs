@@ -482,6 +482,16 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                 self.needed[i] = true;
             }
         }
+        // Each observer makes at most one entry: the maps are sized once
+        // (growing them by doubling left every smaller table behind in a
+        // million-op key's peak memory).
+        let reads = work
+            .iter()
+            .filter(|&&(_, o, _)| matches!(self.view[o], UniqueOp::Read(_)))
+            .count();
+        self.observed.reserve(work.len());
+        self.readers.reserve(reads);
+        self.consumed.reserve(work.len() - reads);
         // Observers of `nil` when several ops wrote it: resolved last, once
         // the other values' producers (and so the changes that must come
         // before each observer) are known; cas and appends before reads.

@@ -574,8 +574,9 @@ struct Reader<'a> {
     column: usize,
     /// The entries of the map read by [`Reader::read_flat_map_line`].
     entries: Vec<(Value, Value)>,
-    /// The items of a vector read by [`Reader::flat_vector`].
-    items: Vec<Value>,
+    /// The items of a vector read by [`Reader::flat_vector`], and of a
+    /// vector inside it.
+    items: [Vec<Value>; 2],
     /// Whether [`Reader::read_flat_map_line`] is tried (off only in tests
     /// comparing it with the general reader).
     fast: bool,
@@ -644,7 +645,7 @@ impl<'a> Reader<'a> {
             line: 1,
             column: 1,
             entries: Vec::new(),
-            items: Vec::new(),
+            items: [Vec::new(), Vec::new()],
             fast: true,
         }
     }
@@ -821,7 +822,7 @@ impl<'a> Reader<'a> {
         if depth > MAX_DEPTH {
             return Err(self.error(&format!("at most {MAX_DEPTH} levels of nesting")));
         }
-        if self.fast && depth + 2 <= MAX_DEPTH && self.read_flat_map_line() {
+        if self.fast && depth + 3 <= MAX_DEPTH && self.read_flat_map_line() {
             for (k, v) in self.entries.drain(..) {
                 entry(k, v);
             }
@@ -864,12 +865,13 @@ impl<'a> Reader<'a> {
 
     /// The fast path for the common shape of an op: a map on one line of
     /// ASCII text whose keys are keywords and whose values are atoms
-    /// (keywords, integers, `nil`, plain strings, ...) or vectors of atoms:
+    /// (keywords, integers, `nil`, plain strings, ...) or vectors of atoms
+    /// and of vectors of atoms (a kv cas, `["k1" ["v3" "v4"]]`):
     /// `{:index 7, :time 12, :process 3, :type :ok, :f :put, :value ["k1" "v3"]}`.
     ///
     /// Reads it at byte level into `self.entries` and returns true; the
-    /// entries are exactly those the general reader gives (same values,
-    /// same interner), and the cursor ends after the `}` as it would. On
+    /// entries are equal to those the general reader gives, and the
+    /// cursor ends after the `}` as it would. On
     /// anything else (a newline, a comment, a nested map, an escape, a
     /// non-ASCII byte, a token the general reader rejects) it returns false
     /// without moving the cursor, and the general reader reads the map
@@ -910,9 +912,9 @@ impl<'a> Reader<'a> {
             let read = match process {
                 Some(p) if name == names.value => {
                     let like = self.interner.take_invocation(p);
-                    self.flat_value_like(at, like)
+                    self.flat_value_like(at, like, 2)
                 }
-                _ => self.flat_value(at, true),
+                _ => self.flat_value(at, 2),
             };
             let Some((value, after)) = read else {
                 return false;
@@ -942,9 +944,9 @@ impl<'a> Reader<'a> {
 
     /// [`Reader::flat_value`] of a value that is often equal to `like`:
     /// strings equal to `like` (or, in a vector, to its item at the same
-    /// place) are taken from it, and so is the whole vector when every
+    /// place) are taken from it, and so is a whole vector when every
     /// item is equal.
-    fn flat_value_like(&mut self, at: usize, like: Value) -> Option<(Value, usize)> {
+    fn flat_value_like(&mut self, at: usize, like: Value, vectors: u8) -> Option<(Value, usize)> {
         match (*self.bytes.get(at)?, like) {
             (b'"', Value::Str(like)) => {
                 let end = self.flat_string_end(at + 1)?;
@@ -956,8 +958,10 @@ impl<'a> Reader<'a> {
                 };
                 Some((Value::Str(s), end + 1))
             }
-            (b'[', Value::Vector(like)) => self.flat_vector(at, Some(like)),
-            _ => self.flat_value(at, true),
+            (b'[', Value::Vector(like)) if vectors > 0 => {
+                self.flat_vector(at, Some(like), vectors - 1)
+            }
+            _ => self.flat_value(at, vectors),
         }
     }
 
@@ -1007,9 +1011,9 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A value at `at` (an atom, or with `vectors` a vector of atoms), and
-    /// the position after it.
-    fn flat_value(&mut self, at: usize, vectors: bool) -> Option<(Value, usize)> {
+    /// A value at `at`, and the position after it: an atom, or a vector
+    /// nested at most `vectors` deep (`["k" ["v1" "v2"]]` is 2 deep).
+    fn flat_value(&mut self, at: usize, vectors: u8) -> Option<(Value, usize)> {
         let bytes = self.bytes;
         match *bytes.get(at)? {
             b':' => self.flat_keyword(at),
@@ -1018,7 +1022,7 @@ impl<'a> Reader<'a> {
                 let text = &self.text[at + 1..end];
                 Some((Value::Str(self.interner.str(text)), end + 1))
             }
-            b'[' if vectors => self.flat_vector(at, None),
+            b'[' if vectors > 0 => self.flat_vector(at, None, vectors - 1),
             b'0'..=b'9' | b'-' | b'+' | b'a'..=b'z' | b'A'..=b'Z' => {
                 let end = self.flat_token_end(at)?;
                 let token = &self.text[at..end];
@@ -1041,10 +1045,18 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A vector of atoms at `at` (`[`), and the position after it; with
-    /// `like`, its equal strings, or all of it if equal, are taken from `like`.
-    fn flat_vector(&mut self, at: usize, like: Option<Arc<[Value]>>) -> Option<(Value, usize)> {
-        let mut items = std::mem::take(&mut self.items);
+    /// A vector at `at` (`[`) whose items are atoms or vectors nested at
+    /// most `inner` deep, and the position after it; with `like`, its
+    /// equal strings and vectors, or all of it if equal, are taken from `like`.
+    fn flat_vector(
+        &mut self,
+        at: usize,
+        like: Option<Arc<[Value]>>,
+        inner: u8,
+    ) -> Option<(Value, usize)> {
+        // Two buffers: one for a vector, one for the vectors inside it.
+        let buffer = usize::from(inner == 0);
+        let mut items = std::mem::take(&mut self.items[buffer]);
         items.clear();
         let mut at = at + 1;
         let mut all_like = like.is_some();
@@ -1054,10 +1066,8 @@ impl<'a> Reader<'a> {
                 break Some(at + 1);
             }
             let read = match like.as_ref().and_then(|l| l.get(items.len())) {
-                Some(Value::Str(s)) if self.bytes[at] == b'"' => {
-                    self.flat_value_like(at, Value::Str(s.clone()))
-                }
-                _ => self.flat_value(at, false),
+                Some(l) => self.flat_value_like(at, l.clone(), inner),
+                None => self.flat_value(at, inner),
             };
             match read {
                 Some((value, after)) => {
@@ -1080,7 +1090,7 @@ impl<'a> Reader<'a> {
             (Value::Vector(vector), end)
         });
         items.clear();
-        self.items = items;
+        self.items[buffer] = items;
         value
     }
 
@@ -1380,6 +1390,9 @@ mod tests {
             "{:process 3, :type :ok, :f :get, :value [\"k1\" nil], :node \"127.0.0.1:8001\"}",
             "{:process :nemesis, :type :info, :f :start-pause, :value nil}",
             "{:process 1 :type :ok :f :cas :value [\"k\" [1 2]]}",
+            "{:process 142, :type :invoke, :f :cas, :value [\"k307\" [\"v1\" \"v2\"]]}",
+            "{:process 142, :type :ok, :f :cas, :value [\"k307\" [\"v1\" \"v2\"]]}",
+            "{:process 142, :type :fail, :f :cas, :value [\"k307\" [\"v1\" nil [[3]]]]}",
             "{:time -5, :process 0, :type :fail, :f :read, :value 12N, :x 1.5, :y true, :z sym}",
             "{:a [], :b [:k 007 -3 +4 \"\"], :c #inst \"t\"}",
             "{:v \"caf\u{e9}\", :w \"a\\\"b\"}",

@@ -13,7 +13,7 @@
 
 use rustc_hash::FxHashMap;
 
-use super::{History, OpType, Process, Value};
+use super::{History, OpType, Value};
 
 /// How a client op ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
