@@ -912,7 +912,10 @@ impl<'a> Reader<'a> {
             let read = match process {
                 Some(p) if name == names.value => {
                     let like = self.interner.take_invocation(p);
-                    self.flat_value_like(at, like, 2)
+                    match self.flat_equals(at, &like, 2) {
+                        Some(end) => Some((like, end)),
+                        None => self.flat_value_like(at, like, 2),
+                    }
                 }
                 _ => self.flat_value(at, 2),
             };
@@ -962,6 +965,37 @@ impl<'a> Reader<'a> {
                 self.flat_vector(at, Some(like), vectors - 1)
             }
             _ => self.flat_value(at, vectors),
+        }
+    }
+
+    /// Where the value at `at` ends if it is `like`, as [`Reader::flat_value`]
+    /// would read it (nested at most `vectors` deep): checked without
+    /// building anything, so a completion that repeats its invocation's
+    /// value costs no allocation and no reference count.
+    fn flat_equals(&mut self, at: usize, like: &Value, vectors: u8) -> Option<usize> {
+        let bytes = self.bytes;
+        match (like, *bytes.get(at)?) {
+            (Value::Str(s), b'"') => {
+                let s = s.as_bytes();
+                let end = at + 1 + s.len();
+                let plain = |b: &u8| *b != b'"' && *b != b'\\' && *b != b'\n' && *b < 0x80;
+                (bytes.get(at + 1..end)? == s && bytes.get(end) == Some(&b'"') && s.iter().all(plain))
+                    .then_some(end + 1)
+            }
+            (Value::Vector(items), b'[') if vectors > 0 => {
+                let mut at = at + 1;
+                for item in items.iter() {
+                    at = skip_spaces(bytes, at);
+                    at = self.flat_equals(at, item, vectors - 1)?;
+                }
+                at = skip_spaces(bytes, at);
+                (bytes.get(at) == Some(&b']')).then_some(at + 1)
+            }
+            (Value::Str(_) | Value::Vector(_), _) | (_, b'"' | b'[') => None,
+            (like, _) => match self.flat_value(at, 0)? {
+                (value, end) if value == *like => Some(end),
+                _ => None,
+            },
         }
     }
 
