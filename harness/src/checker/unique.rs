@@ -1457,7 +1457,9 @@ fn replays<M: Model<State = u32>>(model: &mut M, ops: &[SearchOp<M::Op>], order:
             None => return false,
         }
     }
-    ops.iter().zip(&used).all(|(op, &u)| u || op.ret().is_none())
+    ops.iter()
+        .zip(&used)
+        .all(|(op, &u)| u || op.ret().is_none())
 }
 
 /// Records `observer` reading `seen`'s value (only reads bound the value's

@@ -608,7 +608,8 @@ fn op_names() -> &'static OpNames {
 fn same_item(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Str(x), Value::Str(y)) => {
-            std::ptr::eq(x.as_ptr(), y.as_ptr()) || super::intern::same_text(x.as_bytes(), y.as_bytes())
+            std::ptr::eq(x.as_ptr(), y.as_ptr())
+                || super::intern::same_text(x.as_bytes(), y.as_bytes())
         }
         (a, b) => a == b,
     }
@@ -979,8 +980,10 @@ impl<'a> Reader<'a> {
                 let s = s.as_bytes();
                 let end = at + 1 + s.len();
                 let plain = |b: &u8| *b != b'"' && *b != b'\\' && *b != b'\n' && *b < 0x80;
-                (bytes.get(at + 1..end)? == s && bytes.get(end) == Some(&b'"') && s.iter().all(plain))
-                    .then_some(end + 1)
+                (bytes.get(at + 1..end)? == s
+                    && bytes.get(end) == Some(&b'"')
+                    && s.iter().all(plain))
+                .then_some(end + 1)
             }
             (Value::Vector(items), b'[') if vectors > 0 => {
                 let mut at = at + 1;

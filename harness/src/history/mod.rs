@@ -263,7 +263,12 @@ impl<'a> IntoIterator for &'a Extra {
 impl Op {
     /// An `:invoke` event (no index or time yet).
     pub fn invoke(process: i64, f: impl Into<Name>, value: impl Into<Value>) -> Op {
-        Op::new(Process::Client(process), OpType::Invoke, f.into(), value.into())
+        Op::new(
+            Process::Client(process),
+            OpType::Invoke,
+            f.into(),
+            value.into(),
+        )
     }
 
     /// An event of `process` (no index, time or extra fields).
@@ -900,7 +905,10 @@ mod tests {
     fn an_op_is_compact_and_keeps_every_field() {
         assert_eq!(std::mem::size_of::<Op>(), 72);
         let mut op = Op::invoke(-7, "read", Value::Nil);
-        assert_eq!((op.index(), op.time(), op.process()), (None, None, Process::Client(-7)));
+        assert_eq!(
+            (op.index(), op.time(), op.process()),
+            (None, None, Process::Client(-7))
+        );
         op.set_index(Some(u64::MAX));
         op.set_time(Some(i64::MIN));
         op.set_process(Process::nemesis());
