@@ -9,9 +9,12 @@
 //! ```
 //!
 //! API in short:
-//! - build: [`Op::invoke`], [`Op::complete`], [`Op::nemesis`] (or the struct
-//!   fields directly), [`Op::at`] for `:time`, [`Op::with_extra`] for fields
-//!   like `:node` or `:error`; push into [`History::ops`] (or
+//! - build: [`Op::invoke`], [`Op::complete`], [`Op::nemesis`], [`Op::new`]
+//!   (then the public fields `value`, `f`, `kind` and the setters
+//!   [`Op::set_index`], [`Op::set_time`], [`Op::set_process`]), [`Op::at`]
+//!   for `:time`, [`Op::with_extra`] for fields like `:node` or `:error`;
+//!   read `:index`, `:time` and `:process` with [`Op::index`], [`Op::time`],
+//!   [`Op::process`]; push into [`History::ops`] (or
 //!   [`History::push`], which fills `:index`). Values convert from `i64`,
 //!   `&str`, `String`, `bool`, `Option<T>` and `Vec<T>` (see [`Value`]).
 //! - write: [`Op::to_edn`] gives one line (stream it as the run goes), or
