@@ -48,8 +48,8 @@ impl Recorder {
         let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
         // Time is taken under the lock so that index order is time order.
         let index = h.ops.len() as u64;
-        op.index = Some(index);
-        op.time = Some(self.now() as i64);
+        op.set_index(Some(index));
+        op.set_time(Some(self.now() as i64));
         h.ops.push(op);
         index
     }
@@ -142,7 +142,7 @@ mod tests {
         assert!(h.ops[1]
             .to_edn()
             .contains(":process :nemesis, :type :info, :f :pause"));
-        assert!(h.ops[0].time <= h.ops[1].time);
+        assert!(h.ops[0].time() <= h.ops[1].time());
         // What is written reads back as the same ops.
         assert_eq!(History::parse(&h.to_edn_string()).unwrap().ops, h.ops);
     }

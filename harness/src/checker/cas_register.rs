@@ -6,7 +6,7 @@
 //! get here. A `:read` of unknown outcome observed nothing, so it constrains
 //! nothing and is dropped too.
 
-use super::model::{Model, ModelError, Partition, SearchOp, ValueTable};
+use super::model::{Model, ModelError, Partition, SearchOp, ValueTable, TOO_LONG};
 use crate::history::{ClientOp, Outcome, Value};
 
 /// A register operation over interned values.
@@ -128,15 +128,13 @@ pub fn partition_from<'h>(
                 ))
             }
         };
-        search_ops.push(SearchOp {
-            op: register_op,
-            call: op.invoke,
-            ret: match op.outcome {
-                Outcome::Ok => op.complete,
-                _ => None,
-            },
-            source,
-        });
+        let ret = match op.outcome {
+            Outcome::Ok => op.complete,
+            _ => None,
+        };
+        let search_op = SearchOp::new(register_op, op.invoke, ret, source)
+            .ok_or_else(|| ModelError::new(op, TOO_LONG))?;
+        search_ops.push(search_op);
     }
     drop_unobservable(&mut search_ops);
     Ok(vec![Partition {
@@ -159,7 +157,7 @@ fn drop_unobservable(ops: &mut Vec<SearchOp<RegisterOp>>) {
         })
         .collect();
     ops.retain(|op| {
-        op.ret.is_some()
+        op.ret().is_some()
             || match op.op {
                 RegisterOp::Write(v) | RegisterOp::Cas { new: v, .. } => observed.contains(&v),
                 RegisterOp::Read(_) => true,

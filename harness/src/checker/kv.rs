@@ -15,7 +15,7 @@
 use rayon::prelude::*;
 use rustc_hash::FxHashMap;
 
-use super::model::{Model, ModelError, Partition, SearchOp, ValueTable, NIL};
+use super::model::{Model, ModelError, Partition, SearchOp, ValueTable, NIL, TOO_LONG};
 use crate::history::{ClientOp, Outcome, Value};
 
 /// An operation on one key, over interned values.
@@ -311,15 +311,13 @@ fn build_partition<'h>(
                 ))
             }
         };
-        part.ops.push(SearchOp {
-            op: kv_op,
-            call: op.invoke,
-            ret: match op.outcome {
-                Outcome::Ok => op.complete,
-                _ => None,
-            },
-            source,
-        });
+        let ret = match op.outcome {
+            Outcome::Ok => op.complete,
+            _ => None,
+        };
+        let search_op = SearchOp::new(kv_op, op.invoke, ret, source)
+            .ok_or_else(|| ModelError::new(op, TOO_LONG))?;
+        part.ops.push(search_op);
     }
     drop_unobservable(&mut part);
     Ok(part)
@@ -404,7 +402,7 @@ fn drop_unobservable(part: &mut Partition<KvKey<'_>>) {
     // where testing each against each was quadratic (a 1M-op key: minutes).
     let mut candidates: Vec<u32> = Vec::new();
     if has_appends {
-        for op in part.ops.iter().filter(|op| op.ret.is_none()) {
+        for op in part.ops.iter().filter(|op| op.ret().is_none()) {
             if let KvOp::Write(v) | KvOp::Cas { new: v, .. } | KvOp::Append(v) = op.op {
                 if values.get(v).as_str().is_some_and(|s| !s.is_empty()) {
                     candidates.push(v);
@@ -449,7 +447,7 @@ fn drop_unobservable(part: &mut Partition<KvKey<'_>>) {
         .ops
         .iter()
         .map(|op| {
-            op.ret.is_some()
+            op.ret().is_some()
                 || match op.op {
                     KvOp::Write(v) | KvOp::Cas { new: v, .. } => observable(v, false),
                     KvOp::Append(x) => observable(x, true),
@@ -502,7 +500,7 @@ mod tests {
         let parts = partition(&ops).unwrap();
         assert_eq!(parts.len(), 3);
         for part in &parts {
-            assert!(part.ops.windows(2).all(|w| w[0].source < w[1].source));
+            assert!(part.ops.windows(2).all(|w| w[0].source() < w[1].source()));
         }
         assert_eq!(parts.iter().map(|p| p.ops.len()).sum::<usize>(), n);
         for bad in [SPLIT_CHUNK + 5, 2 * SPLIT_CHUNK + 3] {

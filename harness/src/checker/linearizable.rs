@@ -170,9 +170,9 @@ impl Events {
         // (times are history positions), the tie-break is only for safety.
         let mut events: Vec<(usize, bool, u32)> = Vec::with_capacity(ops.len() * 2);
         for (i, op) in ops.iter().enumerate() {
-            events.push((op.call, false, i as u32));
-            if let Some(ret) = op.ret {
-                events.push((ret.max(op.call), true, i as u32));
+            events.push((op.call(), false, i as u32));
+            if let Some(ret) = op.ret() {
+                events.push((ret.max(op.call()), true, i as u32));
             }
         }
         events.sort_unstable();
@@ -424,7 +424,7 @@ pub fn search_until<M: Model>(
         return (SearchResult::Unknown(why), SearchStats::default());
     }
     let mut stats = SearchStats::default();
-    let required = ops.iter().filter(|op| op.ret.is_some()).count();
+    let required = ops.iter().filter(|op| op.ret().is_some()).count();
     if required == 0 {
         stats.elapsed = started.elapsed();
         return (SearchResult::Linearizable { order: Vec::new() }, stats);
@@ -433,7 +433,7 @@ pub fn search_until<M: Model>(
     let mut slots = Vec::with_capacity(ops.len());
     let (mut n_required, mut n_optional) = (0u32, 0u32);
     for op in ops {
-        let required = op.ret.is_some();
+        let required = op.ret().is_some();
         let counter = if required {
             &mut n_required
         } else {
@@ -452,7 +452,7 @@ pub fn search_until<M: Model>(
     let mut twin_before: Vec<u32> = vec![NONE; ops.len()];
     {
         let mut by_call: Vec<usize> = (0..ops.len()).filter(|&i| !slots[i].required).collect();
-        by_call.sort_by_key(|&i| ops[i].call);
+        by_call.sort_by_key(|&i| ops[i].call());
         let mut last: FxHashMap<&M::Op, usize> = FxHashMap::default();
         for i in by_call {
             if let Some(j) = last.insert(&ops[i].op, i) {

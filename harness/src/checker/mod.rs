@@ -386,32 +386,73 @@ pub fn check(history: &History, options: &CheckOptions) -> Result<CheckReport, C
         message: e.message,
     };
     let initial = options.initial.as_ref();
+    let count = |o| ops.iter().filter(|op| op.outcome == o).count();
+    let (total, ok, failed, info) = (
+        ops.len(),
+        count(Outcome::Ok),
+        count(Outcome::Fail),
+        count(Outcome::Info),
+    );
+    // The client ops are freed once the history is split (each partition
+    // has what its checks need); reports pair the history again.
+    let reported = ReportedOps::new(history);
     let keys = match model {
         // Jepsen's `independent` tuples: one register per key.
         ModelKind::CasRegister if kv::looks_independent(&ops) => {
             let parts = kv::partition_from(&ops, initial).map_err(model_error)?;
-            check_partitions(parts, &ops, model, options, started)
+            drop(ops);
+            check_partitions(parts, &reported, model, options, started)
         }
         ModelKind::CasRegister => {
             let parts = cas_register::partition_from(&ops, initial).map_err(model_error)?;
-            check_partitions(parts, &ops, model, options, started)
+            drop(ops);
+            check_partitions(parts, &reported, model, options, started)
         }
         ModelKind::Kv => {
             let parts = kv::partition_from(&ops, initial).map_err(model_error)?;
-            check_partitions(parts, &ops, model, options, started)
+            drop(ops);
+            check_partitions(parts, &reported, model, options, started)
         }
     };
-    let count = |o| ops.iter().filter(|op| op.outcome == o).count();
     Ok(CheckReport {
         model,
         model_inferred,
-        ops: ops.len(),
-        ok: count(Outcome::Ok),
-        failed: count(Outcome::Fail),
-        info: count(Outcome::Info),
+        ops: total,
+        ok,
+        failed,
+        info,
         keys,
         elapsed: started.elapsed(),
     })
+}
+
+/// The client ops of a checked history, for the reports of its violations.
+///
+/// A million client ops are 72 MB, and once the history is split nothing
+/// but a report needs them: they are freed then and, when a violation
+/// names some, the history is paired again (pairing is deterministic: the
+/// same ops at the same indices as the partitions' `source`s).
+struct ReportedOps<'h> {
+    history: &'h History,
+    ops: std::sync::OnceLock<Vec<ClientOp<'h>>>,
+}
+
+impl<'h> ReportedOps<'h> {
+    fn new(history: &'h History) -> Self {
+        ReportedOps {
+            history,
+            ops: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The op the partitions call `source`.
+    fn op_ref(&self, source: usize) -> OpRef {
+        // The history paired once already, so it pairs again.
+        let ops = self
+            .ops
+            .get_or_init(|| self.history.client_ops().unwrap_or_default());
+        OpRef::new(&ops[source])
+    }
 }
 
 /// Reads and checks a history file.
@@ -430,7 +471,7 @@ pub fn check_file(
 /// hard key gets the whole budget.
 fn check_partitions<M>(
     parts: Vec<Partition<M>>,
-    ops: &[ClientOp<'_>],
+    ops: &ReportedOps<'_>,
     kind: ModelKind,
     options: &CheckOptions,
     started: Instant,
@@ -512,12 +553,12 @@ fn is_final(report: &KeyReport) -> bool {
 
 fn violation_of<M: Model<State = u32>>(
     part: &Partition<M>,
-    ops: &[ClientOp<'_>],
+    ops: &ReportedOps<'_>,
     kind: ModelKind,
     stuck: linearizable::Stuck<u32>,
     reason: Option<String>,
 ) -> Violation {
-    let op_ref = |i: usize| OpRef::new(&ops[part.ops[i].source]);
+    let op_ref = |i: usize| ops.op_ref(part.ops[i].source());
     Violation {
         key: part.key.clone(),
         model: kind,
@@ -540,7 +581,7 @@ const REPORT_BUDGET: Budget = Budget {
 fn fast_path<M: unique::UniqueValues>(
     part: &mut Partition<M>,
     report: &mut KeyReport,
-    ops: &[ClientOp<'_>],
+    ops: &ReportedOps<'_>,
     kind: ModelKind,
     interrupt: Interrupt<'_>,
 ) {
@@ -579,7 +620,7 @@ fn fast_path<M: unique::UniqueValues>(
 fn search<M: unique::UniqueValues>(
     part: &mut Partition<M>,
     report: &mut KeyReport,
-    ops: &[ClientOp<'_>],
+    ops: &ReportedOps<'_>,
     kind: ModelKind,
     options: &CheckOptions,
     interrupt: Interrupt<'_>,

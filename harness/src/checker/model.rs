@@ -51,17 +51,60 @@ pub trait Model {
 }
 
 /// One operation handed to the search: the model's op and its real-time interval.
+///
+/// Compact (positions are stored as `u32`: a million-op key's partition is
+/// a million of these): read them with [`SearchOp::call`],
+/// [`SearchOp::ret`] and [`SearchOp::source`].
 #[derive(Debug, Clone)]
 pub struct SearchOp<O> {
     pub op: O,
+    call: u32,
+    /// [`NO_RETURN`] for an op of unknown outcome.
+    ret: u32,
+    source: u32,
+}
+
+/// `ret` of a [`SearchOp`] without a return.
+const NO_RETURN: u32 = u32::MAX;
+
+/// Positions and indices above this do not fit a [`SearchOp`] (a history
+/// of four billion events; no history that fits in memory has them).
+pub const MAX_POSITION: usize = (u32::MAX - 1) as usize;
+
+/// The message of a [`ModelError`] for an op past [`MAX_POSITION`].
+pub const TOO_LONG: &str = "a history of at most 4 294 967 294 events (this op is further on)";
+
+impl<O> SearchOp<O> {
+    /// `None` if a position or `source` is above [`MAX_POSITION`].
+    pub fn new(op: O, call: usize, ret: Option<usize>, source: usize) -> Option<SearchOp<O>> {
+        let fits = |p: usize| (p <= MAX_POSITION).then_some(p as u32);
+        Some(SearchOp {
+            op,
+            call: fits(call)?,
+            ret: match ret {
+                Some(r) => fits(r)?,
+                None => NO_RETURN,
+            },
+            source: fits(source)?,
+        })
+    }
+
     /// When it was invoked (a position in the history).
-    pub call: usize,
+    pub fn call(&self) -> usize {
+        self.call as usize
+    }
+
     /// When it completed: `Some` for `:ok` ops, which must be linearized before
     /// it; `None` for ops of unknown outcome, which may be linearized at any
     /// point after `call`, or left out.
-    pub ret: Option<usize>,
+    pub fn ret(&self) -> Option<usize> {
+        (self.ret != NO_RETURN).then_some(self.ret as usize)
+    }
+
     /// Index of the originating op in the client-op list (for reports).
-    pub source: usize,
+    pub fn source(&self) -> usize {
+        self.source as usize
+    }
 }
 
 /// The part of a history that concerns one key, with its own model instance.

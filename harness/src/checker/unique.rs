@@ -258,11 +258,11 @@ impl Writers {
 type State = (u32, usize);
 
 fn call(op: &SearchOp<impl Clone>) -> i64 {
-    op.call as i64
+    op.call() as i64
 }
 
 fn ret(op: &SearchOp<impl Clone>) -> i64 {
-    op.ret.map_or(NEVER, |r| r as i64)
+    op.ret().map_or(NEVER, |r| r as i64)
 }
 
 impl<'a, M: UniqueValues> Checker<'a, M> {
@@ -304,7 +304,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                     let made = match view[i] {
                         // A read of another value: also before the producer.
                         UniqueOp::Read(x) if x != NIL => {
-                            return ops[i].ret.map(|r| (r as i64, call(&ops[i])))
+                            return ops[i].ret().map(|r| (r as i64, call(&ops[i])))
                         }
                         UniqueOp::Write(x) | UniqueOp::Cas { new: x, .. } if x != NIL => Some(x),
                         UniqueOp::Append(_) => append_states.get(&i).copied(),
@@ -407,7 +407,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         }
         // By call, for the window of guesses in `producer`.
         let ops = self.ops;
-        self.writers.sort_by_key(NIL, |&i| ops[i].call);
+        self.writers.sort_by_key(NIL, |&i| ops[i].call());
         if has_appends {
             let non_string = self.view.iter().find_map(|v| match *v {
                 UniqueOp::Read(x) | UniqueOp::Write(x) | UniqueOp::Cas { new: x, .. } => {
@@ -438,7 +438,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         for (i, v) in self.view.iter().enumerate() {
             let value = match *v {
                 UniqueOp::Read(x) => x,
-                UniqueOp::Cas { old, .. } if self.ops[i].ret.is_some() => old,
+                UniqueOp::Cas { old, .. } if self.ops[i].ret().is_some() => old,
                 _ => continue,
             };
             let written = value == self.init
@@ -474,7 +474,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         // its return, or the earliest deadline of what depends on it)
         let mut work: Vec<(u32, usize, i64)> = Vec::new();
         for (i, v) in self.view.iter().enumerate() {
-            let required = self.ops[i].ret.is_some();
+            let required = self.ops[i].ret().is_some();
             match *v {
                 UniqueOp::Read(x) => work.push((x, i, ret(&self.ops[i]))),
                 UniqueOp::Cas { old, .. } if required => work.push((old, i, ret(&self.ops[i]))),
@@ -484,6 +484,16 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                 self.needed[i] = true;
             }
         }
+        // Each observer makes at most one entry: the maps are sized once
+        // (growing them by doubling left every smaller table behind in a
+        // million-op key's peak memory).
+        let reads = work
+            .iter()
+            .filter(|&&(_, o, _)| matches!(self.view[o], UniqueOp::Read(_)))
+            .count();
+        self.observed.reserve(work.len());
+        self.readers.reserve(reads);
+        self.consumed.reserve(work.len() - reads);
         // Observers of `nil` when several ops wrote it: resolved last, once
         // the other values' producers (and so the changes that must come
         // before each observer) are known; cas and appends before reads.
@@ -1228,7 +1238,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             if let Some(reads) = self.readers.get(&(v, op)) {
                 let from = out.len();
                 out.extend_from_slice(reads);
-                out[from..].sort_by_key(|&r| self.ops[r].call);
+                out[from..].sort_by_key(|&r| self.ops[r].call());
             }
             match self.observed.get(&(v, op)).and_then(|s| s.successor) {
                 Some(next) => op = next,
@@ -1294,7 +1304,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         let mut reads: Vec<(i64, i64, usize)> = Vec::new();
         let mut deletes: Vec<(i64, i64, usize)> = Vec::new();
         for i in 0..self.ops.len() {
-            let required = self.ops[i].ret.is_some();
+            let required = self.ops[i].ret().is_some();
             match self.original[i] {
                 UniqueOp::Read(NIL) if required => {
                     let (lo, hi) = range(i);
@@ -1596,7 +1606,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             match self.original[i] {
                 UniqueOp::Write(NIL) => match range(i) {
                     Some(r) => deletes.push((i, r)),
-                    None if self.ops[i].ret.is_some() => {
+                    None if self.ops[i].ret().is_some() => {
                         return Decision::NotApplicable(FAILED.into())
                     }
                     None => {}
@@ -1621,7 +1631,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         let mut nil_points: std::collections::BTreeSet<usize> =
             (0..bounds).filter(|&j| nil_at[j]).collect();
         let mut by_choice: Vec<usize> = (0..deletes.len()).collect();
-        by_choice.sort_by_key(|&d| (self.ops[deletes[d].0].ret.is_none(), deletes[d].1 .1));
+        by_choice.sort_by_key(|&d| (self.ops[deletes[d].0].ret().is_none(), deletes[d].1 .1));
         for &(lo, hi) in &demands {
             if nil_points.range(lo..=hi).next().is_some() {
                 continue;
@@ -1638,7 +1648,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             nil_points.insert(at);
         }
         for (d, &(op, (lo, _))) in deletes.iter().enumerate() {
-            if placed[d].is_none() && self.ops[op].ret.is_some() {
+            if placed[d].is_none() && self.ops[op].ret().is_some() {
                 placed[d] = Some(lo);
             }
         }
@@ -1662,10 +1672,10 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             // The first delete invoked, then the other deletes and the reads
             // by call (all see nil).
             let mut here = std::mem::take(&mut delete_at[j]);
-            here.sort_by_key(|&i| self.ops[i].call);
+            here.sort_by_key(|&i| self.ops[i].call());
             let mut rest = here.split_off(here.len().min(1));
             rest.append(&mut inserted[j]);
-            rest.sort_by_key(|&i| self.ops[i].call);
+            rest.sort_by_key(|&i| self.ops[i].call());
             full.extend(here);
             full.extend(rest);
             if j + 1 < bounds {
@@ -1724,7 +1734,9 @@ fn replays<M: Model<State = u32>>(model: &mut M, ops: &[SearchOp<M::Op>], order:
             None => return false,
         }
     }
-    ops.iter().zip(&used).all(|(op, &u)| u || op.ret.is_none())
+    ops.iter()
+        .zip(&used)
+        .all(|(op, &u)| u || op.ret().is_none())
 }
 
 /// Records `observer` reading `seen`'s value (only reads bound the value's

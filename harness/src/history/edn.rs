@@ -574,11 +574,45 @@ struct Reader<'a> {
     column: usize,
     /// The entries of the map read by [`Reader::read_flat_map_line`].
     entries: Vec<(Value, Value)>,
-    /// The items of a vector read by [`Reader::flat_vector`].
-    items: Vec<Value>,
+    /// The items of a vector read by [`Reader::flat_vector`], and of a
+    /// vector inside it.
+    items: [Vec<Value>; 2],
     /// Whether [`Reader::read_flat_map_line`] is tried (off only in tests
     /// comparing it with the general reader).
     fast: bool,
+}
+
+/// Process numbers below this have their last invocation remembered by
+/// the reader (see [`Reader::read_flat_map_line`]).
+const MAX_REMEMBERED_PROCESS: i64 = 1 << 16;
+
+/// The names of the op fields the fast path looks at.
+struct OpNames {
+    process: Name,
+    kind: Name,
+    value: Name,
+    invoke: Name,
+}
+
+fn op_names() -> &'static OpNames {
+    static NAMES: std::sync::OnceLock<OpNames> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| OpNames {
+        process: Name::new("process"),
+        kind: Name::new("type"),
+        value: Name::new("value"),
+        invoke: Name::new("invoke"),
+    })
+}
+
+/// `a == b` for an atom of a vector, a shared string by its pointer first.
+fn same_item(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Str(x), Value::Str(y)) => {
+            std::ptr::eq(x.as_ptr(), y.as_ptr())
+                || super::intern::same_text(x.as_bytes(), y.as_bytes())
+        }
+        (a, b) => a == b,
+    }
 }
 
 /// Bytes that end a token. Only ASCII whitespace counts as whitespace.
@@ -612,7 +646,7 @@ impl<'a> Reader<'a> {
             line: 1,
             column: 1,
             entries: Vec::new(),
-            items: Vec::new(),
+            items: [Vec::new(), Vec::new()],
             fast: true,
         }
     }
@@ -789,7 +823,7 @@ impl<'a> Reader<'a> {
         if depth > MAX_DEPTH {
             return Err(self.error(&format!("at most {MAX_DEPTH} levels of nesting")));
         }
-        if self.fast && depth + 2 <= MAX_DEPTH && self.read_flat_map_line() {
+        if self.fast && depth + 3 <= MAX_DEPTH && self.read_flat_map_line() {
             for (k, v) in self.entries.drain(..) {
                 entry(k, v);
             }
@@ -832,21 +866,33 @@ impl<'a> Reader<'a> {
 
     /// The fast path for the common shape of an op: a map on one line of
     /// ASCII text whose keys are keywords and whose values are atoms
-    /// (keywords, integers, `nil`, plain strings, ...) or vectors of atoms:
+    /// (keywords, integers, `nil`, plain strings, ...) or vectors of atoms
+    /// and of vectors of atoms (a kv cas, `["k1" ["v3" "v4"]]`):
     /// `{:index 7, :time 12, :process 3, :type :ok, :f :put, :value ["k1" "v3"]}`.
     ///
     /// Reads it at byte level into `self.entries` and returns true; the
-    /// entries are exactly those the general reader gives (same values,
-    /// same interner), and the cursor ends after the `}` as it would. On
+    /// entries are equal to those the general reader gives, and the
+    /// cursor ends after the `}` as it would. On
     /// anything else (a newline, a comment, a nested map, an escape, a
     /// non-ASCII byte, a token the general reader rejects) it returns false
     /// without moving the cursor, and the general reader reads the map
     /// (and reports any error) as before.
+    ///
+    /// The completion of an op mostly carries its invocation's value
+    /// again (`["k1" "v3"]`): when `:process` comes before `:value`, the
+    /// value of that process's last invocation read here is compared with
+    /// the text first, and taken (shared, without the interner's lookups)
+    /// where it is equal ([`Interner::take_invocation`]).
     fn read_flat_map_line(&mut self) -> bool {
         self.entries.clear();
         let start = self.pos;
         let mut at = start + 1; // after '{'
         let bytes = self.bytes;
+        let names = op_names();
+        // The op's client process and whether it is an invocation, once read.
+        let mut process: Option<usize> = None;
+        let mut invoke = false;
+        let mut value_entry: Option<usize> = None;
         loop {
             at = skip_spaces(bytes, at);
             match bytes.get(at) {
@@ -861,16 +907,115 @@ impl<'a> Reader<'a> {
                 return false;
             };
             at = skip_spaces(bytes, after);
-            let Some((value, after)) = self.flat_value(at, true) else {
+            let Value::Keyword(name) = key else {
                 return false;
             };
+            let read = match process {
+                Some(p) if name == names.value => {
+                    let like = self.interner.take_invocation(p);
+                    match self.flat_equals(at, &like, 2) {
+                        Some(end) => Some((like, end)),
+                        None => self.flat_value_like(at, like, 2),
+                    }
+                }
+                _ => self.flat_value(at, 2),
+            };
+            let Some((value, after)) = read else {
+                return false;
+            };
+            if name == names.process {
+                process = match value {
+                    Value::Int(p) if (0..MAX_REMEMBERED_PROCESS).contains(&p) => Some(p as usize),
+                    _ => None,
+                };
+            } else if name == names.kind {
+                invoke = matches!(value, Value::Keyword(t) if t == names.invoke);
+            } else if name == names.value {
+                value_entry = Some(self.entries.len());
+            }
             self.entries.push((key, value));
             at = after;
+        }
+        if let (true, Some(p), Some(i)) = (invoke, process, value_entry) {
+            self.interner
+                .remember_invocation(p, self.entries[i].1.clone());
         }
         // ASCII only, one line: one column per byte.
         self.column += at - start;
         self.pos = at;
         true
+    }
+
+    /// [`Reader::flat_value`] of a value that is often equal to `like`:
+    /// strings equal to `like` (or, in a vector, to its item at the same
+    /// place) are taken from it, and so is a whole vector when every
+    /// item is equal.
+    fn flat_value_like(&mut self, at: usize, like: Value, vectors: u8) -> Option<(Value, usize)> {
+        match (*self.bytes.get(at)?, like) {
+            (b'"', Value::Str(like)) => {
+                let end = self.flat_string_end(at + 1)?;
+                let text = &self.text[at + 1..end];
+                let s = if super::intern::same_text(text.as_bytes(), like.as_bytes()) {
+                    like
+                } else {
+                    self.interner.str(text)
+                };
+                Some((Value::Str(s), end + 1))
+            }
+            (b'[', Value::Vector(like)) if vectors > 0 => {
+                self.flat_vector(at, Some(like), vectors - 1)
+            }
+            _ => self.flat_value(at, vectors),
+        }
+    }
+
+    /// Where the value at `at` ends if it is `like`, as [`Reader::flat_value`]
+    /// would read it (nested at most `vectors` deep): checked without
+    /// building anything, so a completion that repeats its invocation's
+    /// value costs no allocation and no reference count.
+    fn flat_equals(&mut self, at: usize, like: &Value, vectors: u8) -> Option<usize> {
+        let bytes = self.bytes;
+        match (like, *bytes.get(at)?) {
+            (Value::Str(s), b'"') => {
+                let s = s.as_bytes();
+                let end = at + 1 + s.len();
+                let plain = |b: &u8| *b != b'"' && *b != b'\\' && *b != b'\n' && *b < 0x80;
+                (bytes.get(at + 1..end)? == s
+                    && bytes.get(end) == Some(&b'"')
+                    && s.iter().all(plain))
+                .then_some(end + 1)
+            }
+            (Value::Vector(items), b'[') if vectors > 0 => {
+                let mut at = at + 1;
+                for item in items.iter() {
+                    at = skip_spaces(bytes, at);
+                    at = self.flat_equals(at, item, vectors - 1)?;
+                }
+                at = skip_spaces(bytes, at);
+                (bytes.get(at) == Some(&b']')).then_some(at + 1)
+            }
+            (Value::Str(_) | Value::Vector(_), _) | (_, b'"' | b'[') => None,
+            (like, _) => match self.flat_value(at, 0)? {
+                (value, end) if value == *like => Some(end),
+                _ => None,
+            },
+        }
+    }
+
+    /// Where the plain string whose text starts at `from` ends (at its
+    /// closing quote); `None` for an escape, a newline or a non-ASCII byte.
+    #[inline]
+    fn flat_string_end(&self, from: usize) -> Option<usize> {
+        let bytes = self.bytes;
+        let mut end = from;
+        loop {
+            match *bytes.get(end)? {
+                b'"' => return Some(end),
+                b'\\' | b'\n' => return None,
+                b if b >= 0x80 => return None,
+                _ => end += 1,
+            }
+        }
     }
 
     /// A keyword at `at` (`:` then a token of plain ASCII characters), and
@@ -903,27 +1048,18 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A value at `at` (an atom, or with `vectors` a vector of atoms), and
-    /// the position after it.
-    fn flat_value(&mut self, at: usize, vectors: bool) -> Option<(Value, usize)> {
+    /// A value at `at`, and the position after it: an atom, or a vector
+    /// nested at most `vectors` deep (`["k" ["v1" "v2"]]` is 2 deep).
+    fn flat_value(&mut self, at: usize, vectors: u8) -> Option<(Value, usize)> {
         let bytes = self.bytes;
         match *bytes.get(at)? {
             b':' => self.flat_keyword(at),
             b'"' => {
-                let from = at + 1;
-                let mut end = from;
-                loop {
-                    match *bytes.get(end)? {
-                        b'"' => break,
-                        b'\\' | b'\n' => return None,
-                        b if b >= 0x80 => return None,
-                        _ => end += 1,
-                    }
-                }
-                let text = &self.text[from..end];
+                let end = self.flat_string_end(at + 1)?;
+                let text = &self.text[at + 1..end];
                 Some((Value::Str(self.interner.str(text)), end + 1))
             }
-            b'[' if vectors => self.flat_vector(at),
+            b'[' if vectors > 0 => self.flat_vector(at, None, vectors - 1),
             b'0'..=b'9' | b'-' | b'+' | b'a'..=b'z' | b'A'..=b'Z' => {
                 let end = self.flat_token_end(at)?;
                 let token = &self.text[at..end];
@@ -946,27 +1082,52 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A vector of atoms at `at` (`[`), and the position after it.
-    fn flat_vector(&mut self, at: usize) -> Option<(Value, usize)> {
-        let mut items = std::mem::take(&mut self.items);
+    /// A vector at `at` (`[`) whose items are atoms or vectors nested at
+    /// most `inner` deep, and the position after it; with `like`, its
+    /// equal strings and vectors, or all of it if equal, are taken from `like`.
+    fn flat_vector(
+        &mut self,
+        at: usize,
+        like: Option<Arc<[Value]>>,
+        inner: u8,
+    ) -> Option<(Value, usize)> {
+        // Two buffers: one for a vector, one for the vectors inside it.
+        let buffer = usize::from(inner == 0);
+        let mut items = std::mem::take(&mut self.items[buffer]);
         items.clear();
         let mut at = at + 1;
+        let mut all_like = like.is_some();
         let result = loop {
             at = skip_spaces(self.bytes, at);
             if self.bytes.get(at) == Some(&b']') {
                 break Some(at + 1);
             }
-            match self.flat_value(at, false) {
+            let read = match like.as_ref().and_then(|l| l.get(items.len())) {
+                Some(l) => self.flat_value_like(at, l.clone(), inner),
+                None => self.flat_value(at, inner),
+            };
+            match read {
                 Some((value, after)) => {
+                    all_like = all_like
+                        && like
+                            .as_ref()
+                            .and_then(|l| l.get(items.len()))
+                            .is_some_and(|l| same_item(l, &value));
                     items.push(value);
                     at = after;
                 }
                 None => break None,
             }
         };
-        let value = result.map(|end| (Value::Vector(self.interner.vector_of(&items)), end));
+        let value = result.map(|end| {
+            let vector = match like {
+                Some(like) if all_like && like.len() == items.len() => like,
+                _ => self.interner.vector_of(&items),
+            };
+            (Value::Vector(vector), end)
+        });
         items.clear();
-        self.items = items;
+        self.items[buffer] = items;
         value
     }
 
@@ -1259,9 +1420,16 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let lines = [
             "{:index 0, :time 1000, :process 142, :type :invoke, :f :put, :value [\"k307\" \"v1\"]}",
+            "{:index 1, :time 1001, :process 142, :type :ok, :f :put, :value [\"k307\" \"v1\"]}",
+            "{:process 142, :type :ok, :f :put, :value [\"k307\" \"v2\" 3]}",
+            "{:process 142, :type :invoke, :f :append, :value \"k307\"}",
+            "{:process 142, :type :info, :f :append, :value \"k307\"}",
             "{:process 3, :type :ok, :f :get, :value [\"k1\" nil], :node \"127.0.0.1:8001\"}",
             "{:process :nemesis, :type :info, :f :start-pause, :value nil}",
             "{:process 1 :type :ok :f :cas :value [\"k\" [1 2]]}",
+            "{:process 142, :type :invoke, :f :cas, :value [\"k307\" [\"v1\" \"v2\"]]}",
+            "{:process 142, :type :ok, :f :cas, :value [\"k307\" [\"v1\" \"v2\"]]}",
+            "{:process 142, :type :fail, :f :cas, :value [\"k307\" [\"v1\" nil [[3]]]]}",
             "{:time -5, :process 0, :type :fail, :f :read, :value 12N, :x 1.5, :y true, :z sym}",
             "{:a [], :b [:k 007 -3 +4 \"\"], :c #inst \"t\"}",
             "{:v \"caf\u{e9}\", :w \"a\\\"b\"}",

@@ -248,10 +248,16 @@ const CACHE_SLOTS: usize = 1 << 15;
 /// Each slot keeps its value's full hash next to it: a new value (most
 /// values of a big history are new) is told from the slot's old one by the
 /// hash, without reading the old value's memory (long out of the cache).
+///
+/// It also keeps the value of each client process's last invocation, which
+/// the op's completion mostly repeats: the reader compares the completion's
+/// text with it and shares it without any lookup.
 #[derive(Default)]
 pub struct Interner {
     strings: Vec<(u64, Option<Str>)>,
     vectors: Vec<(u64, Option<Arc<[Value]>>)>,
+    /// By process number: the value of its last invocation not yet taken.
+    invocations: Vec<Value>,
 }
 
 fn slot(hash: u64) -> usize {
@@ -262,6 +268,23 @@ fn slot(hash: u64) -> usize {
 }
 
 impl Interner {
+    /// Remembers the value of an invocation by `process`.
+    pub fn remember_invocation(&mut self, process: usize, value: Value) {
+        if self.invocations.len() <= process {
+            self.invocations.resize(process + 1, Value::Nil);
+        }
+        self.invocations[process] = value;
+    }
+
+    /// The value of the last invocation of `process` remembered and not
+    /// yet taken (`nil` if none).
+    pub fn take_invocation(&mut self, process: usize) -> Value {
+        self.invocations
+            .get_mut(process)
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
     /// The shared copy of `text`.
     pub fn str(&mut self, text: &str) -> Str {
         if text.len() > MAX_INTERNED_LEN {

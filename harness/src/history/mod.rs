@@ -9,9 +9,12 @@
 //! ```
 //!
 //! API in short:
-//! - build: [`Op::invoke`], [`Op::complete`], [`Op::nemesis`] (or the struct
-//!   fields directly), [`Op::at`] for `:time`, [`Op::with_extra`] for fields
-//!   like `:node` or `:error`; push into [`History::ops`] (or
+//! - build: [`Op::invoke`], [`Op::complete`], [`Op::nemesis`], [`Op::new`]
+//!   (then the public fields `value`, `f`, `kind` and the setters
+//!   [`Op::set_index`], [`Op::set_time`], [`Op::set_process`]), [`Op::at`]
+//!   for `:time`, [`Op::with_extra`] for fields like `:node` or `:error`;
+//!   read `:index`, `:time` and `:process` with [`Op::index`], [`Op::time`],
+//!   [`Op::process`]; push into [`History::ops`] (or
 //!   [`History::push`], which fills `:index`). Values convert from `i64`,
 //!   `&str`, `String`, `bool`, `Option<T>` and `Vec<T>` (see [`Value`]).
 //! - write: [`Op::to_edn`] gives one line (stream it as the run goes), or
@@ -115,25 +118,73 @@ impl fmt::Display for OpType {
 }
 
 /// One event of a history.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Compact (72 bytes, issue 17: a million-op history holds two million of
+/// them): `:index`, `:time` and `:process` are read through accessors
+/// ([`Op::index`], [`Op::time`], [`Op::process`]) and stored without their
+/// `Option`/enum tags, and what few ops have (a named process such as
+/// `:nemesis`, extra fields) lives behind one pointer.
+#[derive(Clone)]
 pub struct Op {
-    /// `:index`, the position Jepsen gave the event (optional on input).
-    pub index: Option<u64>,
-    /// `:time`, nanoseconds since the test start (optional on input).
-    pub time: Option<i64>,
-    pub process: Process,
-    /// `:type`.
-    pub kind: OpType,
+    /// `:value` (`nil` when absent).
+    pub value: Value,
     /// `:f`, the operation name without the colon: `"read"`, `"write"`, `"cas"`,
     /// `"get"`, `"put"`, `"append"`, `"delete"`, or nemesis ones like
     /// `"start-pause"` (compare with `op.f == "read"`).
     pub f: Name,
-    /// `:value` (`nil` when absent).
-    pub value: Value,
-    /// Every other key of the op map, by keyword name (`:node` → `"node"`),
-    /// written back after the standard keys in name order. Entries whose key is
-    /// not a keyword are kept with the key written as EDN text.
-    pub extra: Extra,
+    /// `:index`, meaningful when `present` has [`HAS_INDEX`].
+    index: u64,
+    /// `:time`, meaningful when `present` has [`HAS_TIME`].
+    time: i64,
+    /// The client process number, when `rare` names no process.
+    client: i64,
+    /// A named process and the extra fields, when the op has either.
+    rare: Option<Box<Rare>>,
+    /// `:type`.
+    pub kind: OpType,
+    /// Which of `index` and `time` are set.
+    present: u8,
+}
+
+/// Bits of [`Op`]'s `present`.
+const HAS_INDEX: u8 = 1;
+const HAS_TIME: u8 = 2;
+
+/// The parts of an op most ops do not have.
+#[derive(Clone, Default)]
+struct Rare {
+    /// A process that is not a client (`:nemesis`).
+    process: Option<Name>,
+    extra: Extra,
+}
+
+/// The extra fields of an op without any.
+static NO_EXTRA: Extra = Extra(None);
+
+impl PartialEq for Op {
+    fn eq(&self, other: &Op) -> bool {
+        self.index() == other.index()
+            && self.time() == other.time()
+            && self.process() == other.process()
+            && self.kind == other.kind
+            && self.f == other.f
+            && self.value == other.value
+            && self.extra() == other.extra()
+    }
+}
+
+impl fmt::Debug for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Op")
+            .field("index", &self.index())
+            .field("time", &self.time())
+            .field("process", &self.process())
+            .field("kind", &self.kind)
+            .field("f", &self.f)
+            .field("value", &self.value)
+            .field("extra", self.extra())
+            .finish()
+    }
 }
 
 /// The extra fields of an op, sorted by name: one pointer, to a small
@@ -215,53 +266,116 @@ impl<'a> IntoIterator for &'a Extra {
 impl Op {
     /// An `:invoke` event (no index or time yet).
     pub fn invoke(process: i64, f: impl Into<Name>, value: impl Into<Value>) -> Op {
-        Op {
-            index: None,
-            time: None,
-            process: Process::Client(process),
-            kind: OpType::Invoke,
-            f: f.into(),
-            value: value.into(),
-            extra: Extra::new(),
-        }
+        Op::new(
+            Process::Client(process),
+            OpType::Invoke,
+            f.into(),
+            value.into(),
+        )
+    }
+
+    /// An event of `process` (no index, time or extra fields).
+    pub fn new(process: Process, kind: OpType, f: Name, value: Value) -> Op {
+        let mut op = Op {
+            value,
+            f,
+            index: 0,
+            time: 0,
+            client: 0,
+            rare: None,
+            kind,
+            present: 0,
+        };
+        op.set_process(process);
+        op
     }
 
     /// A nemesis event, e.g. `Op::nemesis(OpType::Info, "start-pause", Value::Nil)`.
     pub fn nemesis(kind: OpType, f: impl Into<Name>, value: impl Into<Value>) -> Op {
-        Op {
-            index: None,
-            time: None,
-            process: Process::nemesis(),
-            kind,
-            f: f.into(),
-            value: value.into(),
-            extra: Extra::new(),
-        }
+        Op::new(Process::nemesis(), kind, f.into(), value.into())
     }
 
     /// The completion of `self` (an invoke) with the given type and value.
     pub fn complete(&self, kind: OpType, value: impl Into<Value>) -> Op {
-        Op {
-            index: None,
-            time: None,
-            process: self.process,
-            kind,
-            f: self.f,
-            value: value.into(),
-            extra: Extra::new(),
-        }
+        Op::new(self.process(), kind, self.f, value.into())
     }
 
     /// Sets `:time` (nanoseconds since the test start).
     pub fn at(mut self, time_ns: i64) -> Op {
-        self.time = Some(time_ns);
+        self.set_time(Some(time_ns));
         self
     }
 
     /// Adds an extra field, e.g. `.with_extra("node", "127.0.0.1:8001")`.
     pub fn with_extra(mut self, key: impl Into<Name>, value: impl Into<Value>) -> Op {
-        self.extra.insert(key.into(), value.into());
+        self.extra_mut().insert(key.into(), value.into());
         self
+    }
+
+    /// `:index`, the position Jepsen gave the event (optional on input).
+    pub fn index(&self) -> Option<u64> {
+        (self.present & HAS_INDEX != 0).then_some(self.index)
+    }
+
+    pub fn set_index(&mut self, index: Option<u64>) {
+        self.index = index.unwrap_or(0);
+        self.present = (self.present & !HAS_INDEX) | if index.is_some() { HAS_INDEX } else { 0 };
+    }
+
+    /// `:time`, nanoseconds since the test start (optional on input).
+    pub fn time(&self) -> Option<i64> {
+        (self.present & HAS_TIME != 0).then_some(self.time)
+    }
+
+    pub fn set_time(&mut self, time: Option<i64>) {
+        self.time = time.unwrap_or(0);
+        self.present = (self.present & !HAS_TIME) | if time.is_some() { HAS_TIME } else { 0 };
+    }
+
+    /// `:process`.
+    pub fn process(&self) -> Process {
+        match self.rare.as_ref().and_then(|r| r.process) {
+            Some(name) => Process::Named(name),
+            None => Process::Client(self.client),
+        }
+    }
+
+    /// The client process number, `None` for a named process (`:nemesis`).
+    pub fn client(&self) -> Option<i64> {
+        match &self.rare {
+            Some(rare) if rare.process.is_some() => None,
+            _ => Some(self.client),
+        }
+    }
+
+    pub fn set_process(&mut self, process: Process) {
+        match process {
+            Process::Client(p) => {
+                self.client = p;
+                if let Some(rare) = &mut self.rare {
+                    rare.process = None;
+                    if rare.extra.is_empty() {
+                        self.rare = None;
+                    }
+                }
+            }
+            Process::Named(name) => {
+                self.client = 0;
+                self.rare.get_or_insert_with(Default::default).process = Some(name);
+            }
+        }
+    }
+
+    /// Every other key of the op map, by keyword name (`:node` → `"node"`),
+    /// written back after the standard keys in name order. Entries whose key is
+    /// not a keyword are kept with the key written as EDN text.
+    pub fn extra(&self) -> &Extra {
+        self.rare.as_ref().map_or(&NO_EXTRA, |r| &r.extra)
+    }
+
+    /// The extra fields, to change them.
+    pub fn extra_mut(&mut self) -> &mut Extra {
+        &mut self.rare.get_or_insert_with(Default::default).extra
     }
 
     /// Writes the op as one EDN map, without a newline:
@@ -433,36 +547,34 @@ impl OpFields {
             .ok_or("the op has no :type (expected :invoke, :ok, :fail or :info)")?;
         let process = self.process.ok_or("the op has no :process")?;
         let f = self.f.ok_or("the op has no :f")?;
-        Ok(Op {
-            index: self.index,
-            time: self.time,
-            process,
-            kind,
-            f,
-            value: self.value,
-            extra: self.extra,
-        })
+        let mut op = Op::new(process, kind, f, self.value);
+        op.set_index(self.index);
+        op.set_time(self.time);
+        if !self.extra.is_empty() {
+            *op.extra_mut() = self.extra;
+        }
+        Ok(op)
     }
 }
 
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("{")?;
-        if let Some(i) = self.index {
+        if let Some(i) = self.index() {
             write!(f, ":index {i}, ")?;
         }
-        if let Some(t) = self.time {
+        if let Some(t) = self.time() {
             write!(f, ":time {t}, ")?;
         }
         write!(
             f,
             ":process {}, :type {}, :f :{}, :value {}",
-            self.process.to_value(),
+            self.process().to_value(),
             self.kind,
             self.f,
             self.value
         )?;
-        for (k, v) in &self.extra {
+        for (k, v) in self.extra() {
             // Keys that were not keywords were stored as their EDN text.
             let key_is_edn_text = k.starts_with(['"', '[', '{', '#']) || k.parse::<i64>().is_ok();
             if key_is_edn_text {
@@ -513,8 +625,8 @@ impl History {
 
     /// Appends an op, setting `:index` to its position when it has none.
     pub fn push(&mut self, mut op: Op) {
-        if op.index.is_none() {
-            op.index = Some(self.ops.len() as u64);
+        if op.index().is_none() {
+            op.set_index(Some(self.ops.len() as u64));
         }
         self.ops.push(op);
     }
@@ -773,10 +885,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(by_line.ops, as_vector.ops);
-        assert_eq!(by_line.ops[0].time, Some(5));
+        assert_eq!(by_line.ops[0].time(), Some(5));
         assert_eq!(by_line.ops[1].kind, OpType::Ok);
         assert_eq!(
-            by_line.ops[1].extra.get("extra-key"),
+            by_line.ops[1].extra().get("extra-key"),
             Some(&Value::from(vec![1i64, 2]))
         );
     }
@@ -787,9 +899,53 @@ mod tests {
                     {:index 1, :time 20, :process 3, :type :invoke, :f :put, :value [\"k\" \"v\"], :node \"127.0.0.1:8001\"}\n\
                     {:index 2, :time 30, :process 3, :type :info, :f :put, :value [\"k\" \"v\"], :error \"deadline exceeded\", :node \"127.0.0.1:8001\"}\n";
         let h = History::parse(text).unwrap();
-        assert_eq!(h.ops[0].process, Process::nemesis());
+        assert_eq!(h.ops[0].process(), Process::nemesis());
         assert_eq!(h.to_edn_string(), text);
         assert_eq!(History::parse(&h.to_edn_string()).unwrap().ops, h.ops);
+    }
+
+    #[test]
+    fn an_op_is_compact_and_keeps_every_field() {
+        assert_eq!(std::mem::size_of::<Op>(), 72);
+        let mut op = Op::invoke(-7, "read", Value::Nil);
+        assert_eq!(
+            (op.index(), op.time(), op.process()),
+            (None, None, Process::Client(-7))
+        );
+        op.set_index(Some(u64::MAX));
+        op.set_time(Some(i64::MIN));
+        op.set_process(Process::nemesis());
+        assert_eq!(op.client(), None);
+        op.extra_mut().insert("node", Value::from("n1"));
+        assert_eq!((op.index(), op.time()), (Some(u64::MAX), Some(i64::MIN)));
+        assert_eq!(op.process(), Process::nemesis());
+        op.set_process(Process::Client(3));
+        assert_eq!((op.process(), op.client()), (Process::Client(3), Some(3)));
+        assert_eq!(op.extra().get("node"), Some(&Value::from("n1")));
+        op.extra_mut().remove("node");
+        let mut same = Op::invoke(3, "read", Value::Nil).at(i64::MIN);
+        same.set_index(Some(u64::MAX));
+        assert_eq!(op, same);
+        op.set_time(None);
+        op.set_index(None);
+        assert_eq!(op, Op::invoke(3, "read", Value::Nil));
+    }
+
+    #[test]
+    fn a_completion_shares_its_invocation_value_however_far_apart() {
+        // Far more distinct values in between than the interner's cache holds.
+        let mut text = String::from("{:process 0, :type :invoke, :f :put, :value [\"k\" \"v\"]}\n");
+        for i in 1..100_000 {
+            text.push_str(&format!(
+                "{{:process {i}, :type :invoke, :f :put, :value [\"k{i}\" \"v{i}\"]}}\n"
+            ));
+        }
+        text.push_str("{:process 0, :type :ok, :f :put, :value [\"k\" \"v\"]}\n");
+        let h = History::parse(&text).unwrap();
+        let (Value::Vector(a), Value::Vector(b)) = (&h.ops[0].value, &h.ops[100_000].value) else {
+            panic!("vectors expected");
+        };
+        assert!(std::sync::Arc::ptr_eq(a, b));
     }
 
     #[test]

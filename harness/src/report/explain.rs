@@ -187,7 +187,7 @@ impl<'h> Ctx<'_, 'h> {
 
     /// "5.450 s" from `:time`, else "line 12".
     fn when(&self, pos: usize) -> String {
-        match self.history.ops[pos].time {
+        match self.history.ops[pos].time() {
             Some(t) => format!("{:.3} s", t as f64 / 1e9),
             None => format!("line {}", self.history.line_of(pos)),
         }
@@ -197,8 +197,8 @@ impl<'h> Ctx<'_, 'h> {
     fn via(&self, op: &ClientOp<'_>) -> String {
         let node = op
             .complete
-            .and_then(|c| self.history.ops[c].extra.get("node"))
-            .or_else(|| self.history.ops[op.invoke].extra.get("node"));
+            .and_then(|c| self.history.ops[c].extra().get("node"))
+            .or_else(|| self.history.ops[op.invoke].extra().get("node"));
         match node {
             Some(Value::Str(s)) => format!(" via {s}"),
             Some(v) => format!(" via {v}"),

@@ -14,7 +14,7 @@ pub fn time_ns(history: &History, pos: usize) -> u64 {
     history
         .ops
         .get(pos)
-        .and_then(|o| o.time)
+        .and_then(|o| o.time())
         .unwrap_or(0)
         .max(0) as u64
 }
@@ -247,7 +247,7 @@ pub fn corruptions(history: &History) -> Option<Corruptions> {
     let mut c = Corruptions::default();
     let mut any = false;
     let ops = history.ops.iter().filter(|o| o.f == "corrupt");
-    for op in ops.filter(|o| o.process == crate::history::Process::nemesis()) {
+    for op in ops.filter(|o| o.process() == crate::history::Process::nemesis()) {
         any = true;
         let details = op.value.as_vector().unwrap_or_default();
         for outcome in details

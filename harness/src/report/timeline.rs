@@ -106,12 +106,12 @@ pub fn render(history: &History, violation: &Violation) -> String {
 
     // Time axis.
     let use_time = shown.iter().all(|op| {
-        history.ops[op.invoke].time.is_some()
-            && op.complete.is_none_or(|c| history.ops[c].time.is_some())
+        history.ops[op.invoke].time().is_some()
+            && op.complete.is_none_or(|c| history.ops[c].time().is_some())
     });
     let t = |pos: usize| -> f64 {
         if use_time {
-            history.ops[pos].time.unwrap_or(0) as f64
+            history.ops[pos].time().unwrap_or(0) as f64
         } else {
             pos as f64
         }
@@ -569,7 +569,7 @@ fn fault_nodes(value: &Value) -> Vec<String> {
 fn fault_windows(history: &History, lo: usize, hi: usize) -> Vec<FaultWindow> {
     let mut windows: Vec<FaultWindow> = Vec::new();
     for (pos, op) in history.ops.iter().enumerate() {
-        if op.process != Process::nemesis() {
+        if op.process() != Process::nemesis() {
             continue;
         }
         let nodes = fault_nodes(&op.value);
@@ -600,8 +600,8 @@ fn fault_windows(history: &History, lo: usize, hi: usize) -> Vec<FaultWindow> {
 /// The node that served a client op (`:node` of its completion, else of its invocation).
 fn node_of(history: &History, op: &ClientOp<'_>) -> Option<String> {
     op.complete
-        .and_then(|c| history.ops[c].extra.get("node"))
-        .or_else(|| history.ops[op.invoke].extra.get("node"))
+        .and_then(|c| history.ops[c].extra().get("node"))
+        .or_else(|| history.ops[op.invoke].extra().get("node"))
         .map(|n| match n {
             Value::Str(s) => s.to_string(),
             other => other.to_string(),
@@ -619,7 +619,7 @@ fn fault_colour(kind: &str) -> usize {
 }
 
 fn describe_time(history: &History, pos: usize, use_time: bool) -> String {
-    match history.ops[pos].time {
+    match history.ops[pos].time() {
         Some(t) if use_time => format!("{:.3} s", t as f64 / 1e9),
         _ => format!("line {}", history.line_of(pos)),
     }

@@ -478,7 +478,12 @@ impl Test<'_> {
             let ops = client_ops(history);
             // The end of the history (the final reads), not "now": the check
             // may have taken long.
-            let end = history.ops.last().and_then(|o| o.time).unwrap_or(0).max(0) as u64;
+            let end = history
+                .ops
+                .last()
+                .and_then(|o| o.time())
+                .unwrap_or(0)
+                .max(0) as u64;
             let end = end.max(client_phase_end);
             let latency = plots::latency_svg(
                 &dir.join("latency.svg"),
