@@ -274,10 +274,10 @@ pub fn corrupt_one_read_to_nil(history: &mut History, seed: u64) -> Option<usize
     for (pos, op) in history.ops.iter().enumerate() {
         match op.kind {
             OpType::Invoke => {
-                open.insert(op.process, pos);
+                open.insert(op.process(), pos);
             }
             OpType::Ok | OpType::Info | OpType::Fail => {
-                let Some(call) = open.remove(&op.process) else {
+                let Some(call) = open.remove(&op.process()) else {
                     continue;
                 };
                 let inv = &history.ops[call];

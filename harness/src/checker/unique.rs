@@ -1080,7 +1080,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                 UniqueOp::Write(NIL) => false,
                 _ => continue,
             };
-            if self.ops[i].ret.is_none() {
+            if self.ops[i].ret().is_none() {
                 continue;
             }
             let (lo, hi) = (call(&self.ops[i]), last_slot(i));
