@@ -1042,6 +1042,41 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             let n = by_start.partition_point(|e| e.0 < c);
             n.checked_sub(1).map(|i| latest_exit[i])
         };
+        // 5 (forced): the first `reach[k]` blocks by S - 1 are the closure
+        // of the first `k` under "S_Z - 1 < X_W for some W in the set"; the
+        // second largest X so far (of another block) for leaving one out.
+        let count = |t: i64| by_start.partition_point(|e| e.0 < t);
+        let mut reach: Vec<usize> = (0..=by_start.len()).collect();
+        for k in (1..=by_start.len()).rev() {
+            let grown = count(latest_exit[k - 1].0).max(k);
+            if grown > k {
+                reach[k] = reach[grown];
+            }
+        }
+        let (mut first, mut second) = ((i64::MIN, usize::MAX), (i64::MIN, usize::MAX));
+        let second_exit: Vec<(i64, usize)> = by_start
+            .iter()
+            .map(|&(_, x, j)| {
+                if x > first.0 {
+                    second = first;
+                    first = (x, j);
+                } else if x > second.0 {
+                    second = (x, j);
+                }
+                second
+            })
+            .collect();
+        // The largest X (and its block) among the blocks other than `own`
+        // whose heads are forced before `y`: those with S - 1 below `y`'s
+        // call or (for a head) below its block's exit, closed as above.
+        let forced = |c: i64, own: Option<usize>| -> Option<(i64, usize)> {
+            let t = own.map_or(c, |j| c.max(blocks[j].exit.0));
+            let i = reach[count(t)].checked_sub(1)?;
+            match latest_exit[i] {
+                (_, j) if Some(j) == own => Some(second_exit[i]).filter(|s| s.1 != usize::MAX),
+                best => Some(best),
+            }
+        };
         let last_slot = |i: usize| ret(&self.ops[i]).saturating_sub(1);
         // Deletes (and the initial nil) as (call, last slot, op).
         let mut deletes: Vec<(i64, i64, usize)> = (0..self.ops.len())
@@ -1100,24 +1135,26 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                 ));
             }
             if is_read {
-                if let Some(d) = self.no_source(i, lo, hi, &before, &source, &name, blocks) {
+                let forced = |c: i64| forced(c, None);
+                if let Some(d) = self.no_source(i, lo, hi, &forced, &source, &name, blocks) {
                     return Some(d);
                 }
-                let m = before(lo).map_or(i64::MIN, |(x, _)| x);
+                let m = forced(lo).map_or(i64::MIN, |(x, _)| x);
                 reads.push((lo, hi, m, i));
             }
         }
         // 2 and 3 for the heads that need nil.
         let mut heads: Vec<(i64, i64, usize)> = Vec::new();
-        for b in blocks {
+        for (own, b) in blocks.iter().enumerate() {
             if b.head == INIT || !self.nil_heads[b.head] {
                 continue;
             }
             let (lo, hi) = (call(&self.ops[b.head]), b.deadline.0 - 1);
-            if let Some(d) = self.no_source(b.head, lo, hi, &before, &source, &name, blocks) {
+            let forced = |c: i64| forced(c, Some(own));
+            if let Some(d) = self.no_source(b.head, lo, hi, &forced, &source, &name, blocks) {
                 return Some(d);
             }
-            let m = before(lo).map_or(i64::MIN, |(x, _)| x);
+            let m = forced(lo).map_or(i64::MIN, |(x, _)| x);
             heads.push((hi, m, b.head));
         }
         heads.sort_unstable();
@@ -1215,7 +1252,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                     y,
                     vec![blocks[j].head],
                     format!(
-                        "{what}, but {} took effect before this op was invoked, {tail}",
+                        "{what}, but {} must take effect before this op (by real time and the other blocks), {tail}",
                         name(j)
                     ),
                 ))
