@@ -1008,6 +1008,27 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
     ///    them in it (`h_R >= call(R)`), so after matching them as in 3,
     ///    some delete not taken with `call <= h_R` and `return - 1 >= m_R`
     ///    must be left (reads do not take deletes: they can share one).
+    /// 5. **Forced before** (deletes7; sharpens `m` in 2-4). Two blocks'
+    ///    spans do not interleave (a head inside another span is a change
+    ///    inside it). So if `S_Z - 1 < X_W` for blocks `Z != W`, `Z`'s head
+    ///    (point `<= S_Z - 1`) comes before `W`'s last element (point `>=
+    ///    X_W`), hence before `W`'s head, and `Z` lies wholly before `W`.
+    ///    The blocks whose heads certainly come before `Y` are then not
+    ///    only those with `S_Z - 1 < call(Y)`, but (for a head `Y`) those
+    ///    with `S_Z - 1 < X` of `Y`'s own block, and, closing the set, those
+    ///    with `S_Z - 1 < X_W` for any `W` already in it. Each lies wholly
+    ///    before `Y`'s source as in 2, so `m_Y` is the largest `X_Z` over
+    ///    that set (leaving out `Y`'s own block). Sorting the blocks by
+    ///    `S - 1` makes the set a prefix; the prefix each prefix closes to
+    ///    is computed once, from the longest down.
+    /// 6. **Forced after** (deletes7; sharpens `h` in 2-4). Dually, if
+    ///    `h_Y < X_W` for a block `W` (not `Y`'s own), `Y`'s point comes
+    ///    before `W`'s last element, so (not inside `W`'s span) before
+    ///    `W`'s head: `p(Y) <= S_W - 1`. Closing as in 5 (then `h_Z < X_W`
+    ///    with `h_Z = S_Z - 1` for each `Z` already forced after `Y`), `h_Y`
+    ///    becomes the least `S - 1` over the set, an upper bound of `p(Y)`
+    ///    as 2-4 need (`Y`'s own block has `S - 1 = h_Y`: including it
+    ///    changes nothing).
     ///
     /// Checked against the brute force on random histories
     /// (`tests/brute_force.rs`).
@@ -1077,6 +1098,35 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                 best => Some(best),
             }
         };
+        // 6 (forced after): by X, largest first, the smallest S - 1 so far;
+        // the first `reach_after[k]` are the closure of the first `k` under
+        // "X_W > S_Z - 1 for some Z in the set".
+        let mut by_exit: Vec<(i64, i64)> = by_start.iter().map(|&(s, x, _)| (x, s)).collect();
+        by_exit.sort_unstable_by(|a, b| b.cmp(a));
+        let mut low = i64::MAX;
+        let earliest_start: Vec<i64> = by_exit
+            .iter()
+            .map(|&(_, s)| {
+                low = low.min(s);
+                low
+            })
+            .collect();
+        let count_after = |h: i64| by_exit.partition_point(|e| e.0 > h);
+        let mut reach_after: Vec<usize> = (0..=by_exit.len()).collect();
+        for k in (1..=by_exit.len()).rev() {
+            let grown = count_after(earliest_start[k - 1]).max(k);
+            if grown > k {
+                reach_after[k] = reach_after[grown];
+            }
+        }
+        // The latest slot of an op with last slot `h` that no block's
+        // change may follow inside its span: before the head of every block
+        // forced after it.
+        let latest_point = |h: i64| -> i64 {
+            reach_after[count_after(h)]
+                .checked_sub(1)
+                .map_or(h, |i| h.min(earliest_start[i]))
+        };
         let last_slot = |i: usize| ret(&self.ops[i]).saturating_sub(1);
         // Deletes (and the initial nil) as (call, last slot, op).
         let mut deletes: Vec<(i64, i64, usize)> = (0..self.ops.len())
@@ -1135,6 +1185,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                 ));
             }
             if is_read {
+                let hi = latest_point(hi);
                 let forced = |c: i64| forced(c, None);
                 if let Some(d) = self.no_source(i, lo, hi, &forced, &source, &name, blocks) {
                     return Some(d);
@@ -1149,7 +1200,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             if b.head == INIT || !self.nil_heads[b.head] {
                 continue;
             }
-            let (lo, hi) = (call(&self.ops[b.head]), b.deadline.0 - 1);
+            let (lo, hi) = (call(&self.ops[b.head]), latest_point(b.deadline.0 - 1));
             let forced = |c: i64| forced(c, Some(own));
             if let Some(d) = self.no_source(b.head, lo, hi, &forced, &source, &name, blocks) {
                 return Some(d);
