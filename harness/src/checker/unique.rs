@@ -1008,6 +1008,27 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
     ///    them in it (`h_R >= call(R)`), so after matching them as in 3,
     ///    some delete not taken with `call <= h_R` and `return - 1 >= m_R`
     ///    must be left (reads do not take deletes: they can share one).
+    /// 5. **Forced before** (deletes7; sharpens `m` in 2-4). Two blocks'
+    ///    spans do not interleave (a head inside another span is a change
+    ///    inside it). So if `S_Z - 1 < X_W` for blocks `Z != W`, `Z`'s head
+    ///    (point `<= S_Z - 1`) comes before `W`'s last element (point `>=
+    ///    X_W`), hence before `W`'s head, and `Z` lies wholly before `W`.
+    ///    The blocks whose heads certainly come before `Y` are then not
+    ///    only those with `S_Z - 1 < call(Y)`, but (for a head `Y`) those
+    ///    with `S_Z - 1 < X` of `Y`'s own block, and, closing the set, those
+    ///    with `S_Z - 1 < X_W` for any `W` already in it. Each lies wholly
+    ///    before `Y`'s source as in 2, so `m_Y` is the largest `X_Z` over
+    ///    that set (leaving out `Y`'s own block). Sorting the blocks by
+    ///    `S - 1` makes the set a prefix; the prefix each prefix closes to
+    ///    is computed once, from the longest down.
+    /// 6. **Forced after** (deletes7; sharpens `h` in 2-4). Dually, if
+    ///    `h_Y < X_W` for a block `W` (not `Y`'s own), `Y`'s point comes
+    ///    before `W`'s last element, so (not inside `W`'s span) before
+    ///    `W`'s head: `p(Y) <= S_W - 1`. Closing as in 5 (then `h_Z < X_W`
+    ///    with `h_Z = S_Z - 1` for each `Z` already forced after `Y`), `h_Y`
+    ///    becomes the least `S - 1` over the set, an upper bound of `p(Y)`
+    ///    as 2-4 need (`Y`'s own block has `S - 1 = h_Y`: including it
+    ///    changes nothing).
     ///
     /// Checked against the brute force on random histories
     /// (`tests/brute_force.rs`).
@@ -1041,6 +1062,70 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
         let before = |c: i64| -> Option<(i64, usize)> {
             let n = by_start.partition_point(|e| e.0 < c);
             n.checked_sub(1).map(|i| latest_exit[i])
+        };
+        // 5 (forced): the first `reach[k]` blocks by S - 1 are the closure
+        // of the first `k` under "S_Z - 1 < X_W for some W in the set"; the
+        // second largest X so far (of another block) for leaving one out.
+        let count = |t: i64| by_start.partition_point(|e| e.0 < t);
+        let mut reach: Vec<usize> = (0..=by_start.len()).collect();
+        for k in (1..=by_start.len()).rev() {
+            let grown = count(latest_exit[k - 1].0).max(k);
+            if grown > k {
+                reach[k] = reach[grown];
+            }
+        }
+        let (mut first, mut second) = ((i64::MIN, usize::MAX), (i64::MIN, usize::MAX));
+        let second_exit: Vec<(i64, usize)> = by_start
+            .iter()
+            .map(|&(_, x, j)| {
+                if x > first.0 {
+                    second = first;
+                    first = (x, j);
+                } else if x > second.0 {
+                    second = (x, j);
+                }
+                second
+            })
+            .collect();
+        // The largest X (and its block) among the blocks other than `own`
+        // whose heads are forced before `y`: those with S - 1 below `y`'s
+        // call or (for a head) below its block's exit, closed as above.
+        let forced = |c: i64, own: Option<usize>| -> Option<(i64, usize)> {
+            let t = own.map_or(c, |j| c.max(blocks[j].exit.0));
+            let i = reach[count(t)].checked_sub(1)?;
+            match latest_exit[i] {
+                (_, j) if Some(j) == own => Some(second_exit[i]).filter(|s| s.1 != usize::MAX),
+                best => Some(best),
+            }
+        };
+        // 6 (forced after): by X, largest first, the smallest S - 1 so far;
+        // the first `reach_after[k]` are the closure of the first `k` under
+        // "X_W > S_Z - 1 for some Z in the set".
+        let mut by_exit: Vec<(i64, i64)> = by_start.iter().map(|&(s, x, _)| (x, s)).collect();
+        by_exit.sort_unstable_by(|a, b| b.cmp(a));
+        let mut low = i64::MAX;
+        let earliest_start: Vec<i64> = by_exit
+            .iter()
+            .map(|&(_, s)| {
+                low = low.min(s);
+                low
+            })
+            .collect();
+        let count_after = |h: i64| by_exit.partition_point(|e| e.0 > h);
+        let mut reach_after: Vec<usize> = (0..=by_exit.len()).collect();
+        for k in (1..=by_exit.len()).rev() {
+            let grown = count_after(earliest_start[k - 1]).max(k);
+            if grown > k {
+                reach_after[k] = reach_after[grown];
+            }
+        }
+        // The latest slot of an op with last slot `h` that no block's
+        // change may follow inside its span: before the head of every block
+        // forced after it.
+        let latest_point = |h: i64| -> i64 {
+            reach_after[count_after(h)]
+                .checked_sub(1)
+                .map_or(h, |i| h.min(earliest_start[i]))
         };
         let last_slot = |i: usize| ret(&self.ops[i]).saturating_sub(1);
         // Deletes (and the initial nil) as (call, last slot, op).
@@ -1100,24 +1185,27 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                 ));
             }
             if is_read {
-                if let Some(d) = self.no_source(i, lo, hi, &before, &source, &name, blocks) {
+                let hi = latest_point(hi);
+                let forced = |c: i64| forced(c, None);
+                if let Some(d) = self.no_source(i, lo, hi, &forced, &source, &name, blocks) {
                     return Some(d);
                 }
-                let m = before(lo).map_or(i64::MIN, |(x, _)| x);
+                let m = forced(lo).map_or(i64::MIN, |(x, _)| x);
                 reads.push((lo, hi, m, i));
             }
         }
         // 2 and 3 for the heads that need nil.
         let mut heads: Vec<(i64, i64, usize)> = Vec::new();
-        for b in blocks {
+        for (own, b) in blocks.iter().enumerate() {
             if b.head == INIT || !self.nil_heads[b.head] {
                 continue;
             }
-            let (lo, hi) = (call(&self.ops[b.head]), b.deadline.0 - 1);
-            if let Some(d) = self.no_source(b.head, lo, hi, &before, &source, &name, blocks) {
+            let (lo, hi) = (call(&self.ops[b.head]), latest_point(b.deadline.0 - 1));
+            let forced = |c: i64| forced(c, Some(own));
+            if let Some(d) = self.no_source(b.head, lo, hi, &forced, &source, &name, blocks) {
                 return Some(d);
             }
-            let m = before(lo).map_or(i64::MIN, |(x, _)| x);
+            let m = forced(lo).map_or(i64::MIN, |(x, _)| x);
             heads.push((hi, m, b.head));
         }
         heads.sort_unstable();
@@ -1215,7 +1303,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                     y,
                     vec![blocks[j].head],
                     format!(
-                        "{what}, but {} took effect before this op was invoked, {tail}",
+                        "{what}, but {} must take effect before this op (by real time and the other blocks), {tail}",
                         name(j)
                     ),
                 ))
