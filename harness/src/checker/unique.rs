@@ -312,7 +312,8 @@ struct Checker<'a, M: UniqueValues> {
     nil_heads: Vec<bool>,
     /// The views before relaxing.
     original: Vec<UniqueOp>,
-    /// The reads of each value, by producer.
+    /// The reads of each value, by producer: only in the relaxed stage (the
+    /// witness orders them; 30 MB unused in a million-op key otherwise).
     readers: FxHashMap<State, Vec<usize>>,
     /// Guessed producers of `nil` already followed by a cas or an append.
     /// (with the deadline of that change).
@@ -516,6 +517,13 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
     /// Indexes writers and appended strings; `Some` if the key does not fit.
     fn index(&mut self) -> Option<String> {
         let mut has_appends = false;
+        // Sized once (appended strings are mostly unique).
+        self.tokens.reserve(
+            self.view
+                .iter()
+                .filter(|v| matches!(v, UniqueOp::Append(_)))
+                .count(),
+        );
         for (i, v) in self.view.iter().enumerate() {
             match *v {
                 UniqueOp::Write(x) | UniqueOp::Cas { new: x, .. } => self.writers.push(x, i),
@@ -599,7 +607,13 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
     fn resolve(&mut self) -> Result<(), Decision> {
         // (value, the op observing it, when that op's effect is needed by:
         // its return, or the earliest deadline of what depends on it)
-        let mut work: Vec<(u32, usize, i64)> = Vec::new();
+        // At most one entry per read, cas and append: sized once.
+        let observers = self
+            .view
+            .iter()
+            .filter(|v| !matches!(v, UniqueOp::Write(_) | UniqueOp::Skip))
+            .count();
+        let mut work: Vec<(u32, usize, i64)> = Vec::with_capacity(observers);
         for (i, v) in self.view.iter().enumerate() {
             let required = self.ops[i].ret().is_some();
             match *v {
@@ -625,7 +639,9 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             .iter()
             .filter(|v| matches!(v, UniqueOp::Append(_)))
             .count();
-        self.readers.reserve(reads);
+        if self.relaxed {
+            self.readers.reserve(reads);
+        }
         self.consumed.reserve(work.len() - reads + appends);
         self.append_states.reserve(appends);
         // Observers of `nil` when several ops wrote it: resolved last, once
@@ -681,7 +697,9 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             };
             let state = (value, producer);
             if matches!(self.view[observer], UniqueOp::Read(_)) {
-                self.readers.entry(state).or_default().push(observer);
+                if self.relaxed {
+                    self.readers.entry(state).or_default().push(observer);
+                }
             } else {
                 self.consumed.insert(observer, state);
             }
