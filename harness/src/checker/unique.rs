@@ -82,14 +82,141 @@ const INIT: usize = usize::MAX;
 /// "No return": an op of unknown outcome.
 const NEVER: i64 = i64::MAX;
 
-/// What is known about one observed value.
-#[derive(Debug, Clone)]
+/// What is known about one observed value (as made by one producer).
+///
+/// Stored as `u32`s (24 bytes; positions and op indices of a
+/// [`SearchOp`] fit one): a million-op key has one per producer, and these
+/// were the biggest part of its check's memory. Read through the methods.
+#[derive(Debug, Clone, Copy)]
 struct Observed {
-    /// Earliest return and latest call among its reads (and the reads).
-    first_return: (i64, usize),
-    last_call: (i64, usize),
+    /// The value, [`ABSENT`] in an unused slot of [`ObservedTable`].
+    value: u32,
+    /// Earliest return among its reads ([`NO_TIME`] if none) and that read.
+    first_return: u32,
+    first_reader: u32,
+    /// Latest call among its reads plus one (0 if none) and that read.
+    last_call: u32,
+    last_reader: u32,
+    /// The cas or append that changed it next ([`NO_OP`] if none).
+    successor: u32,
+}
+
+/// [`Observed::value`] of an unused slot.
+const ABSENT: u32 = u32::MAX;
+/// No time (the `NEVER` of a first return) in an [`Observed`].
+const NO_TIME: u32 = u32::MAX;
+/// No op (`usize::MAX`, as [`INIT`]) in an [`Observed`].
+const NO_OP: u32 = u32::MAX;
+
+fn op_of(stored: u32) -> usize {
+    if stored == NO_OP {
+        usize::MAX
+    } else {
+        stored as usize
+    }
+}
+
+impl Observed {
+    /// A value seen by no read yet.
+    fn unseen() -> Self {
+        Observed {
+            value: ABSENT,
+            first_return: NO_TIME,
+            first_reader: NO_OP,
+            last_call: 0,
+            last_reader: NO_OP,
+            successor: NO_OP,
+        }
+    }
+
+    /// Earliest return among its reads (`NEVER` if none), and that read.
+    fn first_return(&self) -> (i64, usize) {
+        let time = if self.first_return == NO_TIME {
+            NEVER
+        } else {
+            self.first_return as i64
+        };
+        (time, op_of(self.first_reader))
+    }
+
+    /// Latest call among its reads (`-1` if none), and that read.
+    fn last_call(&self) -> (i64, usize) {
+        (self.last_call as i64 - 1, op_of(self.last_reader))
+    }
+
     /// The cas or append that changed it next, if any.
-    successor: Option<usize>,
+    fn successor(&self) -> Option<usize> {
+        (self.successor != NO_OP).then_some(self.successor as usize)
+    }
+
+    fn set_successor(&mut self, op: usize) {
+        self.successor = op as u32;
+    }
+
+    /// Records a read by `reader` (call and return as positions, the return
+    /// `NEVER` if none).
+    fn note(&mut self, reader: usize, call: i64, ret: i64) {
+        if ret < self.first_return().0 {
+            self.first_return = ret as u32;
+            self.first_reader = reader as u32;
+        }
+        if call > self.last_call().0 {
+            self.last_call = call as u32 + 1;
+            self.last_reader = reader as u32;
+        }
+    }
+}
+
+/// What each state (value, producer) was seen doing, by producer.
+///
+/// A producer makes one value (a write or cas its own; an append one, else
+/// the check stops), so the table is a vector with a slot per op and one
+/// for [`INIT`], holding the value to compare with: a hash map keyed by
+/// `(value, producer)` took 65 bytes a slot, at twice the entries.
+#[derive(Default)]
+struct ObservedTable {
+    /// [`INIT`] at 0, op `i` at `i + 1`.
+    slots: Vec<Observed>,
+}
+
+impl ObservedTable {
+    /// A table for the producers among `ops` ops.
+    fn for_ops(ops: usize) -> Self {
+        ObservedTable {
+            slots: vec![Observed::unseen(); ops + 1],
+        }
+    }
+
+    fn slot(producer: usize) -> usize {
+        // INIT is usize::MAX: slot 0.
+        producer.wrapping_add(1)
+    }
+
+    fn get(&self, &(value, producer): &State) -> Option<&Observed> {
+        self.slots
+            .get(Self::slot(producer))
+            .filter(|o| o.value == value && value != ABSENT)
+    }
+
+    fn get_mut(&mut self, &(value, producer): &State) -> Option<&mut Observed> {
+        self.slots
+            .get_mut(Self::slot(producer))
+            .filter(|o| o.value == value && value != ABSENT)
+    }
+
+    fn contains_key(&self, state: &State) -> bool {
+        self.get(state).is_some()
+    }
+
+    /// Sets what `state` was seen doing (replacing what its producer had).
+    fn insert(&mut self, (value, producer): State, mut seen: Observed) {
+        seen.value = value;
+        let slot = Self::slot(producer);
+        if slot >= self.slots.len() {
+            self.slots.resize(slot + 1, Observed::unseen());
+        }
+        self.slots[slot] = seen;
+    }
 }
 
 /// Decides linearizability of one key's ops when its values allow it.
@@ -166,7 +293,7 @@ struct Checker<'a, M: UniqueValues> {
     tokens: FxHashMap<Str, Vec<usize>>,
     token_lengths: Vec<usize>,
     /// What each (value, its producer) was seen doing.
-    observed: FxHashMap<State, Observed>,
+    observed: ObservedTable,
     /// For each append op resolved as a producer: the value it made.
     append_states: FxHashMap<usize, u32>,
     /// For each cas and resolved append: the state it changed.
@@ -185,7 +312,8 @@ struct Checker<'a, M: UniqueValues> {
     nil_heads: Vec<bool>,
     /// The views before relaxing.
     original: Vec<UniqueOp>,
-    /// The reads of each value, by producer.
+    /// The reads of each value, by producer: only in the relaxed stage (the
+    /// witness orders them; 30 MB unused in a million-op key otherwise).
     readers: FxHashMap<State, Vec<usize>>,
     /// Guessed producers of `nil` already followed by a cas or an append.
     /// (with the deadline of that change).
@@ -277,7 +405,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             writers: Writers::default(),
             tokens: FxHashMap::default(),
             token_lengths: Vec::new(),
-            observed: FxHashMap::default(),
+            observed: ObservedTable::default(),
             append_states: FxHashMap::default(),
             consumed: FxHashMap::default(),
             needed: vec![false; ops.len()],
@@ -314,7 +442,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                     // the reads of its value.
                     let seen = made
                         .and_then(|x| observed.get(&(x, i)))
-                        .map_or(NEVER, |o| o.first_return.0);
+                        .map_or(NEVER, |o| o.first_return().0);
                     let deadline = ret(&ops[i]).min(seen);
                     (deadline != NEVER).then(|| (deadline, call(&ops[i])))
                 })
@@ -389,6 +517,13 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
     /// Indexes writers and appended strings; `Some` if the key does not fit.
     fn index(&mut self) -> Option<String> {
         let mut has_appends = false;
+        // Sized once (appended strings are mostly unique).
+        self.tokens.reserve(
+            self.view
+                .iter()
+                .filter(|v| matches!(v, UniqueOp::Append(_)))
+                .count(),
+        );
         for (i, v) in self.view.iter().enumerate() {
             match *v {
                 UniqueOp::Write(x) | UniqueOp::Cas { new: x, .. } => self.writers.push(x, i),
@@ -472,7 +607,13 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
     fn resolve(&mut self) -> Result<(), Decision> {
         // (value, the op observing it, when that op's effect is needed by:
         // its return, or the earliest deadline of what depends on it)
-        let mut work: Vec<(u32, usize, i64)> = Vec::new();
+        // At most one entry per read, cas and append: sized once.
+        let observers = self
+            .view
+            .iter()
+            .filter(|v| !matches!(v, UniqueOp::Write(_) | UniqueOp::Skip))
+            .count();
+        let mut work: Vec<(u32, usize, i64)> = Vec::with_capacity(observers);
         for (i, v) in self.view.iter().enumerate() {
             let required = self.ops[i].ret().is_some();
             match *v {
@@ -491,9 +632,18 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             .iter()
             .filter(|&&(_, o, _)| matches!(self.view[o], UniqueOp::Read(_)))
             .count();
-        self.observed.reserve(work.len());
-        self.readers.reserve(reads);
-        self.consumed.reserve(work.len() - reads);
+        self.observed = ObservedTable::for_ops(self.ops.len());
+        // Appends observe the value they appended to, once each.
+        let appends = self
+            .view
+            .iter()
+            .filter(|v| matches!(v, UniqueOp::Append(_)))
+            .count();
+        if self.relaxed {
+            self.readers.reserve(reads);
+        }
+        self.consumed.reserve(work.len() - reads + appends);
+        self.append_states.reserve(appends);
         // Observers of `nil` when several ops wrote it: resolved last, once
         // the other values' producers (and so the changes that must come
         // before each observer) are known; cas and appends before reads.
@@ -518,7 +668,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                     while let Some(made) = self.produced_value(op) {
                         let st = (made, op);
                         if let Some(seen) = self.observed.get(&st) {
-                            item.2 = item.2.min(seen.first_return.0);
+                            item.2 = item.2.min(seen.first_return().0);
                         }
                         match next.get(&st) {
                             Some(&n) if steps < self.ops.len() => {
@@ -547,7 +697,9 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             };
             let state = (value, producer);
             if matches!(self.view[observer], UniqueOp::Read(_)) {
-                self.readers.entry(state).or_default().push(observer);
+                if self.relaxed {
+                    self.readers.entry(state).or_default().push(observer);
+                }
             } else {
                 self.consumed.insert(observer, state);
             }
@@ -555,11 +707,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                 note_read(seen, &self.view, self.ops, observer);
                 continue;
             }
-            let mut seen = Observed {
-                first_return: (NEVER, usize::MAX),
-                last_call: (-1, usize::MAX),
-                successor: None,
-            };
+            let mut seen = Observed::unseen();
             note_read(&mut seen, &self.view, self.ops, observer);
             self.observed.insert(state, seen);
             if producer == INIT {
@@ -754,7 +902,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                 .observed
                 .get_mut(&(value, producer))
                 .expect("observed before");
-            if let Some(other) = seen.successor {
+            if let Some(other) = seen.successor() {
                 let (first, second) = if ret(&self.ops[other]) <= ret(&self.ops[op]) {
                     (other, op)
                 } else {
@@ -767,7 +915,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                     format!("both need the value {value}, which held once, and only one op can change it"),
                 ));
             }
-            seen.successor = Some(op);
+            seen.set_successor(op);
         }
         let mut blocks = Vec::new();
         let mut placed = vec![false; self.ops.len()];
@@ -843,7 +991,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                 (ret(&self.ops[op]), op)
             };
             let u = match seen {
-                Some(s) if s.first_return.0 < own.0 => s.first_return,
+                Some(s) if s.first_return().0 < own.0 => s.first_return(),
                 _ => own,
             };
             if k.0 >= u.0 {
@@ -870,10 +1018,10 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                 block.deadline = u;
             }
             let exit = match seen {
-                Some(s) if s.last_call.0 > k.0 => s.last_call,
+                Some(s) if s.last_call().0 > k.0 => s.last_call(),
                 _ => k,
             };
-            match seen.and_then(|s| s.successor) {
+            match seen.and_then(|s| s.successor()) {
                 Some(next) => {
                     let c = (call(&self.ops[next]), next);
                     k = if c.0 > exit.0 { c } else { exit };
@@ -1328,7 +1476,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
                 out.extend_from_slice(reads);
                 out[from..].sort_by_key(|&r| self.ops[r].call());
             }
-            match self.observed.get(&(v, op)).and_then(|s| s.successor) {
+            match self.observed.get(&(v, op)).and_then(|s| s.successor()) {
                 Some(next) => op = next,
                 None => break,
             }
@@ -1839,12 +1987,7 @@ fn note_read<O: Clone>(
         return;
     }
     let op = &ops[observer];
-    if ret(op) < seen.first_return.0 {
-        seen.first_return = (ret(op), observer);
-    }
-    if call(op) > seen.last_call.0 {
-        seen.last_call = (call(op), observer);
-    }
+    seen.note(observer, call(op), ret(op));
 }
 
 /// A chain of changes that follow one another.
