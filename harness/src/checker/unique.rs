@@ -1196,16 +1196,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             .map(|(j, b)| (b.deadline.0 - 1, b.exit.0, j))
             .collect();
         by_start.sort_unstable();
-        let mut best = (i64::MIN, usize::MAX);
-        let latest_exit: Vec<(i64, usize)> = by_start
-            .iter()
-            .map(|&(_, x, j)| {
-                if x > best.0 {
-                    best = (x, j);
-                }
-                best
-            })
-            .collect();
+        let latest_exit = running_max(&by_start);
         // The largest X (and its block) among blocks with S - 1 < c.
         let before = |c: i64| -> Option<(i64, usize)> {
             let n = by_start.partition_point(|e| e.0 < c);
@@ -1285,16 +1276,7 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
             deletes.push((-1, -1, INIT));
         }
         deletes.sort_unstable();
-        let mut latest = (i64::MIN, usize::MAX);
-        let latest_delete: Vec<(i64, usize)> = deletes
-            .iter()
-            .map(|&(_, hi, op)| {
-                if hi > latest.0 {
-                    latest = (hi, op);
-                }
-                latest
-            })
-            .collect();
+        let latest_delete = running_max(&deletes);
         // The latest last slot among deletes called by `h`.
         let source = |h: i64| -> Option<(i64, usize)> {
             let n = deletes.partition_point(|d| d.0 <= h);
@@ -1955,6 +1937,22 @@ impl<'a, M: UniqueValues> Checker<'a, M> {
 /// True if `order` is a linearization of `ops`: every op with a return
 /// appears once (others at most once), no op comes after one that was
 /// invoked after it returned, and the model accepts each op in turn.
+/// For entries `(key, value, id)` sorted by key: at each position, the
+/// largest `value` (and its `id`) among the entries up to it; the first
+/// of equal values wins.
+fn running_max(entries: &[(i64, i64, usize)]) -> Vec<(i64, usize)> {
+    let mut best = (i64::MIN, usize::MAX);
+    entries
+        .iter()
+        .map(|&(_, value, id)| {
+            if value > best.0 {
+                best = (value, id);
+            }
+            best
+        })
+        .collect()
+}
+
 fn replays<M: Model<State = u32>>(model: &mut M, ops: &[SearchOp<M::Op>], order: &[usize]) -> bool {
     let mut used = vec![false; ops.len()];
     let mut latest_call = -1i64;
